@@ -1,0 +1,106 @@
+# edgesync — the two commands are `make dev` and `make test` (see README.md).
+# Everything else here is how they get there: idempotent tool installs, the offline wasm
+# build, and the checks. Run `make help` for the list.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+NODE_BIN := $(ROOT)/node_modules/.bin
+
+# Pinned tools. wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock exactly.
+WORKER_BUILD_VERSION := 0.8.7
+WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/version = |"/, ""); print; exit}' $(ROOT)/Cargo.lock)
+
+# Offline, quiet toolchain: worker-build would otherwise download wasm-bindgen, esbuild and
+# wasm-opt; wrangler would phone home for metrics and the request.cf object.
+export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
+export ESBUILD_BIN := $(NODE_BIN)/esbuild
+export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
+export XDG_CONFIG_HOME := $(ROOT)/.xdg
+export XDG_CACHE_HOME := $(ROOT)/.cache
+export WRANGLER_SEND_METRICS := false
+export WRANGLER_SEND_ERROR_REPORTS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export PATH := $(CARGO_BIN):$(PATH)
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WASM := $(ROOT)/worker/build/index_bg.wasm
+WASM_SOURCES := $(shell find $(ROOT)/core/src $(ROOT)/worker/src -name '*.rs') \
+	$(ROOT)/core/Cargo.toml $(ROOT)/worker/Cargo.toml $(ROOT)/Cargo.lock
+DEV_PORT ?= 8787
+# Free plan: 3 MB compressed bundle.
+BUNDLE_LIMIT_BYTES := 3145728
+
+.PHONY: help dev test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+dev: tools wasm ## run the worker locally in workerd on 127.0.0.1:$(DEV_PORT)
+	@[ -f .dev.vars ] || echo "note: no .dev.vars (see .dev.vars.example): running on the memory tier, no exchange keys"
+	$(NODE_BIN)/wrangler dev --ip 127.0.0.1 --port $(DEV_PORT) --inspector-ip 127.0.0.1 --test-scheduled
+
+test: tools lint unit wasm e2e deploy-check ## install what is missing, then fmt, clippy, unit, e2e and bundle checks
+	@echo "make test: all checks passed"
+
+# ---- tools: each step checks before it installs, so a second run installs nothing ----
+
+tools: apt-tools rust-tools node-tools
+
+apt-tools:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+		echo "installing redis-server (apt)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+rust-tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@[ "$$($(CARGO_BIN)/worker-build --version 2>/dev/null)" = "$(WORKER_BUILD_VERSION)" ] || \
+		cargo install worker-build --version $(WORKER_BUILD_VERSION) --locked
+	@[ "$$($(CARGO_BIN)/wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" ] || { \
+		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (must match Cargo.lock)"; \
+		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked 2>/dev/null || \
+		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; }
+
+node-tools: node_modules/.edgesync-installed
+
+node_modules/.edgesync-installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# ---- build ----
+
+wasm: $(WASM) ## build the worker to wasm (skipped when nothing changed)
+
+$(WASM): $(WASM_SOURCES) | rust-tools node-tools
+	cd worker && worker-build --release > $(ROOT)/target/worker-build.log 2>&1 || { tail -40 $(ROOT)/target/worker-build.log; exit 1; }
+	@echo "wasm: $$(stat -c %s $@) bytes, gzip -9: $$(gzip -9 -c $@ | wc -c) bytes"
+
+# ---- checks ----
+
+lint: ## cargo fmt --check and clippy with warnings denied
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+unit: ## native unit and integration tests of every crate except the e2e suite
+	cargo test --workspace --exclude edgesync-e2e --quiet
+	cargo test -p edgesync-e2e --lib --bins --quiet
+
+e2e: tools wasm ## end-to-end tests: redis-server, gateway, MEXC stand-in, workerd
+	cargo test -p edgesync-e2e --tests --quiet -- --test-threads=1
+
+deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the free plan's 3 MB
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	$(NODE_BIN)/wrangler deploy --dry-run --outdir "$$out" > target/deploy-dry-run.log 2>&1 || { cat target/deploy-dry-run.log; exit 1; }; \
+	size=$$(tar -C "$$out" -cf - . | gzip -9 | wc -c); \
+	echo "bundle: $$size bytes compressed (limit $(BUNDLE_LIMIT_BYTES))"; \
+	[ "$$size" -le $(BUNDLE_LIMIT_BYTES) ] || { echo "bundle exceeds the free plan's 3 MB"; exit 1; }
+
+deploy: tools wasm ## deploy to Cloudflare (needs `wrangler login` and the secrets, see README)
+	$(NODE_BIN)/wrangler deploy
+
+clean: ## remove build outputs (keeps installed tools)
+	cargo clean
+	rm -rf worker/build .wrangler .xdg .cache

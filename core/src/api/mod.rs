@@ -1,0 +1,73 @@
+//! The HTTP API as plain functions: an [`ApiRequest`] in, an [`ApiResponse`] out. The worker
+//! converts its `Request` into an `ApiRequest` and calls [`handle`]; everything else (routing,
+//! validation, reading the store, error bodies) happens here, natively testable.
+//!
+//! - [`routes`]: the route table and its matcher (404 for unknown paths, 405 for wrong methods).
+//! - [`error`]: [`ApiError`], rendered as `{"error": {"code", "message"}}`.
+//! - [`health`], [`price`]: one file per route group.
+
+pub mod error;
+pub mod health;
+pub mod price;
+pub mod routes;
+
+use serde::Serialize;
+
+pub use error::ApiError;
+
+use crate::App;
+
+/// An HTTP request as the handlers see it.
+#[derive(Debug, Clone, Default)]
+pub struct ApiRequest {
+    pub method: String,
+    /// The path without the query, e.g. `/v1/price/QRLUSDT`.
+    pub path: String,
+    /// The raw query string without `?`, possibly empty.
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    pub fn get(path_and_query: &str) -> Self {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        Self { method: "GET".into(), path: path.into(), query: query.into(), ..Self::default() }
+    }
+}
+
+/// An HTTP response: status, headers and a body (always JSON from this API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    pub fn json(status: u16, body: &impl Serialize) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(body).expect("API bodies always serialize"),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Answers one request. Never panics on input and never fails: every error is a JSON response.
+pub async fn handle(app: &App<'_>, request: &ApiRequest) -> ApiResponse {
+    let outcome = match routes::resolve(&request.method, &request.path) {
+        Ok((route, params)) => routes::call(app, route, &params, request).await,
+        Err(error) => Err(error),
+    };
+    outcome.unwrap_or_else(ApiError::into_response)
+}

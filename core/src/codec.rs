@@ -1,0 +1,84 @@
+//! How values look on the wire and in storage: prices and quantities are exact decimals
+//! carried as JSON strings (never floats), timestamps are integer milliseconds since the epoch
+//! in storage and ISO-8601 for people. MEXC sends some numbers as `""` or `null`; the lenient
+//! readers here turn those into `None` rather than failing or inventing a zero.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer};
+
+/// Reads a decimal that MEXC may send as `"1.5"`, `1.5`, `""` or `null`.
+///
+/// `""` and `null` (and a missing field, with `#[serde(default)]`) become `None`; anything else
+/// that is not a decimal is an error, so garbage is never stored as a number.
+pub fn lenient_decimal<'de, D>(deserializer: D) -> Result<Option<Decimal>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire<'a> {
+        Text(&'a str),
+        Owned(String),
+        Number(serde_json::Number),
+    }
+    let parse = |text: &str| -> Result<Option<Decimal>, D::Error> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        parse_decimal(text).map(Some).map_err(serde::de::Error::custom)
+    };
+    match Option::<Wire>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Wire::Text(text)) => parse(text),
+        Some(Wire::Owned(text)) => parse(&text),
+        Some(Wire::Number(number)) => parse(&number.to_string()),
+    }
+}
+
+/// Parses an exact decimal, accepting scientific notation (`1e-8`) as MEXC sometimes sends it.
+pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    use std::str::FromStr;
+    Decimal::from_str(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .map_err(|_| format!("`{text}` is not a decimal number"))
+}
+
+/// Milliseconds since the epoch as ISO-8601 UTC with millisecond precision,
+/// e.g. `2024-01-02T03:04:05.678Z`. Out-of-range values render as the epoch.
+pub fn iso8601_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default, deserialize_with = "lenient_decimal")]
+        v: Option<Decimal>,
+    }
+
+    fn probe(json: &str) -> Result<Option<Decimal>, serde_json::Error> {
+        serde_json::from_str::<Probe>(json).map(|p| p.v)
+    }
+
+    #[test]
+    fn decimals_stay_exact_and_tolerate_mexc_blanks() {
+        assert_eq!(probe(r#"{"v":"46263.71"}"#).unwrap().unwrap().to_string(), "46263.71");
+        assert_eq!(probe(r#"{"v":"0.00000001"}"#).unwrap().unwrap().to_string(), "0.00000001");
+        assert_eq!(probe(r#"{"v":""}"#).unwrap(), None);
+        assert_eq!(probe(r#"{"v":null}"#).unwrap(), None);
+        assert_eq!(probe(r#"{}"#).unwrap(), None);
+        assert_eq!(probe(r#"{"v":0.003}"#).unwrap().unwrap().to_string(), "0.003");
+        assert!(probe(r#"{"v":"abc"}"#).is_err());
+    }
+
+    #[test]
+    fn timestamps_render_as_iso8601() {
+        assert_eq!(iso8601_ms(1_641_349_582_808), "2022-01-05T02:26:22.808Z");
+        assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+}

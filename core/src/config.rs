@@ -1,0 +1,172 @@
+//! Configuration, parsed once at the edge into a typed [`Config`]; nothing else in the code
+//! reads the environment. Every invalid value is an error naming its variable, so a bad
+//! deployment fails loudly at the first request instead of misbehaving quietly.
+
+use std::time::Duration;
+
+use crate::exchange::{validate_symbol, ExchangeConfig, MEXC_BASE_URL};
+use crate::keys::{KeyError, KeySpace, Segment, DEFAULT_NAMESPACE};
+use crate::secret::Secret;
+use crate::store::upstash::UpstashConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+        Self { variable, reason: reason.into() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub keys: KeySpace,
+    /// `SYMBOLS`: comma-separated, as the exchange spells them (default `QRLUSDT`).
+    pub symbols: Vec<Segment>,
+    /// `ACCOUNT_ID`: the account segment of account, position and cost keys (default `main`).
+    pub account_id: Segment,
+    pub exchange: ExchangeConfig,
+    /// `UPSTASH_REDIS_REST_URL` + `UPSTASH_REDIS_REST_TOKEN`; `None` runs on memory alone.
+    pub redis: Option<UpstashConfig>,
+    /// `READ_TOKEN`: bearer token of the private routes; unset disables them.
+    pub read_token: Option<Secret>,
+    /// `ADMIN_SECRET`: HMAC key of the admin routes; unset disables them.
+    pub admin_secret: Option<Secret>,
+}
+
+/// Default bound on one outbound HTTP request (Redis or exchange).
+const DEFAULT_HTTP_TIMEOUT_MS: u64 = 5_000;
+
+impl Config {
+    /// Parses configuration from a variable lookup (the worker's `Env`, a map in tests).
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let namespace = get("REDIS_NAMESPACE").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        let keys = KeySpace::new(&namespace).map_err(|e| key_error("REDIS_NAMESPACE", e))?;
+
+        let symbols = get("SYMBOLS")
+            .unwrap_or_else(|| "QRLUSDT".to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| validate_symbol(s).map_err(|reason| ConfigError::new("SYMBOLS", reason)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if symbols.is_empty() {
+            return Err(ConfigError::new("SYMBOLS", "no symbol given"));
+        }
+
+        let account_id = Segment::new("account id", &get("ACCOUNT_ID").unwrap_or_else(|| "main".to_owned()))
+            .map_err(|e| key_error("ACCOUNT_ID", e))?;
+
+        let http_timeout = Duration::from_millis(positive_int(&get, "HTTP_TIMEOUT_MS", DEFAULT_HTTP_TIMEOUT_MS)?);
+
+        let base_url = get("MEXC_BASE_URL").unwrap_or_else(|| MEXC_BASE_URL.to_owned());
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(ConfigError::new("MEXC_BASE_URL", "must be an http(s) URL"));
+        }
+        let recv_window_ms = positive_int(&get, "MEXC_RECV_WINDOW_MS", 5_000)?;
+        if recv_window_ms > 60_000 {
+            return Err(ConfigError::new("MEXC_RECV_WINDOW_MS", "MEXC accepts at most 60000"));
+        }
+        let exchange = ExchangeConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key: get("MEXC_API_KEY").map(Secret::new),
+            api_secret: get("MEXC_API_SECRET").map(Secret::new),
+            recv_window_ms,
+            timeout: http_timeout,
+        };
+
+        let redis = match (get("UPSTASH_REDIS_REST_URL"), get("UPSTASH_REDIS_REST_TOKEN")) {
+            (None, None) => None,
+            (Some(url), Some(token)) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(ConfigError::new("UPSTASH_REDIS_REST_URL", "must be an http(s) URL"));
+                }
+                Some(UpstashConfig { url, token: Secret::new(token), timeout: http_timeout })
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new("UPSTASH_REDIS_REST_TOKEN", "missing while the URL is set"))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new("UPSTASH_REDIS_REST_URL", "missing while the token is set"))
+            }
+        };
+
+        Ok(Self {
+            keys,
+            symbols,
+            account_id,
+            exchange,
+            redis,
+            read_token: get("READ_TOKEN").map(Secret::new),
+            admin_secret: get("ADMIN_SECRET").map(Secret::new),
+        })
+    }
+}
+
+fn key_error(variable: &'static str, error: KeyError) -> ConfigError {
+    ConfigError::new(variable, error.to_string())
+}
+
+fn positive_int(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(variable) {
+        None => Ok(default),
+        Some(text) => match text.parse::<u64>() {
+            Ok(0) => Err(ConfigError::new(variable, "must be greater than zero")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(ConfigError::new(variable, format!("`{text}` is not a whole number"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_run_on_memory_with_qrlusdt() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.keys.prefix(), "qrl:v1");
+        assert_eq!(config.symbols[0].as_str(), "QRLUSDT");
+        assert_eq!(config.account_id.as_str(), "main");
+        assert!(config.redis.is_none());
+        assert_eq!(config.exchange.base_url, "https://api.mexc.com");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(parse(&[("SYMBOLS", "QRL*")]).unwrap_err().variable, "SYMBOLS");
+        assert_eq!(parse(&[("REDIS_NAMESPACE", "a:b")]).unwrap_err().variable, "REDIS_NAMESPACE");
+        assert_eq!(parse(&[("UPSTASH_REDIS_REST_URL", "http://x")]).unwrap_err().variable, "UPSTASH_REDIS_REST_TOKEN");
+        assert_eq!(parse(&[("MEXC_RECV_WINDOW_MS", "0")]).unwrap_err().variable, "MEXC_RECV_WINDOW_MS");
+        assert_eq!(parse(&[("HTTP_TIMEOUT_MS", "soon")]).unwrap_err().variable, "HTTP_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let config = parse(&[
+            ("UPSTASH_REDIS_REST_URL", "http://127.0.0.1:1"),
+            ("UPSTASH_REDIS_REST_TOKEN", "tok-secret"),
+            ("MEXC_API_SECRET", "mexc-secret"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("tok-secret") && !printed.contains("mexc-secret"));
+    }
+}

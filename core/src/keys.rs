@@ -1,0 +1,215 @@
+//! The key schema: the one place that spells every key edgesync writes (see `docs/design.md`,
+//! "Key schema"). Every key starts with `{namespace}:{version}:`, so environments can share a
+//! Redis and a shape change can be rolled out under a new version. Keys are readable, never
+//! hashed, and each variable segment is validated so that no value can smuggle a `:` (and
+//! with it a different key) or a glob character (and with it a wider invalidation) into a key.
+//!
+//! This module builds and validates keys; it does not know lifetimes (that is `ttl`) or
+//! value shapes (that is each writer's business).
+
+use std::fmt;
+
+/// The schema version; bump it when a stored shape changes incompatibly.
+pub const SCHEMA_VERSION: &str = "v1";
+
+/// The namespace used when `REDIS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "qrl";
+
+/// Longest accepted segment, in bytes.
+pub const MAX_SEGMENT_BYTES: usize = 128;
+
+/// Why a value cannot be a key segment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} is {len} bytes long; at most {MAX_SEGMENT_BYTES} are allowed")]
+    TooLong { what: &'static str, len: usize },
+    #[error("{what} contains {found:?}, which is not allowed in a key segment")]
+    ForbiddenChar { what: &'static str, found: char },
+}
+
+/// Checks one variable key segment: non-empty, at most [`MAX_SEGMENT_BYTES`], and free of
+/// `:`, glob characters (`* ? [ ] \`), whitespace and control characters.
+pub fn validate_segment(what: &'static str, value: &str) -> Result<(), KeyError> {
+    if value.is_empty() {
+        return Err(KeyError::Empty { what });
+    }
+    if value.len() > MAX_SEGMENT_BYTES {
+        return Err(KeyError::TooLong { what, len: value.len() });
+    }
+    match value.chars().find(|c| matches!(c, ':' | '*' | '?' | '[' | ']' | '\\') || c.is_whitespace() || c.is_control())
+    {
+        Some(found) => Err(KeyError::ForbiddenChar { what, found }),
+        None => Ok(()),
+    }
+}
+
+/// A validated segment, so builders cannot be handed an unchecked string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Segment(String);
+
+impl Segment {
+    pub fn new(what: &'static str, value: &str) -> Result<Self, KeyError> {
+        validate_segment(what, value)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The exchanges edgesync knows; their key segment is always lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    Mexc,
+}
+
+impl Exchange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exchange::Mexc => "mexc",
+        }
+    }
+}
+
+/// Builds keys under `{namespace}:{version}:`. Cheap to clone; build one from config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpace {
+    prefix: String,
+}
+
+impl KeySpace {
+    /// A key space for `namespace` (validated like any segment) at [`SCHEMA_VERSION`].
+    pub fn new(namespace: &str) -> Result<Self, KeyError> {
+        validate_segment("namespace", namespace)?;
+        Ok(Self { prefix: format!("{namespace}:{SCHEMA_VERSION}") })
+    }
+
+    /// `{namespace}:{version}`, without a trailing colon.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        for part in parts {
+            key.push(':');
+            key.push_str(part);
+        }
+        key
+    }
+
+    /// `P:account:{exchange}:{account}`: the complete account JSON (permanent).
+    pub fn account(&self, exchange: Exchange, account: &Segment) -> String {
+        self.key(&["account", exchange.as_str(), account.as_str()])
+    }
+
+    /// `P:position:{account}:{exchange}:{symbol}:{side}`: a position hash (permanent).
+    pub fn position(&self, account: &Segment, exchange: Exchange, symbol: &Segment, side: &Segment) -> String {
+        self.key(&["position", account.as_str(), exchange.as_str(), symbol.as_str(), side.as_str()])
+    }
+
+    /// `P:position-index:{account}:{exchange}`: the set of `{symbol}:{side}` (permanent).
+    pub fn position_index(&self, account: &Segment, exchange: Exchange) -> String {
+        self.key(&["position-index", account.as_str(), exchange.as_str()])
+    }
+
+    /// `P:price:{exchange}:{symbol}:latest`: the last synced price (permanent).
+    pub fn price_latest(&self, exchange: Exchange, symbol: &Segment) -> String {
+        self.key(&["price", exchange.as_str(), symbol.as_str(), "latest"])
+    }
+
+    /// `P:price:{exchange}:{symbol}:cached`: the same price with the `price` TTL.
+    pub fn price_cached(&self, exchange: Exchange, symbol: &Segment) -> String {
+        self.key(&["price", exchange.as_str(), symbol.as_str(), "cached"])
+    }
+
+    /// `P:price:{exchange}:{symbol}:history`: zset scored by ms (permanent, capped).
+    pub fn price_history(&self, exchange: Exchange, symbol: &Segment) -> String {
+        self.key(&["price", exchange.as_str(), symbol.as_str(), "history"])
+    }
+
+    /// `P:cost:{exchange}:{account}:{symbol}`: cost basis and P&L (permanent).
+    pub fn cost(&self, exchange: Exchange, account: &Segment, symbol: &Segment) -> String {
+        self.key(&["cost", exchange.as_str(), account.as_str(), symbol.as_str()])
+    }
+
+    /// `P:raw:{exchange}:{endpoint}:latest`: the last raw response (permanent).
+    pub fn raw_latest(&self, exchange: Exchange, endpoint: &Segment) -> String {
+        self.key(&["raw", exchange.as_str(), endpoint.as_str(), "latest"])
+    }
+
+    /// `P:raw:{exchange}:{endpoint}:history`: raw responses scored by ms (permanent, capped).
+    pub fn raw_history(&self, exchange: Exchange, endpoint: &Segment) -> String {
+        self.key(&["raw", exchange.as_str(), endpoint.as_str(), "history"])
+    }
+
+    /// `P:ticker:{exchange}:{symbol}`: the 24h ticker (`ticker` TTL).
+    pub fn ticker(&self, exchange: Exchange, symbol: &Segment) -> String {
+        self.key(&["ticker", exchange.as_str(), symbol.as_str()])
+    }
+
+    /// `P:ohlcv:{exchange}:{symbol}:{interval}:{limit}` (`ohlcv` TTL, capped by candle close).
+    pub fn ohlcv(&self, exchange: Exchange, symbol: &Segment, interval: &Segment, limit: u32) -> String {
+        self.key(&["ohlcv", exchange.as_str(), symbol.as_str(), interval.as_str(), &limit.to_string()])
+    }
+
+    /// `P:deals:{exchange}:{symbol}:{limit}` (`deals` TTL).
+    pub fn deals(&self, exchange: Exchange, symbol: &Segment, limit: u32) -> String {
+        self.key(&["deals", exchange.as_str(), symbol.as_str(), &limit.to_string()])
+    }
+
+    /// `P:orderbook:{exchange}:{symbol}:{limit}` (`orderbook` TTL).
+    pub fn orderbook(&self, exchange: Exchange, symbol: &Segment, limit: u32) -> String {
+        self.key(&["orderbook", exchange.as_str(), symbol.as_str(), &limit.to_string()])
+    }
+
+    /// `P:sync:{task}:status`: a hash describing a sync task's runs (permanent).
+    pub fn sync_status(&self, task: &str) -> String {
+        self.key(&["sync", task, "status"])
+    }
+
+    /// `P:nonce:{signature}`: an admin signature already used (300 s).
+    pub fn nonce(&self, signature: &Segment) -> String {
+        self.key(&["nonce", signature.as_str()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(v: &str) -> Segment {
+        Segment::new("test", v).unwrap()
+    }
+
+    #[test]
+    fn keys_follow_the_schema() {
+        let ks = KeySpace::new("qrl").unwrap();
+        assert_eq!(ks.price_latest(Exchange::Mexc, &seg("QRLUSDT")), "qrl:v1:price:mexc:QRLUSDT:latest");
+        assert_eq!(
+            ks.position(&seg("main"), Exchange::Mexc, &seg("QRLUSDT"), &seg("long")),
+            "qrl:v1:position:main:mexc:QRLUSDT:long"
+        );
+        assert_eq!(ks.ohlcv(Exchange::Mexc, &seg("QRLUSDT"), &seg("1m"), 100), "qrl:v1:ohlcv:mexc:QRLUSDT:1m:100");
+        assert_eq!(ks.sync_status("price"), "qrl:v1:sync:price:status");
+    }
+
+    #[test]
+    fn segments_reject_what_could_escape_a_key() {
+        for bad in ["", "a:b", "a*", "a?", "[a]", "a b", "a\tb", "a\nb", "a\\b"] {
+            assert!(validate_segment("symbol", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(matches!(validate_segment("symbol", &"x".repeat(129)), Err(KeyError::TooLong { len: 129, .. })));
+        assert!(validate_segment("symbol", &"x".repeat(128)).is_ok());
+        assert!(KeySpace::new("qrl:evil").is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! edgesync's core: everything the Cloudflare worker and the migrator share, with no I/O
+//! runtime of its own. I/O happens behind small traits whose implementations live at the edges
+//! (`worker::Fetch` in the worker, a native client in tests and the migrator).
+//!
+//! A map of the crate:
+//!
+//! - [`keys`]: the key schema, the contract for every key edgesync writes, and segment
+//!   validation.
+//! - [`store`]: the [`store::Store`] trait (Redis commands, pipelines, transactions), the
+//!   Upstash REST protocol client and the in-memory store.
+//! - [`http`]: the transport trait the Upstash and MEXC clients speak through.
+//! - [`exchange`]: the MEXC Spot v3 client: request signing, typed responses, typed errors.
+//! - [`sync`]: the cron tasks that copy exchange data into the store, one request per task.
+//! - [`api`]: the HTTP API as plain request → response functions, and its route table.
+//! - [`config`]: the typed configuration, parsed once from the environment at the edge.
+//! - [`codec`]: exact decimals and timestamps on the wire.
+//! - [`clock`]: time as a trait, because `SystemTime::now()` panics on wasm32.
+//! - [`secret`]: a string that never prints itself.
+
+pub mod api;
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod exchange;
+pub mod http;
+pub mod keys;
+pub mod secret;
+pub mod store;
+pub mod sync;
+
+/// The services every handler and task works with, borrowed from the edge that built them.
+///
+/// The worker builds one per invocation; native tests build one over real or in-memory parts.
+#[derive(Clone, Copy)]
+pub struct App<'a> {
+    pub config: &'a config::Config,
+    pub store: &'a dyn store::Store,
+    pub http: &'a dyn http::HttpClient,
+    pub clock: &'a dyn clock::Clock,
+}

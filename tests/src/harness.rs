@@ -1,0 +1,343 @@
+//! [`Stack`]: the real parts of an edgesync deployment on 127.0.0.1 with free ports —
+//! `redis-server` (no persistence), the Upstash-REST gateway in front of it, the MEXC
+//! stand-in, and the worker in workerd through `wrangler dev` with its vars pointing at them.
+//! Readiness is polled with deadlines; dropping the stack stops every process it started.
+//!
+//! A missing tool is an error that says what to install, never a silent skip.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::process::{free_port, wait_until, Service};
+
+/// Repository root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Paths of this crate's binaries; build with [`crate::binaries!`] from a test target, where
+/// Cargo provides them.
+pub struct Binaries {
+    pub gateway: &'static str,
+    pub standin: &'static str,
+}
+
+/// Expands to the [`Binaries`] of this package (only valid in its integration tests).
+#[macro_export]
+macro_rules! binaries {
+    () => {
+        $crate::harness::Binaries {
+            gateway: env!("CARGO_BIN_EXE_upstash-gateway"),
+            standin: env!("CARGO_BIN_EXE_mexc-standin"),
+        }
+    };
+}
+
+/// Credentials the stack hands out; test values, never real ones.
+pub const REDIS_TOKEN: &str = "e2e-redis-token";
+pub const MEXC_API_KEY: &str = "e2e-mexc-key";
+pub const MEXC_API_SECRET: &str = "e2e-mexc-secret";
+
+pub struct StackOptions {
+    pub binaries: Binaries,
+    /// Extra worker vars (`--var NAME:VALUE`), e.g. `SYMBOLS`.
+    pub vars: Vec<(String, String)>,
+}
+
+/// An HTTP answer: status, headers (lower-case names) and body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// redis-server and the Upstash-REST gateway in front of it. Fields drop in order.
+pub struct RedisBackend {
+    gateway: Service,
+    redis: Service,
+    pub gateway_url: String,
+    pub redis_url: String,
+    http: ureq::Agent,
+    dir: tempfile::TempDir,
+}
+
+/// The running parts. Fields drop in order: the worker first, Redis last.
+pub struct Stack {
+    worker: Service,
+    standin: Service,
+    pub backend: RedisBackend,
+    pub worker_url: String,
+    pub standin_url: String,
+    http: ureq::Agent,
+}
+
+fn require_tool(path: &str, hint: &str) -> Result<(), String> {
+    let found = if path.contains('/') {
+        std::path::Path::new(path).exists()
+    } else {
+        Command::new("sh").args(["-c", &format!("command -v {path}")]).output().is_ok_and(|o| o.status.success())
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(format!("{path} is missing: {hint}"))
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn redis_pings(url: &str) -> bool {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
+}
+
+impl RedisBackend {
+    /// Starts redis-server (no persistence) and the gateway in front of it.
+    pub fn start(binaries: &Binaries) -> Result<RedisBackend, String> {
+        require_tool("redis-server", "install it with `apt-get install redis-server` (`make test` does this)")?;
+        let dir = tempfile::Builder::new().prefix("edgesync-e2e-").tempdir().map_err(|e| e.to_string())?;
+        let log = |name: &str| dir.path().join(format!("{name}.log"));
+
+        let redis_port = free_port();
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--port", &redis_port.to_string(), "--save", "", "--appendonly", "no"]);
+        command.arg("--dir").arg(dir.path());
+        let mut redis = Service::spawn("redis-server", command, &log("redis"))?;
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        wait_until("redis-server to answer PING", Duration::from_secs(20), || {
+            (redis_pings(&redis_url) || !redis.is_running()).then_some(())
+        })?;
+        if !redis.is_running() {
+            return Err(format!("redis-server exited:\n{}", redis.log_tail(20)));
+        }
+
+        let http = agent();
+        let gateway_port = free_port();
+        let mut command = Command::new(binaries.gateway);
+        command.args(["--listen", &format!("127.0.0.1:{gateway_port}"), "--redis-url", &redis_url]);
+        command.env("GATEWAY_TOKEN", REDIS_TOKEN);
+        let mut gateway = Service::spawn("upstash-gateway", command, &log("gateway"))?;
+        let gateway_url = format!("http://127.0.0.1:{gateway_port}");
+        wait_ready(&http, &mut gateway, &format!("{gateway_url}/__gateway/stats"), Duration::from_secs(20))?;
+        Ok(RedisBackend { gateway, redis, gateway_url, redis_url, http, dir })
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// A direct connection to redis-server, bypassing every edgesync component.
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.redis_url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("redis-server accepts connections")
+    }
+
+    /// `{"requests", "commands"}` the gateway has served since the last reset.
+    pub fn gateway_stats(&self) -> Value {
+        call(&self.http, "GET", &format!("{}/__gateway/stats", self.gateway_url), None).json()
+    }
+
+    pub fn reset_gateway_stats(&self) {
+        call(&self.http, "POST", &format!("{}/__gateway/reset", self.gateway_url), None);
+    }
+
+    /// Any request to the gateway, e.g. to test the protocol itself.
+    pub fn gateway_call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpAnswer {
+        let url = format!("{}{path}", self.gateway_url);
+        let mut request = axum::http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.unwrap_or_default().to_vec()).expect("valid test request");
+        let mut response = self.http.run(request).unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+        answer(&mut response)
+    }
+
+    /// Names of the services, for diagnostics.
+    pub fn services(&self) -> [&str; 2] {
+        [self.gateway.name(), self.redis.name()]
+    }
+}
+
+impl Stack {
+    /// Starts the whole deployment: [`RedisBackend`], the stand-in and the worker.
+    pub fn start(options: StackOptions) -> Result<Stack, String> {
+        let root = repo_root();
+        let wrangler = root.join("node_modules/.bin/wrangler");
+        require_tool(
+            wrangler.to_str().unwrap_or_default(),
+            "run `npm ci` in the repository root (`make test` does this)",
+        )?;
+        let backend = RedisBackend::start(&options.binaries)?;
+        let log = |name: &str| backend.log(name);
+        let http = agent();
+        let gateway_url = backend.gateway_url.clone();
+
+        let standin_port = free_port();
+        let mut command = Command::new(options.binaries.standin);
+        command.args(["--listen", &format!("127.0.0.1:{standin_port}")]);
+        command.arg("--fixtures").arg(root.join("fixtures/mexc"));
+        command.env("STANDIN_API_KEY", MEXC_API_KEY).env("STANDIN_API_SECRET", MEXC_API_SECRET);
+        let mut standin = Service::spawn("mexc-standin", command, &log("standin"))?;
+        let standin_url = format!("http://127.0.0.1:{standin_port}");
+        wait_ready(&http, &mut standin, &format!("{standin_url}/api/v3/ping"), Duration::from_secs(20))?;
+
+        let worker_port = free_port();
+        let mut vars = vec![
+            ("UPSTASH_REDIS_REST_URL".to_owned(), gateway_url.clone()),
+            ("UPSTASH_REDIS_REST_TOKEN".to_owned(), REDIS_TOKEN.to_owned()),
+            ("MEXC_BASE_URL".to_owned(), standin_url.clone()),
+            ("MEXC_API_KEY".to_owned(), MEXC_API_KEY.to_owned()),
+            ("MEXC_API_SECRET".to_owned(), MEXC_API_SECRET.to_owned()),
+        ];
+        vars.extend(options.vars);
+        let mut command = Command::new(&wrangler);
+        command.current_dir(&root).args([
+            "dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &worker_port.to_string(),
+            "--inspector-ip",
+            "127.0.0.1",
+            "--inspector-port",
+            &free_port().to_string(),
+            "--show-interactive-dev-session=false",
+            "--log-level",
+            "log",
+        ]);
+        for (name, value) in &vars {
+            command.arg("--var").arg(format!("{name}:{value}"));
+        }
+        command
+            .env("XDG_CONFIG_HOME", root.join(".xdg"))
+            .env("XDG_CACHE_HOME", root.join(".cache"))
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false");
+        let mut worker = Service::spawn("wrangler dev", command, &log("worker"))?;
+        let worker_url = format!("http://127.0.0.1:{worker_port}");
+        wait_ready(&http, &mut worker, &format!("{worker_url}/health"), Duration::from_secs(240))?;
+
+        Ok(Stack { worker, standin, backend, worker_url, standin_url, http })
+    }
+
+    fn call(&self, method: &str, url: &str, body: Option<&Value>) -> HttpAnswer {
+        call(&self.http, method, url, body)
+    }
+
+    /// `GET` a worker path, e.g. `/v1/price/QRLUSDT`.
+    pub fn get(&self, path: &str) -> HttpAnswer {
+        self.call("GET", &format!("{}{path}", self.worker_url), None)
+    }
+
+    /// Fires the worker's scheduled handler for `cron` (crons never fire by themselves in dev)
+    /// and returns once the handler has run.
+    pub fn fire_cron(&self, cron: &str) {
+        let url = format!("{}/cdn-cgi/handler/scheduled?cron={}", self.worker_url, cron.replace(' ', "+"));
+        let answer = self.call("GET", &url, None);
+        assert_eq!(answer.status, 200, "firing cron {cron:?}: {}", answer.body);
+    }
+
+    /// A direct connection to redis-server, bypassing every edgesync component.
+    pub fn redis(&self) -> redis::Connection {
+        self.backend.redis()
+    }
+
+    /// Makes the stand-in answer `body` for `path` (and `symbol`, if given).
+    pub fn set_exchange_response(&self, path: &str, symbol: Option<&str>, body: &Value) {
+        let mut url = format!("{}/__control/response?path={path}", self.standin_url);
+        if let Some(symbol) = symbol {
+            url.push_str(&format!("&symbol={symbol}"));
+        }
+        let answer = self.call("PUT", &url, Some(body));
+        assert_eq!(answer.status, 204, "stand-in refused the response: {}", answer.body);
+    }
+
+    /// Queues a stand-in fault (see `standin::faults`).
+    pub fn inject_fault(&self, fault: &Value) {
+        let answer = self.call("POST", &format!("{}/__control/fault", self.standin_url), Some(fault));
+        assert_eq!(answer.status, 204, "stand-in refused the fault: {}", answer.body);
+    }
+
+    /// Requests the stand-in has served, per path.
+    pub fn exchange_requests(&self) -> Value {
+        self.call("GET", &format!("{}/__control/requests", self.standin_url), None).json()
+    }
+
+    /// Forgets the stand-in's replacements, faults and counts.
+    pub fn reset_exchange(&self) {
+        self.call("POST", &format!("{}/__control/reset", self.standin_url), None);
+    }
+
+    /// The worker's log so far (console output of workerd via wrangler).
+    pub fn worker_log(&self) -> String {
+        std::fs::read_to_string(self.worker.log_path()).unwrap_or_default()
+    }
+
+    /// Names of the services, for diagnostics.
+    pub fn services(&self) -> [&str; 4] {
+        let [gateway, redis] = self.backend.services();
+        [self.worker.name(), self.standin.name(), gateway, redis]
+    }
+}
+
+fn call(http: &ureq::Agent, method: &str, url: &str, body: Option<&Value>) -> HttpAnswer {
+    let outcome = match (method, body) {
+        ("GET", _) => http.get(url).call(),
+        ("POST", Some(body)) => http.post(url).send_json(body),
+        ("POST", None) => http.post(url).send_empty(),
+        ("PUT", Some(body)) => http.put(url).send_json(body),
+        _ => panic!("unsupported test call {method} {url}"),
+    };
+    let mut response = outcome.unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+    answer(&mut response)
+}
+
+fn answer(response: &mut ureq::http::Response<ureq::Body>) -> HttpAnswer {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    HttpAnswer { status, headers, body }
+}
+
+fn wait_ready(http: &ureq::Agent, service: &mut Service, url: &str, timeout: Duration) -> Result<(), String> {
+    let ready = wait_until(&format!("{} at {url}", service.name()), timeout, || {
+        if !service.is_running() {
+            return Some(false);
+        }
+        http.get(url).call().ok().filter(|r| r.status().is_success()).map(|_| true)
+    });
+    match ready {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{} exited during start-up:\n{}", service.name(), service.log_tail(40))),
+        Err(timeout) => Err(format!("{timeout}\n{}", service.log_tail(40))),
+    }
+}

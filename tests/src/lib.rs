@@ -1,0 +1,18 @@
+//! edgesync's end-to-end harness: real parts on 127.0.0.1, nothing mocked but the exchange.
+//!
+//! - [`harness`]: [`harness::Stack`] starts redis-server, the gateway, the stand-in and the
+//!   worker in workerd, and stops them all when dropped.
+//! - [`native_http`]: core's HTTP transport over a blocking native client.
+//! - [`process`]: child processes in their own process groups, stopped on drop or signal.
+//! - [`gateway`]: the Upstash Redis REST protocol in front of redis-server (binary
+//!   `upstash-gateway`).
+//! - [`suite`]: a libtest-compatible runner over one shared fixture.
+//! - [`standin`]: the MEXC Spot v3 stand-in with signature checks and fault injection
+//!   (binary `mexc-standin`).
+
+pub mod gateway;
+pub mod harness;
+pub mod native_http;
+pub mod process;
+pub mod standin;
+pub mod suite;

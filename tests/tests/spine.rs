@@ -1,0 +1,104 @@
+//! The spine, end to end on real parts: a cron firing makes the worker (in workerd) call the
+//! MEXC stand-in and write the price through the Upstash-REST gateway into redis-server; the
+//! HTTP route reads it back. Stored values are checked by reading redis-server directly.
+
+use edgesync_e2e::binaries;
+use edgesync_e2e::harness::{Stack, StackOptions};
+use edgesync_e2e::suite::run_suite;
+use serde_json::{json, Value};
+
+const CRON: &str = "*/3 * * * *";
+const LATEST: &str = "qrl:v1:price:mexc:QRLUSDT:latest";
+
+fn main() {
+    run_suite(
+        || Stack::start(StackOptions { binaries: binaries!(), vars: vec![("SYMBOLS".into(), "QRLUSDT".into())] }),
+        &[
+            (
+                "cron_writes_the_permanent_price_and_the_route_reads_it",
+                cron_writes_the_permanent_price_and_the_route_reads_it,
+            ),
+            ("a_new_price_replaces_the_old_one", a_new_price_replaces_the_old_one),
+            ("health_reports_the_redis_tier", health_reports_the_redis_tier),
+            ("bad_requests_get_json_errors", bad_requests_get_json_errors),
+        ],
+    )
+}
+
+fn set_ticker(stack: &Stack, last_price: &str, volume: &str) {
+    let ticker = json!({
+        "symbol": "QRLUSDT", "priceChange": "0.0001", "priceChangePercent": "0.01",
+        "prevClosePrice": "0.0122", "lastPrice": last_price, "bidPrice": "0.0123", "bidQty": "",
+        "askPrice": "0.0124", "askQty": "", "openPrice": "0.0122", "highPrice": "0.0130",
+        "lowPrice": "0.0119", "volume": volume, "quoteVolume": null,
+        "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
+    });
+    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
+}
+
+fn stored_latest(stack: &Stack) -> Option<Value> {
+    let mut redis = stack.redis();
+    let raw: Option<String> = redis::cmd("GET").arg(LATEST).query(&mut redis).expect("GET works");
+    raw.map(|text| serde_json::from_str(&text).expect("stored price is JSON"))
+}
+
+fn cron_writes_the_permanent_price_and_the_route_reads_it(stack: &Stack) {
+    let mut redis = stack.redis();
+    let _: i64 = redis::cmd("DEL").arg(LATEST).query(&mut redis).unwrap();
+    set_ticker(stack, "0.012345678901", "98765.4321");
+
+    stack.fire_cron(CRON);
+
+    let stored = stored_latest(stack).unwrap_or_else(|| panic!("no price stored; worker log:\n{}", stack.worker_log()));
+    assert_eq!(stored["symbol"], "QRLUSDT");
+    // Exact decimals, as strings: not a float's rounding of them.
+    assert_eq!(stored["price"], "0.012345678901");
+    assert_eq!(stored["volume_24h"], "98765.4321");
+    assert!(stored["ts"].as_i64().is_some_and(|ts| ts > 1_700_000_000_000), "ts: {}", stored["ts"]);
+    let ttl: i64 = redis::cmd("TTL").arg(LATEST).query(&mut redis).unwrap();
+    assert_eq!(ttl, -1, "the latest price must be permanent");
+
+    let answer = stack.get("/v1/price/QRLUSDT");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    let body = answer.json();
+    assert_eq!(body["symbol"], "QRLUSDT");
+    assert_eq!(body["exchange"], "mexc");
+    assert_eq!(body["price"], "0.012345678901");
+    assert_eq!(body["volume_24h"], "98765.4321");
+    assert_eq!(body["ts"], stored["ts"]);
+    assert_eq!(body["source"], "latest");
+}
+
+fn a_new_price_replaces_the_old_one(stack: &Stack) {
+    set_ticker(stack, "0.0200", "1");
+    stack.fire_cron(CRON);
+    set_ticker(stack, "0.0300", "2");
+    stack.fire_cron(CRON);
+    let stored = stored_latest(stack).expect("price stored");
+    assert_eq!(stored["price"], "0.0300");
+    assert_eq!(stack.get("/v1/price/QRLUSDT").json()["price"], "0.0300");
+}
+
+fn health_reports_the_redis_tier(stack: &Stack) {
+    let answer = stack.get("/health");
+    assert_eq!(answer.status, 200);
+    let body = answer.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["store"], "redis");
+}
+
+fn bad_requests_get_json_errors(stack: &Stack) {
+    let invalid = stack.get("/v1/price/qrl*usdt");
+    assert_eq!(invalid.status, 400, "{}", invalid.body);
+    assert_eq!(invalid.json()["error"]["code"], "bad_request");
+    assert!(invalid.json()["error"]["message"].as_str().unwrap().contains("symbol"));
+
+    let never_synced = stack.get("/v1/price/NOSUCHUSDT");
+    assert_eq!(never_synced.status, 404);
+    assert_eq!(never_synced.json()["error"]["code"], "not_found");
+
+    let unknown = stack.get("/v2/nothing");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"]["code"], "not_found");
+}

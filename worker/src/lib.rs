@@ -1,0 +1,56 @@
+//! The Cloudflare Worker: a thin adapter between workers-rs and `edgesync-core`.
+//!
+//! - `#[event(fetch)]` converts the request, calls [`edgesync_core::api::handle`], converts back.
+//! - `#[event(scheduled)]` runs [`edgesync_core::sync::run_cron`] and logs one JSON line per task.
+//! - [`fetch_client`]: `worker::Fetch` as core's [`edgesync_core::http::HttpClient`].
+//! - [`runtime`]: builds core's services (config, store tier, clock) from the `Env`.
+//!
+//! No business logic lives here; it is all in core, where native tests reach it.
+
+mod fetch_client;
+mod runtime;
+
+use edgesync_core::api::{self, ApiRequest, ApiResponse};
+use worker::{event, Context, Env, Headers, Request, Response, Result, ScheduleContext, ScheduledEvent};
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let url = req.url()?;
+    let request = ApiRequest {
+        method: req.method().to_string(),
+        path: url.path().to_owned(),
+        query: url.query().unwrap_or_default().to_owned(),
+        headers: req.headers().entries().collect(),
+        body: req.bytes().await.unwrap_or_default(),
+    };
+    let response = match runtime::Runtime::from_env(&env) {
+        Ok(runtime) => api::handle(&runtime.app(), &request).await,
+        Err(error) => runtime::config_error_response(&error),
+    };
+    into_worker_response(response)
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let runtime = match runtime::Runtime::from_env(&env) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            // `scheduled` cannot fail visibly to Cloudflare, so the log line is the signal.
+            worker::console_error!("{}", serde_json::json!({ "event": "config_error", "error": error.to_string() }));
+            return;
+        }
+    };
+    for report in edgesync_core::sync::run_cron(&runtime.app(), &event.cron()).await {
+        let line = serde_json::to_string(&report).unwrap_or_default();
+        if report.ok {
+            worker::console_log!("{line}");
+        } else {
+            worker::console_error!("{line}");
+        }
+    }
+}
+
+fn into_worker_response(response: ApiResponse) -> Result<Response> {
+    let headers: Headers = response.headers.iter().collect();
+    Ok(Response::from_bytes(response.body)?.with_status(response.status).with_headers(headers))
+}
