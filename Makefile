@@ -3,7 +3,9 @@
 # build, and the checks. Run `make help` for the list.
 
 SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
+# No `-u`: wrangler runs `make -s wasm` with a socket on stdin, which makes bash read
+# /etc/bash.bashrc, and Debian's bashrc reads an unset PS1.
+.SHELLFLAGS := -e -o pipefail -c
 .DEFAULT_GOAL := help
 
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
@@ -24,6 +26,8 @@ export XDG_CACHE_HOME := $(ROOT)/.cache
 export WRANGLER_SEND_METRICS := false
 export WRANGLER_SEND_ERROR_REPORTS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
+# The banner is what makes wrangler ask the npm registry for a newer version.
+export WRANGLER_HIDE_BANNER := true
 export PATH := $(CARGO_BIN):$(PATH)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -89,7 +93,16 @@ unit: ## native unit and integration tests of every crate except the e2e suite
 	cargo test -p edgesync-e2e --lib --bins --quiet
 
 e2e: tools wasm ## end-to-end tests: redis-server, gateway, MEXC stand-in, workerd
-	cargo test -p edgesync-e2e --tests --quiet -- --test-threads=1
+	cargo test -p edgesync-e2e --tests --no-run --quiet
+	@# Where possible, run in a network namespace that has only loopback, which proves no
+	@# test (nor wrangler) talks to anything beyond 127.0.0.1.
+	@if unshare --net true 2>/dev/null; then \
+		echo "e2e: running in a loopback-only network namespace"; \
+		unshare --net bash -c 'ip link set lo up && cargo test -p edgesync-e2e --tests --quiet --offline'; \
+	else \
+		echo "e2e: unshare unavailable; running in the host network (servers bind 127.0.0.1 only)"; \
+		cargo test -p edgesync-e2e --tests --quiet; \
+	fi
 
 deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the free plan's 3 MB
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \

@@ -237,7 +237,9 @@ impl Stack {
             .env("XDG_CACHE_HOME", root.join(".cache"))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("WRANGLER_SEND_ERROR_REPORTS", "false")
-            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false");
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            // The banner is what makes wrangler ask the npm registry for a newer version.
+            .env("WRANGLER_HIDE_BANNER", "true");
         let mut worker = Service::spawn("wrangler dev", command, &log("worker"))?;
         let worker_url = format!("http://127.0.0.1:{worker_port}");
         wait_ready(&http, &mut worker, &format!("{worker_url}/health"), Duration::from_secs(240))?;

@@ -93,9 +93,14 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        // Grandchildren (workerd under wrangler) may outlive their parent: kill the group.
+        // Grandchildren (workerd under wrangler) may outlive their parent: kill the group and
+        // wait until no member is left, so nothing outlives the test run.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.child.wait();
+        let _ = wait_until(&format!("{} to exit", self.name), Duration::from_secs(5), || {
+            // SAFETY: signal 0 only checks whether the group still has members.
+            (unsafe { libc::kill(-pgid, 0) } != 0).then_some(())
+        });
         for slot in &GROUPS {
             let _ = slot.compare_exchange(pgid, 0, Ordering::SeqCst, Ordering::SeqCst);
         }
