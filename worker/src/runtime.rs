@@ -28,7 +28,7 @@ impl Clock for WorkerClock {
 /// when no Redis is configured (and, later, when Redis is down).
 fn memory_store() -> &'static MemoryStore {
     static MEMORY: OnceLock<MemoryStore> = OnceLock::new();
-    MEMORY.get_or_init(|| MemoryStore::new(Arc::new(WorkerClock)))
+    MEMORY.get_or_init(|| MemoryStore::new(Arc::new(WorkerClock), edgesync_core::store::memory::DEFAULT_MAX_ENTRIES))
 }
 
 enum Tier {

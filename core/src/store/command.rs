@@ -30,6 +30,49 @@ impl Command {
         }
     }
 
+    /// `UNLINK key…`: deletes without blocking Redis on large values.
+    pub fn unlink<S: AsRef<str>>(keys: &[S]) -> Self {
+        keys.iter().fold(Self::new("UNLINK"), |c, k| c.arg(k.as_ref()))
+    }
+
+    /// `HSET key field value…`.
+    pub fn hset<F: AsRef<str>, V: AsRef<str>>(key: &str, fields: &[(F, V)]) -> Self {
+        fields.iter().fold(Self::new("HSET").arg(key), |c, (f, v)| c.arg(f.as_ref()).arg(v.as_ref()))
+    }
+
+    /// `SADD key member…`.
+    pub fn sadd<S: AsRef<str>>(key: &str, members: &[S]) -> Self {
+        members.iter().fold(Self::new("SADD").arg(key), |c, m| c.arg(m.as_ref()))
+    }
+
+    /// `ZADD key score member`.
+    pub fn zadd(key: &str, score: i64, member: &str) -> Self {
+        Self::new("ZADD").arg(key).arg(score).arg(member)
+    }
+
+    /// Keeps the `keep` highest-scored members of a sorted set (the newest, when scores are
+    /// timestamps): `ZREMRANGEBYRANK key 0 -(keep+1)`.
+    pub fn ztrim_to_newest(key: &str, keep: usize) -> Self {
+        Self::new("ZREMRANGEBYRANK").arg(key).arg(0).arg(-(keep as i64) - 1)
+    }
+
+    /// `ZRANGE key min max BYSCORE [REV] LIMIT 0 limit WITHSCORES`; bounds are inclusive
+    /// integers or `-inf`/`+inf`.
+    pub fn zrange_by_score(key: &str, min: Option<i64>, max: Option<i64>, limit: usize, newest_first: bool) -> Self {
+        let bound = |b: Option<i64>, open: &str| b.map_or(open.to_owned(), |v| v.to_string());
+        let (min, max) = (bound(min, "-inf"), bound(max, "+inf"));
+        let command = Self::new("ZRANGE").arg(key);
+        let command = if newest_first { command.arg(max).arg(min) } else { command.arg(min).arg(max) };
+        let command = command.arg("BYSCORE");
+        let command = if newest_first { command.arg("REV") } else { command };
+        command.arg("LIMIT").arg(0).arg(limit).arg("WITHSCORES")
+    }
+
+    /// `SCAN cursor MATCH pattern COUNT count`.
+    pub fn scan(cursor: u64, pattern: &str, count: usize) -> Self {
+        Self::new("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count)
+    }
+
     /// The upper-cased command name, e.g. `SET`.
     pub fn name(&self) -> &str {
         &self.args[0]

@@ -11,10 +11,14 @@
 //! - [`memory`]: the in-memory store (the isolate-local tier, and `make dev` without Redis).
 
 pub mod command;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod glob;
 pub mod memory;
 pub mod reply;
 pub mod upstash;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -85,6 +89,120 @@ pub trait Store {
         self.execute(&Command::set(key, value, ttl)).await.map(drop)
     }
 }
+
+/// What `PTTL` says about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Missing,
+    Permanent,
+    /// Milliseconds left.
+    In(i64),
+}
+
+/// One `SCAN` step: the next cursor (0 when done) and the keys of this step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub cursor: u64,
+    pub keys: Vec<String>,
+}
+
+fn unexpected(command: &str) -> impl FnOnce(String) -> StoreError + '_ {
+    move |detail| StoreError::UnexpectedReply { command: command.to_owned(), detail }
+}
+
+fn text_items(items: Vec<Reply>) -> Result<Vec<String>, String> {
+    items.into_iter().map(Reply::into_string).collect()
+}
+
+/// Typed access to the commands edgesync uses, on any [`Store`]. Each method is one round
+/// trip; batch work builds [`Command`]s and sends them with [`Store::pipeline`].
+#[async_trait(?Send)]
+pub trait StoreExt: Store {
+    /// `UNLINK`: how many of `keys` existed.
+    async fn unlink(&self, keys: &[String]) -> Result<i64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.execute(&Command::unlink(keys)).await?.into_int().map_err(unexpected("UNLINK"))
+    }
+
+    /// `PTTL`: missing, permanent, or milliseconds left.
+    async fn pttl(&self, key: &str) -> Result<Expiry, StoreError> {
+        let ms = self.execute(&Command::new("PTTL").arg(key)).await?.into_int().map_err(unexpected("PTTL"))?;
+        Ok(match ms {
+            -2 => Expiry::Missing,
+            -1 => Expiry::Permanent,
+            ms => Expiry::In(ms),
+        })
+    }
+
+    /// `HGETALL`: an empty map when the key does not exist.
+    async fn hgetall(&self, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let items =
+            self.execute(&Command::new("HGETALL").arg(key)).await?.into_array().map_err(unexpected("HGETALL"))?;
+        let items = text_items(items).map_err(unexpected("HGETALL"))?;
+        Ok(items.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].clone(), p[1].clone())).collect())
+    }
+
+    /// `SMEMBERS`: an empty set when the key does not exist.
+    async fn smembers(&self, key: &str) -> Result<BTreeSet<String>, StoreError> {
+        let items =
+            self.execute(&Command::new("SMEMBERS").arg(key)).await?.into_array().map_err(unexpected("SMEMBERS"))?;
+        Ok(text_items(items).map_err(unexpected("SMEMBERS"))?.into_iter().collect())
+    }
+
+    /// Members of a sorted set with integer scores in `[min, max]`, at most `limit`, oldest
+    /// or newest first.
+    async fn zrange_by_score(
+        &self,
+        key: &str,
+        min: Option<i64>,
+        max: Option<i64>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let command = Command::zrange_by_score(key, min, max, limit, newest_first);
+        let items = self.execute(&command).await?.into_array().map_err(unexpected("ZRANGE"))?;
+        let items = text_items(items).map_err(unexpected("ZRANGE"))?;
+        items
+            .chunks(2)
+            .map(|pair| match pair {
+                [member, score] => score
+                    .parse::<i64>()
+                    .map(|score| (member.clone(), score))
+                    .map_err(|_| unexpected("ZRANGE")(format!("score {score:?} is not an integer"))),
+                _ => Err(unexpected("ZRANGE")("odd number of items".into())),
+            })
+            .collect()
+    }
+
+    /// One `SCAN` step.
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage, StoreError> {
+        let reply = self.execute(&Command::scan(cursor, pattern, count)).await?;
+        let mut parts = reply.into_array().map_err(unexpected("SCAN"))?.into_iter();
+        let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(unexpected("SCAN")("expected [cursor, keys]".into()));
+        };
+        let cursor = cursor.into_string().map_err(unexpected("SCAN"))?;
+        let cursor = cursor.parse().map_err(|_| unexpected("SCAN")(format!("cursor {cursor:?}")))?;
+        let keys = text_items(keys.into_array().map_err(unexpected("SCAN"))?).map_err(unexpected("SCAN"))?;
+        Ok(ScanPage { cursor, keys })
+    }
+
+    /// `INFO [section]` as text.
+    async fn info(&self, section: Option<&str>) -> Result<String, StoreError> {
+        let command = section.map_or(Command::new("INFO"), |s| Command::new("INFO").arg(s));
+        self.execute(&command).await?.into_string().map_err(unexpected("INFO"))
+    }
+
+    /// `EVAL script numkeys key… arg…`.
+    async fn eval(&self, script: &str, keys: &[String], args: &[String]) -> Result<Reply, StoreError> {
+        let command = keys.iter().chain(args).fold(Command::new("EVAL").arg(script).arg(keys.len()), |c, a| c.arg(a));
+        self.execute(&command).await
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
 
 /// Turns every per-command error of a pipeline into an error naming the first failure.
 /// For writers that must know the whole batch landed.
