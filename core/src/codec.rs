@@ -1,10 +1,60 @@
 //! How values look on the wire and in storage: prices and quantities are exact decimals
 //! carried as JSON strings (never floats), timestamps are integer milliseconds since the epoch
 //! in storage and ISO-8601 for people. MEXC sends some numbers as `""` or `null`; the lenient
-//! readers here turn those into `None` rather than failing or inventing a zero.
+//! readers here turn those into `None` rather than failing or inventing a zero. Bytes that
+//! must travel in JSON go as UTF-8 text when they are text and as base64 otherwise
+//! ([`WireBytes`]). A stored value that does not decode is [`Corrupted`]: a typed error the
+//! store tiers turn into "delete, count, read as a miss".
 
+use base64::Engine as _;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A stored value that cannot be decoded into the shape its key promises.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("value at `{key}` is corrupted: {reason}")]
+pub struct Corrupted {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Decodes a stored JSON value; anything that is not the expected shape is [`Corrupted`].
+pub fn decode_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Corrupted> {
+    serde_json::from_slice(bytes).map_err(|e| Corrupted { key: key.to_owned(), reason: e.to_string() })
+}
+
+/// Encodes a value for storage. Serialization of edgesync's own types cannot fail (no maps
+/// with non-string keys, no floats that are NaN), so failure is a bug worth a panic.
+pub fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("edgesync's stored types always serialize")
+}
+
+/// Bytes in JSON: `{"utf8": "…"}` for text, `{"base64": "…"}` for anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireBytes {
+    Utf8(String),
+    Base64(String),
+}
+
+impl WireBytes {
+    pub fn encode(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => WireBytes::Utf8(text.to_owned()),
+            Err(_) => WireBytes::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+
+    pub fn decode(&self) -> Result<Vec<u8>, String> {
+        match self {
+            WireBytes::Utf8(text) => Ok(text.as_bytes().to_vec()),
+            WireBytes::Base64(text) => {
+                base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("bad base64: {e}"))
+            }
+        }
+    }
+}
 
 /// Reads a decimal that MEXC may send as `"1.5"`, `1.5`, `""` or `null`.
 ///
@@ -74,6 +124,29 @@ mod tests {
         assert_eq!(probe(r#"{}"#).unwrap(), None);
         assert_eq!(probe(r#"{"v":0.003}"#).unwrap().unwrap().to_string(), "0.003");
         assert!(probe(r#"{"v":"abc"}"#).is_err());
+    }
+
+    #[test]
+    fn bytes_round_trip_as_text_or_base64() {
+        for bytes in [b"plain text".to_vec(), vec![0xff, 0x00, 0xfe]] {
+            let wire = WireBytes::encode(&bytes);
+            let json = serde_json::to_string(&wire).unwrap();
+            let back: WireBytes = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.decode().unwrap(), bytes, "{json}");
+        }
+        assert_eq!(serde_json::to_string(&WireBytes::encode(b"hi")).unwrap(), r#"{"utf8":"hi"}"#);
+    }
+
+    #[test]
+    fn undecodable_values_are_corrupted_errors() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Price {
+            price: String,
+        }
+        let error = decode_json::<Price>("k", b"{\"price\": ").unwrap_err();
+        assert_eq!(error.key, "k");
+        assert!(decode_json::<Price>("k", br#"{"volume": "1"}"#).is_err(), "wrong shape is corrupted too");
     }
 
     #[test]

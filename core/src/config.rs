@@ -8,6 +8,7 @@ use crate::exchange::{validate_symbol, ExchangeConfig, MEXC_BASE_URL};
 use crate::keys::{KeyError, KeySpace, Segment, DEFAULT_NAMESPACE};
 use crate::secret::Secret;
 use crate::store::upstash::UpstashConfig;
+use crate::ttl::TtlTable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {variable}: {reason}")]
@@ -17,7 +18,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(variable: &'static str, reason: impl Into<String>) -> Self {
         Self { variable, reason: reason.into() }
     }
 }
@@ -36,6 +37,34 @@ pub struct Config {
     pub read_token: Option<Secret>,
     /// `ADMIN_SECRET`: HMAC key of the admin routes; unset disables them.
     pub admin_secret: Option<Secret>,
+    /// The `REDIS_CACHE_TTL*` table.
+    pub ttl: TtlTable,
+    pub tiers: TierConfig,
+    /// `HISTORY_LIMIT`: entries kept in each history sorted set (default 1000).
+    pub history_limit: usize,
+}
+
+/// How the isolate-local memory tier behaves in front of Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierConfig {
+    /// `MEMORY_TIER_TTL` (seconds, default 2): how long an L1 entry answers as fresh; capped
+    /// by the entry's own TTL. Short, because other isolates write Redis too.
+    pub memory_fresh_for: Duration,
+    /// `MEMORY_TIER_MAX_ENTRIES` (default 10000): the L1 bound (LRU eviction).
+    pub memory_max_entries: usize,
+    /// `STALE_GRACE_SECONDS` (default 3600): how old an L1 entry may be and still be served,
+    /// flagged stale, while Redis fails.
+    pub stale_grace: Duration,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        Self {
+            memory_fresh_for: Duration::from_secs(2),
+            memory_max_entries: crate::store::memory::DEFAULT_MAX_ENTRIES,
+            stale_grace: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Default bound on one outbound HTTP request (Redis or exchange).
@@ -98,7 +127,17 @@ impl Config {
             }
         };
 
+        let defaults = TierConfig::default();
+        let tiers = TierConfig {
+            memory_fresh_for: Duration::from_secs(positive_int(&get, "MEMORY_TIER_TTL", defaults.memory_fresh_for.as_secs())?),
+            memory_max_entries: positive_int(&get, "MEMORY_TIER_MAX_ENTRIES", defaults.memory_max_entries as u64)? as usize,
+            stale_grace: Duration::from_secs(positive_int(&get, "STALE_GRACE_SECONDS", defaults.stale_grace.as_secs())?),
+        };
+
         Ok(Self {
+            ttl: TtlTable::from_lookup(&get)?,
+            tiers,
+            history_limit: positive_int(&get, "HISTORY_LIMIT", 1000)? as usize,
             keys,
             symbols,
             account_id,
@@ -156,6 +195,9 @@ mod tests {
         assert_eq!(parse(&[("UPSTASH_REDIS_REST_URL", "http://x")]).unwrap_err().variable, "UPSTASH_REDIS_REST_TOKEN");
         assert_eq!(parse(&[("MEXC_RECV_WINDOW_MS", "0")]).unwrap_err().variable, "MEXC_RECV_WINDOW_MS");
         assert_eq!(parse(&[("HTTP_TIMEOUT_MS", "soon")]).unwrap_err().variable, "HTTP_TIMEOUT_MS");
+        assert_eq!(parse(&[("REDIS_CACHE_TTL_TICKER", "0")]).unwrap_err().variable, "REDIS_CACHE_TTL_TICKER");
+        assert_eq!(parse(&[("HISTORY_LIMIT", "0")]).unwrap_err().variable, "HISTORY_LIMIT");
+        assert_eq!(parse(&[("MEMORY_TIER_TTL", "x")]).unwrap_err().variable, "MEMORY_TIER_TTL");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`sync`]: the cron tasks that copy exchange data into the store, one request per task.
 //! - [`api`]: the HTTP API as plain request → response functions, and its route table.
 //! - [`config`]: the typed configuration, parsed once from the environment at the edge.
+//! - [`ttl`]: the TTL table: data classes, their lifetimes and env overrides.
 //! - [`codec`]: exact decimals and timestamps on the wire.
 //! - [`clock`]: time as a trait, because `SystemTime::now()` panics on wasm32.
 //! - [`secret`]: a string that never prints itself.
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod secret;
 pub mod store;
 pub mod sync;
+pub mod ttl;
 
 /// The services every handler and task works with, borrowed from the edge that built them.
 ///

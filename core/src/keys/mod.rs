@@ -4,10 +4,18 @@
 //! hashed, and each variable segment is validated so that no value can smuggle a `:` (and
 //! with it a different key) or a glob character (and with it a wider invalidation) into a key.
 //!
-//! This module builds and validates keys; it does not know lifetimes (that is `ttl`) or
-//! value shapes (that is each writer's business).
+//! This module builds, validates and classifies keys; it does not know lifetimes (that is
+//! `ttl`) or value shapes (that is each writer's business).
+//!
+//! - [`pattern`]: key templates with named placeholders (match and render).
+//! - [`legacy`]: parsers for the legacy key shapes of seeds 001 and 003.
+
+pub mod legacy;
+pub mod pattern;
 
 use std::fmt;
+
+use crate::ttl::DataClass;
 
 /// The schema version; bump it when a stored shape changes incompatibly.
 pub const SCHEMA_VERSION: &str = "v1";
@@ -181,6 +189,40 @@ impl KeySpace {
     pub fn nonce(&self, signature: &Segment) -> String {
         self.key(&["nonce", signature.as_str()])
     }
+
+    /// `P:` followed by `rest`: for a pattern or key already validated by the caller.
+    pub fn under(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// True when `key` lies inside this key space.
+    pub fn contains(&self, key: &str) -> bool {
+        key.strip_prefix(&self.prefix).is_some_and(|rest| rest.starts_with(':'))
+    }
+
+    /// The data class of a key in this space, read from its shape; `None` for keys outside
+    /// the space or of no known shape.
+    pub fn classify(&self, key: &str) -> Option<DataClass> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        let segments: Vec<&str> = rest.split(':').collect();
+        Some(match segments.as_slice() {
+            ["account", _, _] => DataClass::Account,
+            ["position", _, _, _, _] | ["position-index", _, _] => DataClass::Position,
+            ["price", _, _, "latest"] => DataClass::PriceLatest,
+            ["price", _, _, "cached"] => DataClass::Price,
+            ["price", _, _, "history"] => DataClass::PriceHistory,
+            ["cost", _, _, _] => DataClass::Cost,
+            ["raw", _, _, "latest" | "history"] => DataClass::Raw,
+            ["ticker", _, _] => DataClass::Ticker,
+            ["ohlcv", _, _, _, _] => DataClass::Ohlcv,
+            ["deals", _, _, _] => DataClass::Deals,
+            ["orderbook", _, _, _] => DataClass::Orderbook,
+            ["sync", _, "status"] => DataClass::SyncStatus,
+            ["orders", ..] => DataClass::Orders,
+            ["nonce", _] => DataClass::Default,
+            _ => return None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +243,33 @@ mod tests {
         );
         assert_eq!(ks.ohlcv(Exchange::Mexc, &seg("QRLUSDT"), &seg("1m"), 100), "qrl:v1:ohlcv:mexc:QRLUSDT:1m:100");
         assert_eq!(ks.sync_status("price"), "qrl:v1:sync:price:status");
+    }
+
+    #[test]
+    fn classifies_every_schema_key() {
+        let ks = KeySpace::new("qrl").unwrap();
+        let (s, a) = (seg("QRLUSDT"), seg("main"));
+        let cases = [
+            (ks.account(Exchange::Mexc, &a), DataClass::Account),
+            (ks.position(&a, Exchange::Mexc, &s, &seg("long")), DataClass::Position),
+            (ks.position_index(&a, Exchange::Mexc), DataClass::Position),
+            (ks.price_latest(Exchange::Mexc, &s), DataClass::PriceLatest),
+            (ks.price_cached(Exchange::Mexc, &s), DataClass::Price),
+            (ks.price_history(Exchange::Mexc, &s), DataClass::PriceHistory),
+            (ks.cost(Exchange::Mexc, &a, &s), DataClass::Cost),
+            (ks.raw_latest(Exchange::Mexc, &seg("ticker_24hr")), DataClass::Raw),
+            (ks.ticker(Exchange::Mexc, &s), DataClass::Ticker),
+            (ks.ohlcv(Exchange::Mexc, &s, &seg("1m"), 100), DataClass::Ohlcv),
+            (ks.deals(Exchange::Mexc, &s, 20), DataClass::Deals),
+            (ks.orderbook(Exchange::Mexc, &s, 20), DataClass::Orderbook),
+            (ks.sync_status("price"), DataClass::SyncStatus),
+        ];
+        for (key, class) in cases {
+            assert_eq!(ks.classify(&key), Some(class), "{key}");
+        }
+        assert_eq!(ks.classify("qrl:v2:account:mexc:main"), None);
+        assert_eq!(ks.classify("other:v1:account:mexc:main"), None);
+        assert!(ks.contains("qrl:v1:x") && !ks.contains("qrl:v10:x") && !ks.contains("qrl:v1"));
     }
 
     #[test]
