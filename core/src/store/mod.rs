@@ -8,14 +8,21 @@
 //! - [`command`]: [`Command`], the argument vector sent to Redis.
 //! - [`reply`]: [`Reply`], a typed RESP value, and its conversions.
 //! - [`upstash`]: the Upstash REST protocol client (the Redis tier, over [`crate::http`]).
-//! - [`memory`]: the in-memory store (the isolate-local tier, and `make dev` without Redis).
+//! - [`memory`]: the in-memory store (`make dev` without Redis), a small Redis interpreter.
+//! - [`tiered`]: the memory tier in front of Redis, with stale-if-error reads.
+//! - [`glob`]: Redis glob matching and escaping.
+//! - [`invalidate`]: SCAN + UNLINK deletion confined to the key space.
+//! - [`stats`]: key counts, memory, eviction policy and its risk, tier counters.
 
 pub mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod glob;
 pub mod memory;
+pub mod invalidate;
 pub mod reply;
+pub mod stats;
+pub mod tiered;
 pub mod upstash;
 
 use std::collections::{BTreeMap, BTreeSet};

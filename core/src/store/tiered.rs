@@ -1,0 +1,392 @@
+//! The tiered store (seed 004, done right): an isolate-local memory tier (L1) in front of
+//! Redis (L2, the source of truth).
+//!
+//! - **One write path.** [`Tiered`] is a [`Store`]: every command goes to Redis, and string
+//!   writes (`SET`, `UNLINK`/`DEL`) are mirrored into L1 by the same call — also when Redis
+//!   is down, so the newest value is what stale reads serve. Other writes drop the key from L1.
+//! - **Fresh only briefly.** Other isolates write Redis too, so an L1 entry answers as fresh
+//!   only within min(its TTL, `MEMORY_TIER_TTL`); after that reads go to Redis.
+//! - **Stale if error.** When Redis fails, an L1 entry up to `STALE_GRACE_SECONDS` old is
+//!   served, flagged [`Tier::MemoryStale`] with its age. Without one, the error surfaces.
+//! - **Corruption is a miss.** A value that does not decode (or has the wrong Redis type) is
+//!   unlinked from both tiers, counted, and read as absent.
+//!
+//! [`MemoryTier`] outlives requests (a static in the worker); [`Tiered`] is the per-request
+//! view that pairs it with that request's Redis client.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use lru::LruCache;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Command, Replies, Reply, Store, StoreError};
+use crate::clock::Clock;
+use crate::codec::decode_json;
+use crate::config::TierConfig;
+use crate::ttl::DataClass;
+
+/// Which tier answered a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Tier {
+    /// L1, fresh.
+    #[serde(rename = "l1")]
+    L1,
+    /// Redis.
+    #[serde(rename = "redis")]
+    Redis,
+    /// L1, older than fresh, served because Redis failed.
+    #[serde(rename = "memory-stale")]
+    MemoryStale,
+}
+
+impl Tier {
+    /// The `X-Edgesync-Tier` header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::L1 => "l1",
+            Tier::Redis => "redis",
+            Tier::MemoryStale => "memory-stale",
+        }
+    }
+}
+
+/// A value with where it came from and how old it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read<T> {
+    pub value: T,
+    pub tier: Tier,
+    /// Milliseconds since this isolate last wrote or read the value from Redis (0 for Redis).
+    pub age_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Vec<u8>,
+    stored_at_ms: i64,
+    /// The value's own expiry (its TTL in Redis); `None` for permanent values.
+    expires_at_ms: Option<i64>,
+}
+
+/// Hit and miss counts of one data class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCounters {
+    pub l1_hits: u64,
+    pub l1_misses: u64,
+    pub l2_hits: u64,
+    pub l2_misses: u64,
+    pub stale_served: u64,
+}
+
+/// What the memory tier has seen since the isolate started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TierStats {
+    pub entries: usize,
+    pub corrupted: u64,
+    pub classes: BTreeMap<&'static str, ClassCounters>,
+}
+
+struct State {
+    entries: LruCache<String, Entry>,
+    stats: TierStats,
+}
+
+/// The isolate-local L1 and its counters. `std::sync::Mutex`: held only for map operations,
+/// never across an await.
+pub struct MemoryTier {
+    config: TierConfig,
+    state: Mutex<State>,
+}
+
+impl MemoryTier {
+    pub fn new(config: TierConfig) -> Self {
+        let capacity = NonZeroUsize::new(config.memory_max_entries.max(1)).expect("max(1) is non-zero");
+        Self { config, state: Mutex::new(State { entries: LruCache::new(capacity), stats: TierStats::default() }) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> TierStats {
+        let state = self.state();
+        TierStats { entries: state.entries.len(), ..state.stats.clone() }
+    }
+
+    fn count(&self, class: DataClass, bump: impl FnOnce(&mut ClassCounters)) {
+        bump(self.state().stats.classes.entry(class.name()).or_default());
+    }
+
+    fn put(&self, key: &str, value: Vec<u8>, now: i64, expires_at_ms: Option<i64>) {
+        self.state().entries.put(key.to_owned(), Entry { value, stored_at_ms: now, expires_at_ms });
+    }
+
+    fn forget(&self, key: &str) {
+        self.state().entries.pop(key);
+    }
+
+    fn get(&self, key: &str) -> Option<Entry> {
+        self.state().entries.get(key).cloned()
+    }
+
+    /// Applies what `command` did to a key to L1 (see the module doc).
+    fn mirror(&self, command: &Command, now: i64) {
+        let args = command.args();
+        match (command.name(), &args[1..]) {
+            ("SET", [key, value, options @ ..]) => {
+                let mut expires_at_ms = None;
+                let mut conditional = false;
+                let mut options = options.iter();
+                while let Some(option) = options.next() {
+                    match option.to_ascii_uppercase().as_str() {
+                        "EX" => expires_at_ms = options.next().and_then(|s| s.parse::<i64>().ok()).map(|s| now + s * 1000),
+                        "PX" => expires_at_ms = options.next().and_then(|s| s.parse::<i64>().ok()).map(|ms| now + ms),
+                        _ => conditional = true,
+                    }
+                }
+                if conditional {
+                    // NX/XX/KEEPTTL outcomes depend on Redis's state: don't guess.
+                    self.forget(key);
+                } else {
+                    self.put(key, value.as_bytes().to_vec(), now, expires_at_ms);
+                }
+            }
+            ("DEL" | "UNLINK", keys) => keys.iter().for_each(|key| self.forget(key)),
+            (name, [key, ..]) if !command.is_read_only() && name != "EVAL" => self.forget(key),
+            _ => {}
+        }
+    }
+}
+
+/// L1 in front of one request's L2.
+pub struct Tiered<'a> {
+    pub memory: &'a MemoryTier,
+    pub redis: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+}
+
+impl Tiered<'_> {
+    /// Reads `key` through the tiers (see the module doc). `Ok(None)` when no tier has it;
+    /// `Err` only when Redis failed and L1 has nothing young enough to serve.
+    pub async fn read(&self, key: &str, class: DataClass) -> Result<Option<Read<Vec<u8>>>, StoreError> {
+        let now = self.clock.now_ms();
+        let cached = self.memory.get(key);
+        if let Some(entry) = &cached {
+            let age_ms = now - entry.stored_at_ms;
+            let fresh = age_ms < self.memory.config.memory_fresh_for.as_millis() as i64
+                && entry.expires_at_ms.is_none_or(|at| now < at);
+            if fresh {
+                self.memory.count(class, |c| c.l1_hits += 1);
+                return Ok(Some(Read { value: entry.value.clone(), tier: Tier::L1, age_ms }));
+            }
+        }
+        self.memory.count(class, |c| c.l1_misses += 1);
+        let commands = [Command::new("GET").arg(key), Command::new("PTTL").arg(key)];
+        match self.redis.pipeline(&commands).await {
+            Ok(mut replies) => {
+                let pttl = replies.pop();
+                match replies.pop() {
+                    Some(Ok(Reply::Bulk(value))) => {
+                        self.memory.count(class, |c| c.l2_hits += 1);
+                        let expires_at_ms = match pttl {
+                            Some(Ok(Reply::Int(ms))) if ms > 0 => Some(now + ms),
+                            _ => None,
+                        };
+                        self.memory.put(key, value.clone(), now, expires_at_ms);
+                        Ok(Some(Read { value, tier: Tier::Redis, age_ms: 0 }))
+                    }
+                    Some(Ok(_)) => {
+                        self.memory.count(class, |c| c.l2_misses += 1);
+                        self.memory.forget(key);
+                        Ok(None)
+                    }
+                    // WRONGTYPE: the key holds something this reader cannot use.
+                    Some(Err(_)) | None => {
+                        self.discard_corrupted(key).await;
+                        Ok(None)
+                    }
+                }
+            }
+            Err(error) => match cached {
+                Some(entry) if now - entry.stored_at_ms <= self.memory.config.stale_grace.as_millis() as i64 => {
+                    self.memory.count(class, |c| c.stale_served += 1);
+                    Ok(Some(Read { value: entry.value, tier: Tier::MemoryStale, age_ms: now - entry.stored_at_ms }))
+                }
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// [`Tiered::read`] and decode JSON; a value that does not decode is unlinked from both
+    /// tiers, counted, and read as `None`.
+    pub async fn read_json<T: DeserializeOwned>(&self, key: &str, class: DataClass) -> Result<Option<Read<T>>, StoreError> {
+        let Some(read) = self.read(key, class).await? else { return Ok(None) };
+        match decode_json::<T>(key, &read.value) {
+            Ok(value) => Ok(Some(Read { value, tier: read.tier, age_ms: read.age_ms })),
+            Err(_) => {
+                self.discard_corrupted(key).await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn discard_corrupted(&self, key: &str) {
+        self.memory.state().stats.corrupted += 1;
+        self.memory.forget(key);
+        // Best effort: if Redis is down the value stays, and is discarded on the next read.
+        let _ = self.redis.pipeline(&[Command::unlink(&[key])]).await;
+    }
+}
+
+#[async_trait(?Send)]
+impl Store for Tiered<'_> {
+    async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        let outcome = self.redis.pipeline(commands).await;
+        self.mirror_all(commands, &outcome);
+        outcome
+    }
+
+    async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        let outcome = self.redis.transaction(commands).await;
+        self.mirror_all(commands, &outcome);
+        outcome
+    }
+}
+
+impl Tiered<'_> {
+    /// Mirrors the writes that Redis applied — or, when Redis could not be reached, all of
+    /// them, so L1 holds the newest data for stale reads.
+    fn mirror_all(&self, commands: &[Command], outcome: &Result<Replies, StoreError>) {
+        let now = self.clock.now_ms();
+        for (index, command) in commands.iter().enumerate() {
+            let applied = match outcome {
+                Ok(replies) => replies.get(index).is_some_and(Result::is_ok),
+                Err(StoreError::Unavailable(_)) => true,
+                Err(_) => false,
+            };
+            if applied {
+                self.memory.mirror(command, now);
+            } else {
+                self.memory.forget(command.args().get(1).map(String::as_str).unwrap_or_default());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::store::memory::MemoryStore;
+    use crate::store::StoreExt;
+
+    /// A real memory store standing in for Redis, with a switch that makes it unreachable.
+    struct Switchable {
+        store: MemoryStore,
+        down: AtomicBool,
+    }
+
+    #[async_trait(?Send)]
+    impl Store for Switchable {
+        async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("switched off".into()));
+            }
+            self.store.pipeline(commands).await
+        }
+        async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            self.pipeline(commands).await
+        }
+    }
+
+    fn setup() -> (Arc<FixedClock>, MemoryTier, Switchable) {
+        let clock = Arc::new(FixedClock::at(1_000_000));
+        let config = TierConfig {
+            memory_fresh_for: Duration::from_secs(2),
+            memory_max_entries: 100,
+            stale_grace: Duration::from_secs(60),
+        };
+        let l2 = Switchable { store: MemoryStore::new(clock.clone(), 100), down: AtomicBool::new(false) };
+        (clock, MemoryTier::new(config), l2)
+    }
+
+    #[test]
+    fn fresh_then_redis_then_stale_then_error() {
+        let (clock, memory, redis) = setup();
+        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        block_on(tiered.set("k", b"v1", Some(Duration::from_secs(30)))).unwrap();
+
+        let read = block_on(tiered.read("k", DataClass::Price)).unwrap().unwrap();
+        assert_eq!((read.tier, read.value.as_slice()), (Tier::L1, b"v1".as_slice()));
+
+        clock.advance_ms(2_000); // past MEMORY_TIER_TTL: Redis answers
+        let read = block_on(tiered.read("k", DataClass::Price)).unwrap().unwrap();
+        assert_eq!(read.tier, Tier::Redis);
+
+        redis.down.store(true, Ordering::SeqCst);
+        clock.advance_ms(5_000);
+        let read = block_on(tiered.read("k", DataClass::Price)).unwrap().unwrap();
+        assert_eq!((read.tier, read.age_ms), (Tier::MemoryStale, 5_000));
+
+        clock.advance_ms(60_000); // past the grace
+        assert!(block_on(tiered.read("k", DataClass::Price)).is_err());
+        assert!(block_on(tiered.read("never", DataClass::Price)).is_err());
+
+        let counters = memory.stats().classes["price"];
+        assert_eq!((counters.l1_hits, counters.l2_hits, counters.stale_served), (1, 1, 1));
+    }
+
+    #[test]
+    fn writes_reach_both_tiers_and_fail_loudly_when_redis_is_down() {
+        let (clock, memory, redis) = setup();
+        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        redis.down.store(true, Ordering::SeqCst);
+        assert!(block_on(tiered.set("k", b"while down", None)).is_err());
+        // The newest value is still served, flagged stale once it is no longer fresh.
+        clock.advance_ms(3_000);
+        let read = block_on(tiered.read("k", DataClass::PriceLatest)).unwrap().unwrap();
+        assert_eq!((read.tier, read.value.as_slice()), (Tier::MemoryStale, b"while down".as_slice()));
+        redis.down.store(false, Ordering::SeqCst);
+        block_on(tiered.set("k", b"back", None)).unwrap();
+        assert_eq!(block_on(redis.store.get("k")).unwrap(), Some(b"back".to_vec()));
+    }
+
+    #[test]
+    fn a_key_gone_from_redis_is_gone_from_l1() {
+        let (clock, memory, redis) = setup();
+        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        block_on(tiered.set("k", b"v", None)).unwrap();
+        block_on(redis.store.unlink(&["k".to_owned()])).unwrap(); // another isolate deleted it
+        clock.advance_ms(2_000);
+        assert_eq!(block_on(tiered.read("k", DataClass::Default)).unwrap(), None);
+        redis.down.store(true, Ordering::SeqCst);
+        assert!(block_on(tiered.read("k", DataClass::Default)).is_err(), "no stale copy remains");
+    }
+
+    #[test]
+    fn corrupted_values_are_deleted_counted_and_missed() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Price {
+            price: String,
+        }
+        let (clock, memory, redis) = setup();
+        block_on(redis.store.set("bad", b"{not json", None)).unwrap();
+        block_on(redis.store.execute(&Command::hset("hash", &[("f", "v")]))).unwrap();
+        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        assert!(block_on(tiered.read_json::<Price>("bad", DataClass::Price)).unwrap().is_none());
+        assert!(block_on(tiered.read_json::<Price>("hash", DataClass::Price)).unwrap().is_none());
+        assert_eq!(block_on(redis.store.get("bad")).unwrap(), None, "deleted from Redis");
+        assert_eq!(memory.stats().corrupted, 2);
+    }
+}
