@@ -9,6 +9,7 @@
 //! The client owns the wire format and status mapping. It never logs, and the token never
 //! appears in an error.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,10 +18,14 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::{Command, CommandError, Replies, Reply, Store, StoreError};
+use crate::clock::{splitmix64, Backoff, Sleep};
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method};
 use crate::secret::Secret;
 
 const SYNC_TOKEN_HEADER: &str = "upstash-sync-token";
+
+/// Largest request body sent at once: under Upstash's 10 MB request limit with room to spare.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 9 * 1024 * 1024;
 
 /// Where the Redis REST endpoint is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -32,11 +37,25 @@ pub struct UpstashConfig {
     pub timeout: Duration,
 }
 
+/// Retries of read-only requests that failed to reach Redis. Writes are never retried: a
+/// write whose response was lost may have been applied, and repeating `INCR` or `ZADD` would
+/// not be harmless.
+pub struct ReadRetries {
+    pub sleep: Box<dyn Sleep>,
+    /// Attempts after the first.
+    pub retries: u32,
+    pub backoff: Backoff,
+}
+
 pub struct UpstashClient<H> {
     http: H,
     url: String,
     token: Secret,
     timeout: Duration,
+    max_request_bytes: usize,
+    read_retries: Option<ReadRetries>,
+    /// Varies the retry jitter between calls.
+    calls: AtomicU64,
     /// The last sync token Upstash sent; `Mutex` only to be `Sync` for native callers; the
     /// worker is single-threaded and never contends.
     sync_token: Mutex<Option<String>>,
@@ -49,7 +68,42 @@ impl<H: HttpClient> UpstashClient<H> {
             url: config.url.trim_end_matches('/').to_owned(),
             token: config.token,
             timeout: config.timeout,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            read_retries: None,
+            calls: AtomicU64::new(0),
             sync_token: Mutex::new(None),
+        }
+    }
+
+    /// Retries read-only requests that could not reach Redis, with jittered backoff.
+    pub fn with_read_retries(mut self, retries: ReadRetries) -> Self {
+        self.read_retries = Some(retries);
+        self
+    }
+
+    /// Splits pipelines whose JSON body would exceed `bytes` (never below one command each).
+    pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes.max(1);
+        self
+    }
+
+    /// Posts, retrying when every command is read-only and Redis could not be reached.
+    async fn post_with_retries(&self, path: &str, body: &Value, read_only: bool) -> Result<HttpResponse, StoreError> {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut attempt = 0;
+        loop {
+            let outcome = self.post(path, body.clone()).await.and_then(|response| match response.status {
+                500..=599 => Err(StoreError::Unavailable(format!("HTTP {}", response.status))),
+                _ => Ok(response),
+            });
+            match (&outcome, &self.read_retries) {
+                (Err(StoreError::Unavailable(_)), Some(retry)) if read_only && attempt < retry.retries => {
+                    let seed = splitmix64(call).wrapping_add(self.url.len() as u64);
+                    retry.sleep.sleep(retry.backoff.delay(attempt, seed)).await;
+                    attempt += 1;
+                }
+                _ => return outcome,
+            }
         }
     }
 
@@ -71,12 +125,40 @@ impl<H: HttpClient> UpstashClient<H> {
         Ok(response)
     }
 
+    /// Sends a pipeline, split into several requests when one would be too large; replies
+    /// come back in command order. A transaction cannot be split, so an oversized one is
+    /// refused before anything is sent.
     async fn batch(&self, path: &str, commands: &[Command]) -> Result<Replies, StoreError> {
-        if commands.is_empty() {
-            return Ok(Vec::new());
+        let mut replies = Vec::with_capacity(commands.len());
+        let mut chunk: Vec<Value> = Vec::new();
+        let mut chunk_bytes = 2;
+        let mut start = 0;
+        for (index, command) in commands.iter().enumerate() {
+            let json = command_json(command);
+            let size = json.to_string().len() + 1;
+            if !chunk.is_empty() && chunk_bytes + size > self.max_request_bytes {
+                if path == "/multi-exec" {
+                    return Err(StoreError::Rejected {
+                        status: 413,
+                        message: format!("transaction exceeds the {} byte request limit", self.max_request_bytes),
+                    });
+                }
+                replies.extend(self.batch_request(path, &commands[start..index], std::mem::take(&mut chunk)).await?);
+                chunk_bytes = 2;
+                start = index;
+            }
+            chunk.push(json);
+            chunk_bytes += size;
         }
-        let body = Value::Array(commands.iter().map(command_json).collect());
-        let response = self.post(path, body).await?;
+        if !chunk.is_empty() {
+            replies.extend(self.batch_request(path, &commands[start..], chunk).await?);
+        }
+        Ok(replies)
+    }
+
+    async fn batch_request(&self, path: &str, commands: &[Command], items: Vec<Value>) -> Result<Replies, StoreError> {
+        let read_only = commands.iter().all(Command::is_read_only);
+        let response = self.post_with_retries(path, &Value::Array(items), read_only).await?;
         let body = parse_body(&response)?;
         match body {
             Value::Array(items) if items.len() == commands.len() => items.iter().map(item_reply).collect(),
@@ -107,7 +189,7 @@ impl<H: HttpClient> Store for UpstashClient<H> {
     }
 
     async fn execute(&self, command: &Command) -> Result<Reply, StoreError> {
-        let response = self.post("", command_json(command)).await?;
+        let response = self.post_with_retries("", &command_json(command), command.is_read_only()).await?;
         let body = parse_body(&response)?;
         item_reply(&body)?.map_err(|error| StoreError::Command { command: command.name().to_owned(), error })
     }
@@ -182,28 +264,83 @@ mod tests {
     use crate::http::TransportError;
     use std::cell::RefCell;
 
-    /// Answers every request with a canned response and remembers what was sent.
+    /// Answers every request with a canned response and remembers what was sent; the first
+    /// `failures` requests get a 503.
     struct Canned {
         status: u16,
         body: &'static str,
         seen: RefCell<Vec<HttpRequest>>,
+        failures: std::cell::Cell<u32>,
     }
 
     #[async_trait(?Send)]
     impl HttpClient for Canned {
         async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
             self.seen.borrow_mut().push(request);
+            let status = if self.failures.get() > 0 {
+                self.failures.set(self.failures.get() - 1);
+                503
+            } else {
+                self.status
+            };
             Ok(HttpResponse {
-                status: self.status,
+                status,
                 headers: vec![(SYNC_TOKEN_HEADER.into(), "tok-1".into())],
                 body: self.body.as_bytes().to_vec(),
             })
         }
     }
 
+    struct NoWait;
+
+    #[async_trait(?Send)]
+    impl Sleep for NoWait {
+        async fn sleep(&self, _: Duration) {}
+    }
+
+    fn retrying(failures: u32, body: &'static str) -> UpstashClient<Canned> {
+        let c = client(200, body);
+        c.http.failures.set(failures);
+        c.with_read_retries(ReadRetries {
+            sleep: Box::new(NoWait),
+            retries: 2,
+            backoff: Backoff { base: Duration::from_millis(1), cap: Duration::from_millis(2) },
+        })
+    }
+
+    #[test]
+    fn reads_are_retried_writes_are_not() {
+        let reads = retrying(2, r#"{"result":null}"#);
+        assert_eq!(futures_executor::block_on(reads.get("k")).unwrap(), None);
+        assert_eq!(reads.http.seen.borrow().len(), 3);
+
+        let exhausted = retrying(3, r#"{"result":null}"#);
+        assert!(matches!(futures_executor::block_on(exhausted.get("k")), Err(StoreError::Unavailable(_))));
+
+        let writes = retrying(1, r#"{"result":"OK"}"#);
+        assert!(futures_executor::block_on(writes.set("k", b"v", None)).is_err());
+        assert_eq!(writes.http.seen.borrow().len(), 1, "a write is sent once");
+    }
+
+    #[test]
+    fn oversized_pipelines_are_split_never_truncated() {
+        let c = client(200, r#"[{"result":"OK"},{"result":"OK"}]"#).with_max_request_bytes(50);
+        let commands: Vec<Command> = (0..4).map(|i| Command::new("SET").arg(format!("key{i}")).arg("value")).collect();
+        let replies = futures_executor::block_on(c.pipeline(&commands)).unwrap();
+        assert_eq!(replies.len(), 4);
+        let seen = c.http.seen.borrow();
+        assert_eq!(seen.len(), 2);
+        for request in seen.iter() {
+            assert!(request.body.as_ref().unwrap().len() <= 50);
+        }
+        drop(seen);
+        let refused = futures_executor::block_on(c.transaction(&commands)).unwrap_err();
+        assert!(matches!(refused, StoreError::Rejected { status: 413, .. }));
+    }
+
     fn client(status: u16, body: &'static str) -> UpstashClient<Canned> {
         UpstashClient::new(
-            Canned { status, body, seen: RefCell::new(Vec::new()) },
+            Canned { status, body, seen: RefCell::new(Vec::new()), failures: std::cell::Cell::new(0) },
             UpstashConfig {
                 url: "http://redis.test/".into(),
                 token: Secret::new("s3cret"),
