@@ -10,6 +10,8 @@
 //!   Upstash REST protocol client and the in-memory store.
 //! - [`http`]: the transport trait the Upstash and MEXC clients speak through.
 //! - [`exchange`]: the MEXC Spot v3 client: request signing, typed responses, typed errors.
+//! - [`market`]: market-data queries (ticker, OHLCV, deals, order book): keys, TTLs, fetching.
+//! - [`warm`]: cache warming.
 //! - [`sync`]: the cron tasks that copy exchange data into the store, one request per task.
 //! - [`api`]: the HTTP API as plain request → response functions, and its route table.
 //! - [`config`]: the typed configuration, parsed once from the environment at the edge.
@@ -25,10 +27,12 @@ pub mod config;
 pub mod exchange;
 pub mod http;
 pub mod keys;
+pub mod market;
 pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod ttl;
+pub mod warm;
 
 /// The services every handler and task works with, borrowed from the edge that built them.
 ///

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -68,20 +69,29 @@ impl HttpAnswer {
 /// redis-server and the Upstash-REST gateway in front of it. Fields drop in order.
 pub struct RedisBackend {
     gateway: Service,
-    redis: Service,
+    /// In a `Mutex` so a test can stop and restart Redis behind a shared backend.
+    redis: Mutex<Service>,
+    redis_port: u16,
     pub gateway_url: String,
     pub redis_url: String,
     http: ureq::Agent,
     dir: tempfile::TempDir,
 }
 
+/// The MEXC stand-in process and its control surface.
+pub struct ExchangeStandin {
+    service: Service,
+    pub url: String,
+    http: ureq::Agent,
+    _dir: tempfile::TempDir,
+}
+
 /// The running parts. Fields drop in order: the worker first, Redis last.
 pub struct Stack {
     worker: Service,
-    standin: Service,
+    pub exchange: ExchangeStandin,
     pub backend: RedisBackend,
     pub worker_url: String,
-    pub standin_url: String,
     http: ureq::Agent,
 }
 
@@ -106,6 +116,22 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Starts redis-server on `port` without persistence and waits for PING.
+fn start_redis(port: u16, dir: &std::path::Path) -> Result<Service, String> {
+    let mut command = Command::new("redis-server");
+    command.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"]);
+    command.arg("--dir").arg(dir);
+    let mut redis = Service::spawn("redis-server", command, &dir.join("redis.log"))?;
+    let url = format!("redis://127.0.0.1:{port}");
+    wait_until("redis-server to answer PING", Duration::from_secs(20), || {
+        (redis_pings(&url) || !redis.is_running()).then_some(())
+    })?;
+    if !redis.is_running() {
+        return Err(format!("redis-server exited:\n{}", redis.log_tail(20)));
+    }
+    Ok(redis)
+}
+
 fn redis_pings(url: &str) -> bool {
     redis::Client::open(url)
         .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
@@ -121,17 +147,8 @@ impl RedisBackend {
         let log = |name: &str| dir.path().join(format!("{name}.log"));
 
         let redis_port = free_port();
-        let mut command = Command::new("redis-server");
-        command.args(["--bind", "127.0.0.1", "--port", &redis_port.to_string(), "--save", "", "--appendonly", "no"]);
-        command.arg("--dir").arg(dir.path());
-        let mut redis = Service::spawn("redis-server", command, &log("redis"))?;
+        let redis = start_redis(redis_port, dir.path())?;
         let redis_url = format!("redis://127.0.0.1:{redis_port}");
-        wait_until("redis-server to answer PING", Duration::from_secs(20), || {
-            (redis_pings(&redis_url) || !redis.is_running()).then_some(())
-        })?;
-        if !redis.is_running() {
-            return Err(format!("redis-server exited:\n{}", redis.log_tail(20)));
-        }
 
         let http = agent();
         let gateway_port = free_port();
@@ -141,7 +158,20 @@ impl RedisBackend {
         let mut gateway = Service::spawn("upstash-gateway", command, &log("gateway"))?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
         wait_ready(&http, &mut gateway, &format!("{gateway_url}/__gateway/stats"), Duration::from_secs(20))?;
-        Ok(RedisBackend { gateway, redis, gateway_url, redis_url, http, dir })
+        Ok(RedisBackend { gateway, redis: Mutex::new(redis), redis_port, gateway_url, redis_url, http, dir })
+    }
+
+    /// Stops redis-server (the gateway stays up and answers 503s), as an outage would.
+    pub fn stop_redis(&self) {
+        self.redis.lock().unwrap_or_else(|p| p.into_inner()).stop();
+    }
+
+    /// Starts redis-server again on the same port, empty (it has no persistence).
+    pub fn restart_redis(&self) -> Result<(), String> {
+        let mut redis = self.redis.lock().unwrap_or_else(|p| p.into_inner());
+        redis.stop();
+        *redis = start_redis(self.redis_port, self.dir.path())?;
+        Ok(())
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -178,7 +208,7 @@ impl RedisBackend {
 
     /// Names of the services, for diagnostics.
     pub fn services(&self) -> [&str; 2] {
-        [self.gateway.name(), self.redis.name()]
+        [self.gateway.name(), "redis-server"]
     }
 }
 
@@ -196,14 +226,8 @@ impl Stack {
         let http = agent();
         let gateway_url = backend.gateway_url.clone();
 
-        let standin_port = free_port();
-        let mut command = Command::new(options.binaries.standin);
-        command.args(["--listen", &format!("127.0.0.1:{standin_port}")]);
-        command.arg("--fixtures").arg(root.join("fixtures/mexc"));
-        command.env("STANDIN_API_KEY", MEXC_API_KEY).env("STANDIN_API_SECRET", MEXC_API_SECRET);
-        let mut standin = Service::spawn("mexc-standin", command, &log("standin"))?;
-        let standin_url = format!("http://127.0.0.1:{standin_port}");
-        wait_ready(&http, &mut standin, &format!("{standin_url}/api/v3/ping"), Duration::from_secs(20))?;
+        let exchange = ExchangeStandin::start(&options.binaries)?;
+        let standin_url = exchange.url.clone();
 
         let worker_port = free_port();
         let mut vars = vec![
@@ -244,7 +268,7 @@ impl Stack {
         let worker_url = format!("http://127.0.0.1:{worker_port}");
         wait_ready(&http, &mut worker, &format!("{worker_url}/health"), Duration::from_secs(240))?;
 
-        Ok(Stack { worker, standin, backend, worker_url, standin_url, http })
+        Ok(Stack { worker, exchange, backend, worker_url, http })
     }
 
     fn call(&self, method: &str, url: &str, body: Option<&Value>) -> HttpAnswer {
@@ -269,30 +293,33 @@ impl Stack {
         self.backend.redis()
     }
 
-    /// Makes the stand-in answer `body` for `path` (and `symbol`, if given).
+    /// See [`ExchangeStandin::set_response`].
     pub fn set_exchange_response(&self, path: &str, symbol: Option<&str>, body: &Value) {
-        let mut url = format!("{}/__control/response?path={path}", self.standin_url);
-        if let Some(symbol) = symbol {
-            url.push_str(&format!("&symbol={symbol}"));
-        }
-        let answer = self.call("PUT", &url, Some(body));
-        assert_eq!(answer.status, 204, "stand-in refused the response: {}", answer.body);
+        self.exchange.set_response(path, symbol, body);
     }
 
-    /// Queues a stand-in fault (see `standin::faults`).
+    /// See [`ExchangeStandin::inject_fault`].
     pub fn inject_fault(&self, fault: &Value) {
-        let answer = self.call("POST", &format!("{}/__control/fault", self.standin_url), Some(fault));
-        assert_eq!(answer.status, 204, "stand-in refused the fault: {}", answer.body);
+        self.exchange.inject_fault(fault);
     }
 
-    /// Requests the stand-in has served, per path.
+    /// See [`ExchangeStandin::requests`].
     pub fn exchange_requests(&self) -> Value {
-        self.call("GET", &format!("{}/__control/requests", self.standin_url), None).json()
+        self.exchange.requests()
     }
 
-    /// Forgets the stand-in's replacements, faults and counts.
+    /// See [`ExchangeStandin::reset`].
     pub fn reset_exchange(&self) {
-        self.call("POST", &format!("{}/__control/reset", self.standin_url), None);
+        self.exchange.reset();
+    }
+
+    /// `{"requests", "commands"}` the gateway has served since the last reset.
+    pub fn gateway_stats(&self) -> Value {
+        self.backend.gateway_stats()
+    }
+
+    pub fn reset_gateway_stats(&self) {
+        self.backend.reset_gateway_stats();
     }
 
     /// The worker's log so far (console output of workerd via wrangler).
@@ -303,7 +330,50 @@ impl Stack {
     /// Names of the services, for diagnostics.
     pub fn services(&self) -> [&str; 4] {
         let [gateway, redis] = self.backend.services();
-        [self.worker.name(), self.standin.name(), gateway, redis]
+        [self.worker.name(), self.exchange.service.name(), gateway, redis]
+    }
+}
+
+impl ExchangeStandin {
+    /// Starts `mexc-standin` on a free port with the test credentials.
+    pub fn start(binaries: &Binaries) -> Result<ExchangeStandin, String> {
+        let dir = tempfile::Builder::new().prefix("edgesync-standin-").tempdir().map_err(|e| e.to_string())?;
+        let http = agent();
+        let port = free_port();
+        let mut command = Command::new(binaries.standin);
+        command.args(["--listen", &format!("127.0.0.1:{port}")]);
+        command.arg("--fixtures").arg(repo_root().join("fixtures/mexc"));
+        command.env("STANDIN_API_KEY", MEXC_API_KEY).env("STANDIN_API_SECRET", MEXC_API_SECRET);
+        let mut service = Service::spawn("mexc-standin", command, &dir.path().join("standin.log"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(&http, &mut service, &format!("{url}/api/v3/ping"), Duration::from_secs(20))?;
+        Ok(ExchangeStandin { service, url, http, _dir: dir })
+    }
+
+    /// Makes the stand-in answer `body` for `path` (and `symbol`, if given).
+    pub fn set_response(&self, path: &str, symbol: Option<&str>, body: &Value) {
+        let mut url = format!("{}/__control/response?path={path}", self.url);
+        if let Some(symbol) = symbol {
+            url.push_str(&format!("&symbol={symbol}"));
+        }
+        let answer = call(&self.http, "PUT", &url, Some(body));
+        assert_eq!(answer.status, 204, "stand-in refused the response: {}", answer.body);
+    }
+
+    /// Queues a fault (see `standin::faults`).
+    pub fn inject_fault(&self, fault: &Value) {
+        let answer = call(&self.http, "POST", &format!("{}/__control/fault", self.url), Some(fault));
+        assert_eq!(answer.status, 204, "stand-in refused the fault: {}", answer.body);
+    }
+
+    /// Requests served so far: `{"counts": {path: n}, "total": n}`.
+    pub fn requests(&self) -> Value {
+        call(&self.http, "GET", &format!("{}/__control/requests", self.url), None).json()
+    }
+
+    /// Forgets replacements, faults and counts.
+    pub fn reset(&self) {
+        call(&self.http, "POST", &format!("{}/__control/reset", self.url), None);
     }
 }
 

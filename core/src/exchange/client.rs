@@ -39,6 +39,22 @@ impl<'a> MexcClient<'a> {
         self.get_public("ticker_24hr", "/api/v3/ticker/24hr", &[("symbol", symbol.to_string())]).await
     }
 
+    /// `GET /api/v3/klines?symbol&interval&limit`: candles, oldest first, as MEXC's rows.
+    pub async fn klines(&self, symbol: &Segment, interval: &str, limit: u32) -> Result<Fetched<Value>, ExchangeError> {
+        let params = [("symbol", symbol.to_string()), ("interval", interval.to_owned()), ("limit", limit.to_string())];
+        self.get_public("klines", "/api/v3/klines", &params).await
+    }
+
+    /// `GET /api/v3/depth?symbol&limit`: the order book.
+    pub async fn depth(&self, symbol: &Segment, limit: u32) -> Result<Fetched<Value>, ExchangeError> {
+        self.get_public("depth", "/api/v3/depth", &[("symbol", symbol.to_string()), ("limit", limit.to_string())]).await
+    }
+
+    /// `GET /api/v3/trades?symbol&limit`: recent public trades ("deals").
+    pub async fn trades(&self, symbol: &Segment, limit: u32) -> Result<Fetched<Value>, ExchangeError> {
+        self.get_public("trades", "/api/v3/trades", &[("symbol", symbol.to_string()), ("limit", limit.to_string())]).await
+    }
+
     async fn get_public<T: DeserializeOwned>(
         &self,
         endpoint: &'static str,
