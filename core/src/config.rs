@@ -129,13 +129,22 @@ impl Config {
 
         let defaults = TierConfig::default();
         let tiers = TierConfig {
-            memory_fresh_for: Duration::from_secs(positive_int(&get, "MEMORY_TIER_TTL", defaults.memory_fresh_for.as_secs())?),
-            memory_max_entries: positive_int(&get, "MEMORY_TIER_MAX_ENTRIES", defaults.memory_max_entries as u64)? as usize,
-            stale_grace: Duration::from_secs(positive_int(&get, "STALE_GRACE_SECONDS", defaults.stale_grace.as_secs())?),
+            memory_fresh_for: Duration::from_secs(positive_int(
+                &get,
+                "MEMORY_TIER_TTL",
+                defaults.memory_fresh_for.as_secs(),
+            )?),
+            memory_max_entries: positive_int(&get, "MEMORY_TIER_MAX_ENTRIES", defaults.memory_max_entries as u64)?
+                as usize,
+            stale_grace: Duration::from_secs(positive_int(
+                &get,
+                "STALE_GRACE_SECONDS",
+                defaults.stale_grace.as_secs(),
+            )?),
         };
 
         Ok(Self {
-            ttl: TtlTable::from_lookup(&get)?,
+            ttl: TtlTable::from_lookup(get)?,
             tiers,
             history_limit: positive_int(&get, "HISTORY_LIMIT", 1000)? as usize,
             keys,

@@ -37,10 +37,11 @@ pub mod warm;
 /// The services every handler and task works with, borrowed from the edge that built them.
 ///
 /// The worker builds one per invocation; native tests build one over real or in-memory parts.
+/// `store` is the one write path (L1 + Redis) and the tier-aware reader.
 #[derive(Clone, Copy)]
 pub struct App<'a> {
     pub config: &'a config::Config,
-    pub store: &'a dyn store::Store,
+    pub store: &'a store::tiered::Tiered<'a>,
     pub http: &'a dyn http::HttpClient,
     pub clock: &'a dyn clock::Clock,
 }

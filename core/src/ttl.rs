@@ -152,10 +152,7 @@ impl TtlTable {
 
     /// How long `class` lives.
     pub fn lifetime(&self, class: DataClass) -> Lifetime {
-        self.cache
-            .iter()
-            .find(|(c, _)| *c == class)
-            .map_or(Lifetime::Permanent, |(_, ttl)| Lifetime::Expires(*ttl))
+        self.cache.iter().find(|(c, _)| *c == class).map_or(Lifetime::Permanent, |(_, ttl)| Lifetime::Expires(*ttl))
     }
 
     /// The TTL to write `class` with; `None` for permanent classes.
@@ -176,10 +173,7 @@ mod tests {
     fn defaults_follow_seed_002() {
         let t = table(&[]).unwrap();
         let secs = |c| t.ttl(c).unwrap().as_secs();
-        assert_eq!(
-            [secs(DataClass::Default), secs(DataClass::Ticker), secs(DataClass::Ohlcv)],
-            [60, 5, 86_400]
-        );
+        assert_eq!([secs(DataClass::Default), secs(DataClass::Ticker), secs(DataClass::Ohlcv)], [60, 5, 86_400]);
         assert_eq!([secs(DataClass::Deals), secs(DataClass::Orderbook), secs(DataClass::Price)], [10, 5, 30]);
         for class in DataClass::ALL.into_iter().filter(|c| c.is_permanent()) {
             assert_eq!(t.lifetime(class), Lifetime::Permanent, "{class:?}");
@@ -188,7 +182,10 @@ mod tests {
 
     #[test]
     fn overrides_and_errors_name_the_variable() {
-        assert_eq!(table(&[("REDIS_CACHE_TTL_TICKER", "7")]).unwrap().ttl(DataClass::Ticker), Some(Duration::from_secs(7)));
+        assert_eq!(
+            table(&[("REDIS_CACHE_TTL_TICKER", "7")]).unwrap().ttl(DataClass::Ticker),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(table(&[("REDIS_CACHE_TTL_OHLCV", "0")]).unwrap_err().variable, "REDIS_CACHE_TTL_OHLCV");
         assert_eq!(table(&[("REDIS_CACHE_TTL_PRICE", "-3")]).unwrap_err().variable, "REDIS_CACHE_TTL_PRICE");
         assert_eq!(table(&[("REDIS_CACHE_TTL", "1.5")]).unwrap_err().variable, "REDIS_CACHE_TTL");

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::exchange::MexcClient;
 use crate::market::MarketQuery;
-use crate::store::{Command, Reply, StoreError};
+use crate::store::{Command, Reply, Store, StoreError};
 use crate::ttl::DataClass;
 use crate::App;
 
@@ -23,7 +23,8 @@ pub struct WarmReport {
 }
 
 /// The market-data classes warmed when none are named.
-pub const DEFAULT_CLASSES: [DataClass; 4] = [DataClass::Ticker, DataClass::Ohlcv, DataClass::Deals, DataClass::Orderbook];
+pub const DEFAULT_CLASSES: [DataClass; 4] =
+    [DataClass::Ticker, DataClass::Ohlcv, DataClass::Deals, DataClass::Orderbook];
 
 /// Warms every configured symbol for `classes` (non-market classes are ignored).
 /// `Err` only when the store cannot say what is cached.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgesync_core::clock::{FixedClock, SystemClock, ThreadSleep, Backoff};
+use edgesync_core::clock::{Backoff, FixedClock, SystemClock, ThreadSleep};
 use edgesync_core::config::{Config, TierConfig};
 use edgesync_core::keys::{Exchange, KeySpace, Segment};
 use edgesync_core::secret::Secret;
@@ -53,7 +53,11 @@ fn main() {
 fn client(backend: &RedisBackend) -> UpstashClient<NativeHttp> {
     UpstashClient::new(
         NativeHttp::default(),
-        UpstashConfig { url: backend.gateway_url.clone(), token: Secret::new(REDIS_TOKEN), timeout: Duration::from_secs(5) },
+        UpstashConfig {
+            url: backend.gateway_url.clone(),
+            token: Secret::new(REDIS_TOKEN),
+            timeout: Duration::from_secs(5),
+        },
     )
 }
 
@@ -65,9 +69,7 @@ fn config(fixture: &Fixture, vars: &[(&str, &str)]) -> Result<Config, edgesync_c
         ("MEXC_API_KEY", MEXC_API_KEY),
         ("MEXC_API_SECRET", MEXC_API_SECRET),
     ];
-    Config::from_lookup(|name| {
-        vars.iter().chain(&base).find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
-    })
+    Config::from_lookup(|name| vars.iter().chain(&base).find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
 }
 
 fn redis_get(fixture: &Fixture, key: &str) -> Option<String> {
@@ -182,9 +184,13 @@ fn invalidation_leaves_foreign_keys_intact(fixture: &Fixture) {
 fn corrupted_value_is_a_counted_deleted_miss(fixture: &Fixture) {
     let store = client(&fixture.backend);
     let key = "qrl:v1:price:mexc:CORRUPTUSDT:latest";
-    let _: () = redis::cmd("SET").arg(key).arg(r#"{"symbol":"CORRUPTUSDT","price":"#).query(&mut fixture.backend.redis()).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(r#"{"symbol":"CORRUPTUSDT","price":"#)
+        .query(&mut fixture.backend.redis())
+        .unwrap();
     let memory = MemoryTier::new(TierConfig::default());
-    let tiered = Tiered { memory: &memory, redis: &store, clock: &SystemClock };
+    let tiered = Tiered::new(&memory, &store, &SystemClock);
     let read = block_on(tiered.read_json::<PriceRecord>(key, DataClass::PriceLatest)).unwrap();
     assert!(read.is_none(), "a corrupted value reads as a miss");
     assert_eq!(redis_get(fixture, key), None, "and is deleted from Redis");
@@ -199,7 +205,8 @@ fn stats_flag_evictable_permanent_data(fixture: &Fixture) {
         let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg(policy).query(redis).unwrap();
     };
     let _: () = redis::cmd("SET").arg("statsns:v1:account:mexc:main").arg("{}").query(&mut redis).unwrap();
-    let _: () = redis::cmd("SET").arg("statsns:v1:ticker:mexc:QRLUSDT").arg("{}").arg("EX").arg(5).query(&mut redis).unwrap();
+    let _: () =
+        redis::cmd("SET").arg("statsns:v1:ticker:mexc:QRLUSDT").arg("{}").arg("EX").arg(5).query(&mut redis).unwrap();
     set_policy(&mut redis, "allkeys-lru");
     let risky = block_on(stats::collect(&store, &keys, None)).unwrap();
     set_policy(&mut redis, "volatile-lru");
@@ -216,7 +223,9 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
     fixture.exchange.reset();
     let config = config(fixture, &[("SYMBOLS", "QRLUSDT,BTCUSDT"), ("REDIS_NAMESPACE", "warm")]).unwrap();
     let store = client(&fixture.backend);
-    let app = App { config: &config, store: &store, http: &NativeHttp::default(), clock: &SystemClock };
+    let memory = MemoryTier::new(config.tiers);
+    let tiered = Tiered::new(&memory, &store, &SystemClock);
+    let app = App { config: &config, store: &tiered, http: &NativeHttp::default(), clock: &SystemClock };
     block_on(clear_all(&store, &config.keys)).unwrap();
     let qrl = Segment::new("symbol", "QRLUSDT").unwrap();
     let cached_ticker = config.keys.ticker(Exchange::Mexc, &qrl);
@@ -224,7 +233,11 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
 
     let report = block_on(warm(&app, &DEFAULT_CLASSES)).unwrap();
     assert_eq!((report.success, report.failed, report.skipped), (7, 0, 1), "{report:?}");
-    assert_eq!(redis_get(fixture, &cached_ticker).as_deref(), Some("{\"cached\":true}"), "cached data is not refetched");
+    assert_eq!(
+        redis_get(fixture, &cached_ticker).as_deref(),
+        Some("{\"cached\":true}"),
+        "cached data is not refetched"
+    );
     let btc = Segment::new("symbol", "BTCUSDT").unwrap();
     let ticker = redis_get(fixture, &config.keys.ticker(Exchange::Mexc, &btc)).expect("ticker warmed");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&ticker).unwrap()["symbol"], "BTCUSDT");
@@ -256,7 +269,7 @@ fn tiered_store_rides_out_a_redis_outage(fixture: &Fixture) {
         retries: 1,
         backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(50) },
     });
-    let tiered = Tiered { memory: &memory, redis: &store, clock: &*clock };
+    let tiered = Tiered::new(&memory, &store, &*clock);
     let key = "qrl:v1:price:mexc:OUTAGEUSDT:latest";
     block_on(tiered.set(key, b"before", None)).unwrap();
     clock.advance_ms(3_000);

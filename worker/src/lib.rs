@@ -24,7 +24,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         body: req.bytes().await.unwrap_or_default(),
     };
     let response = match runtime::Runtime::from_env(&env) {
-        Ok(runtime) => api::handle(&runtime.app(), &request).await,
+        Ok(runtime) => {
+            let tiers = runtime.tiers();
+            api::handle(&runtime.app(&tiers), &request).await
+        }
         Err(error) => runtime::config_error_response(&error),
     };
     into_worker_response(response)
@@ -40,7 +43,8 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             return;
         }
     };
-    for report in edgesync_core::sync::run_cron(&runtime.app(), &event.cron()).await {
+    let tiers = runtime.tiers();
+    for report in edgesync_core::sync::run_cron(&runtime.app(&tiers), &event.cron()).await {
         let line = serde_json::to_string(&report).unwrap_or_default();
         if report.ok {
             worker::console_log!("{line}");

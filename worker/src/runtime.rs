@@ -1,22 +1,25 @@
 //! Builds core's services for one invocation from the worker's `Env`: the parsed config, the
-//! store tier (Upstash REST over `Fetch` when configured, else the isolate's memory store)
-//! and the clock (`Date.now()`, since `SystemTime` panics on wasm).
+//! tiers (the isolate's memory tier in front of Upstash REST over `Fetch`, or the isolate's
+//! memory store alone when no Redis is configured), the clock (`Date.now()`, since
+//! `SystemTime` panics on wasm) and the timer for retry backoff (`Delay`).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use edgesync_core::api::{ApiError, ApiResponse};
-use edgesync_core::clock::Clock;
+use edgesync_core::clock::{Backoff, Clock, Sleep};
 use edgesync_core::config::{Config, ConfigError};
 use edgesync_core::store::memory::MemoryStore;
-use edgesync_core::store::upstash::UpstashClient;
-use edgesync_core::store::Store;
+use edgesync_core::store::tiered::{MemoryTier, Tiered};
+use edgesync_core::store::upstash::{ReadRetries, UpstashClient};
 use edgesync_core::App;
 use worker::Env;
 
 use crate::fetch_client::FetchClient;
 
 /// `Date.now()`: the only wall clock on wasm32-unknown-unknown.
-struct WorkerClock;
+pub struct WorkerClock;
 
 impl Clock for WorkerClock {
     fn now_ms(&self) -> i64 {
@@ -24,39 +27,58 @@ impl Clock for WorkerClock {
     }
 }
 
-/// The isolate's memory store. It outlives requests on purpose: that is what lets it answer
-/// when no Redis is configured (and, later, when Redis is down).
-fn memory_store() -> &'static MemoryStore {
-    static MEMORY: OnceLock<MemoryStore> = OnceLock::new();
-    MEMORY.get_or_init(|| MemoryStore::new(Arc::new(WorkerClock), edgesync_core::store::memory::DEFAULT_MAX_ENTRIES))
+/// Backoff waits on the Workers runtime's timer.
+struct WorkerSleep;
+
+#[async_trait(?Send)]
+impl Sleep for WorkerSleep {
+    async fn sleep(&self, duration: Duration) {
+        worker::Delay::from(duration).await;
+    }
 }
 
-enum Tier {
-    Redis(UpstashClient<FetchClient>),
-    Memory(&'static MemoryStore),
+/// The isolate's memory tier. It outlives requests on purpose: that is what lets it answer
+/// while Redis is down. Sized by the first request's config (config is fixed per deployment).
+fn memory_tier(config: &Config) -> &'static MemoryTier {
+    static TIER: OnceLock<MemoryTier> = OnceLock::new();
+    TIER.get_or_init(|| MemoryTier::new(config.tiers))
+}
+
+/// The isolate's memory store, the whole store when no Redis is configured.
+fn memory_store(config: &Config) -> &'static MemoryStore {
+    static STORE: OnceLock<MemoryStore> = OnceLock::new();
+    STORE.get_or_init(|| MemoryStore::new(Arc::new(WorkerClock), config.tiers.memory_max_entries))
 }
 
 pub struct Runtime {
     config: Config,
-    tier: Tier,
+    redis: Option<UpstashClient<FetchClient>>,
 }
 
 impl Runtime {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let config = Config::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))?;
-        let tier = match &config.redis {
-            Some(redis) => Tier::Redis(UpstashClient::new(FetchClient, redis.clone())),
-            None => Tier::Memory(memory_store()),
-        };
-        Ok(Self { config, tier })
+        let redis = config.redis.clone().map(|redis| {
+            UpstashClient::new(FetchClient, redis).with_read_retries(ReadRetries {
+                sleep: Box::new(WorkerSleep),
+                retries: 2,
+                backoff: Backoff { base: Duration::from_millis(50), cap: Duration::from_millis(400) },
+            })
+        });
+        Ok(Self { config, redis })
     }
 
-    pub fn app(&self) -> App<'_> {
-        let store: &dyn Store = match &self.tier {
-            Tier::Redis(client) => client,
-            Tier::Memory(memory) => *memory,
-        };
-        App { config: &self.config, store, http: &FetchClient, clock: &WorkerClock }
+    /// The tiers for this invocation.
+    pub fn tiers(&self) -> Tiered<'_> {
+        let memory = memory_tier(&self.config);
+        match &self.redis {
+            Some(redis) => Tiered::new(memory, redis, &WorkerClock),
+            None => Tiered::memory_only(memory, memory_store(&self.config), &WorkerClock),
+        }
+    }
+
+    pub fn app<'a>(&'a self, tiers: &'a Tiered<'a>) -> App<'a> {
+        App { config: &self.config, store: tiers, http: &FetchClient, clock: &WorkerClock }
     }
 }
 

@@ -1,6 +1,8 @@
-//! `GET /v1/price/{symbol}`: the synced price. Reads `cached` and `latest` in one round trip
-//! and prefers the fresher `cached`; `latest` is permanent, so a price once synced is always
-//! answered. A value that does not decode is treated as absent, never as a 500.
+//! `GET /v1/price/{symbol}`: the synced price, read through the tiers: `cached` (30 s TTL)
+//! first, then `latest` (permanent), so a price once synced is always answered; with Redis
+//! down, what L1 holds is served flagged `memory-stale`, else 503. A value that does not
+//! decode is deleted and treated as absent, never a 500. `X-Edgesync-Tier` and `Age` say
+//! where the answer came from.
 
 use serde_json::json;
 
@@ -8,27 +10,35 @@ use super::{ApiError, ApiResponse};
 use crate::codec::iso8601_ms;
 use crate::exchange::validate_symbol;
 use crate::keys::Exchange;
-use crate::store::{Command, Reply};
+use crate::store::tiered::Read;
 use crate::sync::price::PriceRecord;
+use crate::ttl::DataClass;
 use crate::App;
 
 pub async fn price(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError> {
     let symbol = validate_symbol(symbol).map_err(|reason| ApiError::bad_request("symbol", reason))?;
     let keys = &app.config.keys;
-    let reads = [
-        ("cached", Command::new("GET").arg(keys.price_cached(Exchange::Mexc, &symbol))),
-        ("latest", Command::new("GET").arg(keys.price_latest(Exchange::Mexc, &symbol))),
+    let sources = [
+        ("cached", keys.price_cached(Exchange::Mexc, &symbol), DataClass::Price),
+        ("latest", keys.price_latest(Exchange::Mexc, &symbol), DataClass::PriceLatest),
     ];
-    let commands: Vec<Command> = reads.iter().map(|(_, c)| c.clone()).collect();
-    let replies = app.store.pipeline(&commands).await?;
-    let found = reads.iter().zip(replies).find_map(|((source, _), reply)| match reply {
-        Ok(Reply::Bulk(bytes)) => serde_json::from_slice::<PriceRecord>(&bytes).ok().map(|r| (*source, r)),
-        _ => None,
-    });
-    let Some((source, record)) = found else {
-        return Err(ApiError::not_found(format!("no price for {symbol} has been synced yet")));
-    };
-    Ok(ApiResponse::json(
+    let mut failure = None;
+    for (source, key, class) in sources {
+        match app.store.read_json::<PriceRecord>(&key, class).await {
+            Ok(Some(read)) => return Ok(answer(&read, source)),
+            Ok(None) => {}
+            Err(error) => failure = Some(error),
+        }
+    }
+    match failure {
+        Some(error) => Err(error.into()),
+        None => Err(ApiError::not_found(format!("no price for {symbol} has been synced yet"))),
+    }
+}
+
+fn answer(read: &Read<PriceRecord>, source: &str) -> ApiResponse {
+    let record = &read.value;
+    ApiResponse::json(
         200,
         &json!({
             "symbol": record.symbol,
@@ -39,5 +49,7 @@ pub async fn price(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError>
             "ts_iso": iso8601_ms(record.ts),
             "source": source,
         }),
-    ))
+    )
+    .with_header("x-edgesync-tier", read.tier.as_str())
+    .with_header("age", (read.age_ms / 1000).to_string())
 }

@@ -52,7 +52,8 @@ impl<'a> MexcClient<'a> {
 
     /// `GET /api/v3/trades?symbol&limit`: recent public trades ("deals").
     pub async fn trades(&self, symbol: &Segment, limit: u32) -> Result<Fetched<Value>, ExchangeError> {
-        self.get_public("trades", "/api/v3/trades", &[("symbol", symbol.to_string()), ("limit", limit.to_string())]).await
+        self.get_public("trades", "/api/v3/trades", &[("symbol", symbol.to_string()), ("limit", limit.to_string())])
+            .await
     }
 
     async fn get_public<T: DeserializeOwned>(

@@ -56,7 +56,11 @@ pub async fn delete_pattern(store: &dyn Store, keys: &KeySpace, pattern: &str) -
 }
 
 /// Deletes every key of `symbol` in the key space (any key with `symbol` as a whole segment).
-pub async fn clear_symbol(store: &dyn Store, keys: &KeySpace, symbol: &Segment) -> Result<Invalidated, InvalidateError> {
+pub async fn clear_symbol(
+    store: &dyn Store,
+    keys: &KeySpace,
+    symbol: &Segment,
+) -> Result<Invalidated, InvalidateError> {
     let symbol = super::glob::escape(symbol.as_str());
     delete_matching(store, keys, &[keys.under(&format!("*:{symbol}:*")), keys.under(&format!("*:{symbol}"))]).await
 }
@@ -101,7 +105,8 @@ mod tests {
     fn invalidation_never_leaves_the_namespace() {
         let store = MemoryStore::new(Arc::new(FixedClock::at(0)), 1000);
         let keys = KeySpace::new("qrl").unwrap();
-        let outside = ["other:v1:ticker:mexc:QRLUSDT", "qrl:v2:ticker:mexc:QRLUSDT", "qrl:v1", "ticker:QRLUSDT", "qrl:v10:x"];
+        let outside =
+            ["other:v1:ticker:mexc:QRLUSDT", "qrl:v2:ticker:mexc:QRLUSDT", "qrl:v1", "ticker:QRLUSDT", "qrl:v10:x"];
         let inside = ["qrl:v1:ticker:mexc:QRLUSDT", "qrl:v1:ticker:mexc:BTCUSDT", "qrl:v1:price:mexc:QRLUSDT:latest"];
         for key in outside.iter().chain(&inside) {
             block_on(store.set(key, b"1", None)).unwrap();

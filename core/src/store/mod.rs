@@ -18,8 +18,8 @@ pub mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod glob;
-pub mod memory;
 pub mod invalidate;
+pub mod memory;
 pub mod reply;
 pub mod stats;
 pub mod tiered;

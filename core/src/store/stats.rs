@@ -46,7 +46,11 @@ fn total_keys(fields: &BTreeMap<&str, &str>) -> u64 {
 }
 
 /// Gathers the stats: one `INFO` and a `SCAN` of the key space.
-pub async fn collect(store: &dyn Store, keys: &KeySpace, memory_tier: Option<&MemoryTier>) -> Result<StoreStats, StoreError> {
+pub async fn collect(
+    store: &dyn Store,
+    keys: &KeySpace,
+    memory_tier: Option<&MemoryTier>,
+) -> Result<StoreStats, StoreError> {
     let info = store.info(None).await?;
     let fields = info_fields(&info);
     let number = |name: &str| fields.get(name).and_then(|v| v.trim().parse::<u64>().ok());

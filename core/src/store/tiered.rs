@@ -41,6 +41,9 @@ pub enum Tier {
     /// L1, older than fresh, served because Redis failed.
     #[serde(rename = "memory-stale")]
     MemoryStale,
+    /// The memory store that replaces Redis when none is configured (`make dev`).
+    #[serde(rename = "memory")]
+    Memory,
 }
 
 impl Tier {
@@ -50,6 +53,7 @@ impl Tier {
             Tier::L1 => "l1",
             Tier::Redis => "redis",
             Tier::MemoryStale => "memory-stale",
+            Tier::Memory => "memory",
         }
     }
 }
@@ -143,7 +147,9 @@ impl MemoryTier {
                 let mut options = options.iter();
                 while let Some(option) = options.next() {
                     match option.to_ascii_uppercase().as_str() {
-                        "EX" => expires_at_ms = options.next().and_then(|s| s.parse::<i64>().ok()).map(|s| now + s * 1000),
+                        "EX" => {
+                            expires_at_ms = options.next().and_then(|s| s.parse::<i64>().ok()).map(|s| now + s * 1000)
+                        }
                         "PX" => expires_at_ms = options.next().and_then(|s| s.parse::<i64>().ok()).map(|ms| now + ms),
                         _ => conditional = true,
                     }
@@ -164,9 +170,34 @@ impl MemoryTier {
 
 /// L1 in front of one request's L2.
 pub struct Tiered<'a> {
-    pub memory: &'a MemoryTier,
-    pub redis: &'a dyn Store,
-    pub clock: &'a dyn Clock,
+    memory: &'a MemoryTier,
+    redis: &'a dyn Store,
+    clock: &'a dyn Clock,
+    /// False when L2 is itself a memory store: caching it in L1 would only duplicate it.
+    l2_is_redis: bool,
+}
+
+impl<'a> Tiered<'a> {
+    /// The memory tier in front of Redis.
+    pub fn new(memory: &'a MemoryTier, redis: &'a dyn Store, clock: &'a dyn Clock) -> Self {
+        Self { memory, redis, clock, l2_is_redis: true }
+    }
+
+    /// No Redis configured: `store` (a memory store) is the only tier; reads are labelled
+    /// [`Tier::Memory`], and `memory` only keeps the counters.
+    pub fn memory_only(memory: &'a MemoryTier, store: &'a dyn Store, clock: &'a dyn Clock) -> Self {
+        Self { memory, redis: store, clock, l2_is_redis: false }
+    }
+
+    /// The memory tier's counters.
+    pub fn memory_tier(&self) -> &MemoryTier {
+        self.memory
+    }
+
+    /// The store behind the memory tier (Redis, or the memory store in `make dev`).
+    pub fn backing_store(&self) -> &dyn Store {
+        self.redis
+    }
 }
 
 impl Tiered<'_> {
@@ -174,6 +205,23 @@ impl Tiered<'_> {
     /// `Err` only when Redis failed and L1 has nothing young enough to serve.
     pub async fn read(&self, key: &str, class: DataClass) -> Result<Option<Read<Vec<u8>>>, StoreError> {
         let now = self.clock.now_ms();
+        if !self.l2_is_redis {
+            return match self.redis.get(key).await {
+                Ok(Some(value)) => {
+                    self.memory.count(class, |c| c.l2_hits += 1);
+                    Ok(Some(Read { value, tier: Tier::Memory, age_ms: 0 }))
+                }
+                Ok(None) => {
+                    self.memory.count(class, |c| c.l2_misses += 1);
+                    Ok(None)
+                }
+                Err(StoreError::Command { .. }) => {
+                    self.discard_corrupted(key).await;
+                    Ok(None)
+                }
+                Err(error) => Err(error),
+            };
+        }
         let cached = self.memory.get(key);
         if let Some(entry) = &cached {
             let age_ms = now - entry.stored_at_ms;
@@ -223,7 +271,11 @@ impl Tiered<'_> {
 
     /// [`Tiered::read`] and decode JSON; a value that does not decode is unlinked from both
     /// tiers, counted, and read as `None`.
-    pub async fn read_json<T: DeserializeOwned>(&self, key: &str, class: DataClass) -> Result<Option<Read<T>>, StoreError> {
+    pub async fn read_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        class: DataClass,
+    ) -> Result<Option<Read<T>>, StoreError> {
         let Some(read) = self.read(key, class).await? else { return Ok(None) };
         match decode_json::<T>(key, &read.value) {
             Ok(value) => Ok(Some(Read { value, tier: read.tier, age_ms: read.age_ms })),
@@ -261,6 +313,9 @@ impl Tiered<'_> {
     /// Mirrors the writes that Redis applied — or, when Redis could not be reached, all of
     /// them, so L1 holds the newest data for stale reads.
     fn mirror_all(&self, commands: &[Command], outcome: &Result<Replies, StoreError>) {
+        if !self.l2_is_redis {
+            return;
+        }
         let now = self.clock.now_ms();
         for (index, command) in commands.iter().enumerate() {
             let applied = match outcome {
@@ -323,7 +378,7 @@ mod tests {
     #[test]
     fn fresh_then_redis_then_stale_then_error() {
         let (clock, memory, redis) = setup();
-        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        let tiered = Tiered::new(&memory, &redis, &*clock);
         block_on(tiered.set("k", b"v1", Some(Duration::from_secs(30)))).unwrap();
 
         let read = block_on(tiered.read("k", DataClass::Price)).unwrap().unwrap();
@@ -349,7 +404,7 @@ mod tests {
     #[test]
     fn writes_reach_both_tiers_and_fail_loudly_when_redis_is_down() {
         let (clock, memory, redis) = setup();
-        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        let tiered = Tiered::new(&memory, &redis, &*clock);
         redis.down.store(true, Ordering::SeqCst);
         assert!(block_on(tiered.set("k", b"while down", None)).is_err());
         // The newest value is still served, flagged stale once it is no longer fresh.
@@ -364,7 +419,7 @@ mod tests {
     #[test]
     fn a_key_gone_from_redis_is_gone_from_l1() {
         let (clock, memory, redis) = setup();
-        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        let tiered = Tiered::new(&memory, &redis, &*clock);
         block_on(tiered.set("k", b"v", None)).unwrap();
         block_on(redis.store.unlink(&["k".to_owned()])).unwrap(); // another isolate deleted it
         clock.advance_ms(2_000);
@@ -383,7 +438,7 @@ mod tests {
         let (clock, memory, redis) = setup();
         block_on(redis.store.set("bad", b"{not json", None)).unwrap();
         block_on(redis.store.execute(&Command::hset("hash", &[("f", "v")]))).unwrap();
-        let tiered = Tiered { memory: &memory, redis: &redis, clock: &*clock };
+        let tiered = Tiered::new(&memory, &redis, &*clock);
         assert!(block_on(tiered.read_json::<Price>("bad", DataClass::Price)).unwrap().is_none());
         assert!(block_on(tiered.read_json::<Price>("hash", DataClass::Price)).unwrap().is_none());
         assert_eq!(block_on(redis.store.get("bad")).unwrap(), None, "deleted from Redis");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::SyncError;
 use crate::exchange::MexcClient;
 use crate::keys::Exchange;
-use crate::store::{all_ok, Command};
+use crate::store::{all_ok, Command, Store};
 use crate::App;
 
 /// The stored price: exact decimals as strings, `ts` in ms since the epoch (when fetched).
