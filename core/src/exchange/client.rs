@@ -1,16 +1,31 @@
 //! [`MexcClient`]: MEXC Spot v3 calls over [`HttpClient`]. Each call answers with the typed
 //! value, the raw JSON it was read from (which sync tasks store verbatim) and when it was
 //! fetched. Status codes map to [`ExchangeError`] here, once.
+//!
+//! Signed calls carry `X-MEXC-APIKEY`, `recvWindow`, a `timestamp` corrected by the offset to
+//! MEXC's clock (measured once per client from `/api/v3/time`, and again after a 700003), and
+//! the HMAC `signature`. Every call is an idempotent GET, so it is retried on 5xx, timeouts and
+//! transport errors with jittered backoff; 429 and 418 wait the `Retry-After` MEXC asks for.
+//! All waiting stops at the client's deadline (the cron invocation's budget): a wait that
+//! would pass it fails at once instead.
+
+use std::cell::Cell;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::model::{ErrorBody, Ticker24h};
-use super::sign::query_string;
+use super::model::{Account, ErrorBody, ServerTime, Ticker24h, Trade};
+use super::sign::{hmac_sha256_hex, query_string};
 use super::{ExchangeConfig, ExchangeError};
-use crate::clock::Clock;
-use crate::http::{HttpClient, HttpRequest, HttpResponse, Method};
+use crate::clock::{splitmix64, Backoff, Clock, Sleep};
+use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError};
 use crate::keys::Segment;
+
+/// MEXC's code for a timestamp outside `recvWindow`.
+const TIMESTAMP_OUTSIDE_WINDOW: i64 = 700_003;
+/// Most `Retry-After` waits one call makes.
+const MAX_RATE_LIMIT_WAITS: u32 = 3;
 
 /// A typed answer with the raw response it came from.
 #[derive(Debug, Clone)]
@@ -23,52 +38,184 @@ pub struct Fetched<T> {
     pub endpoint: &'static str,
 }
 
+/// How a client may retry and how long it may spend.
+#[derive(Clone, Copy)]
+pub struct RetryPolicy<'a> {
+    pub sleep: &'a dyn Sleep,
+    /// Retries after the first attempt, for 5xx / timeouts / transport errors.
+    pub retries: u32,
+    pub backoff: Backoff,
+    /// Absolute time (ms, our clock) after which nothing waits any more.
+    pub deadline_ms: i64,
+}
+
 pub struct MexcClient<'a> {
     http: &'a dyn HttpClient,
     clock: &'a dyn Clock,
     config: &'a ExchangeConfig,
+    retry: Option<RetryPolicy<'a>>,
+    /// MEXC's clock minus ours, once measured. `Cell`: the client serves one task.
+    offset_ms: Cell<Option<i64>>,
+    calls: Cell<u64>,
+}
+
+struct Call<'p> {
+    endpoint: &'static str,
+    path: &'static str,
+    params: &'p [(&'p str, String)],
+    signed: bool,
 }
 
 impl<'a> MexcClient<'a> {
+    /// A client that tries each call once.
     pub fn new(http: &'a dyn HttpClient, clock: &'a dyn Clock, config: &'a ExchangeConfig) -> Self {
-        Self { http, clock, config }
+        Self { http, clock, config, retry: None, offset_ms: Cell::new(None), calls: Cell::new(0) }
+    }
+
+    pub fn with_retries(mut self, retry: RetryPolicy<'a>) -> Self {
+        self.retry = Some(retry);
+        self
     }
 
     /// `GET /api/v3/ticker/24hr?symbol=…`: the rolling 24 h ticker of one symbol.
     pub async fn ticker_24hr(&self, symbol: &Segment) -> Result<Fetched<Ticker24h>, ExchangeError> {
-        self.get_public("ticker_24hr", "/api/v3/ticker/24hr", &[("symbol", symbol.to_string())]).await
+        let params = [("symbol", symbol.to_string())];
+        self.call(Call { endpoint: "ticker_24hr", path: "/api/v3/ticker/24hr", params: &params, signed: false }).await
     }
 
     /// `GET /api/v3/klines?symbol&interval&limit`: candles, oldest first, as MEXC's rows.
     pub async fn klines(&self, symbol: &Segment, interval: &str, limit: u32) -> Result<Fetched<Value>, ExchangeError> {
         let params = [("symbol", symbol.to_string()), ("interval", interval.to_owned()), ("limit", limit.to_string())];
-        self.get_public("klines", "/api/v3/klines", &params).await
+        self.call(Call { endpoint: "klines", path: "/api/v3/klines", params: &params, signed: false }).await
     }
 
     /// `GET /api/v3/depth?symbol&limit`: the order book.
     pub async fn depth(&self, symbol: &Segment, limit: u32) -> Result<Fetched<Value>, ExchangeError> {
-        self.get_public("depth", "/api/v3/depth", &[("symbol", symbol.to_string()), ("limit", limit.to_string())]).await
+        let params = [("symbol", symbol.to_string()), ("limit", limit.to_string())];
+        self.call(Call { endpoint: "depth", path: "/api/v3/depth", params: &params, signed: false }).await
     }
 
     /// `GET /api/v3/trades?symbol&limit`: recent public trades ("deals").
     pub async fn trades(&self, symbol: &Segment, limit: u32) -> Result<Fetched<Value>, ExchangeError> {
-        self.get_public("trades", "/api/v3/trades", &[("symbol", symbol.to_string()), ("limit", limit.to_string())])
-            .await
+        let params = [("symbol", symbol.to_string()), ("limit", limit.to_string())];
+        self.call(Call { endpoint: "trades", path: "/api/v3/trades", params: &params, signed: false }).await
     }
 
-    async fn get_public<T: DeserializeOwned>(
-        &self,
-        endpoint: &'static str,
-        path: &str,
-        params: &[(&str, String)],
-    ) -> Result<Fetched<T>, ExchangeError> {
-        let url = format!("{}{path}?{}", self.config.base_url, query_string(params));
-        let request = HttpRequest::new(Method::Get, url, self.config.timeout);
-        let response = self.http.send(request).await?;
-        let raw = read_json(endpoint, &response)?;
-        let value = serde_json::from_value(raw.clone())
-            .map_err(|e| ExchangeError::Malformed { endpoint, reason: e.to_string() })?;
-        Ok(Fetched { value, raw, fetched_at_ms: self.clock.now_ms(), endpoint })
+    /// `GET /api/v3/time`: MEXC's clock.
+    pub async fn server_time(&self) -> Result<Fetched<ServerTime>, ExchangeError> {
+        self.call(Call { endpoint: "time", path: "/api/v3/time", params: &[], signed: false }).await
+    }
+
+    /// `GET /api/v3/account` (signed): balances and permissions.
+    pub async fn account(&self) -> Result<Fetched<Account>, ExchangeError> {
+        self.call(Call { endpoint: "account_info", path: "/api/v3/account", params: &[], signed: true }).await
+    }
+
+    /// `GET /api/v3/myTrades?symbol&startTime&limit` (signed): fills from `start_ms` on,
+    /// oldest first, at most `limit` (MEXC caps it at 100 and the window at one month).
+    pub async fn my_trades(&self, symbol: &Segment, start_ms: i64, limit: u32) -> Result<Fetched<Vec<Trade>>, ExchangeError> {
+        let params = [("symbol", symbol.to_string()), ("startTime", start_ms.to_string()), ("limit", limit.to_string())];
+        self.call(Call { endpoint: "my_trades", path: "/api/v3/myTrades", params: &params, signed: true }).await
+    }
+
+    /// Measures MEXC's clock offset (once per client; again after a 700003).
+    async fn offset(&self) -> i64 {
+        if let Some(offset) = self.offset_ms.get() {
+            return offset;
+        }
+        let sent = self.clock.now_ms();
+        // Without MEXC's time the call may still succeed on our clock: don't fail here.
+        // Boxed: `server_time` goes through `call`, which calls back here for signed calls.
+        let offset = match Box::pin(self.server_time()).await {
+            Ok(time) => time.value.server_time - (sent + time.fetched_at_ms) / 2,
+            Err(_) => 0,
+        };
+        self.offset_ms.set(Some(offset));
+        offset
+    }
+
+    fn url(&self, call: &Call<'_>, timestamp_ms: Option<i64>) -> Result<(String, Vec<(String, String)>), ExchangeError> {
+        let mut params: Vec<(&str, String)> = call.params.to_vec();
+        let mut headers = Vec::new();
+        if let Some(timestamp) = timestamp_ms {
+            let (Some(key), Some(secret)) = (&self.config.api_key, &self.config.api_secret) else {
+                return Err(ExchangeError::MissingCredentials { endpoint: call.endpoint });
+            };
+            params.push(("recvWindow", self.config.recv_window_ms.to_string()));
+            params.push(("timestamp", timestamp.to_string()));
+            let query = query_string(&params);
+            let signature = hmac_sha256_hex(secret.expose().as_bytes(), query.as_bytes());
+            headers.push(("X-MEXC-APIKEY".to_owned(), key.expose().to_owned()));
+            return Ok((format!("{}{}?{query}&signature={signature}", self.config.base_url, call.path), headers));
+        }
+        let query = query_string(&params);
+        let separator = if query.is_empty() { "" } else { "?" };
+        Ok((format!("{}{}{separator}{query}", self.config.base_url, call.path), headers))
+    }
+
+    /// Waits `delay` if the policy allows it before the deadline; false when it may not.
+    async fn wait(&self, delay: Duration) -> bool {
+        match &self.retry {
+            Some(retry) if self.clock.now_ms() + delay.as_millis() as i64 <= retry.deadline_ms => {
+                retry.sleep.sleep(delay).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<Fetched<T>, ExchangeError> {
+        let seed = splitmix64(self.calls.replace(self.calls.get() + 1) ^ self.clock.now_ms() as u64);
+        let (mut attempt, mut rate_waits, mut resynced) = (0, 0, false);
+        loop {
+            let timestamp = match call.signed {
+                true => Some(self.clock.now_ms() + self.offset().await),
+                false => None,
+            };
+            let (url, headers) = self.url(&call, timestamp)?;
+            let mut request = HttpRequest::new(Method::Get, url, self.config.timeout);
+            request.headers = headers;
+            let outcome = match self.http.send(request).await {
+                Ok(response) => read_json(call.endpoint, &response),
+                Err(error) => Err(ExchangeError::Transport(error)),
+            };
+            let error = match outcome {
+                Ok(raw) => {
+                    let value = serde_json::from_value(raw.clone())
+                        .map_err(|e| ExchangeError::Malformed { endpoint: call.endpoint, reason: e.to_string() })?;
+                    return Ok(Fetched { value, raw, fetched_at_ms: self.clock.now_ms(), endpoint: call.endpoint });
+                }
+                Err(error) => error,
+            };
+            let retries = self.retry.map_or(0, |r| r.retries);
+            match &error {
+                ExchangeError::RateLimited { retry_after_secs, .. } if rate_waits < MAX_RATE_LIMIT_WAITS => {
+                    rate_waits += 1;
+                    if !self.wait(Duration::from_secs(retry_after_secs.unwrap_or(1))).await {
+                        return Err(error);
+                    }
+                }
+                ExchangeError::Api { code: TIMESTAMP_OUTSIDE_WINDOW, .. } if call.signed && !resynced => {
+                    resynced = true;
+                    self.offset_ms.set(None);
+                }
+                ExchangeError::Status { status } | ExchangeError::Api { status, .. } if *status >= 500 && attempt < retries => {
+                    attempt += 1;
+                    let backoff = self.retry.map(|r| r.backoff.delay(attempt, seed)).unwrap_or_default();
+                    if !self.wait(backoff).await {
+                        return Err(error);
+                    }
+                }
+                ExchangeError::Transport(TransportError::Timeout(_) | TransportError::Failed(_)) if attempt < retries => {
+                    attempt += 1;
+                    let backoff = self.retry.map(|r| r.backoff.delay(attempt, seed)).unwrap_or_default();
+                    if !self.wait(backoff).await {
+                        return Err(error);
+                    }
+                }
+                _ => return Err(error),
+            }
+        }
     }
 }
 
@@ -86,4 +233,130 @@ fn read_json(endpoint: &'static str, response: &HttpResponse) -> Result<Value, E
         });
     }
     serde_json::from_slice(&response.body).map_err(|e| ExchangeError::Malformed { endpoint, reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::secret::Secret;
+
+    /// Plays back canned responses in order and records the requests (a unit-test double;
+    /// the end-to-end suite runs the client against the MEXC stand-in).
+    struct Script {
+        responses: RefCell<VecDeque<HttpResponse>>,
+        seen: RefCell<Vec<HttpRequest>>,
+    }
+
+    #[async_trait(?Send)]
+    impl HttpClient for Script {
+        async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+            self.seen.borrow_mut().push(request);
+            self.responses.borrow_mut().pop_front().ok_or(TransportError::Failed("no more responses".into()))
+        }
+    }
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    struct Waits(RefCell<Vec<Duration>>);
+
+    #[async_trait(?Send)]
+    impl Sleep for Waits {
+        async fn sleep(&self, duration: Duration) {
+            self.0.borrow_mut().push(duration);
+        }
+    }
+
+    fn config() -> ExchangeConfig {
+        ExchangeConfig {
+            base_url: "http://mexc.test".into(),
+            api_key: Some(Secret::new("key")),
+            api_secret: Some(Secret::new("45d0b3c26f2644f19bfb98b07741b2f5")),
+            recv_window_ms: 5000,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn signed_calls_use_mexc_time_and_sign_the_query() {
+        let http = Script {
+            responses: RefCell::new(VecDeque::from([
+                response(200, &[], r#"{"serverTime": 1000500}"#),
+                response(200, &[], r#"{"balances": []}"#),
+            ])),
+            seen: RefCell::new(Vec::new()),
+        };
+        let clock = FixedClock::at(1_000_000);
+        let config = config();
+        let client = MexcClient::new(&http, &clock, &config);
+        futures_executor::block_on(client.account()).unwrap();
+        let seen = http.seen.borrow();
+        let url = &seen[1].url;
+        assert!(url.starts_with("http://mexc.test/api/v3/account?recvWindow=5000&timestamp=1000500&signature="), "{url}");
+        let query = url.split_once('?').unwrap().1.rsplit_once("&signature=").unwrap();
+        assert_eq!(query.1, hmac_sha256_hex(b"45d0b3c26f2644f19bfb98b07741b2f5", query.0.as_bytes()));
+        assert!(seen[1].headers.contains(&("X-MEXC-APIKEY".into(), "key".into())));
+    }
+
+    #[test]
+    fn rate_limits_wait_retry_after_within_the_deadline() {
+        let http = Script {
+            responses: RefCell::new(VecDeque::from([
+                response(429, &[("Retry-After", "2")], r#"{"code":429,"msg":"slow down"}"#),
+                response(200, &[], r#"{"symbol":"QRLUSDT","lastPrice":"1"}"#),
+            ])),
+            seen: RefCell::new(Vec::new()),
+        };
+        let (clock, config, waits) = (FixedClock::at(0), config(), Waits(RefCell::new(Vec::new())));
+        let retry = RetryPolicy { sleep: &waits, retries: 2, backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) }, deadline_ms: 10_000 };
+        let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
+        let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
+        futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap();
+        assert_eq!(*waits.0.borrow(), vec![Duration::from_secs(2)]);
+
+        // A wait past the deadline fails at once.
+        let http = Script {
+            responses: RefCell::new(VecDeque::from([response(429, &[("Retry-After", "60")], "{}")])),
+            seen: RefCell::new(Vec::new()),
+        };
+        let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
+        let error = futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap_err();
+        assert_eq!(error, ExchangeError::RateLimited { status: 429, retry_after_secs: Some(60) });
+    }
+
+    #[test]
+    fn server_errors_are_retried_then_reported_with_mexc_codes() {
+        let http = Script {
+            responses: RefCell::new(VecDeque::from([
+                response(503, &[], "down"),
+                response(502, &[], "down"),
+                response(503, &[], "down"),
+            ])),
+            seen: RefCell::new(Vec::new()),
+        };
+        let (clock, config, waits) = (FixedClock::at(0), config(), Waits(RefCell::new(Vec::new())));
+        let retry = RetryPolicy { sleep: &waits, retries: 2, backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) }, deadline_ms: 10_000 };
+        let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
+        let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
+        assert_eq!(futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap_err(), ExchangeError::Status { status: 503 });
+        assert_eq!(http.seen.borrow().len(), 3);
+
+        let http = Script {
+            responses: RefCell::new(VecDeque::from([response(400, &[], r#"{"code":700002,"msg":"Signature for this request is not valid."}"#)])),
+            seen: RefCell::new(Vec::new()),
+        };
+        let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
+        assert_eq!(futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap_err().code(), Some(700_002));
+    }
 }
