@@ -44,4 +44,6 @@ pub struct App<'a> {
     pub store: &'a store::tiered::Tiered<'a>,
     pub http: &'a dyn http::HttpClient,
     pub clock: &'a dyn clock::Clock,
+    /// Waiting for retries (`Retry-After`, backoff).
+    pub sleep: &'a dyn clock::Sleep,
 }

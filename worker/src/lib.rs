@@ -44,13 +44,18 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
     };
     let tiers = runtime.tiers();
-    for report in edgesync_core::sync::run_cron(&runtime.app(&tiers), &event.cron()).await {
-        let line = serde_json::to_string(&report).unwrap_or_default();
-        if report.ok {
-            worker::console_log!("{line}");
-        } else {
-            worker::console_error!("{line}");
+    match edgesync_core::sync::run_cron(&runtime.app(&tiers), &event.cron()).await {
+        Ok(reports) => {
+            for report in reports {
+                let line = serde_json::to_string(&report).unwrap_or_default();
+                if report.ok {
+                    worker::console_log!("{line}");
+                } else {
+                    worker::console_error!("{line}");
+                }
+            }
         }
+        Err(error) => worker::console_error!("{}", serde_json::json!({ "event": "cron_unmapped", "error": error })),
     }
 }
 

@@ -78,7 +78,7 @@ impl Runtime {
     }
 
     pub fn app<'a>(&'a self, tiers: &'a Tiered<'a>) -> App<'a> {
-        App { config: &self.config, store: tiers, http: &FetchClient, clock: &WorkerClock }
+        App { config: &self.config, store: tiers, http: &FetchClient, clock: &WorkerClock, sleep: &WorkerSleep }
     }
 }
 

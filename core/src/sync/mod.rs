@@ -1,29 +1,61 @@
-//! The cron tasks that copy exchange data into the store. Each task fetches everything it
-//! needs first and only then writes, as one pipelined request, so a failed exchange call
-//! never leaves half a sync behind.
+//! The cron tasks that copy exchange data into the store (seeds 000 and 001).
 //!
-//! - [`price`]: the 24 h ticker of each configured symbol → the price keys.
+//! Every task fetches everything it needs first and only then writes: all its writes — data,
+//! raw responses, histories with their trims, and its `P:sync:{task}:status` hash — go out as
+//! one pipelined request. When an exchange call fails, nothing of the task's data is written,
+//! only its status (last error with MEXC's code, failure counters), so good data is never
+//! overwritten by a partial or failed run.
+//!
+//! - [`balance`]: `/api/v3/account` → the complete account, position hashes and their index.
+//! - [`price`]: `/api/v3/ticker/24hr` → latest (permanent) + cached (TTL) price, history, ticker.
+//! - [`cost`]: `/api/v3/myTrades`, read incrementally → average cost and P&L.
+//! - [`cost_basis`]: the average-cost arithmetic, pure.
+//! - [`raw`]: raw-response records and their capped history.
+//! - [`status`]: the per-task status hash.
 //!
 //! Tasks return a [`TaskReport`]; logging it is the edge's job.
 
+pub mod balance;
+pub mod cost;
+pub mod cost_basis;
 pub mod price;
+pub mod raw;
+pub mod status;
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures_util::future::join_all;
 use serde::Serialize;
 
+use crate::clock::Backoff;
+use crate::exchange::client::RetryPolicy;
+use crate::exchange::MexcClient;
+use crate::store::{all_ok, Command, Store};
 use crate::App;
 
-/// The sync tasks, by the name used in keys, cron configuration and logs.
+/// The sync tasks, by the name used in keys, `CRON_TASKS` and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
+    Balance,
     Price,
+    Cost,
 }
 
 impl Task {
+    pub const ALL: [Task; 3] = [Task::Balance, Task::Price, Task::Cost];
+
     pub fn name(self) -> &'static str {
         match self {
+            Task::Balance => "balance",
             Task::Price => "price",
+            Task::Cost => "cost",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Task> {
+        Task::ALL.into_iter().find(|t| t.name() == name)
     }
 }
 
@@ -36,9 +68,12 @@ pub struct TaskReport {
     pub keys_written: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// MEXC's error code, when the exchange sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
 }
 
-/// Why a task wrote nothing (or not everything).
+/// Why a task wrote no data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
@@ -49,20 +84,75 @@ pub enum SyncError {
     Incomplete(String),
 }
 
-/// Runs every task of a cron firing and reports each.
-pub async fn run_cron(app: &App<'_>, _cron: &str) -> Vec<TaskReport> {
-    vec![run_task(app, Task::Price).await]
+impl SyncError {
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            SyncError::Exchange(error) => error.code(),
+            _ => None,
+        }
+    }
 }
 
-/// Runs one task and times it.
-pub async fn run_task(app: &App<'_>, task: Task) -> TaskReport {
+/// The exchange client of one cron invocation: retries and waits end at the sync budget.
+pub fn exchange_client<'a>(app: &App<'a>) -> MexcClient<'a> {
+    MexcClient::new(app.http, app.clock, &app.config.exchange).with_retries(RetryPolicy {
+        sleep: app.sleep,
+        retries: app.config.sync.exchange_retries,
+        backoff: Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(2) },
+        deadline_ms: app.clock.now_ms() + app.config.sync.budget.as_millis() as i64,
+    })
+}
+
+/// Runs the tasks `CRON_TASKS` maps `cron` to, concurrently, and reports each. An expression
+/// it does not list yields one failed report per task, naming the problem.
+pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, String> {
+    let Some(tasks) = app.config.sync.tasks_for(cron) else {
+        return Err(format!("cron `{cron}` is not listed in CRON_TASKS; nothing ran"));
+    };
+    let exchange = exchange_client(app);
+    Ok(join_all(tasks.iter().map(|task| run_task(app, &exchange, *task))).await)
+}
+
+/// Runs one task: fetch, then one pipeline with its data and status (or only its status).
+pub async fn run_task(app: &App<'_>, exchange: &MexcClient<'_>, task: Task) -> TaskReport {
     let started = app.clock.now_ms();
     let outcome = match task {
-        Task::Price => price::run(app).await,
+        Task::Balance => balance::run(app, exchange).await,
+        Task::Price => price::run(app, exchange).await,
+        Task::Cost => cost::run(app, exchange).await,
     };
-    let duration_ms = app.clock.now_ms() - started;
-    match outcome {
-        Ok(keys_written) => TaskReport { task, ok: true, duration_ms, keys_written, error: None },
-        Err(error) => TaskReport { task, ok: false, duration_ms, keys_written: 0, error: Some(error.to_string()) },
+    let status_key = app.config.keys.sync_status(task.name());
+    let (mut commands, keys_written, failure) = match outcome {
+        Ok(commands) => {
+            let keys: BTreeSet<&str> = commands.iter().filter_map(|c| c.args().get(1).map(String::as_str)).collect();
+            let count = keys.len();
+            (commands, count, None)
+        }
+        Err(error) => (Vec::new(), 0, Some(error)),
+    };
+    let finished = app.clock.now_ms();
+    let duration_ms = finished - started;
+    commands.extend(match &failure {
+        None => status::success(&status_key, started, finished, keys_written),
+        Some(error) => status::failure(&status_key, started, finished, error),
+    });
+    let written = app.store.pipeline(&commands).await.and_then(|replies| all_ok(&commands, replies));
+    let failure = match (failure, written) {
+        (Some(error), _) => Some(error),
+        (None, Err(error)) => Some(SyncError::Store(error)),
+        (None, Ok(_)) => None,
+    };
+    TaskReport {
+        task,
+        ok: failure.is_none(),
+        duration_ms,
+        keys_written: if failure.is_none() { keys_written } else { 0 },
+        error_code: failure.as_ref().and_then(SyncError::code),
+        error: failure.map(|e| e.to_string()),
     }
+}
+
+/// `Command`s are built with keys from the schema; this is the history trim every writer uses.
+pub(crate) fn history_append(key: &str, score: i64, member: &str, limit: usize) -> [Command; 2] {
+    [Command::zadd(key, score, member), Command::ztrim_to_newest(key, limit)]
 }

@@ -1,14 +1,20 @@
-//! The price task: for each configured symbol, the 24 h ticker becomes
-//! `P:price:{exchange}:{symbol}:latest`, a permanent [`PriceRecord`], so a reader always finds
-//! the last synced price however long the cron is late.
+//! The price task (seed 001's dual storage): for each configured symbol the 24 h ticker
+//! becomes `P:price:{exchange}:{symbol}:latest` (permanent, so a reader always finds the last
+//! synced price however late the cron is), `…:cached` (the same record with the `price` TTL),
+//! an entry in `…:history` (capped), the ticker cache (`ticker` TTL) and the raw response.
+//! Readers go `cached` → `latest`.
 
+use futures_util::future::try_join_all;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::SyncError;
+use super::{history_append, raw, SyncError};
+use crate::codec::encode_json;
 use crate::exchange::MexcClient;
 use crate::keys::Exchange;
-use crate::store::{all_ok, Command, Store};
+use crate::store::Command;
+use crate::ttl::DataClass;
 use crate::App;
 
 /// The stored price: exact decimals as strings, `ts` in ms since the epoch (when fetched).
@@ -22,26 +28,33 @@ pub struct PriceRecord {
     pub ts: i64,
 }
 
-/// Fetches every symbol's ticker, then writes all prices in one pipeline.
-/// Returns the number of keys written.
-pub async fn run(app: &App<'_>) -> Result<usize, SyncError> {
-    let exchange = MexcClient::new(app.http, app.clock, &app.config.exchange);
-    let mut commands = Vec::with_capacity(app.config.symbols.len());
-    for symbol in &app.config.symbols {
-        let ticker = exchange.ticker_24hr(symbol).await?;
+/// Fetches every symbol's ticker, then returns all the writes.
+pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command>, SyncError> {
+    let symbols = &app.config.symbols;
+    let tickers = try_join_all(symbols.iter().map(|symbol| exchange.ticker_24hr(symbol))).await?;
+    let keys = &app.config.keys;
+    let mut commands = Vec::new();
+    for (symbol, ticker) in symbols.iter().zip(&tickers) {
         let price = ticker.value.last_price.ok_or_else(|| {
             SyncError::Incomplete(format!("the 24h ticker of {symbol} has no lastPrice; nothing written"))
         })?;
-        let record = PriceRecord {
-            symbol: symbol.to_string(),
-            price,
-            volume_24h: ticker.value.volume,
-            ts: ticker.fetched_at_ms,
-        };
-        let json = serde_json::to_vec(&record).expect("a PriceRecord always serializes");
-        commands.push(Command::set(&app.config.keys.price_latest(Exchange::Mexc, symbol), &json, None));
+        let record =
+            PriceRecord { symbol: symbol.to_string(), price, volume_24h: ticker.value.volume, ts: ticker.fetched_at_ms };
+        let json = encode_json(&record);
+        commands.extend(raw::writes(app, ticker, Some(symbol), json!({ "task": "price", "symbol": symbol.as_str() }))?);
+        commands.push(Command::set(&keys.price_latest(Exchange::Mexc, symbol), &json, None));
+        commands.push(Command::set(&keys.price_cached(Exchange::Mexc, symbol), &json, app.config.ttl.ttl(DataClass::Price)));
+        commands.extend(history_append(
+            &keys.price_history(Exchange::Mexc, symbol),
+            record.ts,
+            &String::from_utf8_lossy(&json),
+            app.config.history_limit,
+        ));
+        commands.push(Command::set(
+            &keys.ticker(Exchange::Mexc, symbol),
+            ticker.raw.to_string().as_bytes(),
+            app.config.ttl.ttl(DataClass::Ticker),
+        ));
     }
-    let replies = app.store.pipeline(&commands).await?;
-    all_ok(&commands, replies)?;
-    Ok(commands.len())
+    Ok(commands)
 }

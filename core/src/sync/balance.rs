@@ -1,0 +1,63 @@
+//! The balance task (seed 000): `/api/v3/account` becomes
+//! - `P:account:{exchange}:{account}`: `{fetched_at, fetched_at_iso, account}` where `account`
+//!   is MEXC's response verbatim — every field that arrived (`makerCommission`, `canTrade`,
+//!   `permissions`, …, including ones this code does not know) and every asset — permanent;
+//! - per configured symbol, the position hash `P:position:{account}:{exchange}:{symbol}:spot`
+//!   (base and quote asset, free and locked, `updated_at`) and its entry `{symbol}:spot` in
+//!   `P:position-index:{account}:{exchange}`, permanent;
+//! - the raw response (`account_info`) and its history.
+//!
+//! Spot holdings have no direction; their position side is `spot`.
+
+use serde_json::json;
+
+use super::{raw, SyncError};
+use crate::codec::iso8601_ms;
+use crate::config::split_symbol;
+use crate::exchange::MexcClient;
+use crate::keys::{Exchange, Segment};
+use crate::store::Command;
+use crate::App;
+
+/// The position side of spot holdings.
+pub const SPOT_SIDE: &str = "spot";
+
+pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command>, SyncError> {
+    let fetched = exchange.account().await?;
+    let keys = &app.config.keys;
+    let account_id = &app.config.account_id;
+    let fetched_at = fetched.fetched_at_ms;
+    let record = json!({
+        "exchange": Exchange::Mexc.as_str(),
+        "account_id": account_id.as_str(),
+        "fetched_at": fetched_at,
+        "fetched_at_iso": iso8601_ms(fetched_at),
+        "account": fetched.raw,
+    });
+    let mut commands = vec![Command::set(&keys.account(Exchange::Mexc, account_id), record.to_string().as_bytes(), None)];
+    let side = Segment::new("side", SPOT_SIDE).expect("a valid constant");
+    let mut index_members = Vec::new();
+    for symbol in &app.config.symbols {
+        let (base, quote) = split_symbol(symbol.as_str(), &app.config.sync.quote_assets)
+            .ok_or_else(|| SyncError::Incomplete(format!("cannot split {symbol} into base and quote")))?;
+        let (base_free, base_locked) = fetched.value.holding(base);
+        let (quote_free, quote_locked) = fetched.value.holding(quote);
+        commands.push(Command::hset(
+            &keys.position(account_id, Exchange::Mexc, symbol, &side),
+            &[
+                ("symbol", symbol.to_string()),
+                ("base_asset", base.to_owned()),
+                ("quote_asset", quote.to_owned()),
+                ("base_free", base_free.to_string()),
+                ("base_locked", base_locked.to_string()),
+                ("quote_free", quote_free.to_string()),
+                ("quote_locked", quote_locked.to_string()),
+                ("updated_at", fetched_at.to_string()),
+            ],
+        ));
+        index_members.push(format!("{symbol}:{SPOT_SIDE}"));
+    }
+    commands.push(Command::sadd(&keys.position_index(account_id, Exchange::Mexc), &index_members));
+    commands.extend(raw::writes(app, &fetched, None, json!({ "task": "balance" }))?);
+    Ok(commands)
+}

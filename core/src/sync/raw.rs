@@ -1,0 +1,45 @@
+//! Raw responses (seed 001): every exchange response a task used is stored verbatim as
+//! `{fetched_at, fetched_at_iso, endpoint, metadata, response}` at `P:raw:…:latest`
+//! (permanent) and appended to `P:raw:…:history` (scored by ms, trimmed to `HISTORY_LIMIT`
+//! in the same request). Symbol-scoped endpoints are stored per symbol, `{endpoint}.{SYMBOL}`
+//! (e.g. `ticker_24hr.QRLUSDT`), so one symbol never overwrites another's latest response.
+
+use serde_json::{json, Value};
+
+use super::{history_append, SyncError};
+use crate::codec::iso8601_ms;
+use crate::exchange::Fetched;
+use crate::keys::{Exchange, Segment};
+use crate::store::Command;
+use crate::App;
+
+/// The raw-response segment of `endpoint`, per symbol when given.
+pub fn endpoint_segment(endpoint: &str, symbol: Option<&Segment>) -> Result<Segment, SyncError> {
+    let name = match symbol {
+        Some(symbol) => format!("{endpoint}.{symbol}"),
+        None => endpoint.to_owned(),
+    };
+    Segment::new("endpoint", &name).map_err(|e| SyncError::Incomplete(e.to_string()))
+}
+
+/// The writes that store `fetched` as the latest raw response and in the history.
+pub fn writes<T>(app: &App<'_>, fetched: &Fetched<T>, symbol: Option<&Segment>, metadata: Value) -> Result<Vec<Command>, SyncError> {
+    let segment = endpoint_segment(fetched.endpoint, symbol)?;
+    let record = json!({
+        "fetched_at": fetched.fetched_at_ms,
+        "fetched_at_iso": iso8601_ms(fetched.fetched_at_ms),
+        "endpoint": fetched.endpoint,
+        "metadata": metadata,
+        "response": fetched.raw,
+    })
+    .to_string();
+    let keys = &app.config.keys;
+    let mut commands = vec![Command::set(&keys.raw_latest(Exchange::Mexc, &segment), record.as_bytes(), None)];
+    commands.extend(history_append(
+        &keys.raw_history(Exchange::Mexc, &segment),
+        fetched.fetched_at_ms,
+        &record,
+        app.config.history_limit,
+    ));
+    Ok(commands)
+}
