@@ -53,7 +53,9 @@ fn codec(c: &mut Criterion) {
         })
     });
     let ticker = include_str!("../../fixtures/mexc/ticker_24hr.json");
-    group.bench_function("ticker_24hr_decode", |b| b.iter(|| serde_json::from_str::<Ticker24h>(black_box(ticker)).unwrap()));
+    group.bench_function("ticker_24hr_decode", |b| {
+        b.iter(|| serde_json::from_str::<Ticker24h>(black_box(ticker)).unwrap())
+    });
     group.finish();
 }
 

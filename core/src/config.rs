@@ -103,7 +103,11 @@ impl SyncConfig {
                 .split(',')
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .map(|t| Task::from_name(t).ok_or_else(|| ConfigError::new("CRON_TASKS", format!("unknown task `{t}` (balance, price, cost)"))))
+                .map(|t| {
+                    Task::from_name(t).ok_or_else(|| {
+                        ConfigError::new("CRON_TASKS", format!("unknown task `{t}` (balance, price, cost)"))
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if tasks.is_empty() {
                 return Err(ConfigError::new("CRON_TASKS", format!("`{cron}` runs no task")));
@@ -142,7 +146,9 @@ impl SyncConfig {
             budget: Duration::from_millis(positive_int(&get, "SYNC_BUDGET_MS", 25_000)?),
             exchange_retries: match get("MEXC_RETRIES") {
                 None => 2,
-                Some(text) => text.parse().map_err(|_| ConfigError::new("MEXC_RETRIES", format!("`{text}` is not a whole number")))?,
+                Some(text) => text
+                    .parse()
+                    .map_err(|_| ConfigError::new("MEXC_RETRIES", format!("`{text}` is not a whole number")))?,
             },
             quote_assets,
             opening_costs,
@@ -330,7 +336,9 @@ mod tests {
         assert_eq!(config.sync.tasks_for("0 * * * *"), None);
         let custom = parse(&[("CRON_TASKS", "*/3 * * * *=price; 0 */6 * * * = cost, balance")]).unwrap();
         assert_eq!(custom.sync.tasks_for("0 */6 * * *"), Some(&[Task::Cost, Task::Balance][..]));
-        for bad in ["*/3 * * * *", "*/3 * * *=price", "*/3 * * * *=swap", "*/3 * * * *=", "* * * * *=price;* * * * *=cost"] {
+        for bad in
+            ["*/3 * * * *", "*/3 * * *=price", "*/3 * * * *=swap", "*/3 * * * *=", "* * * * *=price;* * * * *=cost"]
+        {
             assert_eq!(parse(&[("CRON_TASKS", bad)]).unwrap_err().variable, "CRON_TASKS", "{bad}");
         }
     }

@@ -327,6 +327,15 @@ impl Stack {
         std::fs::read_to_string(self.worker.log_path()).unwrap_or_default()
     }
 
+    /// Waits (polling, 10 s deadline) until the worker's log contains `needle`: wrangler
+    /// relays workerd's console output asynchronously, after the response.
+    pub fn wait_for_log(&self, needle: &str) -> Result<(), String> {
+        wait_until(&format!("{needle:?} in the worker log"), Duration::from_secs(10), || {
+            self.worker_log().contains(needle).then_some(())
+        })
+        .map_err(|e| format!("{e}; log:\n{}", self.worker_log()))
+    }
+
     /// Names of the services, for diagnostics.
     pub fn services(&self) -> [&str; 4] {
         let [gateway, redis] = self.backend.services();

@@ -113,8 +113,14 @@ impl<'a> MexcClient<'a> {
 
     /// `GET /api/v3/myTrades?symbol&startTime&limit` (signed): fills from `start_ms` on,
     /// oldest first, at most `limit` (MEXC caps it at 100 and the window at one month).
-    pub async fn my_trades(&self, symbol: &Segment, start_ms: i64, limit: u32) -> Result<Fetched<Vec<Trade>>, ExchangeError> {
-        let params = [("symbol", symbol.to_string()), ("startTime", start_ms.to_string()), ("limit", limit.to_string())];
+    pub async fn my_trades(
+        &self,
+        symbol: &Segment,
+        start_ms: i64,
+        limit: u32,
+    ) -> Result<Fetched<Vec<Trade>>, ExchangeError> {
+        let params =
+            [("symbol", symbol.to_string()), ("startTime", start_ms.to_string()), ("limit", limit.to_string())];
         self.call(Call { endpoint: "my_trades", path: "/api/v3/myTrades", params: &params, signed: true }).await
     }
 
@@ -134,7 +140,11 @@ impl<'a> MexcClient<'a> {
         offset
     }
 
-    fn url(&self, call: &Call<'_>, timestamp_ms: Option<i64>) -> Result<(String, Vec<(String, String)>), ExchangeError> {
+    fn url(
+        &self,
+        call: &Call<'_>,
+        timestamp_ms: Option<i64>,
+    ) -> Result<(String, Vec<(String, String)>), ExchangeError> {
         let mut params: Vec<(&str, String)> = call.params.to_vec();
         let mut headers = Vec::new();
         if let Some(timestamp) = timestamp_ms {
@@ -199,14 +209,18 @@ impl<'a> MexcClient<'a> {
                     resynced = true;
                     self.offset_ms.set(None);
                 }
-                ExchangeError::Status { status } | ExchangeError::Api { status, .. } if *status >= 500 && attempt < retries => {
+                ExchangeError::Status { status } | ExchangeError::Api { status, .. }
+                    if *status >= 500 && attempt < retries =>
+                {
                     attempt += 1;
                     let backoff = self.retry.map(|r| r.backoff.delay(attempt, seed)).unwrap_or_default();
                     if !self.wait(backoff).await {
                         return Err(error);
                     }
                 }
-                ExchangeError::Transport(TransportError::Timeout(_) | TransportError::Failed(_)) if attempt < retries => {
+                ExchangeError::Transport(TransportError::Timeout(_) | TransportError::Failed(_))
+                    if attempt < retries =>
+                {
                     attempt += 1;
                     let backoff = self.retry.map(|r| r.backoff.delay(attempt, seed)).unwrap_or_default();
                     if !self.wait(backoff).await {
@@ -303,7 +317,10 @@ mod tests {
         futures_executor::block_on(client.account()).unwrap();
         let seen = http.seen.borrow();
         let url = &seen[1].url;
-        assert!(url.starts_with("http://mexc.test/api/v3/account?recvWindow=5000&timestamp=1000500&signature="), "{url}");
+        assert!(
+            url.starts_with("http://mexc.test/api/v3/account?recvWindow=5000&timestamp=1000500&signature="),
+            "{url}"
+        );
         let query = url.split_once('?').unwrap().1.rsplit_once("&signature=").unwrap();
         assert_eq!(query.1, hmac_sha256_hex(b"45d0b3c26f2644f19bfb98b07741b2f5", query.0.as_bytes()));
         assert!(seen[1].headers.contains(&("X-MEXC-APIKEY".into(), "key".into())));
@@ -319,7 +336,12 @@ mod tests {
             seen: RefCell::new(Vec::new()),
         };
         let (clock, config, waits) = (FixedClock::at(0), config(), Waits(RefCell::new(Vec::new())));
-        let retry = RetryPolicy { sleep: &waits, retries: 2, backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) }, deadline_ms: 10_000 };
+        let retry = RetryPolicy {
+            sleep: &waits,
+            retries: 2,
+            backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) },
+            deadline_ms: 10_000,
+        };
         let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
         let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
         futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap();
@@ -346,14 +368,26 @@ mod tests {
             seen: RefCell::new(Vec::new()),
         };
         let (clock, config, waits) = (FixedClock::at(0), config(), Waits(RefCell::new(Vec::new())));
-        let retry = RetryPolicy { sleep: &waits, retries: 2, backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) }, deadline_ms: 10_000 };
+        let retry = RetryPolicy {
+            sleep: &waits,
+            retries: 2,
+            backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) },
+            deadline_ms: 10_000,
+        };
         let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
         let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
-        assert_eq!(futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap_err(), ExchangeError::Status { status: 503 });
+        assert_eq!(
+            futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap_err(),
+            ExchangeError::Status { status: 503 }
+        );
         assert_eq!(http.seen.borrow().len(), 3);
 
         let http = Script {
-            responses: RefCell::new(VecDeque::from([response(400, &[], r#"{"code":700002,"msg":"Signature for this request is not valid."}"#)])),
+            responses: RefCell::new(VecDeque::from([response(
+                400,
+                &[],
+                r#"{"code":700002,"msg":"Signature for this request is not valid."}"#,
+            )])),
             seen: RefCell::new(Vec::new()),
         };
         let client = MexcClient::new(&http, &clock, &config).with_retries(retry);

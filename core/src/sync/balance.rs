@@ -34,7 +34,8 @@ pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command
         "fetched_at_iso": iso8601_ms(fetched_at),
         "account": fetched.raw,
     });
-    let mut commands = vec![Command::set(&keys.account(Exchange::Mexc, account_id), record.to_string().as_bytes(), None)];
+    let mut commands =
+        vec![Command::set(&keys.account(Exchange::Mexc, account_id), record.to_string().as_bytes(), None)];
     let side = Segment::new("side", SPOT_SIDE).expect("a valid constant");
     let mut index_members = Vec::new();
     for symbol in &app.config.symbols {

@@ -99,7 +99,12 @@ pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command
         let mut start = basis.last_trade_ms.unwrap_or(window_start).max(window_start);
         for _ in 0..app.config.sync.max_trade_pages {
             let page = exchange.my_trades(symbol, start, PAGE_SIZE).await?;
-            commands.extend(raw::writes(app, &page, Some(symbol), json!({ "task": "cost", "symbol": symbol.as_str(), "startTime": start }))?);
+            commands.extend(raw::writes(
+                app,
+                &page,
+                Some(symbol),
+                json!({ "task": "cost", "symbol": symbol.as_str(), "startTime": start }),
+            )?);
             let mut fills = page.value.clone();
             fills.sort_by_key(|t| t.time);
             for fill in &fills {

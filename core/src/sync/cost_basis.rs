@@ -60,8 +60,15 @@ impl CostBasis {
     }
 
     /// Applies one fill. `opening_cost` values sold coins of unknown cost.
-    pub fn apply(&mut self, trade: &Trade, base: &str, quote: &str, opening_cost: Option<Decimal>) -> Result<(), String> {
-        let field = |value: Option<Decimal>, name: &str| value.ok_or_else(|| format!("trade {} has no {name}", trade.id));
+    pub fn apply(
+        &mut self,
+        trade: &Trade,
+        base: &str,
+        quote: &str,
+        opening_cost: Option<Decimal>,
+    ) -> Result<(), String> {
+        let field =
+            |value: Option<Decimal>, name: &str| value.ok_or_else(|| format!("trade {} has no {name}", trade.id));
         let q = field(trade.qty, "qty")?;
         let big_q = match trade.quote_qty {
             Some(quote_qty) => quote_qty,

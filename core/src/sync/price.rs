@@ -38,12 +38,20 @@ pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command
         let price = ticker.value.last_price.ok_or_else(|| {
             SyncError::Incomplete(format!("the 24h ticker of {symbol} has no lastPrice; nothing written"))
         })?;
-        let record =
-            PriceRecord { symbol: symbol.to_string(), price, volume_24h: ticker.value.volume, ts: ticker.fetched_at_ms };
+        let record = PriceRecord {
+            symbol: symbol.to_string(),
+            price,
+            volume_24h: ticker.value.volume,
+            ts: ticker.fetched_at_ms,
+        };
         let json = encode_json(&record);
         commands.extend(raw::writes(app, ticker, Some(symbol), json!({ "task": "price", "symbol": symbol.as_str() }))?);
         commands.push(Command::set(&keys.price_latest(Exchange::Mexc, symbol), &json, None));
-        commands.push(Command::set(&keys.price_cached(Exchange::Mexc, symbol), &json, app.config.ttl.ttl(DataClass::Price)));
+        commands.push(Command::set(
+            &keys.price_cached(Exchange::Mexc, symbol),
+            &json,
+            app.config.ttl.ttl(DataClass::Price),
+        ));
         commands.extend(history_append(
             &keys.price_history(Exchange::Mexc, symbol),
             record.ts,

@@ -23,7 +23,12 @@ pub fn endpoint_segment(endpoint: &str, symbol: Option<&Segment>) -> Result<Segm
 }
 
 /// The writes that store `fetched` as the latest raw response and in the history.
-pub fn writes<T>(app: &App<'_>, fetched: &Fetched<T>, symbol: Option<&Segment>, metadata: Value) -> Result<Vec<Command>, SyncError> {
+pub fn writes<T>(
+    app: &App<'_>,
+    fetched: &Fetched<T>,
+    symbol: Option<&Segment>,
+    metadata: Value,
+) -> Result<Vec<Command>, SyncError> {
     let segment = endpoint_segment(fetched.endpoint, symbol)?;
     let record = json!({
         "fetched_at": fetched.fetched_at_ms,
