@@ -67,7 +67,10 @@ fn cron_writes_the_permanent_price_and_the_route_reads_it(stack: &Stack) {
     assert_eq!(body["price"], "0.012345678901");
     assert_eq!(body["volume_24h"], "98765.4321");
     assert_eq!(body["ts"], stored["ts"]);
-    assert_eq!(body["source"], "latest");
+    // The price task writes the 30 s `cached` copy too; readers prefer it.
+    assert_eq!(body["source"], "cached");
+    let tier = answer.header("x-edgesync-tier").unwrap_or_default();
+    assert!(["l1", "redis"].contains(&tier), "tier {tier:?}");
 }
 
 fn a_new_price_replaces_the_old_one(stack: &Stack) {
