@@ -167,7 +167,8 @@ impl SyncConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TierConfig {
     /// `MEMORY_TIER_TTL` (seconds, default 2): how long an L1 entry answers as fresh; capped
-    /// by the entry's own TTL. Short, because other isolates write Redis too.
+    /// by the entry's own TTL. Short, because other isolates write Redis too. 0 makes every
+    /// read go to Redis (L1 then only serves stale-if-error).
     pub memory_fresh_for: Duration,
     /// `MEMORY_TIER_MAX_ENTRIES` (default 10000): the L1 bound (LRU eviction).
     pub memory_max_entries: usize,
@@ -248,7 +249,7 @@ impl Config {
 
         let defaults = TierConfig::default();
         let tiers = TierConfig {
-            memory_fresh_for: Duration::from_secs(positive_int(
+            memory_fresh_for: Duration::from_secs(whole_number(
                 &get,
                 "MEMORY_TIER_TTL",
                 defaults.memory_fresh_for.as_secs(),
@@ -280,6 +281,20 @@ impl Config {
 
 fn key_error(variable: &'static str, error: KeyError) -> ConfigError {
     ConfigError::new(variable, error.to_string())
+}
+
+/// A whole number that may be zero.
+fn whole_number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(variable) {
+        None => Ok(default),
+        Some(text) => {
+            text.parse::<u64>().map_err(|_| ConfigError::new(variable, format!("`{text}` is not a whole number")))
+        }
+    }
 }
 
 fn positive_int(

@@ -46,4 +46,6 @@ pub struct App<'a> {
     pub clock: &'a dyn clock::Clock,
     /// Waiting for retries (`Retry-After`, backoff).
     pub sleep: &'a dyn clock::Sleep,
+    /// Single-flight of read-through exchange calls (isolate-lifetime).
+    pub flights: &'a api::flight::Flights,
 }

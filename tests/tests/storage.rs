@@ -225,8 +225,14 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
     let store = client(&fixture.backend);
     let memory = MemoryTier::new(config.tiers);
     let tiered = Tiered::new(&memory, &store, &SystemClock);
-    let app =
-        App { config: &config, store: &tiered, http: &NativeHttp::default(), clock: &SystemClock, sleep: &ThreadSleep };
+    let app = App {
+        config: &config,
+        store: &tiered,
+        http: &NativeHttp::default(),
+        clock: &SystemClock,
+        sleep: &ThreadSleep,
+        flights: &Default::default(),
+    };
     block_on(clear_all(&store, &config.keys)).unwrap();
     let qrl = Segment::new("symbol", "QRLUSDT").unwrap();
     let cached_ticker = config.keys.ticker(Exchange::Mexc, &qrl);

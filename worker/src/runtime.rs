@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use edgesync_core::api::flight::Flights;
 use edgesync_core::api::{ApiError, ApiResponse};
 use edgesync_core::clock::{Backoff, Clock, Sleep};
 use edgesync_core::config::{Config, ConfigError};
@@ -44,6 +45,12 @@ fn memory_tier(config: &Config) -> &'static MemoryTier {
     TIER.get_or_init(|| MemoryTier::new(config.tiers))
 }
 
+/// The isolate's in-flight exchange calls (single-flight of read-through misses).
+fn flights() -> &'static Flights {
+    static FLIGHTS: OnceLock<Flights> = OnceLock::new();
+    FLIGHTS.get_or_init(Flights::default)
+}
+
 /// The isolate's memory store, the whole store when no Redis is configured.
 fn memory_store(config: &Config) -> &'static MemoryStore {
     static STORE: OnceLock<MemoryStore> = OnceLock::new();
@@ -78,7 +85,14 @@ impl Runtime {
     }
 
     pub fn app<'a>(&'a self, tiers: &'a Tiered<'a>) -> App<'a> {
-        App { config: &self.config, store: tiers, http: &FetchClient, clock: &WorkerClock, sleep: &WorkerSleep }
+        App {
+            config: &self.config,
+            store: tiers,
+            http: &FetchClient,
+            clock: &WorkerClock,
+            sleep: &WorkerSleep,
+            flights: flights(),
+        }
     }
 }
 

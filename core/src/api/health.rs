@@ -1,20 +1,112 @@
-//! `GET /health`: liveness and which store tier the worker runs on. Without Redis configured
-//! the worker keeps data only in this isolate's memory, and says so here.
+//! `GET /health`: liveness, which store the worker runs on, and whether the cron is keeping
+//! up. Cloudflare records every cron run as a success (the `scheduled` handler cannot fail),
+//! so health reads each task's status hash: a scheduled task whose last success is older than
+//! twice its schedule is `degraded`. Without Redis configured the worker keeps data only in
+//! this isolate's memory, and says so. Always 200 while the worker runs; `status` tells.
 
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
 
 use super::ApiResponse;
+use crate::store::{Command, Reply, StoreError};
+use crate::sync::Task;
 use crate::App;
 
-pub fn health(app: &App<'_>) -> ApiResponse {
+/// Minutes between runs of a cron expression, roughly: `*/N` → N, a fixed minute → 60, a
+/// fixed minute and hour → 1440, `*` → 1.
+pub fn schedule_minutes(cron: &str) -> i64 {
+    let fields: Vec<&str> = cron.split_whitespace().collect();
+    match fields.as_slice() {
+        [minute, hour, ..] => match (minute.strip_prefix("*/").and_then(|n| n.parse::<i64>().ok()), *minute, *hour) {
+            (Some(n), _, _) if n > 0 => n,
+            (_, "*", _) => 1,
+            (_, _, "*") => 60,
+            _ => 1440,
+        },
+        _ => 60,
+    }
+}
+
+/// Every scheduled task's status hash, with `state`: `ok`, `degraded` (no success within two
+/// schedule intervals), `failing` (last run failed) or `pending` (never ran).
+pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
+    let mut intervals: BTreeMap<&'static str, i64> = BTreeMap::new();
+    for (cron, tasks) in &app.config.sync.schedules {
+        for task in tasks {
+            let minutes = schedule_minutes(cron);
+            intervals.entry(task.name()).and_modify(|m| *m = (*m).min(minutes)).or_insert(minutes);
+        }
+    }
+    let commands: Vec<Command> =
+        Task::ALL.iter().map(|t| Command::new("HGETALL").arg(app.config.keys.sync_status(t.name()))).collect();
+    let replies = app.store.backing_store().pipeline(&commands).await?;
+    let now = app.clock.now_ms();
+    let mut statuses = Map::new();
+    for (task, reply) in Task::ALL.iter().zip(replies) {
+        let mut fields = BTreeMap::new();
+        if let Ok(Reply::Array(items)) = reply {
+            for pair in items.chunks(2) {
+                if let [Reply::Bulk(f), Reply::Bulk(v)] = pair {
+                    fields.insert(String::from_utf8_lossy(f).into_owned(), String::from_utf8_lossy(v).into_owned());
+                }
+            }
+        }
+        let interval = intervals.get(task.name()).copied();
+        let last_ok = fields.get("last_ok").and_then(|v| v.parse::<i64>().ok());
+        let failing = fields.get("consecutive_failures").is_some_and(|n| n != "0");
+        let state = match (interval, last_ok) {
+            (None, _) => "unscheduled",
+            (Some(_), None) if fields.is_empty() => "pending",
+            (Some(minutes), Some(ok)) if now - ok > 2 * minutes * 60_000 => "degraded",
+            (Some(_), None) => "degraded",
+            _ if failing => "failing",
+            _ => "ok",
+        };
+        let mut entry: Map<String, Value> = fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        entry.insert("state".into(), json!(state));
+        if let Some(minutes) = interval {
+            entry.insert("schedule_minutes".into(), json!(minutes));
+        }
+        statuses.insert(task.name().into(), Value::Object(entry));
+    }
+    Ok(Value::Object(statuses))
+}
+
+pub async fn health(app: &App<'_>) -> ApiResponse {
+    let version = env!("CARGO_PKG_VERSION");
     let body = match app.config.redis {
-        Some(_) => json!({ "status": "ok", "store": "redis", "version": env!("CARGO_PKG_VERSION") }),
         None => json!({
             "status": "ok",
             "store": "memory",
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": version,
             "warning": "no Redis configured (UPSTASH_REDIS_REST_URL unset): data lives only in this isolate's memory",
         }),
+        Some(_) => match task_statuses(app).await {
+            Ok(tasks) => {
+                let degraded = tasks.as_object().is_some_and(|t| t.values().any(|s| s["state"] == "degraded"));
+                json!({ "status": if degraded { "degraded" } else { "ok" }, "store": "redis", "version": version, "tasks": tasks })
+            }
+            Err(error) => json!({
+                "status": "degraded",
+                "store": "redis",
+                "version": version,
+                "redis": format!("unavailable: {error}"),
+            }),
+        },
     };
     ApiResponse::json(200, &body).with_header("cache-control", "no-store")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_read_as_minutes() {
+        assert_eq!(schedule_minutes("*/3 * * * *"), 3);
+        assert_eq!(schedule_minutes("* * * * *"), 1);
+        assert_eq!(schedule_minutes("5 * * * *"), 60);
+        assert_eq!(schedule_minutes("0 4 * * *"), 1440);
+    }
 }

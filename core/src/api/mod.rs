@@ -4,11 +4,22 @@
 //!
 //! - [`routes`]: the route table and its matcher (404 for unknown paths, 405 for wrong methods).
 //! - [`error`]: [`ApiError`], rendered as `{"error": {"code", "message"}}`.
-//! - [`health`], [`price`]: one file per route group.
+//! - [`auth`]: bearer tokens for private routes, signed single-use requests for admin routes.
+//! - [`params`]: parameter parsing and validation.
+//! - [`flight`]: single-flight of exchange calls.
+//! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`).
+//! - [`health`], [`price`], [`market`], [`private`], [`admin`]: one file per route group.
 
+pub mod admin;
+pub mod auth;
 pub mod error;
+pub mod flight;
 pub mod health;
+pub mod market;
+pub mod openapi;
+pub mod params;
 pub mod price;
+pub mod private;
 pub mod routes;
 
 use serde::Serialize;
@@ -63,8 +74,15 @@ impl ApiResponse {
     }
 }
 
+/// Largest request body accepted (admin bodies are tiny JSON).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// Answers one request. Never panics on input and never fails: every error is a JSON response.
 pub async fn handle(app: &App<'_>, request: &ApiRequest) -> ApiResponse {
+    if request.body.len() > MAX_BODY_BYTES {
+        return ApiError::new(413, "body_too_large", format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
+            .into_response();
+    }
     let outcome = match routes::resolve(&request.method, &request.path) {
         Ok((route, params)) => routes::call(app, route, &params, request).await,
         Err(error) => Err(error),

@@ -52,4 +52,16 @@ fn answer(read: &Read<PriceRecord>, source: &str) -> ApiResponse {
     )
     .with_header("x-edgesync-tier", read.tier.as_str())
     .with_header("age", (read.age_ms / 1000).to_string())
+    .with_header("cache-control", format!("public, max-age={}", read.ttl_ms.map_or(30, |ms| ms.max(0) / 1000)))
+}
+
+/// `GET /v1/price/{symbol}/history?from&to&limit`: synced prices in `[from, to]` (ms), the
+/// newest `limit` (default 100, at most 1000), oldest first.
+pub async fn history(app: &App<'_>, symbol: &str, request: &super::ApiRequest) -> Result<ApiResponse, ApiError> {
+    let symbol = validate_symbol(symbol).map_err(|reason| ApiError::bad_request("symbol", reason))?;
+    let key = app.config.keys.price_history(Exchange::Mexc, &symbol);
+    let entries = super::private::history(app, &key, request, "from", "to").await?;
+    let max_age = app.config.ttl.ttl(DataClass::Price).map_or(30, |t| t.as_secs());
+    Ok(ApiResponse::json(200, &json!({ "symbol": symbol.as_str(), "count": entries.len(), "entries": entries }))
+        .with_header("cache-control", format!("public, max-age={max_age}")))
 }

@@ -1,28 +1,75 @@
-//! The route table: every path the API answers, with its method. Keeping the table here,
-//! not in the worker, lets native tests check it against the OpenAPI document and lets the
-//! worker stay a thin adapter.
+//! The route table: every path the API answers, with its method and access level. Keeping it
+//! here, not in the worker, lets native tests check it against the OpenAPI document and keeps
+//! the worker a thin adapter.
 
-use super::{health, price, ApiError, ApiRequest, ApiResponse};
+use super::{admin, auth, health, market, openapi, price, private, ApiError, ApiRequest, ApiResponse};
 use crate::App;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// `Authorization: Bearer $READ_TOKEN`.
+    Private,
+    /// HMAC-signed, single use.
+    Admin,
+}
 
 /// What a matched route runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
     Health,
+    OpenApi,
     Price,
+    PriceHistory,
+    Ticker,
+    Ohlcv,
+    Deals,
+    Orderbook,
+    Account,
+    Positions,
+    Cost,
+    RawLatest,
+    RawHistory,
+    SyncStatus,
+    Stats,
+    SyncNow,
+    Invalidate,
+    Warm,
 }
 
-/// One route: method, path pattern (`{name}` matches one non-empty segment), handler.
+/// One route: method, path pattern (`{name}` matches one non-empty segment), access, handler.
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
     pub method: &'static str,
     pub pattern: &'static str,
+    pub access: Access,
     pub handler: Handler,
 }
 
+const fn route(method: &'static str, pattern: &'static str, access: Access, handler: Handler) -> Route {
+    Route { method, pattern, access, handler }
+}
+
 pub const ROUTES: &[Route] = &[
-    Route { method: "GET", pattern: "/health", handler: Handler::Health },
-    Route { method: "GET", pattern: "/v1/price/{symbol}", handler: Handler::Price },
+    route("GET", "/health", Access::Public, Handler::Health),
+    route("GET", "/openapi.json", Access::Public, Handler::OpenApi),
+    route("GET", "/v1/price/{symbol}", Access::Public, Handler::Price),
+    route("GET", "/v1/price/{symbol}/history", Access::Public, Handler::PriceHistory),
+    route("GET", "/v1/ticker/{symbol}", Access::Public, Handler::Ticker),
+    route("GET", "/v1/ohlcv/{symbol}", Access::Public, Handler::Ohlcv),
+    route("GET", "/v1/deals/{symbol}", Access::Public, Handler::Deals),
+    route("GET", "/v1/orderbook/{symbol}", Access::Public, Handler::Orderbook),
+    route("GET", "/v1/account", Access::Private, Handler::Account),
+    route("GET", "/v1/positions", Access::Private, Handler::Positions),
+    route("GET", "/v1/cost/{symbol}", Access::Private, Handler::Cost),
+    route("GET", "/v1/raw/{endpoint}/latest", Access::Private, Handler::RawLatest),
+    route("GET", "/v1/raw/{endpoint}/history", Access::Private, Handler::RawHistory),
+    route("GET", "/v1/sync/status", Access::Private, Handler::SyncStatus),
+    route("GET", "/v1/stats", Access::Private, Handler::Stats),
+    route("POST", "/v1/admin/sync/{task}", Access::Admin, Handler::SyncNow),
+    route("POST", "/v1/admin/invalidate", Access::Admin, Handler::Invalidate),
+    route("POST", "/v1/admin/warm", Access::Admin, Handler::Warm),
 ];
 
 /// Captured `{name}` segments of a matched pattern.
@@ -77,11 +124,31 @@ pub(super) async fn call(
     params: &Params,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
+    match route.access {
+        Access::Public => {}
+        Access::Private => auth::require_reader(app, request)?,
+        Access::Admin => auth::require_admin(app, request).await?,
+    }
     let param = |name: &str| params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or_default();
-    let _ = request;
     match route.handler {
-        Handler::Health => Ok(health::health(app)),
+        Handler::Health => Ok(health::health(app).await),
+        Handler::OpenApi => Ok(openapi::document()),
         Handler::Price => price::price(app, param("symbol")).await,
+        Handler::PriceHistory => price::history(app, param("symbol"), request).await,
+        Handler::Ticker => market::read_through(app, market::query("ticker", param("symbol"), request)?).await,
+        Handler::Ohlcv => market::read_through(app, market::query("ohlcv", param("symbol"), request)?).await,
+        Handler::Deals => market::read_through(app, market::query("deals", param("symbol"), request)?).await,
+        Handler::Orderbook => market::read_through(app, market::query("orderbook", param("symbol"), request)?).await,
+        Handler::Account => private::account(app).await,
+        Handler::Positions => private::positions(app).await,
+        Handler::Cost => private::cost(app, param("symbol")).await,
+        Handler::RawLatest => private::raw_latest(app, param("endpoint")).await,
+        Handler::RawHistory => private::raw_history(app, param("endpoint"), request).await,
+        Handler::SyncStatus => private::sync_status(app).await,
+        Handler::Stats => private::store_stats(app).await,
+        Handler::SyncNow => admin::sync_now(app, param("task")).await,
+        Handler::Invalidate => admin::invalidate(app, request).await,
+        Handler::Warm => admin::warm_cache(app, request).await,
     }
 }
 
@@ -94,11 +161,13 @@ mod tests {
         let (route, params) = resolve("GET", "/v1/price/QRLUSDT").unwrap();
         assert_eq!(route.handler, Handler::Price);
         assert_eq!(params, vec![("symbol", "QRLUSDT".to_owned())]);
+        assert_eq!(resolve("GET", "/v1/price/QRLUSDT/history").unwrap().0.handler, Handler::PriceHistory);
         assert_eq!(resolve("GET", "/v1/price/").unwrap_err().status, 404);
         assert_eq!(resolve("GET", "/v1/price/A/B").unwrap_err().status, 404);
         assert_eq!(resolve("GET", "/nope").unwrap_err().status, 404);
         let wrong_method = resolve("POST", "/health").unwrap_err();
         assert_eq!(wrong_method.status, 405);
         assert_eq!(wrong_method.headers, vec![("allow".to_owned(), "GET".to_owned())]);
+        assert_eq!(resolve("GET", "/v1/admin/warm").unwrap_err().status, 405);
     }
 }

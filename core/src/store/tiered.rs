@@ -65,6 +65,8 @@ pub struct Read<T> {
     pub tier: Tier,
     /// Milliseconds since this isolate last wrote or read the value from Redis (0 for Redis).
     pub age_ms: i64,
+    /// Milliseconds the value has left to live, when known (`None`: permanent or unknown).
+    pub ttl_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +211,7 @@ impl Tiered<'_> {
             return match self.redis.get(key).await {
                 Ok(Some(value)) => {
                     self.memory.count(class, |c| c.l2_hits += 1);
-                    Ok(Some(Read { value, tier: Tier::Memory, age_ms: 0 }))
+                    Ok(Some(Read { value, tier: Tier::Memory, age_ms: 0, ttl_ms: None }))
                 }
                 Ok(None) => {
                     self.memory.count(class, |c| c.l2_misses += 1);
@@ -229,7 +231,8 @@ impl Tiered<'_> {
                 && entry.expires_at_ms.is_none_or(|at| now < at);
             if fresh {
                 self.memory.count(class, |c| c.l1_hits += 1);
-                return Ok(Some(Read { value: entry.value.clone(), tier: Tier::L1, age_ms }));
+                let ttl_ms = entry.expires_at_ms.map(|at| at - now);
+                return Ok(Some(Read { value: entry.value.clone(), tier: Tier::L1, age_ms, ttl_ms }));
             }
         }
         self.memory.count(class, |c| c.l1_misses += 1);
@@ -245,7 +248,7 @@ impl Tiered<'_> {
                             _ => None,
                         };
                         self.memory.put(key, value.clone(), now, expires_at_ms);
-                        Ok(Some(Read { value, tier: Tier::Redis, age_ms: 0 }))
+                        Ok(Some(Read { value, tier: Tier::Redis, age_ms: 0, ttl_ms: expires_at_ms.map(|at| at - now) }))
                     }
                     Some(Ok(_)) => {
                         self.memory.count(class, |c| c.l2_misses += 1);
@@ -262,7 +265,12 @@ impl Tiered<'_> {
             Err(error) => match cached {
                 Some(entry) if now - entry.stored_at_ms <= self.memory.config.stale_grace.as_millis() as i64 => {
                     self.memory.count(class, |c| c.stale_served += 1);
-                    Ok(Some(Read { value: entry.value, tier: Tier::MemoryStale, age_ms: now - entry.stored_at_ms }))
+                    Ok(Some(Read {
+                        value: entry.value,
+                        tier: Tier::MemoryStale,
+                        age_ms: now - entry.stored_at_ms,
+                        ttl_ms: Some(0),
+                    }))
                 }
                 _ => Err(error),
             },
@@ -278,7 +286,7 @@ impl Tiered<'_> {
     ) -> Result<Option<Read<T>>, StoreError> {
         let Some(read) = self.read(key, class).await? else { return Ok(None) };
         match decode_json::<T>(key, &read.value) {
-            Ok(value) => Ok(Some(Read { value, tier: read.tier, age_ms: read.age_ms })),
+            Ok(value) => Ok(Some(Read { value, tier: read.tier, age_ms: read.age_ms, ttl_ms: read.ttl_ms })),
             Err(_) => {
                 self.discard_corrupted(key).await;
                 Ok(None)

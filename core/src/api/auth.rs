@@ -1,0 +1,87 @@
+//! Authentication of the private and admin routes.
+//!
+//! - **Private** routes need `Authorization: Bearer $READ_TOKEN`, compared in constant time.
+//! - **Admin** routes need `X-Edgesync-Timestamp` (Unix seconds, within 300 s of now) and
+//!   `X-Edgesync-Signature`: lowercase hex HMAC-SHA256 with `ADMIN_SECRET` over
+//!   `{timestamp}\n{METHOD}\n{path_and_query}\n{hex sha256(body)}`. A signature is usable
+//!   once: it is remembered in Redis (`P:nonce:{signature}`, `SET NX EX 300`) for the window,
+//!   and a replay is a 401.
+//!
+//! An unconfigured secret disables its routes with a 503 saying so — never opens them.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, ApiRequest};
+use crate::exchange::sign::hmac_sha256_hex;
+use crate::keys::Segment;
+use crate::store::{Command, Reply};
+use crate::App;
+
+/// How far an admin timestamp may be from now.
+pub const ADMIN_WINDOW_SECS: i64 = 300;
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(401, "unauthorized", message)
+}
+
+fn equal(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Checks the bearer token of a private route.
+pub fn require_reader(app: &App<'_>, request: &ApiRequest) -> Result<(), ApiError> {
+    let Some(token) = &app.config.read_token else {
+        return Err(ApiError::new(
+            503,
+            "private_routes_disabled",
+            "READ_TOKEN is not configured; private routes are off",
+        ));
+    };
+    let presented = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default();
+    if equal(presented.trim(), token.expose()) {
+        Ok(())
+    } else {
+        Err(unauthorized("missing or wrong bearer token"))
+    }
+}
+
+/// The string an admin request signs.
+pub fn admin_message(timestamp: &str, method: &str, path_and_query: &str, body: &[u8]) -> String {
+    format!("{timestamp}\n{method}\n{path_and_query}\n{}", hex::encode(Sha256::digest(body)))
+}
+
+/// Checks an admin request's signature, freshness and single use.
+pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), ApiError> {
+    let Some(secret) = &app.config.admin_secret else {
+        return Err(ApiError::new(
+            503,
+            "admin_routes_disabled",
+            "ADMIN_SECRET is not configured; admin routes are off",
+        ));
+    };
+    let timestamp = request.header("x-edgesync-timestamp").unwrap_or_default();
+    let signature = request.header("x-edgesync-signature").unwrap_or_default().to_ascii_lowercase();
+    let seconds: i64 = timestamp.parse().map_err(|_| unauthorized("X-Edgesync-Timestamp must be Unix seconds"))?;
+    if (app.clock.now_ms() / 1000 - seconds).abs() > ADMIN_WINDOW_SECS {
+        return Err(unauthorized("timestamp is more than 300 s from now"));
+    }
+    let path_and_query = match request.query.as_str() {
+        "" => request.path.clone(),
+        query => format!("{}?{query}", request.path),
+    };
+    let message = admin_message(timestamp, &request.method.to_ascii_uppercase(), &path_and_query, &request.body);
+    let expected = hmac_sha256_hex(secret.expose().as_bytes(), message.as_bytes());
+    if !equal(&signature, &expected) {
+        return Err(unauthorized("bad signature"));
+    }
+    let nonce = Segment::new("signature", &signature).map_err(|_| unauthorized("bad signature"))?;
+    let remember =
+        Command::new("SET").arg(app.config.keys.nonce(&nonce)).arg("1").arg("NX").arg("EX").arg(ADMIN_WINDOW_SECS);
+    match app.store.backing_store().execute(&remember).await {
+        Ok(Reply::Nil) => Err(unauthorized("signature already used")),
+        Ok(_) => Ok(()),
+        // Without Redis a replay cannot be ruled out: refuse rather than risk it.
+        Err(error) => Err(ApiError::new(503, "store_unavailable", format!("cannot check replay: {error}"))),
+    }
+}
