@@ -275,6 +275,18 @@ impl Stack {
         call(&self.http, method, url, body)
     }
 
+    /// Any request to the worker, with headers and an optional body.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpAnswer {
+        let url = format!("{}{path}", self.worker_url);
+        let mut request = axum::http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.to_vec()).expect("valid test request");
+        let mut response = self.http.run(request).unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+        answer(&mut response)
+    }
+
     /// `GET` a worker path, e.g. `/v1/price/QRLUSDT`.
     pub fn get(&self, path: &str) -> HttpAnswer {
         self.call("GET", &format!("{}{path}", self.worker_url), None)

@@ -85,3 +85,94 @@ pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), Ap
         Err(error) => Err(ApiError::new(503, "store_unavailable", format!("cannot check replay: {error}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::api::flight::Flights;
+    use crate::clock::{FixedClock, ThreadSleep};
+    use crate::config::Config;
+    use crate::http::{HttpClient, HttpRequest, HttpResponse, TransportError};
+    use crate::store::memory::MemoryStore;
+    use crate::store::tiered::{MemoryTier, Tiered};
+
+    struct NoNetwork;
+
+    #[async_trait::async_trait(?Send)]
+    impl HttpClient for NoNetwork {
+        async fn send(&self, _: HttpRequest) -> Result<HttpResponse, TransportError> {
+            Err(TransportError::Failed("no network in unit tests".into()))
+        }
+    }
+
+    fn with_app(vars: &[(&str, &str)], check: impl FnOnce(&App<'_>)) {
+        let config = Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())).unwrap();
+        let clock = Arc::new(FixedClock::at(1_700_000_000_000));
+        let store = MemoryStore::new(clock.clone(), 100);
+        let memory = MemoryTier::new(config.tiers);
+        let tiers = Tiered::memory_only(&memory, &store, &*clock);
+        let flights = Flights::default();
+        let app = App {
+            config: &config,
+            store: &tiers,
+            http: &NoNetwork,
+            clock: &*clock,
+            sleep: &ThreadSleep,
+            flights: &flights,
+        };
+        check(&app);
+    }
+
+    #[test]
+    fn unconfigured_secrets_close_their_routes_with_503() {
+        with_app(&[], |app| {
+            let request = ApiRequest::get("/v1/account");
+            assert_eq!(require_reader(app, &request).unwrap_err().status, 503);
+            assert_eq!(block_on(require_admin(app, &request)).unwrap_err().status, 503);
+        });
+    }
+
+    #[test]
+    fn admin_requests_are_signed_fresh_and_single_use() {
+        with_app(&[("ADMIN_SECRET", "s3cret")], |app| {
+            let signed = |seconds: i64, body: &[u8]| {
+                let timestamp = seconds.to_string();
+                let message = admin_message(&timestamp, "POST", "/v1/admin/warm?x=1", body);
+                let mut request = ApiRequest {
+                    method: "POST".into(),
+                    path: "/v1/admin/warm".into(),
+                    query: "x=1".into(),
+                    body: body.to_vec(),
+                    ..ApiRequest::default()
+                };
+                request.headers.push(("X-Edgesync-Timestamp".into(), timestamp));
+                request.headers.push(("X-Edgesync-Signature".into(), hmac_sha256_hex(b"s3cret", message.as_bytes())));
+                request
+            };
+            let now = 1_700_000_000;
+            let good = signed(now, b"{}");
+            assert!(block_on(require_admin(app, &good)).is_ok());
+            assert_eq!(block_on(require_admin(app, &good)).unwrap_err().message, "signature already used");
+            assert_eq!(block_on(require_admin(app, &signed(now - 301, b"{}"))).unwrap_err().status, 401);
+            let mut tampered = signed(now, b"{}");
+            tampered.body = b"{\"all\":true}".to_vec();
+            assert_eq!(block_on(require_admin(app, &tampered)).unwrap_err().message, "bad signature");
+        });
+    }
+
+    #[test]
+    fn bearer_tokens_compare_exactly() {
+        with_app(&[("READ_TOKEN", "tok")], |app| {
+            let mut request = ApiRequest::get("/v1/account");
+            assert_eq!(require_reader(app, &request).unwrap_err().status, 401);
+            request.headers.push(("Authorization".into(), "Bearer tok".into()));
+            assert!(require_reader(app, &request).is_ok());
+            request.headers[0].1 = "Bearer tok2".into();
+            assert_eq!(require_reader(app, &request).unwrap_err().status, 401);
+        });
+    }
+}
