@@ -38,7 +38,7 @@ DEV_PORT ?= 8787
 # Free plan: 3 MB compressed bundle.
 BUNDLE_LIMIT_BYTES := 3145728
 
-.PHONY: help dev test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check bench-core deploy clean
+.PHONY: help dev test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check bench bench-core deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -110,6 +110,10 @@ deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the free
 	size=$$(tar -C "$$out" -cf - . | gzip -9 | wc -c); \
 	echo "bundle: $$size bytes compressed (limit $(BUNDLE_LIMIT_BYTES))"; \
 	[ "$$size" -le $(BUNDLE_LIMIT_BYTES) ] || { echo "bundle exceeds the free plan's 3 MB"; exit 1; }
+
+bench: tools wasm ## HTTP latency/throughput of the worker vs. a hello-world worker (wrk)
+	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	cargo bench -p edgesync-e2e --bench http
 
 bench-core: ## criterion benchmarks of key building and the codec (numbers in docs/benchmarks.md)
 	cargo bench -p edgesync-core --bench core

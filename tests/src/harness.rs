@@ -215,12 +215,6 @@ impl RedisBackend {
 impl Stack {
     /// Starts the whole deployment: [`RedisBackend`], the stand-in and the worker.
     pub fn start(options: StackOptions) -> Result<Stack, String> {
-        let root = repo_root();
-        let wrangler = root.join("node_modules/.bin/wrangler");
-        require_tool(
-            wrangler.to_str().unwrap_or_default(),
-            "run `npm ci` in the repository root (`make test` does this)",
-        )?;
         let backend = RedisBackend::start(&options.binaries)?;
         let log = |name: &str| backend.log(name);
         let http = agent();
@@ -229,7 +223,6 @@ impl Stack {
         let exchange = ExchangeStandin::start(&options.binaries)?;
         let standin_url = exchange.url.clone();
 
-        let worker_port = free_port();
         let mut vars = vec![
             ("UPSTASH_REDIS_REST_URL".to_owned(), gateway_url.clone()),
             ("UPSTASH_REDIS_REST_TOKEN".to_owned(), REDIS_TOKEN.to_owned()),
@@ -238,36 +231,7 @@ impl Stack {
             ("MEXC_API_SECRET".to_owned(), MEXC_API_SECRET.to_owned()),
         ];
         vars.extend(options.vars);
-        let mut command = Command::new(&wrangler);
-        command.current_dir(&root).args([
-            "dev",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &worker_port.to_string(),
-            "--inspector-ip",
-            "127.0.0.1",
-            "--inspector-port",
-            &free_port().to_string(),
-            "--show-interactive-dev-session=false",
-            "--log-level",
-            "log",
-        ]);
-        for (name, value) in &vars {
-            command.arg("--var").arg(format!("{name}:{value}"));
-        }
-        command
-            .env("XDG_CONFIG_HOME", root.join(".xdg"))
-            .env("XDG_CACHE_HOME", root.join(".cache"))
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("WRANGLER_SEND_ERROR_REPORTS", "false")
-            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-            // The banner is what makes wrangler ask the npm registry for a newer version.
-            .env("WRANGLER_HIDE_BANNER", "true");
-        let mut worker = Service::spawn("wrangler dev", command, &log("worker"))?;
-        let worker_url = format!("http://127.0.0.1:{worker_port}");
-        wait_ready(&http, &mut worker, &format!("{worker_url}/health"), Duration::from_secs(240))?;
-
+        let (worker, worker_url) = start_wrangler_dev(None, &vars, &log("worker"))?;
         Ok(Stack { worker, exchange, backend, worker_url, http })
     }
 
@@ -419,6 +383,77 @@ fn answer(response: &mut ureq::http::Response<ureq::Body>) -> HttpAnswer {
         .collect();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     HttpAnswer { status, headers, body }
+}
+
+/// Runs `wrangler dev` on a free 127.0.0.1 port — the repository's worker, or the one
+/// `config` (a `wrangler.toml` path) describes — and waits until it answers `/health` (the
+/// repository's worker) or `/` (another). Offline and quiet, like the Makefile.
+pub fn start_wrangler_dev(
+    config: Option<&std::path::Path>,
+    vars: &[(String, String)],
+    log: &std::path::Path,
+) -> Result<(Service, String), String> {
+    let root = repo_root();
+    let wrangler = root.join("node_modules/.bin/wrangler");
+    require_tool(wrangler.to_str().unwrap_or_default(), "run `npm ci` in the repository root (`make test` does this)")?;
+    let port = free_port();
+    let mut command = Command::new(&wrangler);
+    command.current_dir(&root).args([
+        "dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--inspector-ip",
+        "127.0.0.1",
+        "--inspector-port",
+        &free_port().to_string(),
+        "--show-interactive-dev-session=false",
+        "--log-level",
+        "log",
+    ]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    for (name, value) in vars {
+        command.arg("--var").arg(format!("{name}:{value}"));
+    }
+    command
+        .env("XDG_CONFIG_HOME", root.join(".xdg"))
+        .env("XDG_CACHE_HOME", root.join(".cache"))
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        // The banner is what makes wrangler ask the npm registry for a newer version.
+        .env("WRANGLER_HIDE_BANNER", "true");
+    let mut worker = Service::spawn("wrangler dev", command, log)?;
+    let url = format!("http://127.0.0.1:{port}");
+    let probe = if config.is_some() { format!("{url}/") } else { format!("{url}/health") };
+    wait_ready(&agent(), &mut worker, &probe, Duration::from_secs(240))?;
+    Ok((worker, url))
+}
+
+/// Another worker process on the same backend and stand-in (e.g. with different vars).
+pub struct ExtraWorker {
+    _service: Service,
+    pub url: String,
+}
+
+impl Stack {
+    /// Starts a second worker against this stack's Redis and stand-in, with `vars` added.
+    pub fn extra_worker(&self, vars: &[(&str, &str)]) -> Result<ExtraWorker, String> {
+        let mut all = vec![
+            ("UPSTASH_REDIS_REST_URL".to_owned(), self.backend.gateway_url.clone()),
+            ("UPSTASH_REDIS_REST_TOKEN".to_owned(), REDIS_TOKEN.to_owned()),
+            ("MEXC_BASE_URL".to_owned(), self.exchange.url.clone()),
+            ("MEXC_API_KEY".to_owned(), MEXC_API_KEY.to_owned()),
+            ("MEXC_API_SECRET".to_owned(), MEXC_API_SECRET.to_owned()),
+        ];
+        all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let log = self.backend.log(&format!("worker-{}", free_port()));
+        let (service, url) = start_wrangler_dev(None, &all, &log)?;
+        Ok(ExtraWorker { _service: service, url })
+    }
 }
 
 fn wait_ready(http: &ureq::Agent, service: &mut Service, url: &str, timeout: Duration) -> Result<(), String> {
