@@ -94,6 +94,7 @@ unit: ## native unit and integration tests of every crate except the e2e suite
 
 e2e: tools wasm ## end-to-end tests: redis-server, gateway, MEXC stand-in, workerd
 	cargo test -p edgesync-e2e --tests --no-run --quiet
+	cargo build -p edgesync-migrator --bin migrator --quiet
 	@# Where possible, run in a network namespace that has only loopback, which proves no
 	@# test (nor wrangler) talks to anything beyond 127.0.0.1.
 	@if unshare --net true 2>/dev/null; then \

@@ -1,47 +1,256 @@
-//! `migrator`: the operators' CLI that moves legacy position and order keys to edgesync's
-//! standardized key schema (see `docs/design.md`, "Migrator"). Every original is journaled
-//! before it is touched, so a run can resume after a crash, be verified, and be rolled back
-//! exactly.
-//!
-//! This is the command-line skeleton; the subcommands report that they are not available yet
-//! rather than pretending to work.
+//! `migrator`: the operators' CLI. See the library (`edgesync_migrator`) for what each step
+//! does; this file only parses arguments, opens the connection and the journal, runs the
+//! step and prints its report (text, or JSON with `--json`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use edgesync_core::keys::KeySpace;
+use edgesync_migrator::apply::{apply, now_ms, ApplyOptions};
+use edgesync_migrator::connect::{open, redacted};
+use edgesync_migrator::journal::{entries, Journal, SledJournal};
+use edgesync_migrator::rules::{builtin, file, Rule, RuleOptions};
+use edgesync_migrator::{exit, generate, plan, rollback, verify};
+use futures_executor::block_on;
+use serde::Serialize;
 
-/// Journaled, resumable, verifiable and reversible migration of legacy Redis keys.
+const EXIT_CODES: &str =
+    "Exit codes: 0 success; 1 the step found problems (conflicts, unparseable or wrong-type keys, \
+verify mismatches, rollback refusals); 2 usage error (arguments, rules file); 3 could not run (connection, journal, \
+or another apply holds the lock).";
+
+/// Journaled, resumable, verifiable and reversible migration of legacy Redis keys to
+/// edgesync's key schema.
 #[derive(Parser)]
-#[command(name = "migrator", version, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 success, 1 failure or mismatch, 2 usage error.")]
+#[command(name = "migrator", version, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
-    command: Step,
+    step: Step,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Redis to migrate: redis://, rediss:// (TLS) or https:// (Upstash REST).
+    #[arg(long, global = true, env = "MIGRATOR_REDIS_URL", hide_env_values = true)]
+    url: Option<String>,
+    /// Token for an https:// (Upstash REST) URL.
+    #[arg(long, global = true, env = "UPSTASH_REDIS_REST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The journal directory (sled). Keep it until you are sure you will not roll back.
+    #[arg(long, global = true, default_value = "migrator-journal")]
+    journal: PathBuf,
+    /// Rules from a TOML file instead of the built-in ones (see README).
+    #[arg(long, global = true)]
+    rules: Option<PathBuf>,
+    /// Namespace of the target prefix `{namespace}:v1:`.
+    #[arg(long, global = true, default_value = "qrl")]
+    namespace: String,
+    /// Target prefix; defaults to `{namespace}:v1:`. `''` standardizes keys in place.
+    #[arg(long, global = true)]
+    target_prefix: Option<String>,
+    /// Side for positions whose key and value name none.
+    #[arg(long, global = true)]
+    default_side: Option<String>,
+    /// Keys per round trip.
+    #[arg(long, global = true, default_value_t = 500)]
+    batch: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
 enum Step {
-    /// Classify every legacy key and show what `apply` would do; writes nothing.
+    /// Classify every key the rules own (SCAN, never KEYS) and count per rule; writes nothing.
+    #[command(after_help = EXIT_CODES)]
     Plan,
-    /// Journal and move legacy keys to the schema, resuming an interrupted run.
-    Apply,
+    /// Journal and move the keys, resuming an interrupted run.
+    #[command(after_help = EXIT_CODES)]
+    Apply {
+        /// At most this many keys per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Leave the legacy keys in place.
+        #[arg(long)]
+        keep_source: bool,
+        /// Replace targets that hold a different value (otherwise they are reported).
+        #[arg(long)]
+        overwrite: bool,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Check every migrated key against its journaled original.
+    #[command(after_help = EXIT_CODES)]
     Verify,
     /// Restore every original exactly and remove what the migration created.
-    Rollback,
-    /// Show the journal's progress.
+    #[command(after_help = EXIT_CODES)]
+    Rollback {
+        /// Restore even where a target changed after the migration.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the journal's counts per state.
+    #[command(after_help = EXIT_CODES)]
     Status,
+    /// Write a seeded legacy dataset (for tests and benchmarks) and print its truth.
+    #[command(hide = true)]
+    Generate {
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("migrator: {message}");
+    ExitCode::from(code)
+}
+
+fn print<T: Serialize + std::fmt::Debug>(json: bool, report: &T) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).expect("reports serialize"));
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report)
+                .expect("reports serialize")
+                .replace(['{', '}', '"', ','], "")
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[derive(Serialize, Debug, Default)]
+struct StatusReport {
+    entries: u64,
+    states: std::collections::BTreeMap<String, u64>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let name = match cli.command {
-        Step::Plan => "plan",
-        Step::Apply => "apply",
-        Step::Verify => "verify",
-        Step::Rollback => "rollback",
-        Step::Status => "status",
+    let global = &cli.global;
+    if global.batch == 0 {
+        return fail(exit::USAGE, "--batch must be at least 1");
+    }
+    let rules: Vec<Rule> = match &global.rules {
+        None => builtin::rules(),
+        Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| file::parse(&t)) {
+            Ok(rules) => rules,
+            Err(error) => return fail(exit::USAGE, format!("{}: {error}", path.display())),
+        },
     };
-    eprintln!("migrator: `{name}` is not implemented yet in this version");
-    ExitCode::FAILURE
+    let prefix = match &global.target_prefix {
+        Some(prefix) => prefix.clone(),
+        None => match KeySpace::new(&global.namespace) {
+            Ok(keys) => format!("{}:", keys.prefix()),
+            Err(error) => return fail(exit::USAGE, format!("--namespace: {error}")),
+        },
+    };
+    let rule_options = RuleOptions { target_prefix: prefix.clone(), default_side: global.default_side.clone() };
+
+    if let Step::Status = cli.step {
+        let journal = match SledJournal::open(&global.journal) {
+            Ok(journal) => journal,
+            Err(error) => return fail(exit::FAILED, error),
+        };
+        let mut report = StatusReport::default();
+        for page in entries(&journal, false, 10_000) {
+            match page {
+                Ok(page) => {
+                    for entry in page {
+                        report.entries += 1;
+                        *report.states.entry(format!("{:?}", entry.state).to_lowercase()).or_default() += 1;
+                    }
+                }
+                Err(error) => return fail(exit::FAILED, error),
+            }
+        }
+        print(global.json, &report);
+        let unfinished = report.states.get("pending").copied().unwrap_or(0);
+        return ExitCode::from(if unfinished > 0 { exit::PROBLEMS } else { exit::OK });
+    }
+
+    let Some(url) = &global.url else {
+        return fail(exit::USAGE, "no Redis: give --url or set MIGRATOR_REDIS_URL");
+    };
+    let store = match open(url, global.token.as_deref()) {
+        Ok(store) => store,
+        Err(edgesync_migrator::connect::ConnectError::Usage(message)) => return fail(exit::USAGE, message),
+        Err(error) => return fail(exit::FAILED, error),
+    };
+    let store = store.as_ref();
+    let journal = || SledJournal::open(&global.journal);
+
+    match &cli.step {
+        Step::Plan => match block_on(plan::plan(store, &rules, &rule_options, global.batch, now_ms())) {
+            Ok(report) => {
+                print(global.json, &report);
+                ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
+            }
+            Err(error) => fail(exit::FAILED, format!("{}: {error}", redacted(url))),
+        },
+        Step::Apply { rate, keep_source, overwrite, no_progress } => {
+            let journal = match journal() {
+                Ok(journal) => journal,
+                Err(error) => return fail(exit::FAILED, error),
+            };
+            let options = ApplyOptions {
+                batch: global.batch,
+                rate: *rate,
+                keep_source: *keep_source,
+                overwrite: *overwrite,
+                progress: !no_progress && !global.json,
+                lock_key: format!("{prefix}migrator:lock"),
+            };
+            match block_on(apply(store, &journal as &dyn Journal, &rules, &rule_options, &options)) {
+                Ok(report) => {
+                    print(global.json, &report);
+                    ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
+                }
+                Err(error) => fail(exit::FAILED, error),
+            }
+        }
+        Step::Verify => {
+            let journal = match journal() {
+                Ok(journal) => journal,
+                Err(error) => return fail(exit::FAILED, error),
+            };
+            match block_on(verify::verify(store, &journal, global.batch)) {
+                Ok(report) => {
+                    print(global.json, &report);
+                    ExitCode::from(if report.is_clean() { exit::OK } else { exit::PROBLEMS })
+                }
+                Err(error) => fail(exit::FAILED, error),
+            }
+        }
+        Step::Rollback { force } => {
+            let journal = match journal() {
+                Ok(journal) => journal,
+                Err(error) => return fail(exit::FAILED, error),
+            };
+            match block_on(rollback::rollback(store, &journal, global.batch, *force)) {
+                Ok(report) => {
+                    print(global.json, &report);
+                    ExitCode::from(if report.refused > 0 { exit::PROBLEMS } else { exit::OK })
+                }
+                Err(error) => fail(exit::FAILED, error),
+            }
+        }
+        Step::Generate { keys, seed } => match block_on(generate::generate(store, *keys, *seed, &prefix)) {
+            Ok(truth) => {
+                print(global.json, &truth);
+                ExitCode::from(exit::OK)
+            }
+            Err(error) => fail(exit::FAILED, error),
+        },
+        Step::Status => unreachable!("handled above"),
+    }
 }

@@ -1,46 +1,4 @@
-//! [`NativeHttp`]: core's [`HttpClient`] over a blocking `ureq` agent, so native tests drive
-//! the very `UpstashClient` and `MexcClient` the worker uses, against real servers.
-//! Blocking inside `async fn` is fine here: tests drive one future at a time.
+//! Core's HTTP transport over a blocking native client: the migrator's, reused so native
+//! tests drive the very `UpstashClient` and `MexcClient` the worker uses, against real servers.
 
-use async_trait::async_trait;
-use edgesync_core::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError};
-
-pub struct NativeHttp {
-    agent: ureq::Agent,
-}
-
-impl Default for NativeHttp {
-    fn default() -> Self {
-        Self { agent: ureq::Agent::config_builder().http_status_as_error(false).build().into() }
-    }
-}
-
-#[async_trait(?Send)]
-impl HttpClient for NativeHttp {
-    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let mut builder = ureq::http::Request::builder()
-            .method(match request.method {
-                Method::Get => "GET",
-                Method::Post => "POST",
-            })
-            .uri(&request.url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        let outbound =
-            builder.body(request.body.unwrap_or_default()).map_err(|e| TransportError::Failed(e.to_string()))?;
-        let agent = self.agent.configure_request(outbound).timeout_global(Some(request.timeout)).build();
-        let mut response = self.agent.run(agent).map_err(|e| match e {
-            ureq::Error::Timeout(_) => TransportError::Timeout(request.timeout),
-            other => TransportError::Failed(other.to_string()),
-        })?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
-            .collect();
-        let body = response.body_mut().read_to_vec().map_err(|e| TransportError::Failed(e.to_string()))?;
-        Ok(HttpResponse { status, headers, body })
-    }
-}
+pub use edgesync_migrator::http::NativeHttp;

@@ -1,0 +1,346 @@
+//! `apply`: move every key the rules own, in batches. Per batch: read and convert the
+//! originals, journal them (type, value, absolute expiry, targets) and flush, then move each
+//! with the [move script](crate::script) — atomic, and only if the source still holds the
+//! journaled value — and note the outcome in the journal. A source a live writer changed is
+//! re-read and retried (3 times); a conflict is never overwritten without `--overwrite`.
+//!
+//! Re-running after a crash resumes: entries still pending are finished first (a move that
+//! happened before the crash is recognised as `already`), then the scan continues, skipping
+//! what the journal says is done. A lock key with a TTL keeps two runs from overlapping.
+
+use std::time::{Duration, Instant};
+
+use edgesync_core::store::{Command, Reply, Store, StoreError};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
+use crate::plan::{classify, Candidate, Class, Classified, Scanner};
+use crate::rules::{Rule, RuleOptions};
+use crate::script::{answer, move_command};
+
+/// How many times a source that keeps changing is re-read before it is reported.
+const CHANGED_RETRIES: usize = 3;
+const LOCK_TTL_MS: u64 = 120_000;
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub batch: usize,
+    /// Keys per second, at most.
+    pub rate: Option<f64>,
+    pub keep_source: bool,
+    pub overwrite: bool,
+    pub progress: bool,
+    /// The lock key (under the target prefix).
+    pub lock_key: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub migrated: u64,
+    pub already_migrated: u64,
+    pub resumed: u64,
+    pub conflicts: u64,
+    pub unparseable: u64,
+    pub wrong_type: u64,
+    pub changed_retried: u64,
+    /// Sources a live writer recreated after their move, migrated again (their targets still
+    /// held the previous move's values).
+    pub remigrated: u64,
+    pub changed_given_up: u64,
+    /// Up to 20 keys needing attention, with why.
+    pub problems: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn has_problems(&self) -> bool {
+        self.conflicts + self.unparseable + self.wrong_type + self.changed_given_up > 0
+    }
+
+    fn problem(&mut self, key: &str, why: &str) {
+        if self.problems.len() < 20 {
+            self.problems.push(format!("{key}: {why}"));
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("another apply holds the lock {0}; wait for it (the lock expires 2 minutes after its last batch)")]
+    Locked(String),
+    #[error("the move script answered unexpectedly: {0}")]
+    Script(String),
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Run<'a> {
+    store: &'a dyn Store,
+    journal: &'a dyn Journal,
+    rules: &'a [Rule],
+    rule_options: &'a RuleOptions,
+    options: &'a ApplyOptions,
+    report: ApplyReport,
+    next_seq: u64,
+    lock_id: String,
+}
+
+impl Run<'_> {
+    async fn lock(&self, first: bool) -> Result<(), ApplyError> {
+        let key = &self.options.lock_key;
+        let command = Command::new("SET").arg(key).arg(&self.lock_id).arg("PX").arg(LOCK_TTL_MS);
+        let command = if first { command.arg("NX") } else { command };
+        if first && self.store.execute(&command).await? == Reply::Nil {
+            return Err(ApplyError::Locked(key.clone()));
+        }
+        if !first {
+            self.store.execute(&command).await?;
+        }
+        Ok(())
+    }
+
+    async fn unlock(&self) {
+        let script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+        let command = Command::new("EVAL").arg(script).arg(1).arg(&self.options.lock_key).arg(&self.lock_id);
+        let _ = self.store.execute(&command).await;
+    }
+
+    fn entry(&mut self, item: &Classified) -> Entry {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Entry {
+            seq,
+            rule: self.rules[item.candidate.rule].name.clone(),
+            source: item.candidate.key.clone(),
+            original: item.original.clone().expect("classified items carry their original"),
+            targets: item.targets.clone(),
+            previous_targets: item.previous.clone(),
+            index: item
+                .index
+                .iter()
+                .map(|(key, member)| IndexMember { key: key.clone(), member: member.clone(), added: None })
+                .collect(),
+            keep_source: self.options.keep_source,
+            overwrite: self.options.overwrite,
+            state: EntryState::Pending,
+            note: None,
+        }
+    }
+
+    /// Journals `entries` (flushed), moves them, notes the outcomes. Returns the entries whose
+    /// source changed under the move, for a retry.
+    async fn move_entries(&mut self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, ApplyError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.journal.record(&entries)?;
+        let commands: Vec<Command> = entries.iter().map(move_command).collect();
+        let replies = self.store.pipeline(&commands).await?;
+        let mut changed = Vec::new();
+        for (entry, reply) in entries.iter_mut().zip(replies) {
+            let reply = reply.map_err(|e| ApplyError::Script(format!("{}: {e}", entry.source)))?;
+            let outcome = answer(reply).map_err(ApplyError::Script)?;
+            match outcome.status.as_str() {
+                "ok" => {
+                    for (member, added) in entry.index.iter_mut().zip(&outcome.added) {
+                        member.added = Some(*added);
+                    }
+                    entry.state = EntryState::Done;
+                    self.report.migrated += 1;
+                }
+                "already" => {
+                    entry.state = EntryState::Done;
+                    self.report.already_migrated += 1;
+                }
+                "conflict" => {
+                    entry.state = EntryState::Conflict;
+                    entry.note = outcome.key.map(|k| format!("target {k} holds a different value"));
+                    self.report.conflicts += 1;
+                    self.report.problem(&entry.source.clone(), "conflict: a target holds a different value");
+                }
+                "changed" => changed.push(entry.clone()),
+                "missing" => {
+                    entry.state = EntryState::Changed;
+                    entry.note = Some("the source vanished and the targets do not hold its conversion".into());
+                    self.report.changed_given_up += 1;
+                    self.report.problem(&entry.source.clone(), "source vanished before the move");
+                }
+                other => return Err(ApplyError::Script(format!("{}: status {other:?}", entry.source))),
+            }
+        }
+        entries.retain(|e| e.state != EntryState::Pending);
+        self.journal.record(&entries)?;
+        Ok(changed)
+    }
+
+    /// Re-reads sources a live writer changed and moves them again, a few times.
+    async fn retry_changed(&mut self, mut changed: Vec<Entry>) -> Result<(), ApplyError> {
+        for _ in 0..CHANGED_RETRIES {
+            if changed.is_empty() {
+                return Ok(());
+            }
+            self.report.changed_retried += changed.len() as u64;
+            let candidates: Vec<Candidate> = changed
+                .iter()
+                .filter_map(|e| {
+                    let rule = self.rules.iter().position(|r| r.name == e.rule)?;
+                    let captures = self.rules[rule].from.capture(&e.source)?;
+                    Some(Candidate { rule, key: e.source.clone(), captures })
+                })
+                .collect();
+            let seqs: Vec<(String, u64)> = changed.iter().map(|e| (e.source.clone(), e.seq)).collect();
+            let classified = classify(self.store, self.rules, self.rule_options, candidates, now_ms()).await?;
+            let mut again = Vec::new();
+            for item in classified {
+                if item.class != Class::Migrate && !(item.class == Class::Conflict && self.options.overwrite) {
+                    continue; // now unparseable or conflicting: counted by the next plan
+                }
+                let mut entry = self.entry(&item);
+                if let Some((_, seq)) = seqs.iter().find(|(s, _)| *s == entry.source) {
+                    entry.seq = *seq; // the same journal slot, with the new original
+                }
+                again.push(entry);
+            }
+            changed = self.move_entries(again).await?;
+        }
+        for entry in changed {
+            let mut entry = entry;
+            entry.state = EntryState::Changed;
+            entry.note = Some("the source kept changing during the move".into());
+            self.report.changed_given_up += 1;
+            self.report.problem(&entry.source, "kept changing during the move");
+            self.journal.record(&[entry])?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `apply`.
+pub async fn apply(
+    store: &dyn Store,
+    journal: &dyn Journal,
+    rules: &[Rule],
+    rule_options: &RuleOptions,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    let mut run = Run {
+        store,
+        journal,
+        rules,
+        rule_options,
+        options,
+        report: ApplyReport::default(),
+        next_seq: journal.next_seq()?,
+        lock_id: format!("{}-{}", std::process::id(), now_ms()),
+    };
+    run.lock(true).await?;
+    let outcome = apply_locked(&mut run).await;
+    run.unlock().await;
+    outcome.map(|()| run.report)
+}
+
+async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
+    // 1. Finish what a crashed run left pending.
+    let mut pending = Vec::new();
+    for page in entries(run.journal, false, 10_000) {
+        pending.extend(page?.into_iter().filter(|e| e.state == EntryState::Pending));
+    }
+    run.report.resumed = pending.len() as u64;
+    for chunk in pending.chunks(run.options.batch) {
+        let changed = run.move_entries(chunk.to_vec()).await?;
+        run.retry_changed(changed).await?;
+    }
+
+    // 2. Scan and move the rest.
+    let progress = if run.options.progress {
+        let mut total = 0u64;
+        let mut counter = Scanner::new(run.rules, run.options.batch);
+        while let Some(page) = counter.next_page(run.store).await? {
+            total += page.len() as u64;
+        }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} keys  {per_sec}  ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let mut done_keys = 0u64;
+    let mut scanner = Scanner::new(run.rules, run.options.batch);
+    while let Some(page) = scanner.next_page(run.store).await? {
+        progress.inc(page.len() as u64);
+        done_keys += page.len() as u64;
+        let mut fresh = Vec::new();
+        let mut recreated = std::collections::HashMap::new();
+        for candidate in page {
+            match run.journal.entry_for(&candidate.key)? {
+                Some(entry) if entry.state == EntryState::Done && entry.keep_source => run.report.already_migrated += 1,
+                Some(entry) if entry.state == EntryState::Done => {
+                    // A live writer recreated the legacy key after its move: migrate it again,
+                    // replacing the targets only if they still hold what the last move wrote.
+                    recreated.insert(candidate.key.clone(), entry.targets);
+                    fresh.push(candidate);
+                }
+                _ => fresh.push(candidate),
+            }
+        }
+        let classified = classify(run.store, run.rules, run.rule_options, fresh, now_ms()).await?;
+        let mut entries = Vec::new();
+        for item in classified {
+            if let Some(previous_move) = recreated.get(&item.candidate.key) {
+                let ours = item
+                    .previous
+                    .iter()
+                    .zip(previous_move)
+                    .all(|(held, (_, wrote))| held.as_ref().is_none_or(|h| &h.value == wrote));
+                if ours && matches!(item.class, Class::Conflict | Class::Migrate | Class::AlreadyMigrated) {
+                    let mut entry = run.entry(&item);
+                    entry.overwrite = true;
+                    run.report.remigrated += 1;
+                    entries.push(entry);
+                    continue;
+                }
+            }
+            match item.class {
+                Class::Migrate => entries.push(run.entry(&item)),
+                Class::Conflict if run.options.overwrite => entries.push(run.entry(&item)),
+                Class::AlreadyMigrated if !run.options.keep_source => entries.push(run.entry(&item)),
+                Class::AlreadyMigrated => run.report.already_migrated += 1,
+                Class::Conflict => {
+                    run.report.conflicts += 1;
+                    run.report.problem(&item.candidate.key, item.reason.as_deref().unwrap_or("conflict"));
+                }
+                Class::Unparseable => {
+                    run.report.unparseable += 1;
+                    run.report.problem(&item.candidate.key, item.reason.as_deref().unwrap_or("unparseable"));
+                }
+                Class::WrongType => {
+                    run.report.wrong_type += 1;
+                    run.report.problem(&item.candidate.key, item.reason.as_deref().unwrap_or("wrong type"));
+                }
+            }
+        }
+        let changed = run.move_entries(entries).await?;
+        run.retry_changed(changed).await?;
+        run.lock(false).await?;
+        if let Some(rate) = run.options.rate.filter(|r| *r > 0.0) {
+            let due = Duration::from_secs_f64(done_keys as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    progress.finish_and_clear();
+    Ok(())
+}

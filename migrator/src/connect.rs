@@ -1,0 +1,139 @@
+//! Connections: a URL becomes an `edgesync_core::store::Store`.
+//!
+//! - `redis://` and `rediss://` (TLS): RESP through the `redis` crate, pipelined.
+//! - `https://` (and `http://`): the Upstash REST protocol through core's client, with the
+//!   token from `--token` / `UPSTASH_REDIS_REST_TOKEN`.
+//!
+//! Credentials in URLs and tokens are never printed: [`redacted`] is what messages show.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use edgesync_core::secret::Secret;
+use edgesync_core::store::upstash::{UpstashClient, UpstashConfig};
+use edgesync_core::store::{Command, CommandError, Replies, Reply, Store, StoreError};
+
+use crate::http::NativeHttp;
+
+/// A URL with any password replaced, for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}***@{}", &url[..scheme_end + 3], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Opens `url` as a store.
+pub fn open(url: &str, token: Option<&str>) -> Result<Box<dyn Store>, ConnectError> {
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        let unreachable =
+            |e: redis::RedisError| ConnectError::Unreachable { url: redacted(url), reason: e.to_string() };
+        let client = redis::Client::open(url).map_err(unreachable)?;
+        let connection = client.get_connection_with_timeout(Duration::from_secs(10)).map_err(unreachable)?;
+        return Ok(Box::new(RespStore { connection: RefCell::new(connection) }));
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        let token = token.ok_or_else(|| {
+            ConnectError::Usage("an https:// (Upstash REST) URL needs --token or UPSTASH_REDIS_REST_TOKEN".into())
+        })?;
+        let config = UpstashConfig { url: url.to_owned(), token: Secret::new(token), timeout: Duration::from_secs(30) };
+        return Ok(Box::new(UpstashClient::new(NativeHttp::default(), config)));
+    }
+    Err(ConnectError::Usage(format!("`{}` is not a redis://, rediss:// or https:// URL", redacted(url))))
+}
+
+/// RESP over one connection. `RefCell`: the CLI drives one future at a time.
+pub struct RespStore {
+    connection: RefCell<redis::Connection>,
+}
+
+fn to_cmd(command: &Command) -> redis::Cmd {
+    let mut cmd = redis::cmd(command.name());
+    for arg in &command.args()[1..] {
+        cmd.arg(arg.as_bytes());
+    }
+    cmd
+}
+
+fn to_reply(value: redis::Value) -> Reply {
+    use redis::Value as V;
+    match value {
+        V::Nil => Reply::Nil,
+        V::Int(n) => Reply::Int(n),
+        V::BulkString(bytes) => Reply::Bulk(bytes),
+        V::SimpleString(s) => Reply::Bulk(s.into_bytes()),
+        V::Okay => Reply::bulk("OK"),
+        V::Array(items) | V::Set(items) => Reply::Array(items.into_iter().map(to_reply).collect()),
+        V::Map(pairs) => Reply::Array(pairs.into_iter().flat_map(|(k, v)| [to_reply(k), to_reply(v)]).collect()),
+        V::Double(d) => Reply::Bulk(d.to_string().into_bytes()),
+        V::Boolean(b) => Reply::Int(i64::from(b)),
+        V::VerbatimString { text, .. } => Reply::Bulk(text.into_bytes()),
+        other => Reply::Bulk(format!("{other:?}").into_bytes()),
+    }
+}
+
+fn error_text(error: &redis::RedisError) -> Option<String> {
+    let code = error.code()?;
+    Some(match error.detail() {
+        Some(detail) => format!("{code} {detail}"),
+        None => code.to_owned(),
+    })
+}
+
+impl RespStore {
+    fn run(&self, commands: &[Command], atomic: bool) -> Result<Replies, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
+        pipe.ignore_errors();
+        for command in commands {
+            pipe.add_command(to_cmd(command));
+        }
+        let results: Vec<redis::RedisResult<redis::Value>> =
+            pipe.query(&mut *self.connection.borrow_mut()).map_err(|e| match error_text(&e) {
+                Some(text) => StoreError::Rejected { status: 400, message: text },
+                None => StoreError::Unavailable(e.to_string()),
+            })?;
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.map(to_reply).map_err(|e| CommandError(error_text(&e).unwrap_or_else(|| e.to_string())))
+            })
+            .collect())
+    }
+}
+
+#[async_trait(?Send)]
+impl Store for RespStore {
+    async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        self.run(commands, false)
+    }
+
+    async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        self.run(commands, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(redacted("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redacted("https://eu1.upstash.io"), "https://eu1.upstash.io");
+    }
+}

@@ -1,0 +1,40 @@
+//! The migrator: moves legacy position and order keys (seeds 001 and 003) to edgesync's key
+//! schema, journaled so a run can resume after a crash, be verified, and be rolled back
+//! exactly. The binary (`main.rs`) is the CLI over these modules:
+//!
+//! - [`connect`]: Redis over RESP (`redis://`, `rediss://`) or the Upstash REST protocol
+//!   (`https://`), both as `edgesync_core::store::Store`, so every step is written once.
+//! - [`value`]: typed Redis values (string, hash, set, sorted set, list): reading and writing.
+//! - [`rules`]: migration rules — built in, or from a TOML file — and their conversions.
+//! - [`journal`]: the crash-safe record of every original (a trait; sled implements it).
+//! - [`plan`], [`apply`], [`verify`], [`rollback`]: the steps.
+//! - [`script`]: the Lua scripts that move and restore a key atomically.
+//! - [`generate`], [`dump`]: a seeded legacy dataset with its ground truth, and typed dumps
+//!   to compare whole databases (tests and benchmarks).
+//! - [`http`]: core's HTTP transport over a blocking native client, for the REST backend.
+
+pub mod apply;
+pub mod connect;
+pub mod dump;
+pub mod generate;
+pub mod http;
+pub mod journal;
+pub mod plan;
+pub mod rollback;
+pub mod rules;
+pub mod script;
+pub mod value;
+pub mod verify;
+
+/// Exit codes, as `--help` documents them.
+pub mod exit {
+    /// Everything succeeded.
+    pub const OK: u8 = 0;
+    /// The step ran but found problems: conflicts, unparseable keys, verify mismatches,
+    /// rollback refusals.
+    pub const PROBLEMS: u8 = 1;
+    /// Bad usage: arguments, rules file.
+    pub const USAGE: u8 = 2;
+    /// Could not run: connection, journal, or another run holds the lock.
+    pub const FAILED: u8 = 3;
+}

@@ -1,0 +1,219 @@
+//! `plan`: find every key the rules own (SCAN with each rule's glob — never KEYS) and classify
+//! it — migrate, already migrated (targets hold the conversion), conflict (a target exists and
+//! differs), unparseable, wrong type — with counts and samples per rule. Writes nothing.
+//!
+//! [`Scanner`] and [`classify`] are shared with `apply`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use edgesync_core::keys::pattern::Captures;
+use edgesync_core::store::{Store, StoreError, StoreExt};
+use serde::Serialize;
+
+use crate::rules::convert::{convert, Converted};
+use crate::rules::{Rule, RuleOptions};
+use crate::value::{read_many, Stored, TypedValue};
+
+/// A key some rule owns.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub rule: usize,
+    pub key: String,
+    pub captures: Captures,
+}
+
+/// Streams the keys the rules own, one SCAN page at a time. A key belongs to the first rule
+/// (in order) whose pattern captures it; keys a glob returns but no pattern captures are
+/// skipped. SCAN may return a key twice; callers that count must de-duplicate.
+pub struct Scanner<'r> {
+    rules: &'r [Rule],
+    rule: usize,
+    cursor: u64,
+    started: bool,
+    pub page_size: usize,
+}
+
+impl<'r> Scanner<'r> {
+    pub fn new(rules: &'r [Rule], page_size: usize) -> Self {
+        Self { rules, rule: 0, cursor: 0, started: false, page_size }
+    }
+
+    pub async fn next_page(&mut self, store: &dyn Store) -> Result<Option<Vec<Candidate>>, StoreError> {
+        loop {
+            if self.rule >= self.rules.len() {
+                return Ok(None);
+            }
+            if self.started && self.cursor == 0 {
+                self.rule += 1;
+                self.started = false;
+                continue;
+            }
+            let page = store.scan(self.cursor, &self.rules[self.rule].from.scan_glob(), self.page_size).await?;
+            self.started = true;
+            self.cursor = page.cursor;
+            let owned = page
+                .keys
+                .into_iter()
+                .filter_map(|key| {
+                    let owner = self.rules.iter().position(|r| r.from.capture(&key).is_some())?;
+                    (owner == self.rule).then(|| {
+                        let captures = self.rules[owner].from.capture(&key).unwrap_or_default();
+                        Candidate { rule: owner, key, captures }
+                    })
+                })
+                .collect::<Vec<_>>();
+            if !owned.is_empty() {
+                return Ok(Some(owned));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Migrate,
+    AlreadyMigrated,
+    Conflict,
+    Unparseable,
+    WrongType,
+}
+
+/// One classified source, with what the move would write.
+#[derive(Debug, Clone)]
+pub struct Classified {
+    pub candidate: Candidate,
+    pub class: Class,
+    pub original: Option<Stored>,
+    pub targets: Vec<(String, TypedValue)>,
+    pub index: Vec<(String, String)>,
+    /// What each target key held before the move (`None`: it did not exist).
+    pub previous: Vec<Option<Stored>>,
+    pub reason: Option<String>,
+}
+
+/// Reads and converts a batch of candidates and classifies them against what the targets
+/// hold now. Candidates that vanished since the scan are dropped.
+pub async fn classify(
+    store: &dyn Store,
+    rules: &[Rule],
+    options: &RuleOptions,
+    candidates: Vec<Candidate>,
+    now_ms: i64,
+) -> Result<Vec<Classified>, StoreError> {
+    let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
+    let originals = read_many(store, &keys, now_ms).await?;
+    let mut classified = Vec::new();
+    for (candidate, original) in candidates.into_iter().zip(originals) {
+        let Some(original) = original else { continue };
+        let rule = &rules[candidate.rule];
+        let (class, targets, index, reason) = match convert(rule, &candidate.captures, &original.value, options) {
+            Converted::Targets { targets, index } => (Class::Migrate, targets, index, None),
+            Converted::Unparseable(reason) => (Class::Unparseable, Vec::new(), Vec::new(), Some(reason)),
+            Converted::WrongType(reason) => (Class::WrongType, Vec::new(), Vec::new(), Some(reason)),
+        };
+        classified.push(Classified {
+            candidate,
+            class,
+            original: Some(original),
+            targets,
+            index,
+            previous: Vec::new(),
+            reason,
+        });
+    }
+    // One more read for every target key of the batch.
+    let target_keys: Vec<String> = classified.iter().flat_map(|c| c.targets.iter().map(|(k, _)| k.clone())).collect();
+    let current = read_many(store, &target_keys, now_ms).await?;
+    let mut current = current.into_iter();
+    for item in &mut classified {
+        let mut all_equal = !item.targets.is_empty();
+        let mut any_differs = false;
+        for (key, expected) in &item.targets {
+            let held = current.next().flatten();
+            match &held {
+                Some(stored) if &stored.value == expected => {}
+                Some(_) if *key == item.candidate.key => all_equal = false,
+                Some(_) => {
+                    all_equal = false;
+                    any_differs = true;
+                }
+                None => all_equal = false,
+            }
+            item.previous.push(held);
+        }
+        if item.class == Class::Migrate {
+            if all_equal {
+                item.class = Class::AlreadyMigrated;
+            } else if any_differs {
+                item.class = Class::Conflict;
+                item.reason = Some("a target exists with a different value".into());
+            }
+        }
+    }
+    Ok(classified)
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuleCounts {
+    pub migrate: u64,
+    pub already_migrated: u64,
+    pub conflict: u64,
+    pub unparseable: u64,
+    pub wrong_type: u64,
+    /// Up to three example keys per class, with the reason where there is one.
+    pub samples: BTreeMap<Class, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlanReport {
+    pub rules: BTreeMap<String, RuleCounts>,
+    pub total: RuleCounts,
+}
+
+impl PlanReport {
+    pub fn count(&mut self, rule: &str, item: &Classified) {
+        let counts = self.rules.entry(rule.to_owned()).or_default();
+        for counts in [counts, &mut self.total] {
+            match item.class {
+                Class::Migrate => counts.migrate += 1,
+                Class::AlreadyMigrated => counts.already_migrated += 1,
+                Class::Conflict => counts.conflict += 1,
+                Class::Unparseable => counts.unparseable += 1,
+                Class::WrongType => counts.wrong_type += 1,
+            }
+            let samples = counts.samples.entry(item.class).or_default();
+            if samples.len() < 3 {
+                samples.push(match &item.reason {
+                    Some(reason) => format!("{} ({reason})", item.candidate.key),
+                    None => item.candidate.key.clone(),
+                });
+            }
+        }
+    }
+
+    /// True when `apply` would leave keys behind (conflicts, unparseable, wrong type).
+    pub fn has_problems(&self) -> bool {
+        self.total.conflict + self.total.unparseable + self.total.wrong_type > 0
+    }
+}
+
+/// Runs the plan. `batch` keys are read per round trip.
+pub async fn plan(
+    store: &dyn Store,
+    rules: &[Rule],
+    options: &RuleOptions,
+    batch: usize,
+    now_ms: i64,
+) -> Result<PlanReport, StoreError> {
+    let mut report = PlanReport::default();
+    let mut seen = HashSet::new();
+    let mut scanner = Scanner::new(rules, batch);
+    while let Some(page) = scanner.next_page(store).await? {
+        let fresh: Vec<Candidate> = page.into_iter().filter(|c| seen.insert(c.key.clone())).collect();
+        for item in classify(store, rules, options, fresh, now_ms).await? {
+            report.count(&rules[item.candidate.rule].name, &item);
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,85 @@
+//! `rollback`: restore every original exactly — type, value, absolute expiry — and remove what
+//! the migration created (targets, and the index members it added), newest entry first. An
+//! entry whose targets changed after the migration is refused and reported, unless `--force`.
+
+use edgesync_core::store::{Store, StoreError};
+use serde::Serialize;
+
+use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
+use crate::script::{answer, restore_command};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RollbackReport {
+    pub restored: u64,
+    pub refused: u64,
+    /// Up to 50 refused keys, with the target that changed.
+    pub refused_keys: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the restore script answered unexpectedly: {0}")]
+    Script(String),
+}
+
+async fn restore(
+    store: &dyn Store,
+    journal: &dyn Journal,
+    entries: Vec<Entry>,
+    force: bool,
+    report: &mut RollbackReport,
+) -> Result<(), RollbackError> {
+    let commands: Vec<_> = entries.iter().map(|e| restore_command(e, force)).collect();
+    let replies = store.pipeline(&commands).await?;
+    let mut updated = Vec::new();
+    for (mut entry, reply) in entries.into_iter().zip(replies) {
+        let reply = reply.map_err(|e| RollbackError::Script(format!("{}: {e}", entry.source)))?;
+        let outcome = answer(reply).map_err(RollbackError::Script)?;
+        if outcome.status == "ok" {
+            entry.state = EntryState::RolledBack;
+            report.restored += 1;
+        } else {
+            entry.state = EntryState::RollbackRefused;
+            entry.note =
+                Some(format!("target {} changed after the migration", outcome.key.clone().unwrap_or_default()));
+            report.refused += 1;
+            if report.refused_keys.len() < 50 {
+                report.refused_keys.push(format!(
+                    "{} (target {} changed)",
+                    entry.source,
+                    outcome.key.unwrap_or_default()
+                ));
+            }
+        }
+        updated.push(entry);
+    }
+    journal.record(&updated)?;
+    Ok(())
+}
+
+pub async fn rollback(
+    store: &dyn Store,
+    journal: &dyn Journal,
+    batch: usize,
+    force: bool,
+) -> Result<RollbackReport, RollbackError> {
+    let mut report = RollbackReport::default();
+    // Newest first: a key migrated twice is restored to its oldest original last.
+    for page in entries(journal, true, batch) {
+        let eligible: Vec<Entry> = page?
+            .into_iter()
+            .filter(|e| {
+                matches!(e.state, EntryState::Done | EntryState::Pending)
+                    || (force && e.state == EntryState::RollbackRefused)
+            })
+            .collect();
+        if !eligible.is_empty() {
+            restore(store, journal, eligible, force, &mut report).await?;
+        }
+    }
+    Ok(report)
+}

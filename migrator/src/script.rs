@@ -1,0 +1,199 @@
+//! The Lua scripts that move and restore one key atomically, so a live bot writing the same
+//! keys can never interleave with half a move. Both take one JSON spec (`ARGV[1]`) and declare
+//! every key they touch in `KEYS` (as Redis Cluster and Upstash expect).
+//!
+//! **Move** — checks the source still holds exactly the journaled value (else `changed`),
+//! refuses a target that exists with a different value unless `overwrite` (`conflict`),
+//! writes the targets (with the original absolute expiry, `PEXPIREAT`), adds index members
+//! (reporting which were new, so rollback removes only those), deletes the source unless
+//! `keep_source`, and answers `ok`. A source already gone whose targets hold the expected
+//! values answers `already` (a crash after the move, before the journal noted it).
+//!
+//! **Restore** — refuses (`target_changed`) when a target no longer holds what the move wrote,
+//! unless `force`; otherwise puts back what each target held before the move (or deletes it
+//! if it did not exist), removes the index members the move added, and writes the original
+//! back exactly (type, value, `PEXPIREAT`).
+
+use edgesync_core::store::{Command, Reply};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::journal::Entry;
+use crate::value::TypedValue;
+
+const COMMON: &str = r#"
+local function read(key, kind)
+  local actual = redis.call('TYPE', key)['ok']
+  if actual == 'none' then return nil end
+  if actual ~= kind then return false end
+  if kind == 'string' then return redis.call('GET', key) end
+  local m = {}
+  if kind == 'hash' then
+    local r = redis.call('HGETALL', key)
+    for i = 1, #r, 2 do m[r[i]] = r[i + 1] end
+  elseif kind == 'set' then
+    for _, v in ipairs(redis.call('SMEMBERS', key)) do m[v] = true end
+  elseif kind == 'zset' then
+    local r = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    for i = 1, #r, 2 do m[r[i]] = tonumber(r[i + 1]) end
+  elseif kind == 'list' then
+    return redis.call('LRANGE', key, 0, -1)
+  end
+  return m
+end
+
+local function expected(v)
+  local kind, value = v['type'], v['value']
+  if kind == 'string' then return value end
+  local m = {}
+  if kind == 'hash' then m = value
+  elseif kind == 'set' then for _, x in ipairs(value) do m[x] = true end
+  elseif kind == 'zset' then for _, p in ipairs(value) do m[p[1]] = tonumber(p[2]) end
+  elseif kind == 'list' then return value end
+  return m
+end
+
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= 'table' then return a == b end
+  for k, v in pairs(a) do if b[k] ~= v then return false end end
+  for k, v in pairs(b) do if a[k] ~= v then return false end end
+  return true
+end
+
+local function holds(key, v)
+  local current = read(key, v['type'])
+  return current ~= nil and current ~= false and same(current, expected(v))
+end
+
+local function write(key, v, expire_at)
+  redis.call('DEL', key)
+  local kind, value = v['type'], v['value']
+  if kind == 'string' then redis.call('SET', key, value)
+  elseif kind == 'hash' then for f, x in pairs(value) do redis.call('HSET', key, f, x) end
+  elseif kind == 'set' then for _, x in ipairs(value) do redis.call('SADD', key, x) end
+  elseif kind == 'zset' then for _, p in ipairs(value) do redis.call('ZADD', key, p[2], p[1]) end
+  elseif kind == 'list' then for _, x in ipairs(value) do redis.call('RPUSH', key, x) end
+  end
+  if expire_at ~= cjson.null and expire_at ~= nil then redis.call('PEXPIREAT', key, expire_at) end
+end
+"#;
+
+const MOVE: &str = r#"
+local spec = cjson.decode(ARGV[1])
+local source = spec['source']
+local current = read(source, spec['original']['type'])
+if current == nil then
+  for _, t in ipairs(spec['targets']) do
+    if not holds(t['key'], t['value']) then return cjson.encode({status = 'missing'}) end
+  end
+  return cjson.encode({status = 'already'})
+end
+if current == false or not same(current, expected(spec['original'])) then return cjson.encode({status = 'changed'}) end
+for _, t in ipairs(spec['targets']) do
+  if t['key'] ~= source and redis.call('EXISTS', t['key']) == 1 and not holds(t['key'], t['value']) and not spec['overwrite'] then
+    return cjson.encode({status = 'conflict', key = t['key']})
+  end
+end
+for _, t in ipairs(spec['targets']) do write(t['key'], t['value'], spec['expire_at']) end
+local added = {}
+for i, x in ipairs(spec['index']) do added[i] = redis.call('SADD', x['key'], x['member']) end
+local kept = spec['keep_source']
+for _, t in ipairs(spec['targets']) do if t['key'] == source then kept = true end end
+if not kept then redis.call('DEL', source) end
+return cjson.encode({status = 'ok', added = added})
+"#;
+
+const RESTORE: &str = r#"
+local spec = cjson.decode(ARGV[1])
+if not spec['force'] then
+  for _, t in ipairs(spec['targets']) do
+    if redis.call('EXISTS', t['key']) == 1 and not holds(t['key'], t['value']) then
+      return cjson.encode({status = 'target_changed', key = t['key']})
+    end
+  end
+end
+for _, t in ipairs(spec['targets']) do
+  if t['key'] ~= spec['source'] then
+    if t['previous'] ~= cjson.null and t['previous'] ~= nil then
+      write(t['key'], t['previous']['value'], t['previous']['expire_at_ms'])
+    else
+      redis.call('DEL', t['key'])
+    end
+  end
+end
+for _, x in ipairs(spec['index']) do if x['added'] == 1 then redis.call('SREM', x['key'], x['member']) end end
+write(spec['source'], spec['original'], spec['expire_at'])
+return cjson.encode({status = 'ok'})
+"#;
+
+#[derive(Serialize)]
+struct TargetSpec<'a> {
+    key: &'a str,
+    value: &'a TypedValue,
+}
+
+fn keys_of(entry: &Entry) -> Vec<String> {
+    let mut keys = vec![entry.source.clone()];
+    keys.extend(entry.targets.iter().map(|(k, _)| k.clone()));
+    keys.extend(entry.index.iter().map(|i| i.key.clone()));
+    keys.dedup();
+    keys
+}
+
+fn eval(script: &str, keys: &[String], spec: &Value) -> Command {
+    let body = format!("{COMMON}\n{script}");
+    let command = keys.iter().fold(Command::new("EVAL").arg(body).arg(keys.len()), |c, k| c.arg(k));
+    command.arg(spec.to_string())
+}
+
+/// The move of one journaled entry.
+pub fn move_command(entry: &Entry) -> Command {
+    let spec = json!({
+        "source": entry.source,
+        "original": entry.original.value,
+        "expire_at": entry.original.expire_at_ms,
+        "targets": entry.targets.iter().map(|(key, value)| TargetSpec { key, value }).collect::<Vec<_>>(),
+        "index": entry.index.iter().map(|i| json!({"key": i.key, "member": i.member})).collect::<Vec<_>>(),
+        "keep_source": entry.keep_source,
+        "overwrite": entry.overwrite,
+    });
+    eval(MOVE, &keys_of(entry), &spec)
+}
+
+/// The restore of one journaled entry.
+pub fn restore_command(entry: &Entry, force: bool) -> Command {
+    let targets: Vec<Value> = entry
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| json!({"key": key, "value": value, "previous": entry.previous_targets.get(i).cloned().flatten()}))
+        .collect();
+    let spec = json!({
+        "source": entry.source,
+        "original": entry.original.value,
+        "expire_at": entry.original.expire_at_ms,
+        "targets": targets,
+        "index": entry.index.iter().map(|i| json!({"key": i.key, "member": i.member, "added": i.added.map(i64::from).unwrap_or(0)})).collect::<Vec<_>>(),
+        "force": force,
+    });
+    eval(RESTORE, &keys_of(entry), &spec)
+}
+
+/// A script's answer: `{"status": …, "added": […], "key": …}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptAnswer {
+    pub status: String,
+    pub added: Vec<bool>,
+    pub key: Option<String>,
+}
+
+pub fn answer(reply: Reply) -> Result<ScriptAnswer, String> {
+    let text = reply.into_string()?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("script answered {text:?}: {e}"))?;
+    Ok(ScriptAnswer {
+        status: value["status"].as_str().unwrap_or_default().to_owned(),
+        added: value["added"].as_array().map(|a| a.iter().map(|x| x.as_i64() == Some(1)).collect()).unwrap_or_default(),
+        key: value["key"].as_str().map(str::to_owned),
+    })
+}

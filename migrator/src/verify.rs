@@ -1,0 +1,126 @@
+//! `verify`: for every entry the journal marks done, the targets must hold exactly the
+//! conversion of the journaled original, with its expiry (1 s tolerance), the source must be
+//! gone (unless `--keep-source`), and every index member present. Missing, type, value, TTL,
+//! source and index problems are reported separately (as RIOT's `compare` does).
+
+use edgesync_core::store::{Command, Reply, Store, StoreError};
+use serde::Serialize;
+
+use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
+use crate::value::read_many;
+
+/// Most examples listed per category.
+const EXAMPLES: usize = 50;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Mismatches {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl Mismatches {
+    fn add(&mut self, what: String) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(what);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub missing: Mismatches,
+    pub type_mismatch: Mismatches,
+    pub value_mismatch: Mismatches,
+    pub ttl_mismatch: Mismatches,
+    pub source_present: Mismatches,
+    pub index_missing: Mismatches,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        [
+            &self.missing,
+            &self.type_mismatch,
+            &self.value_mismatch,
+            &self.ttl_mismatch,
+            &self.source_present,
+            &self.index_missing,
+        ]
+        .iter()
+        .all(|m| m.count == 0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport, now_ms: i64) -> Result<(), StoreError> {
+    let target_keys: Vec<String> = entries.iter().flat_map(|e| e.targets.iter().map(|(k, _)| k.clone())).collect();
+    let current = read_many(store, &target_keys, now_ms).await?;
+    let mut current = current.into_iter();
+    let mut probes = Vec::new();
+    for entry in entries {
+        report.checked += 1;
+        for (key, expected) in &entry.targets {
+            match current.next().flatten() {
+                None => report.missing.add(format!("{key} (from {})", entry.source)),
+                Some(stored) if stored.value.type_name() != expected.type_name() => report.type_mismatch.add(format!(
+                    "{key}: {} instead of {}",
+                    stored.value.type_name(),
+                    expected.type_name()
+                )),
+                Some(stored) if &stored.value != expected => {
+                    report.value_mismatch.add(format!("{key} (from {})", entry.source))
+                }
+                Some(stored) => {
+                    let close = match (stored.expire_at_ms, entry.original.expire_at_ms) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => (a - b).abs() <= 1000,
+                        _ => false,
+                    };
+                    if !close {
+                        report.ttl_mismatch.add(format!(
+                            "{key}: expires {:?}, original {:?}",
+                            stored.expire_at_ms, entry.original.expire_at_ms
+                        ));
+                    }
+                }
+            }
+        }
+        if !entry.keep_source && !entry.targets.iter().any(|(k, _)| *k == entry.source) {
+            probes.push((Command::new("EXISTS").arg(&entry.source), format!("{} still exists", entry.source), true));
+        }
+        for member in &entry.index {
+            probes.push((
+                Command::new("SISMEMBER").arg(&member.key).arg(&member.member),
+                format!("{} lacks {}", member.key, member.member),
+                false,
+            ));
+        }
+    }
+    let commands: Vec<Command> = probes.iter().map(|(c, _, _)| c.clone()).collect();
+    for ((_, what, is_source), reply) in probes.into_iter().zip(store.pipeline(&commands).await?) {
+        match (is_source, reply) {
+            (true, Ok(Reply::Int(1))) => report.source_present.add(what),
+            (false, Ok(Reply::Int(0))) => report.index_missing.add(what),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub async fn verify(store: &dyn Store, journal: &dyn Journal, batch: usize) -> Result<VerifyReport, VerifyError> {
+    let mut report = VerifyReport::default();
+    for page in entries(journal, false, batch) {
+        let done: Vec<Entry> = page?.into_iter().filter(|e| e.state == EntryState::Done).collect();
+        check(store, &done, &mut report, crate::apply::now_ms()).await?;
+    }
+    Ok(report)
+}

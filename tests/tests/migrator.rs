@@ -1,0 +1,291 @@
+//! The migrator against a real redis-server: plan counts equal a generated dataset's truth
+//! and change nothing; apply then verify passes and leaves other keys alone; rollback
+//! restores the typed dump exactly; SIGKILLed runs resume to the same result as an
+//! uninterrupted one; a live writer loses no update; and the Upstash REST backend works.
+//! Each test uses its own Redis database (`redis://…/N`).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgesync_core::store::StoreExt;
+use edgesync_e2e::binaries;
+use edgesync_e2e::harness::{RedisBackend, REDIS_TOKEN};
+use edgesync_e2e::suite::run_suite;
+use edgesync_migrator::apply::{apply, now_ms, ApplyOptions};
+use edgesync_migrator::connect::open;
+use edgesync_migrator::dump::{differences, dump, Dump};
+use edgesync_migrator::generate::generate;
+use edgesync_migrator::journal::SledJournal;
+use edgesync_migrator::plan::plan;
+use edgesync_migrator::rules::builtin;
+use edgesync_migrator::rules::convert::{convert, Converted};
+use edgesync_migrator::rules::RuleOptions;
+use edgesync_migrator::value::TypedValue;
+use edgesync_migrator::verify::verify;
+use futures_executor::block_on;
+use redis::Commands;
+
+const PREFIX: &str = "qrl:v1:";
+
+fn main() {
+    run_suite(
+        || RedisBackend::start(&binaries!()),
+        &[
+            ("plan_apply_verify_rollback_on_100k_keys", plan_apply_verify_rollback_on_100k_keys),
+            ("sigkill_at_several_points_then_resume", sigkill_at_several_points_then_resume),
+            ("a_live_writer_loses_no_update", a_live_writer_loses_no_update),
+            ("upstash_rest_backend", upstash_rest_backend),
+        ],
+    )
+}
+
+fn url(backend: &RedisBackend, db: u8) -> String {
+    format!("{}/{db}", backend.redis_url)
+}
+
+fn options() -> RuleOptions {
+    RuleOptions { target_prefix: PREFIX.into(), default_side: None }
+}
+
+fn apply_options(batch: usize) -> ApplyOptions {
+    ApplyOptions {
+        batch,
+        rate: None,
+        keep_source: false,
+        overwrite: false,
+        progress: false,
+        lock_key: format!("{PREFIX}migrator:lock"),
+    }
+}
+
+/// The `migrator` binary, built by `make e2e` (`cargo build -p edgesync-migrator`).
+fn migrator_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("migrator");
+    assert!(path.exists(), "{} is missing: run `cargo build -p edgesync-migrator` (make e2e does)", path.display());
+    path
+}
+
+fn owned_by_rules(key: &str) -> bool {
+    builtin::rules().iter().any(|r| r.from.capture(key).is_some())
+}
+
+fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
+    let store = open(&url(backend, 1), None).unwrap();
+    let store = store.as_ref();
+    let truth = block_on(generate(store, 100_000, 7, PREFIX)).unwrap();
+    assert!(truth.keys >= 100_000);
+    let original = block_on(dump(store, now_ms)).unwrap();
+    assert_eq!(original.len() as u64, truth.keys);
+
+    let report = block_on(plan(store, &builtin::rules(), &options(), 500, now_ms())).unwrap();
+    for (rule, classes) in &truth.counts {
+        let counts = serde_json::to_value(&report.rules[rule]).unwrap();
+        for (class, expected) in classes {
+            let name = serde_json::to_value(class).unwrap();
+            assert_eq!(counts[name.as_str().unwrap()], *expected, "rule {rule}, class {name}");
+        }
+    }
+    assert_eq!(report.rules.len(), truth.counts.len());
+    let after_plan = block_on(dump(store, now_ms)).unwrap();
+    // Expiries are read as now + PTTL, so two dumps differ by the milliseconds between reads.
+    let diff = differences(&original, &after_plan, 50, |_| false);
+    assert!(
+        diff.is_empty(),
+        "plan must write nothing: {} differences, e.g. {:?}",
+        diff.len(),
+        &diff[..diff.len().min(5)]
+    );
+
+    // apply through the CLI, then verify.
+    let journal = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(migrator_binary())
+            .args(args)
+            .args(["--url", &url(backend, 1), "--journal"])
+            .arg(journal.path())
+            .args(["--json", "--batch", "1000"])
+            .output()
+            .unwrap()
+    };
+    let applied = run(&["apply", "--no-progress"]);
+    let applied_report: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(applied.status.code(), Some(1), "conflicts and unparseable keys are problems: {applied_report}");
+    let migrate: u64 =
+        truth.counts.values().map(|c| c.get(&edgesync_migrator::plan::Class::Migrate).copied().unwrap_or(0)).sum();
+    let already: u64 = truth
+        .counts
+        .values()
+        .map(|c| c.get(&edgesync_migrator::plan::Class::AlreadyMigrated).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(applied_report["migrated"].as_u64().unwrap(), migrate + already, "{applied_report}");
+    let verified = run(&["verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+    let after_apply = block_on(dump(store, now_ms)).unwrap();
+    let untouched = |key: &str| !owned_by_rules(key) && !key.starts_with(PREFIX);
+    let changed_others = differences(&original, &after_apply, 50, |k| !untouched(k));
+    assert!(
+        changed_others.is_empty(),
+        "keys no rule owns must be untouched: {:?}",
+        &changed_others[..changed_others.len().min(5)]
+    );
+    let status = run(&["status"]);
+    assert_eq!(status.status.code(), Some(0));
+
+    let rolled = run(&["rollback"]);
+    assert_eq!(rolled.status.code(), Some(0), "{}", String::from_utf8_lossy(&rolled.stdout));
+    let after_rollback = block_on(dump(store, now_ms)).unwrap();
+    let diff = differences(&original, &after_rollback, 50, |_| false);
+    assert!(
+        diff.is_empty(),
+        "rollback must restore everything: {} differences, e.g. {:?}",
+        diff.len(),
+        &diff[..diff.len().min(5)]
+    );
+}
+
+fn count_targets(connection: &mut redis::Connection) -> usize {
+    let keys: Vec<String> =
+        connection.scan_match::<_, String>(format!("{PREFIX}*")).unwrap().collect::<Result<_, _>>().unwrap();
+    keys.len()
+}
+
+fn sigkill_at_several_points_then_resume(backend: &RedisBackend) {
+    // The reference: an uninterrupted run on database 3.
+    let reference = open(&url(backend, 3), None).unwrap();
+    block_on(generate(reference.as_ref(), 20_000, 11, PREFIX)).unwrap();
+    let journal_a = tempfile::tempdir().unwrap();
+    let journal = SledJournal::open(journal_a.path()).unwrap();
+    block_on(apply(reference.as_ref(), &journal, &builtin::rules(), &options(), &apply_options(200))).unwrap();
+    let expected: Dump = block_on(dump(reference.as_ref(), now_ms)).unwrap();
+
+    // The same data on database 4, killed with SIGKILL three times mid-run, then finished.
+    let interrupted = open(&url(backend, 4), None).unwrap();
+    block_on(generate(interrupted.as_ref(), 20_000, 11, PREFIX)).unwrap();
+    let journal_b = tempfile::tempdir().unwrap();
+    let mut connection = redis::Client::open(url(backend, 4)).unwrap().get_connection().unwrap();
+    let baseline = count_targets(&mut connection);
+    for stop_at in [1_000usize, 4_000, 9_000] {
+        let mut child = Command::new(migrator_binary())
+            .args([
+                "apply",
+                "--no-progress",
+                "--json",
+                "--batch",
+                "100",
+                "--rate",
+                "5000",
+                "--url",
+                &url(backend, 4),
+                "--journal",
+            ])
+            .arg(journal_b.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count_targets(&mut connection) < baseline + stop_at {
+            assert!(child.try_wait().unwrap().is_none(), "the run finished before it could be killed at {stop_at}");
+            assert!(Instant::now() < deadline, "no progress to {stop_at}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // A killed run leaves its lock to expire; an operator waits, the test clears it.
+        let _: () = connection.del(format!("{PREFIX}migrator:lock")).unwrap();
+    }
+    let finished = Command::new(migrator_binary())
+        .args(["apply", "--no-progress", "--json", "--url", &url(backend, 4), "--journal"])
+        .arg(journal_b.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&finished.stdout).unwrap();
+    assert!(finished.status.code() == Some(1), "conflicts remain reported: {report}");
+    let actual = block_on(dump(interrupted.as_ref(), now_ms)).unwrap();
+    // Same keys, types and values; expiries within the seconds between the two runs.
+    let diff = differences(&expected, &actual, 120_000, |_| false);
+    assert!(diff.is_empty(), "{} differences, e.g. {:?}", diff.len(), &diff[..diff.len().min(5)]);
+}
+
+fn a_live_writer_loses_no_update(backend: &RedisBackend) {
+    let db = url(backend, 5);
+    let store = open(&db, None).unwrap();
+    block_on(generate(store.as_ref(), 5_000, 3, PREFIX)).unwrap();
+    let hot: Vec<String> = (0..50).map(|i| format!("user:w{i}:position:QRLUSDT:long")).collect();
+    let mut connection = redis::Client::open(db.clone()).unwrap().get_connection().unwrap();
+    for key in &hot {
+        let _: () = connection.set(key, r#"{"qty":"0","version":"0"}"#).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, hot, db) = (stop.clone(), hot.clone(), db.clone());
+        std::thread::spawn(move || {
+            let mut connection = redis::Client::open(db).unwrap().get_connection().unwrap();
+            let mut last = std::collections::BTreeMap::new();
+            let mut version = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                version += 1;
+                for key in &hot {
+                    let value = format!(r#"{{"qty":"{version}","version":"{version}"}}"#);
+                    let _: () = connection.set(key, &value).unwrap();
+                    last.insert(key.clone(), value);
+                }
+            }
+            last
+        })
+    };
+    let journal = tempfile::tempdir().unwrap();
+    let journal = SledJournal::open(journal.path()).unwrap();
+    let mut slow = apply_options(50);
+    slow.rate = Some(2_000.0);
+    block_on(apply(store.as_ref(), &journal, &builtin::rules(), &options(), &slow)).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let last = writer.join().unwrap();
+    // A second run picks up what the writer recreated after its first move.
+    let again = block_on(apply(store.as_ref(), &journal, &builtin::rules(), &options(), &apply_options(50))).unwrap();
+
+    let rule = builtin::rules().into_iter().find(|r| r.name == "user-position").unwrap();
+    for (key, value) in &last {
+        let captures = rule.from.capture(key).unwrap();
+        let Converted::Targets { targets, .. } =
+            convert(&rule, &captures, &TypedValue::String(value.clone()), &options())
+        else {
+            panic!("{key} converts")
+        };
+        let target =
+            block_on(edgesync_migrator::value::read_many(store.as_ref(), &[targets[0].0.clone()], now_ms())).unwrap();
+        let source: Option<String> = connection.get(key).unwrap();
+        let migrated_latest = target[0].as_ref().is_some_and(|t| t.value == targets[0].1);
+        let reported =
+            source.as_deref() == Some(value.as_str()) && again.problems.iter().any(|p| p.starts_with(key.as_str()));
+        assert!(
+            migrated_latest || reported,
+            "{key}: its last write {value} was lost (target {:?}, source {source:?})",
+            target[0]
+        );
+    }
+    let verified = block_on(verify(store.as_ref(), &journal, 100)).unwrap();
+    // Keys the writer recreated after their move differ from the journal only at the source.
+    assert_eq!(verified.missing.count + verified.type_mismatch.count, 0, "{verified:?}");
+}
+
+fn upstash_rest_backend(backend: &RedisBackend) {
+    let store = open(&backend.gateway_url, Some(REDIS_TOKEN)).unwrap();
+    let store = store.as_ref();
+    // The gateway serves database 0; give this test its own keys there.
+    block_on(generate(store, 1_000, 5, PREFIX)).unwrap();
+    let report = block_on(plan(store, &builtin::rules(), &options(), 200, now_ms())).unwrap();
+    assert!(report.total.migrate > 0);
+    let journal = tempfile::tempdir().unwrap();
+    let journal = SledJournal::open(journal.path()).unwrap();
+    let applied = block_on(apply(store, &journal, &builtin::rules(), &options(), &apply_options(200))).unwrap();
+    assert_eq!(applied.migrated, report.total.migrate + report.total.already_migrated);
+    let verified = block_on(verify(store, &journal, 200)).unwrap();
+    assert!(verified.is_clean(), "{verified:?}");
+    assert!(block_on(store.scan(0, "qrl:v1:position:*", 10)).is_ok());
+    assert!(open("https://example.invalid", None).is_err(), "an https URL without a token is refused");
+}
