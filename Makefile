@@ -38,7 +38,7 @@ DEV_PORT ?= 8787
 # Free plan: 3 MB compressed bundle.
 BUNDLE_LIMIT_BYTES := 3145728
 
-.PHONY: help dev test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check bench bench-core deploy clean
+.PHONY: help dev test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check bench bench-migrator bench-core deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -115,6 +115,10 @@ deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the free
 bench: tools wasm ## HTTP latency/throughput of the worker vs. a hello-world worker (wrk)
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	cargo bench -p edgesync-e2e --bench http
+
+bench-migrator: tools ## migrator apply on 1M keys vs. redis-benchmark and a naive loop, plus peak RSS
+	cargo build --release -p edgesync-migrator --bin migrator --quiet
+	cargo bench -p edgesync-e2e --bench migrator
 
 bench-core: ## criterion benchmarks of key building and the codec (numbers in docs/benchmarks.md)
 	cargo bench -p edgesync-core --bench core
