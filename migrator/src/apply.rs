@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
 use crate::plan::{classify, Candidate, Class, Classified, Scanner};
 use crate::rules::{Rule, RuleOptions};
-use crate::script::{answer, move_command};
+use crate::script::{answer, is_noscript, move_command, Scripts};
 
 /// How many times a source that keeps changing is re-read before it is reported.
 const CHANGED_RETRIES: usize = 3;
@@ -89,6 +89,7 @@ struct Run<'a> {
     report: ApplyReport,
     next_seq: u64,
     lock_id: String,
+    scripts: Scripts,
 }
 
 impl Run<'_> {
@@ -139,9 +140,16 @@ impl Run<'_> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        self.journal.record(&entries)?;
-        let commands: Vec<Command> = entries.iter().map(move_command).collect();
-        let replies = self.store.pipeline(&commands).await?;
+        self.journal.record(&entries, true)?;
+        let mut commands: Vec<Command> = entries.iter().map(|e| move_command(e, &self.scripts)).collect();
+        let mut replies = self.store.pipeline(&commands).await?;
+        if replies.iter().any(|r| r.as_ref().is_err_and(|e| is_noscript(&e.0))) {
+            // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend; a
+            // move that ran before is recognised as `already`.
+            self.scripts = Scripts::load(self.store).await?;
+            commands = entries.iter().map(|e| move_command(e, &self.scripts)).collect();
+            replies = self.store.pipeline(&commands).await?;
+        }
         let mut changed = Vec::new();
         for (entry, reply) in entries.iter_mut().zip(replies) {
             let reply = reply.map_err(|e| ApplyError::Script(format!("{}: {e}", entry.source)))?;
@@ -175,7 +183,7 @@ impl Run<'_> {
             }
         }
         entries.retain(|e| e.state != EntryState::Pending);
-        self.journal.record(&entries)?;
+        self.journal.record(&entries, false)?;
         Ok(changed)
     }
 
@@ -215,7 +223,7 @@ impl Run<'_> {
             entry.note = Some("the source kept changing during the move".into());
             self.report.changed_given_up += 1;
             self.report.problem(&entry.source, "kept changing during the move");
-            self.journal.record(&[entry])?;
+            self.journal.record(&[entry], false)?;
         }
         Ok(())
     }
@@ -238,6 +246,7 @@ pub async fn apply(
         report: ApplyReport::default(),
         next_seq: journal.next_seq()?,
         lock_id: format!("{}-{}", std::process::id(), now_ms()),
+        scripts: Scripts::load(store).await?,
     };
     run.lock(true).await?;
     let outcome = apply_locked(&mut run).await;

@@ -68,8 +68,10 @@ impl From<sled::Error> for JournalError {
 }
 
 pub trait Journal {
-    /// Stores entries (new or updated) and flushes them to disk before returning.
-    fn record(&self, entries: &[Entry]) -> Result<(), JournalError>;
+    /// Stores entries (new or updated); with `durable`, flushes them to disk before returning.
+    /// Originals are recorded durably before a move; outcomes need not be, because a lost
+    /// "done" is re-derived on resume (the move script answers `already`).
+    fn record(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError>;
     /// The entry of a source key, if any.
     fn entry_for(&self, source: &str) -> Result<Option<Entry>, JournalError>;
     /// The sequence number the next new entry gets.
@@ -134,7 +136,7 @@ fn decode(bytes: &[u8]) -> Result<Entry, JournalError> {
 }
 
 impl Journal for SledJournal {
-    fn record(&self, entries: &[Entry]) -> Result<(), JournalError> {
+    fn record(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError> {
         let mut batch = sled::Batch::default();
         let mut index = sled::Batch::default();
         for entry in entries {
@@ -144,7 +146,9 @@ impl Journal for SledJournal {
         }
         self.entries.apply_batch(batch)?;
         self.by_source.apply_batch(index)?;
-        self.db.flush()?;
+        if durable {
+            self.db.flush()?;
+        }
         Ok(())
     }
 

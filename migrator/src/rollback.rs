@@ -6,7 +6,7 @@ use edgesync_core::store::{Store, StoreError};
 use serde::Serialize;
 
 use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
-use crate::script::{answer, restore_command};
+use crate::script::{answer, is_noscript, restore_command, Scripts};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RollbackReport {
@@ -31,10 +31,17 @@ async fn restore(
     journal: &dyn Journal,
     entries: Vec<Entry>,
     force: bool,
+    scripts: &mut Scripts,
     report: &mut RollbackReport,
 ) -> Result<(), RollbackError> {
-    let commands: Vec<_> = entries.iter().map(|e| restore_command(e, force)).collect();
-    let replies = store.pipeline(&commands).await?;
+    let mut commands: Vec<_> = entries.iter().map(|e| restore_command(e, force, scripts)).collect();
+    let mut replies = store.pipeline(&commands).await?;
+    if replies.iter().any(|r| r.as_ref().is_err_and(|e| is_noscript(&e.0))) {
+        // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend.
+        *scripts = Scripts::load(store).await?;
+        commands = entries.iter().map(|e| restore_command(e, force, scripts)).collect();
+        replies = store.pipeline(&commands).await?;
+    }
     let mut updated = Vec::new();
     for (mut entry, reply) in entries.into_iter().zip(replies) {
         let reply = reply.map_err(|e| RollbackError::Script(format!("{}: {e}", entry.source)))?;
@@ -57,7 +64,7 @@ async fn restore(
         }
         updated.push(entry);
     }
-    journal.record(&updated)?;
+    journal.record(&updated, true)?;
     Ok(())
 }
 
@@ -68,6 +75,7 @@ pub async fn rollback(
     force: bool,
 ) -> Result<RollbackReport, RollbackError> {
     let mut report = RollbackReport::default();
+    let mut scripts = Scripts::load(store).await?;
     // Newest first: a key migrated twice is restored to its oldest original last.
     for page in entries(journal, true, batch) {
         let eligible: Vec<Entry> = page?
@@ -78,7 +86,7 @@ pub async fn rollback(
             })
             .collect();
         if !eligible.is_empty() {
-            restore(store, journal, eligible, force, &mut report).await?;
+            restore(store, journal, eligible, force, &mut scripts, &mut report).await?;
         }
     }
     Ok(report)

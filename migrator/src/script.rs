@@ -14,7 +14,7 @@
 //! if it did not exist), removes the index members the move added, and writes the original
 //! back exactly (type, value, `PEXPIREAT`).
 
-use edgesync_core::store::{Command, Reply};
+use edgesync_core::store::{Command, Reply, Store, StoreError};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -141,14 +141,45 @@ fn keys_of(entry: &Entry) -> Vec<String> {
     keys
 }
 
-fn eval(script: &str, keys: &[String], spec: &Value) -> Command {
-    let body = format!("{COMMON}\n{script}");
-    let command = keys.iter().fold(Command::new("EVAL").arg(body).arg(keys.len()), |c, k| c.arg(k));
+/// The scripts' SHA1s once loaded (`SCRIPT LOAD`), so each key sends `EVALSHA` and its spec
+/// rather than the whole script body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scripts {
+    pub move_sha: String,
+    pub restore_sha: String,
+}
+
+impl Scripts {
+    /// Loads both scripts; call again after a `NOSCRIPT` error (Redis restarted or flushed
+    /// its script cache).
+    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        let load = |script: &str| Command::new("SCRIPT").arg("LOAD").arg(format!("{COMMON}\n{script}"));
+        let replies = store.pipeline(&[load(MOVE), load(RESTORE)]).await?;
+        let mut shas = replies.into_iter().map(|reply| match reply {
+            Ok(reply) => reply
+                .into_string()
+                .map_err(|detail| StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail }),
+            Err(error) => Err(StoreError::Command { command: "SCRIPT LOAD".into(), error }),
+        });
+        let (Some(move_sha), Some(restore_sha)) = (shas.next(), shas.next()) else {
+            return Err(StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail: "no reply".into() });
+        };
+        Ok(Self { move_sha: move_sha?, restore_sha: restore_sha? })
+    }
+}
+
+/// True for the error Redis gives when a script is not in its cache.
+pub fn is_noscript(error: &str) -> bool {
+    error.starts_with("NOSCRIPT")
+}
+
+fn eval(sha: &str, keys: &[String], spec: &Value) -> Command {
+    let command = keys.iter().fold(Command::new("EVALSHA").arg(sha).arg(keys.len()), |c, k| c.arg(k));
     command.arg(spec.to_string())
 }
 
 /// The move of one journaled entry.
-pub fn move_command(entry: &Entry) -> Command {
+pub fn move_command(entry: &Entry, scripts: &Scripts) -> Command {
     let spec = json!({
         "source": entry.source,
         "original": entry.original.value,
@@ -158,11 +189,11 @@ pub fn move_command(entry: &Entry) -> Command {
         "keep_source": entry.keep_source,
         "overwrite": entry.overwrite,
     });
-    eval(MOVE, &keys_of(entry), &spec)
+    eval(&scripts.move_sha, &keys_of(entry), &spec)
 }
 
 /// The restore of one journaled entry.
-pub fn restore_command(entry: &Entry, force: bool) -> Command {
+pub fn restore_command(entry: &Entry, force: bool, scripts: &Scripts) -> Command {
     let targets: Vec<Value> = entry
         .targets
         .iter()
@@ -177,7 +208,7 @@ pub fn restore_command(entry: &Entry, force: bool) -> Command {
         "index": entry.index.iter().map(|i| json!({"key": i.key, "member": i.member, "added": i.added.map(i64::from).unwrap_or(0)})).collect::<Vec<_>>(),
         "force": force,
     });
-    eval(RESTORE, &keys_of(entry), &spec)
+    eval(&scripts.restore_sha, &keys_of(entry), &spec)
 }
 
 /// A script's answer: `{"status": …, "added": […], "key": …}`.

@@ -24,7 +24,11 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn migrator_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("bench binary path");
     let path = exe.parent().and_then(|d| d.parent()).expect("target dir").join("migrator");
-    assert!(path.exists(), "{} is missing: `make bench-migrator` builds it (cargo build --release -p edgesync-migrator)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: `make bench-migrator` builds it (cargo build --release -p edgesync-migrator)",
+        path.display()
+    );
     path
 }
 
@@ -77,13 +81,21 @@ fn naive_keys_per_second(url: &str, count: u64) -> f64 {
             pipe = redis::pipe();
         }
     }
-    pipe.query::<()>(&mut connection).unwrap();
+    if count % 10_000 != 0 {
+        pipe.query::<()>(&mut connection).unwrap();
+    }
     let started = Instant::now();
     let mut moved = 0u64;
     let mut cursor = 0u64;
     loop {
-        let (next, keys): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg("bot:NAIVE*:price:latest").arg("COUNT").arg(1000).query(&mut connection).unwrap();
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("bot:NAIVE*:price:latest")
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut connection)
+            .unwrap();
         for key in keys {
             let value: Option<String> = connection.get(&key).unwrap();
             if let Some(value) = value {
@@ -124,6 +136,9 @@ fn main() {
     println!("\nmigrator apply: {migrated} keys moved in {seconds:.1} s = {rate:.0} keys/s");
     println!("  vs redis-benchmark -P 64 SET ({ceiling:.0}/s): {:.3}x", rate / ceiling);
     println!("  vs naive SCAN+GET+SET+DEL loop ({naive:.0} keys/s): {:.2}x", rate / naive);
-    println!("  peak RSS: {small_rss} KiB at 100k keys, {big_rss} KiB at {keys} keys ({:.2}x)", big_rss as f64 / small_rss as f64);
+    println!(
+        "  peak RSS: {small_rss} KiB at 100k keys, {big_rss} KiB at {keys} keys ({:.2}x)",
+        big_rss as f64 / small_rss as f64
+    );
     let _: () = redis::Client::open(big_url).unwrap().get_connection().unwrap().set("bench:done", 1).unwrap();
 }
