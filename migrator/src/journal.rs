@@ -121,8 +121,9 @@ impl SledJournal {
     pub fn open(path: &Path) -> Result<Self, JournalError> {
         let db = sled::Config::new()
             .path(path)
-            // Bounded cache: memory stays flat however many keys the journal holds.
-            .cache_capacity(32 * 1024 * 1024)
+            // A small, bounded cache: the journal is written sequentially and read back in
+            // order, so a large cache buys nothing (measured: 4 MiB is faster than 32 MiB).
+            .cache_capacity(4 * 1024 * 1024)
             .open()
             .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
         let entries = db.open_tree("entries")?;
