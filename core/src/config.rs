@@ -297,18 +297,15 @@ fn whole_number(
     }
 }
 
+/// A whole number greater than zero.
 fn positive_int(
     get: &impl Fn(&str) -> Option<String>,
     variable: &'static str,
     default: u64,
 ) -> Result<u64, ConfigError> {
-    match get(variable) {
-        None => Ok(default),
-        Some(text) => match text.parse::<u64>() {
-            Ok(0) => Err(ConfigError::new(variable, "must be greater than zero")),
-            Ok(n) => Ok(n),
-            Err(_) => Err(ConfigError::new(variable, format!("`{text}` is not a whole number"))),
-        },
+    match whole_number(get, variable, default)? {
+        0 => Err(ConfigError::new(variable, "must be greater than zero")),
+        n => Ok(n),
     }
 }
 

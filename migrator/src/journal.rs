@@ -81,7 +81,7 @@ pub trait Journal {
     fn page(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<Entry>, JournalError>;
 }
 
-/// Every entry, page by page, through `visit` (in apply order or reversed).
+/// Every entry, page by page (in apply order, or reversed), `limit` entries per page.
 pub fn entries(
     journal: &dyn Journal,
     reverse: bool,
