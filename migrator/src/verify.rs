@@ -116,6 +116,7 @@ async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport, 
     Ok(())
 }
 
+/// Checks every done entry; expiries are read against the clock of each batch.
 pub async fn verify(store: &dyn Store, journal: &dyn Journal, batch: usize) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport::default();
     for page in entries(journal, false, batch) {
