@@ -60,10 +60,6 @@ pub struct Stored {
     pub expire_at_ms: Option<i64>,
 }
 
-fn texts(reply: Reply) -> Result<Vec<String>, String> {
-    reply.into_array()?.into_iter().map(Reply::into_string).collect()
-}
-
 fn unexpected(detail: String) -> StoreError {
     StoreError::UnexpectedReply { command: "read".into(), detail }
 }
@@ -106,20 +102,10 @@ pub async fn read_many(store: &dyn Store, keys: &[String], now_ms: i64) -> Resul
                     Reply::Nil => return Ok(None),
                     other => TypedValue::String(other.into_string().map_err(unexpected)?),
                 },
-                "hash" => {
-                    let items = texts(reply).map_err(unexpected)?;
-                    TypedValue::Hash(
-                        items.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].clone(), p[1].clone())).collect(),
-                    )
-                }
-                "set" => TypedValue::Set(texts(reply).map_err(unexpected)?.into_iter().collect()),
-                "zset" => {
-                    let items = texts(reply).map_err(unexpected)?;
-                    TypedValue::Zset(
-                        items.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].clone(), p[1].clone())).collect(),
-                    )
-                }
-                _ => TypedValue::List(texts(reply).map_err(unexpected)?),
+                "hash" => TypedValue::Hash(reply.into_pairs().map_err(unexpected)?.into_iter().collect()),
+                "set" => TypedValue::Set(reply.into_texts().map_err(unexpected)?.into_iter().collect()),
+                "zset" => TypedValue::Zset(reply.into_pairs().map_err(unexpected)?),
+                _ => TypedValue::List(reply.into_texts().map_err(unexpected)?),
             };
             let empty = matches!(&value, TypedValue::Hash(m) if m.is_empty())
                 || matches!(&value, TypedValue::Set(s) if s.is_empty())

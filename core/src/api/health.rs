@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::ApiResponse;
-use crate::store::{Command, Reply, StoreError};
+use crate::store::{Command, StoreError};
 use crate::sync::Task;
 use crate::App;
 
@@ -44,14 +44,9 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     let now = app.clock.now_ms();
     let mut statuses = Map::new();
     for (task, reply) in Task::ALL.iter().zip(replies) {
-        let mut fields = BTreeMap::new();
-        if let Ok(Reply::Array(items)) = reply {
-            for pair in items.chunks(2) {
-                if let [Reply::Bulk(f), Reply::Bulk(v)] = pair {
-                    fields.insert(String::from_utf8_lossy(f).into_owned(), String::from_utf8_lossy(v).into_owned());
-                }
-            }
-        }
+        // A status hash that cannot be read counts as absent.
+        let fields: BTreeMap<String, String> =
+            reply.ok().and_then(|r| r.into_pairs().ok()).unwrap_or_default().into_iter().collect();
         let interval = intervals.get(task.name()).copied();
         let last_ok = fields.get("last_ok").and_then(|v| v.parse::<i64>().ok());
         let failing = fields.get("consecutive_failures").is_some_and(|n| n != "0");

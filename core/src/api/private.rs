@@ -10,7 +10,7 @@ use super::{params, ApiError, ApiRequest, ApiResponse};
 use crate::codec::iso8601_ms;
 use crate::keys::{Exchange, Segment};
 use crate::store::tiered::Read;
-use crate::store::{stats, Command, Reply, StoreExt};
+use crate::store::{stats, Command, StoreExt};
 use crate::sync::Task;
 use crate::ttl::DataClass;
 use crate::App;
@@ -58,12 +58,8 @@ pub async fn positions(app: &App<'_>) -> Result<ApiResponse, ApiError> {
             let mut fields = Map::new();
             fields.insert("symbol".into(), json!(symbol));
             fields.insert("side".into(), json!(side));
-            if let Ok(Reply::Array(items)) = reply {
-                for pair in items.chunks(2) {
-                    if let [Reply::Bulk(f), Reply::Bulk(v)] = pair {
-                        fields.insert(String::from_utf8_lossy(f).into_owned(), json!(String::from_utf8_lossy(v)));
-                    }
-                }
+            for (field, value) in reply.ok().and_then(|r| r.into_pairs().ok()).unwrap_or_default() {
+                fields.insert(field, json!(value));
             }
             Value::Object(fields)
         })

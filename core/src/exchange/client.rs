@@ -19,7 +19,7 @@ use super::model::{Account, ErrorBody, ServerTime, Ticker24h, Trade};
 use super::sign::{hmac_sha256_hex, query_string};
 use super::{ExchangeConfig, ExchangeError};
 use crate::clock::{splitmix64, Backoff, Clock, Sleep};
-use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError};
+use crate::http::{HttpClient, HttpRequest, HttpResponse, Method};
 use crate::keys::Segment;
 
 /// MEXC's code for a timestamp outside `recvWindow`.
@@ -209,18 +209,7 @@ impl<'a> MexcClient<'a> {
                     resynced = true;
                     self.offset_ms.set(None);
                 }
-                ExchangeError::Status { status } | ExchangeError::Api { status, .. }
-                    if *status >= 500 && attempt < retries =>
-                {
-                    attempt += 1;
-                    let backoff = self.retry.map(|r| r.backoff.delay(attempt, seed)).unwrap_or_default();
-                    if !self.wait(backoff).await {
-                        return Err(error);
-                    }
-                }
-                ExchangeError::Transport(TransportError::Timeout(_) | TransportError::Failed(_))
-                    if attempt < retries =>
-                {
+                _ if error.is_transient() && attempt < retries => {
                     attempt += 1;
                     let backoff = self.retry.map(|r| r.backoff.delay(attempt, seed)).unwrap_or_default();
                     if !self.wait(backoff).await {
@@ -258,6 +247,7 @@ mod tests {
 
     use super::*;
     use crate::clock::FixedClock;
+    use crate::http::TransportError;
     use crate::secret::Secret;
 
     /// Plays back canned responses in order and records the requests (a unit-test double;
@@ -292,6 +282,19 @@ mod tests {
         }
     }
 
+    fn script(responses: Vec<HttpResponse>) -> Script {
+        Script { responses: RefCell::new(VecDeque::from(responses)), seen: RefCell::new(Vec::new()) }
+    }
+
+    fn retry_policy(waits: &Waits) -> RetryPolicy<'_> {
+        RetryPolicy {
+            sleep: waits,
+            retries: 2,
+            backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) },
+            deadline_ms: 10_000,
+        }
+    }
+
     fn config() -> ExchangeConfig {
         ExchangeConfig {
             base_url: "http://mexc.test".into(),
@@ -304,13 +307,8 @@ mod tests {
 
     #[test]
     fn signed_calls_use_mexc_time_and_sign_the_query() {
-        let http = Script {
-            responses: RefCell::new(VecDeque::from([
-                response(200, &[], r#"{"serverTime": 1000500}"#),
-                response(200, &[], r#"{"balances": []}"#),
-            ])),
-            seen: RefCell::new(Vec::new()),
-        };
+        let http =
+            script(vec![response(200, &[], r#"{"serverTime": 1000500}"#), response(200, &[], r#"{"balances": []}"#)]);
         let clock = FixedClock::at(1_000_000);
         let config = config();
         let client = MexcClient::new(&http, &clock, &config);
@@ -328,30 +326,19 @@ mod tests {
 
     #[test]
     fn rate_limits_wait_retry_after_within_the_deadline() {
-        let http = Script {
-            responses: RefCell::new(VecDeque::from([
-                response(429, &[("Retry-After", "2")], r#"{"code":429,"msg":"slow down"}"#),
-                response(200, &[], r#"{"symbol":"QRLUSDT","lastPrice":"1"}"#),
-            ])),
-            seen: RefCell::new(Vec::new()),
-        };
+        let http = script(vec![
+            response(429, &[("Retry-After", "2")], r#"{"code":429,"msg":"slow down"}"#),
+            response(200, &[], r#"{"symbol":"QRLUSDT","lastPrice":"1"}"#),
+        ]);
         let (clock, config, waits) = (FixedClock::at(0), config(), Waits(RefCell::new(Vec::new())));
-        let retry = RetryPolicy {
-            sleep: &waits,
-            retries: 2,
-            backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) },
-            deadline_ms: 10_000,
-        };
+        let retry = retry_policy(&waits);
         let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
         let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
         futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap();
         assert_eq!(*waits.0.borrow(), vec![Duration::from_secs(2)]);
 
         // A wait past the deadline fails at once.
-        let http = Script {
-            responses: RefCell::new(VecDeque::from([response(429, &[("Retry-After", "60")], "{}")])),
-            seen: RefCell::new(Vec::new()),
-        };
+        let http = script(vec![response(429, &[("Retry-After", "60")], "{}")]);
         let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
         let error = futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap_err();
         assert_eq!(error, ExchangeError::RateLimited { status: 429, retry_after_secs: Some(60) });
@@ -359,21 +346,9 @@ mod tests {
 
     #[test]
     fn server_errors_are_retried_then_reported_with_mexc_codes() {
-        let http = Script {
-            responses: RefCell::new(VecDeque::from([
-                response(503, &[], "down"),
-                response(502, &[], "down"),
-                response(503, &[], "down"),
-            ])),
-            seen: RefCell::new(Vec::new()),
-        };
+        let http = script(vec![response(503, &[], "down"), response(502, &[], "down"), response(503, &[], "down")]);
         let (clock, config, waits) = (FixedClock::at(0), config(), Waits(RefCell::new(Vec::new())));
-        let retry = RetryPolicy {
-            sleep: &waits,
-            retries: 2,
-            backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(10) },
-            deadline_ms: 10_000,
-        };
+        let retry = retry_policy(&waits);
         let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
         let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
         assert_eq!(
@@ -382,14 +357,8 @@ mod tests {
         );
         assert_eq!(http.seen.borrow().len(), 3);
 
-        let http = Script {
-            responses: RefCell::new(VecDeque::from([response(
-                400,
-                &[],
-                r#"{"code":700002,"msg":"Signature for this request is not valid."}"#,
-            )])),
-            seen: RefCell::new(Vec::new()),
-        };
+        let http =
+            script(vec![response(400, &[], r#"{"code":700002,"msg":"Signature for this request is not valid."}"#)]);
         let client = MexcClient::new(&http, &clock, &config).with_retries(retry);
         assert_eq!(futures_executor::block_on(client.ticker_24hr(&symbol)).unwrap_err().code(), Some(700_002));
     }

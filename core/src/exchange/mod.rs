@@ -56,6 +56,16 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
+    /// True for failures worth retrying an idempotent call after: 5xx (the outcome is
+    /// unknown, MEXC says), timeouts and transport errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ExchangeError::Status { status } | ExchangeError::Api { status, .. } => *status >= 500,
+            ExchangeError::Transport(_) => true,
+            _ => false,
+        }
+    }
+
     /// MEXC's error code, when MEXC sent one.
     pub fn code(&self) -> Option<i64> {
         match self {

@@ -117,10 +117,6 @@ fn unexpected(command: &str) -> impl FnOnce(String) -> StoreError + '_ {
     move |detail| StoreError::UnexpectedReply { command: command.to_owned(), detail }
 }
 
-fn text_items(items: Vec<Reply>) -> Result<Vec<String>, String> {
-    items.into_iter().map(Reply::into_string).collect()
-}
-
 /// Typed access to the commands edgesync uses, on any [`Store`]. Each method is one round
 /// trip; batch work builds [`Command`]s and sends them with [`Store::pipeline`].
 #[async_trait(?Send)]
@@ -145,17 +141,14 @@ pub trait StoreExt: Store {
 
     /// `HGETALL`: an empty map when the key does not exist.
     async fn hgetall(&self, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
-        let items =
-            self.execute(&Command::new("HGETALL").arg(key)).await?.into_array().map_err(unexpected("HGETALL"))?;
-        let items = text_items(items).map_err(unexpected("HGETALL"))?;
-        Ok(items.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].clone(), p[1].clone())).collect())
+        let reply = self.execute(&Command::new("HGETALL").arg(key)).await?;
+        Ok(reply.into_pairs().map_err(unexpected("HGETALL"))?.into_iter().collect())
     }
 
     /// `SMEMBERS`: an empty set when the key does not exist.
     async fn smembers(&self, key: &str) -> Result<BTreeSet<String>, StoreError> {
-        let items =
-            self.execute(&Command::new("SMEMBERS").arg(key)).await?.into_array().map_err(unexpected("SMEMBERS"))?;
-        Ok(text_items(items).map_err(unexpected("SMEMBERS"))?.into_iter().collect())
+        let reply = self.execute(&Command::new("SMEMBERS").arg(key)).await?;
+        Ok(reply.into_texts().map_err(unexpected("SMEMBERS"))?.into_iter().collect())
     }
 
     /// Members of a sorted set with integer scores in `[min, max]`, at most `limit`, oldest
@@ -169,16 +162,12 @@ pub trait StoreExt: Store {
         newest_first: bool,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let command = Command::zrange_by_score(key, min, max, limit, newest_first);
-        let items = self.execute(&command).await?.into_array().map_err(unexpected("ZRANGE"))?;
-        let items = text_items(items).map_err(unexpected("ZRANGE"))?;
-        items
-            .chunks(2)
-            .map(|pair| match pair {
-                [member, score] => score
-                    .parse::<i64>()
-                    .map(|score| (member.clone(), score))
-                    .map_err(|_| unexpected("ZRANGE")(format!("score {score:?} is not an integer"))),
-                _ => Err(unexpected("ZRANGE")("odd number of items".into())),
+        let pairs = self.execute(&command).await?.into_pairs().map_err(unexpected("ZRANGE"))?;
+        pairs
+            .into_iter()
+            .map(|(member, score)| match score.parse::<i64>() {
+                Ok(score) => Ok((member, score)),
+                Err(_) => Err(unexpected("ZRANGE")(format!("score {score:?} is not an integer"))),
             })
             .collect()
     }
@@ -192,7 +181,7 @@ pub trait StoreExt: Store {
         };
         let cursor = cursor.into_string().map_err(unexpected("SCAN"))?;
         let cursor = cursor.parse().map_err(|_| unexpected("SCAN")(format!("cursor {cursor:?}")))?;
-        let keys = text_items(keys.into_array().map_err(unexpected("SCAN"))?).map_err(unexpected("SCAN"))?;
+        let keys = keys.into_texts().map_err(unexpected("SCAN"))?;
         Ok(ScanPage { cursor, keys })
     }
 

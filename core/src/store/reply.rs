@@ -38,6 +38,21 @@ impl Reply {
         }
     }
 
+    /// An array of byte strings as UTF-8 texts (`SMEMBERS`, `LRANGE`, `SCAN` keys).
+    pub fn into_texts(self) -> Result<Vec<String>, String> {
+        self.into_array()?.into_iter().map(Reply::into_string).collect()
+    }
+
+    /// A flat `[k1, v1, k2, v2, …]` array (`HGETALL`, `ZRANGE … WITHSCORES`) as pairs.
+    pub fn into_pairs(self) -> Result<Vec<(String, String)>, String> {
+        let texts = self.into_texts()?;
+        if texts.len() % 2 != 0 {
+            return Err(format!("expected pairs, got {} items", texts.len()));
+        }
+        let mut items = texts.into_iter();
+        Ok(std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect())
+    }
+
     /// A byte string as UTF-8 text.
     pub fn into_string(self) -> Result<String, String> {
         match self {
