@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::{params, ApiError, ApiRequest, ApiResponse};
 use crate::store::invalidate::{self, InvalidateError};
+use crate::sync::snapshot::Snapshot;
 use crate::sync::{exchange_client, run_task, Task};
 use crate::ttl::DataClass;
 use crate::warm::{warm, DEFAULT_CLASSES};
@@ -26,7 +27,8 @@ fn body<T: for<'de> Deserialize<'de> + Default>(request: &ApiRequest) -> Result<
 pub async fn sync_now(app: &App<'_>, task: &str) -> Result<ApiResponse, ApiError> {
     let task = Task::from_name(task)
         .ok_or_else(|| ApiError::bad_request("task", format!("`{task}` is not one of balance, price, cost")))?;
-    let report = run_task(app, &exchange_client(app), task).await;
+    let exchange = exchange_client(app);
+    let report = run_task(app, &Snapshot::new(&exchange), task).await;
     let status = if report.ok { 200 } else { 502 };
     Ok(ApiResponse::json(status, &report).with_header("cache-control", "no-store"))
 }

@@ -71,13 +71,7 @@ pub async fn cost(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError> 
     let symbol = params::symbol(symbol)?;
     let key = app.config.keys.cost(Exchange::Mexc, &app.config.account_id, &symbol);
     match app.store.read_json::<Value>(&key, DataClass::Cost).await? {
-        Some(mut read) => {
-            // The accumulator state is the task's business, not the API's contract.
-            if let Some(object) = read.value.as_object_mut() {
-                object.remove("basis");
-            }
-            Ok(tiered(read))
-        }
+        Some(read) => Ok(tiered(read)),
         None => Err(ApiError::not_found(format!("no cost for {symbol} has been computed yet"))),
     }
 }

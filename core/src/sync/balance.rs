@@ -11,10 +11,10 @@
 
 use serde_json::json;
 
+use super::snapshot::Snapshot;
 use super::{raw, SyncError};
 use crate::codec::iso8601_ms;
 use crate::config::split_symbol;
-use crate::exchange::MexcClient;
 use crate::keys::{Exchange, Segment};
 use crate::store::Command;
 use crate::App;
@@ -22,8 +22,9 @@ use crate::App;
 /// The position side of spot holdings.
 pub const SPOT_SIDE: &str = "spot";
 
-pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command>, SyncError> {
-    let fetched = exchange.account().await?;
+pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>, SyncError> {
+    let response = snapshot.account().await?;
+    let fetched = &*response.fetched;
     let keys = &app.config.keys;
     let account_id = &app.config.account_id;
     let fetched_at = fetched.fetched_at_ms;
@@ -59,6 +60,8 @@ pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command
         index_members.push(format!("{symbol}:{SPOT_SIDE}"));
     }
     commands.push(Command::sadd(&keys.position_index(account_id, Exchange::Mexc), &index_members));
-    commands.extend(raw::writes(app, &fetched, None, json!({ "task": "balance" }))?);
+    if response.owner {
+        commands.extend(raw::writes(app, fetched, None, json!({ "task": "balance" }))?);
+    }
     Ok(commands)
 }

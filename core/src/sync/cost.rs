@@ -1,48 +1,43 @@
-//! The cost task (seed 001's cost / P&L): per configured symbol, the account's fills from
-//! `/api/v3/myTrades` are read incrementally — by time, because MEXC's trade ids are strings
-//! and cannot page — from the newest fill already applied (or the start of MEXC's one-month
-//! window), in pages of at most 100, and folded into the average-cost state kept in the cost
-//! record. With the latest synced price and the synced account balance it reports:
-//! quantity, average cost, value, unrealized P&L (absolute and %), realized P&L, total P&L
-//! and ROI %.
+//! The cost task (seed 001's cost / P&L): per configured symbol, every fill in MEXC's
+//! one-month `/api/v3/myTrades` window is read — by time, because MEXC's trade ids are
+//! strings and cannot page: from the window's start, pages of at most 100, each next page
+//! starting at the last fill's millisecond (fills seen twice at that boundary are dropped by
+//! id) — and folded into an average-cost basis. With the account's holdings and the ticker's
+//! last price it reports: quantity, average cost, value, unrealized P&L (absolute and %),
+//! realized P&L, total P&L and ROI %.
 //!
-//! Holdings older than the trade window have no known cost: they are reported as
-//! `unknown_cost_qty`, never priced at zero — unless the operator sets an opening average
-//! cost (`OPENING_COSTS`), which then values them. Percentages are rounded to 8 decimals;
-//! everything else is exact.
+//! The record is recomputed from the window on every run rather than carried forward, so the
+//! task reads nothing from Redis: its one Redis request is its write, it never builds on a
+//! record a failed or concurrent run left behind, and re-running it is idempotent. What the
+//! window cannot explain — holdings bought before it — has no known cost: it is reported as
+//! `unknown_cost_qty`, never priced at zero, unless the operator sets an opening average cost
+//! (`OPENING_COSTS`), which then values it. P&L is therefore over the window (`window` in the
+//! record says which). Percentages are rounded to 8 decimals; everything else is exact.
 //!
-//! Unlike the other tasks this one must read before it writes (its previous state, the
-//! synced account and price): one read pipeline, then the usual single write pipeline.
+//! The account and tickers come from the invocation's [`Snapshot`], shared with the balance
+//! and price tasks, so they cost no extra subrequest when those tasks run in the same cron.
 
+use std::collections::HashSet;
+
+use futures_util::future::{try_join, try_join_all};
 use rust_decimal::Decimal;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::balance::SPOT_SIDE;
 use super::cost_basis::CostBasis;
-use super::price::PriceRecord;
+use super::snapshot::Snapshot;
 use super::{raw, SyncError};
-use crate::codec::{decode_json, iso8601_ms};
+use crate::codec::iso8601_ms;
 use crate::config::split_symbol;
-use crate::exchange::MexcClient;
+use crate::exchange::model::Trade;
 use crate::keys::{Exchange, Segment};
-use crate::store::{Command, Reply};
+use crate::store::Command;
 use crate::App;
 
 /// MEXC keeps one month of fills; start a minute inside it.
-const TRADE_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000 - 60_000;
-const PAGE_SIZE: u32 = 100;
-
-/// The part of a stored cost record the next run needs.
-#[derive(Deserialize)]
-struct StoredState {
-    basis: CostBasis,
-}
-
-#[derive(Deserialize)]
-struct StoredAccount {
-    account: crate::exchange::model::Account,
-}
+pub const TRADE_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000 - 60_000;
+/// MEXC's largest `myTrades` page.
+pub const PAGE_SIZE: u32 = 100;
 
 fn percent(numerator: Decimal, denominator: Decimal) -> Option<Decimal> {
     (denominator > Decimal::ZERO).then(|| (numerator / denominator * Decimal::ONE_HUNDRED).round_dp(8).normalize())
@@ -52,74 +47,52 @@ fn text(value: Option<Decimal>) -> Value {
     value.map_or(Value::Null, |v| Value::String(v.normalize().to_string()))
 }
 
-pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command>, SyncError> {
+/// One symbol's inputs: its fills in the window (oldest first), last price, and the writes
+/// that store the raw responses read for it.
+struct SymbolInputs {
+    fills: Vec<Trade>,
+    price: Option<Decimal>,
+    raw_writes: Vec<Command>,
+}
+
+pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>, SyncError> {
     let keys = &app.config.keys;
     let account_id = &app.config.account_id;
-    let symbols = &app.config.symbols;
-
-    // One read: every symbol's previous state and latest price, and the synced account.
-    let mut reads: Vec<Command> = symbols
-        .iter()
-        .flat_map(|s| {
-            [
-                Command::new("GET").arg(keys.cost(Exchange::Mexc, account_id, s)),
-                Command::new("GET").arg(keys.price_latest(Exchange::Mexc, s)),
-            ]
-        })
-        .collect();
-    let account_key = keys.account(Exchange::Mexc, account_id);
-    reads.push(Command::new("GET").arg(&account_key));
-    let replies = app.store.backing_store().pipeline(&reads).await?;
-    let text_of = |reply: &Result<Reply, _>| match reply {
-        Ok(Reply::Bulk(bytes)) => Some(bytes.clone()),
-        _ => None,
-    };
-    let account = replies
-        .last()
-        .and_then(text_of)
-        .and_then(|bytes| decode_json::<StoredAccount>(&account_key, &bytes).ok())
-        .map(|stored| stored.account);
-
     let now = app.clock.now_ms();
+    let window_start = now - TRADE_WINDOW_MS;
+
+    let (account, inputs) = try_join(
+        async { snapshot.account().await.map_err(SyncError::from) },
+        try_join_all(app.config.symbols.iter().map(|symbol| symbol_inputs(app, snapshot, symbol, window_start))),
+    )
+    .await?;
+
     let mut commands = Vec::new();
-    for (index, symbol) in symbols.iter().enumerate() {
-        let cost_key = keys.cost(Exchange::Mexc, account_id, symbol);
-        let mut basis = text_of(&replies[index * 2])
-            .and_then(|bytes| decode_json::<StoredState>(&cost_key, &bytes).ok())
-            .map(|stored| stored.basis)
-            .unwrap_or_default();
-        let price = text_of(&replies[index * 2 + 1])
-            .and_then(|bytes| decode_json::<PriceRecord>("price", &bytes).ok())
-            .map(|record| record.price);
+    if account.owner {
+        commands.extend(raw::writes(app, &account.fetched, None, json!({ "task": "cost" }))?);
+    }
+    for (symbol, inputs) in app.config.symbols.iter().zip(inputs) {
         let (base, quote) = split_symbol(symbol.as_str(), &app.config.sync.quote_assets)
             .ok_or_else(|| SyncError::Incomplete(format!("cannot split {symbol} into base and quote")))?;
         let opening_cost = app.config.sync.opening_costs.get(symbol.as_str()).copied();
-
-        let window_start = now - TRADE_WINDOW_MS;
-        let mut start = basis.last_trade_ms.unwrap_or(window_start).max(window_start);
-        for _ in 0..app.config.sync.max_trade_pages {
-            let page = exchange.my_trades(symbol, start, PAGE_SIZE).await?;
-            commands.extend(raw::writes(
-                app,
-                &page,
-                Some(symbol),
-                json!({ "task": "cost", "symbol": symbol.as_str(), "startTime": start }),
-            )?);
-            let mut fills = page.value.clone();
-            fills.sort_by_key(|t| t.time);
-            for fill in &fills {
-                if !basis.has_seen(fill) {
-                    basis.apply(fill, base, quote, opening_cost).map_err(SyncError::Incomplete)?;
-                }
-            }
-            match fills.last() {
-                Some(last) if fills.len() as u32 >= PAGE_SIZE => start = last.time,
-                _ => break,
-            }
+        let mut basis = CostBasis::default();
+        for fill in &inputs.fills {
+            basis.apply(fill, base, quote, opening_cost).map_err(SyncError::Incomplete)?;
         }
-
-        let record = report(symbol, base, quote, &basis, account.as_ref(), price, opening_cost, now);
-        commands.push(Command::set(&cost_key, record.to_string().as_bytes(), None));
+        let (free, locked) = account.fetched.value.holding(base);
+        let record = report(
+            Window { symbol, base, quote, start_ms: window_start, now },
+            &basis,
+            free + locked,
+            inputs.price,
+            opening_cost,
+        );
+        commands.extend(inputs.raw_writes);
+        commands.push(Command::set(
+            &keys.cost(Exchange::Mexc, account_id, symbol),
+            record.to_string().as_bytes(),
+            None,
+        ));
         let side = Segment::new("side", SPOT_SIDE).expect("a valid constant");
         commands.push(Command::hset(
             &keys.position(account_id, Exchange::Mexc, symbol, &side),
@@ -132,39 +105,105 @@ pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command
     Ok(commands)
 }
 
-/// The stored cost record.
-#[allow(clippy::too_many_arguments)]
-fn report(
+/// Reads one symbol's ticker and every fill in the window.
+async fn symbol_inputs(
+    app: &App<'_>,
+    snapshot: &Snapshot<'_>,
     symbol: &Segment,
-    base: &str,
-    quote: &str,
+    window_start: i64,
+) -> Result<SymbolInputs, SyncError> {
+    let (ticker, (fills, mut raw_writes)) = try_join(
+        async { snapshot.ticker_24hr(symbol).await.map_err(SyncError::from) },
+        window_fills(app, snapshot, symbol, window_start),
+    )
+    .await?;
+    if ticker.owner {
+        let metadata = json!({ "task": "cost", "symbol": symbol.as_str() });
+        raw_writes.extend(raw::writes(app, &ticker.fetched, Some(symbol), metadata)?);
+    }
+    Ok(SymbolInputs { fills, price: ticker.fetched.value.last_price, raw_writes })
+}
+
+/// Pages through the window oldest first. A window holding more fills than
+/// `MAX_TRADE_PAGES` pages is an error: a basis missing the newest fills would be wrong.
+async fn window_fills(
+    app: &App<'_>,
+    snapshot: &Snapshot<'_>,
+    symbol: &Segment,
+    window_start: i64,
+) -> Result<(Vec<Trade>, Vec<Command>), SyncError> {
+    let mut fills: Vec<Trade> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut raw_writes = Vec::new();
+    let mut start = window_start;
+    for _ in 0..app.config.sync.max_trade_pages {
+        let page = snapshot.exchange.my_trades(symbol, start, PAGE_SIZE).await?;
+        let metadata = json!({ "task": "cost", "symbol": symbol.as_str(), "startTime": start });
+        raw_writes.extend(raw::writes(app, &page, Some(symbol), metadata)?);
+        let mut rows = page.value;
+        rows.sort_by_key(|t| t.time);
+        let full = rows.len() >= PAGE_SIZE as usize;
+        let next_start = rows.last().map(|t| t.time);
+        fills.extend(rows.into_iter().filter(|t| seen.insert(t.id.clone())));
+        match next_start {
+            Some(next) if full && next > start => start = next,
+            Some(_) if full => {
+                return Err(SyncError::Incomplete(format!(
+                    "{symbol} has more than {PAGE_SIZE} fills in the millisecond {start}; they cannot be paged by time"
+                )))
+            }
+            _ => return Ok((fills, raw_writes)),
+        }
+    }
+    Err(SyncError::Incomplete(format!(
+        "{symbol} has more than {} fills in MEXC's one-month window; raise MAX_TRADE_PAGES (one subrequest per page)",
+        app.config.sync.max_trade_pages * PAGE_SIZE
+    )))
+}
+
+/// What the record is about.
+struct Window<'s> {
+    symbol: &'s Segment,
+    base: &'s str,
+    quote: &'s str,
+    start_ms: i64,
+    now: i64,
+}
+
+/// The stored cost record.
+fn report(
+    window: Window<'_>,
     basis: &CostBasis,
-    account: Option<&crate::exchange::model::Account>,
+    holdings: Decimal,
     price: Option<Decimal>,
     opening_cost: Option<Decimal>,
-    now: i64,
 ) -> Value {
-    let holdings = account.map(|a| {
-        let (free, locked) = a.holding(base);
-        free + locked
-    });
-    let beyond_history = holdings.map_or(Decimal::ZERO, |h| (h - basis.qty).max(Decimal::ZERO));
+    // Coins held beyond what the window's fills explain were bought before it; coins the
+    // fills explain but the account no longer holds left without a trade (a withdrawal or
+    // transfer) and leave at the average cost, realizing nothing.
+    let before_window = (holdings - basis.qty).max(Decimal::ZERO);
+    let left_without_trade = (basis.qty - holdings).max(Decimal::ZERO);
+    let (known_qty, known_cost) = if left_without_trade.is_zero() {
+        (basis.qty, basis.cost)
+    } else {
+        (holdings, basis.cost * holdings / basis.qty)
+    };
     let (priced_qty, cost_basis, invested, unknown_cost_qty) = match opening_cost {
         Some(opening) => {
-            let opening_value = beyond_history * opening;
-            (basis.qty + beyond_history, basis.cost + opening_value, basis.invested + opening_value, Decimal::ZERO)
+            let opening_value = before_window * opening;
+            (known_qty + before_window, known_cost + opening_value, basis.invested + opening_value, Decimal::ZERO)
         }
-        None => (basis.qty, basis.cost, basis.invested, beyond_history),
+        None => (known_qty, known_cost, basis.invested, before_window),
     };
     let avg_cost = (!priced_qty.is_zero()).then(|| (cost_basis / priced_qty).normalize());
-    let value = price.map(|p| holdings.unwrap_or(priced_qty) * p);
+    let value = price.map(|p| holdings * p);
     let unrealized = price.map(|p| priced_qty * p - cost_basis);
     let total = unrealized.map(|u| u + basis.realized_pnl);
     json!({
-        "symbol": symbol.as_str(),
-        "base_asset": base,
-        "quote_asset": quote,
-        "holdings": text(holdings),
+        "symbol": window.symbol.as_str(),
+        "base_asset": window.base,
+        "quote_asset": window.quote,
+        "holdings": text(Some(holdings)),
         "qty": text(Some(priced_qty)),
         "unknown_cost_qty": text(Some(unknown_cost_qty)),
         "opening_avg_cost": text(opening_cost),
@@ -179,10 +218,191 @@ fn report(
         "roi_pct": text(total.and_then(|t| percent(t, invested))),
         "invested": text(Some(invested)),
         "unmatched_sell_qty": text(Some(basis.unmatched_sell_qty)),
+        "left_without_trade_qty": text(Some(left_without_trade)),
         "other_fees": basis.other_fees,
+        "window": {
+            "start": window.start_ms,
+            "start_iso": iso8601_ms(window.start_ms),
+            "fills": basis.trades_applied,
+        },
         "last_trade": basis.last_trade_ms.map(|ms| json!({ "time": ms, "time_iso": iso8601_ms(ms), "ids": basis.last_trade_ids })),
-        "computed_at": now,
-        "computed_at_iso": iso8601_ms(now),
-        "basis": basis,
+        "computed_at": window.now,
+        "computed_at_iso": iso8601_ms(window.now),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::api::flight::Flights;
+    use crate::clock::{FixedClock, ThreadSleep};
+    use crate::config::Config;
+    use crate::exchange::MexcClient;
+    use crate::http::{HttpClient, HttpRequest, HttpResponse, TransportError};
+    use crate::store::memory::MemoryStore;
+    use crate::store::tiered::{MemoryTier, Tiered};
+    use crate::store::{Reply, Store};
+    use crate::sync::{run_cron, Task};
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// A unit-test double of MEXC's read side: canned account and ticker, and fills filtered
+    /// by `startTime` and `limit`, oldest first, as MEXC pages them. Counts calls per path.
+    /// (The end-to-end suite runs against the signature-checking stand-in.)
+    struct Exchange {
+        fills: Vec<Value>,
+        calls: RefCell<BTreeMap<String, u32>>,
+    }
+
+    #[async_trait::async_trait(?Send)]
+    impl HttpClient for Exchange {
+        async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+            let (address, query) = request.url.split_once('?').unwrap_or((&request.url, ""));
+            let path = &address[address.find("/api/").unwrap()..];
+            *self.calls.borrow_mut().entry(path.to_owned()).or_default() += 1;
+            let param = |name: &str| {
+                form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+            };
+            let body = match path {
+                "/api/v3/time" => json!({ "serverTime": NOW }),
+                "/api/v3/account" => json!({
+                    "canTrade": true,
+                    "balances": [{ "asset": "QRL", "free": "140", "locked": "10" }, { "asset": "USDT", "free": "5", "locked": "0" }],
+                }),
+                "/api/v3/ticker/24hr" => json!({ "symbol": param("symbol"), "lastPrice": "0.12", "volume": "1" }),
+                "/api/v3/myTrades" => {
+                    let start: i64 = param("startTime").unwrap().parse().unwrap();
+                    let limit: usize = param("limit").unwrap().parse().unwrap();
+                    let mut rows: Vec<&Value> =
+                        self.fills.iter().filter(|f| f["time"].as_i64().unwrap() >= start).collect();
+                    rows.sort_by_key(|f| f["time"].as_i64());
+                    Value::Array(rows.into_iter().take(limit).cloned().collect())
+                }
+                other => panic!("unexpected call to {other}"),
+            };
+            Ok(HttpResponse { status: 200, headers: Vec::new(), body: body.to_string().into_bytes() })
+        }
+    }
+
+    fn fill(id: &str, time: i64, buy: bool, qty: &str, quote_qty: &str) -> Value {
+        json!({ "symbol": "QRLUSDT", "id": id, "qty": qty, "quoteQty": quote_qty, "price": "0",
+                "commission": "0", "commissionAsset": "USDT", "time": time, "isBuyer": buy })
+    }
+
+    /// Runs `cron` (or the cost task alone) against `exchange` and returns the stored cost
+    /// record or the task's error.
+    fn run(vars: &[(&str, &str)], exchange: &Exchange, cron: Option<&str>) -> (Result<Value, String>, MemoryStore) {
+        let mut all = vec![("MEXC_API_KEY", "key"), ("MEXC_API_SECRET", "secret"), ("QUOTE_ASSETS", "USDT")];
+        all.extend_from_slice(vars);
+        let config = Config::from_lookup(|n| all.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())).unwrap();
+        let clock = Arc::new(FixedClock::at(NOW));
+        let store = MemoryStore::new(clock.clone(), 10_000);
+        let memory = MemoryTier::new(config.tiers);
+        let tiers = Tiered::memory_only(&memory, &store, &*clock);
+        let flights = Flights::default();
+        let app = App {
+            config: &config,
+            store: &tiers,
+            http: exchange,
+            clock: &*clock,
+            sleep: &ThreadSleep,
+            flights: &flights,
+        };
+        let client = MexcClient::new(exchange, &*clock, &config.exchange);
+        let snapshot = Snapshot::new(&client);
+        let outcome = block_on(async {
+            let reports = match cron {
+                Some(cron) => run_cron(&app, cron).await.unwrap(),
+                None => vec![crate::sync::run_task(&app, &snapshot, Task::Cost).await],
+            };
+            let cost = reports.iter().find(|r| r.task == Task::Cost).unwrap();
+            match &cost.error {
+                Some(error) => Err(error.clone()),
+                None => {
+                    let key = config.keys.cost(crate::keys::Exchange::Mexc, &config.account_id, &config.symbols[0]);
+                    let bytes = tiers.backing_store().get(&key).await.unwrap().unwrap();
+                    Ok(serde_json::from_slice(&bytes).unwrap())
+                }
+            }
+        });
+        (outcome, store)
+    }
+
+    fn d(value: &Value) -> Decimal {
+        value.as_str().unwrap_or_else(|| panic!("{value} is not a decimal string")).parse().unwrap()
+    }
+
+    #[test]
+    fn pages_through_the_window_counting_each_fill_once() {
+        // 250 buys of 1 QRL for 0.1 USDT, ten per millisecond (so pages end mid-millisecond),
+        // and one fill older than the window that MEXC no longer serves.
+        let start = NOW - 3_600_000;
+        let mut fills: Vec<Value> =
+            (0..250).map(|i| fill(&format!("f{i}"), start + i / 10, true, "1", "0.1")).collect();
+        fills.push(fill("ancient", NOW - TRADE_WINDOW_MS - 1, true, "1000", "1"));
+        let exchange = Exchange { fills, calls: RefCell::default() };
+        let (record, _) = run(&[], &exchange, None);
+        let record = record.unwrap();
+        assert_eq!(record["window"]["fills"], 250);
+        // 250 bought, but the account holds 150: 100 left without a trade, at the average cost.
+        assert_eq!(d(&record["qty"]), Decimal::from(150));
+        assert_eq!(d(&record["left_without_trade_qty"]), Decimal::from(100));
+        assert_eq!(d(&record["cost_basis"]), Decimal::from(15));
+        assert_eq!(d(&record["avg_cost"]), "0.1".parse().unwrap());
+        assert_eq!(d(&record["unknown_cost_qty"]), Decimal::ZERO);
+        assert_eq!(d(&record["realized_pnl"]), Decimal::ZERO);
+        assert_eq!(exchange.calls.borrow()["/api/v3/myTrades"], 3, "pages start at 0, at f99's ms, at f199's ms");
+    }
+
+    #[test]
+    fn a_window_beyond_the_page_limit_fails_instead_of_missing_the_newest_fills() {
+        let fills = (0..250).map(|i| fill(&format!("f{i}"), NOW - 3_600_000 + i, true, "1", "0.1")).collect();
+        let exchange = Exchange { fills, calls: RefCell::default() };
+        let (record, store) = run(&[("MAX_TRADE_PAGES", "2")], &exchange, None);
+        let error = record.unwrap_err();
+        assert!(error.contains("more than 200 fills") && error.contains("MAX_TRADE_PAGES"), "{error}");
+        let exists = block_on(store.pipeline(&[Command::new("EXISTS").arg("qrl:v1:cost:mexc:main:QRLUSDT")])).unwrap();
+        assert_eq!(exists[0], Ok(Reply::Int(0)), "a failed run writes no cost record");
+    }
+
+    #[test]
+    fn holdings_older_than_the_window_have_unknown_cost_unless_an_opening_cost_is_set() {
+        // The window explains 100 of the 150 QRL held: bought for 10 USDT.
+        let fills = vec![fill("a", NOW - 1000, true, "100", "10")];
+        let exchange = Exchange { fills: fills.clone(), calls: RefCell::default() };
+        let record = run(&[], &exchange, None).0.unwrap();
+        assert_eq!(d(&record["unknown_cost_qty"]), Decimal::from(50));
+        assert_eq!(d(&record["qty"]), Decimal::from(100));
+        assert_eq!(d(&record["avg_cost"]), "0.1".parse().unwrap(), "unknown coins are not priced at zero");
+        assert_eq!(d(&record["value"]), "18".parse().unwrap(), "value covers every coin held: 150 * 0.12");
+
+        // With an opening cost of 0.2: 100 at 10 plus 50 at 0.2 = 20 for 150, avg 0.1333…
+        let exchange = Exchange { fills, calls: RefCell::default() };
+        let record = run(&[("OPENING_COSTS", "QRLUSDT=0.2")], &exchange, None).0.unwrap();
+        assert_eq!(d(&record["unknown_cost_qty"]), Decimal::ZERO);
+        assert_eq!(d(&record["qty"]), Decimal::from(150));
+        assert_eq!(d(&record["cost_basis"]), Decimal::from(20));
+        assert_eq!(d(&record["unrealized_pnl"]), "-2".parse().unwrap(), "150 * 0.12 - 20");
+    }
+
+    #[test]
+    fn tasks_of_one_cron_share_the_account_and_ticker_calls() {
+        let exchange = Exchange { fills: vec![fill("a", NOW - 1000, true, "150", "15")], calls: RefCell::default() };
+        let (record, store) = run(&[("SYMBOLS", "QRLUSDT")], &exchange, Some("*/3 * * * *"));
+        assert_eq!(d(&record.unwrap()["avg_cost"]), "0.1".parse().unwrap());
+        let calls = exchange.calls.borrow();
+        assert_eq!((calls["/api/v3/account"], calls["/api/v3/ticker/24hr"]), (1, 1), "{calls:?}");
+        // Each response is stored raw once, by the task that asked first.
+        for endpoint in ["account_info", "ticker_24hr.QRLUSDT"] {
+            let history = format!("qrl:v1:raw:mexc:{endpoint}:history");
+            let entries = block_on(store.pipeline(&[Command::new("ZCARD").arg(&history)])).unwrap();
+            assert_eq!(entries[0], Ok(Reply::Int(1)), "{history}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exchange::model::Trade;
 
-/// The running state of one symbol, persisted in the cost record between runs.
+/// The running state of one symbol over the fills applied so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostBasis {
     /// Base quantity bought (net of base fees) and not yet sold, with known cost.
@@ -37,8 +37,7 @@ pub struct CostBasis {
     pub unmatched_sell_qty: Decimal,
     /// Commissions paid in assets that are neither base nor quote.
     pub other_fees: BTreeMap<String, String>,
-    /// The newest fill applied, and the ids applied at that millisecond (the next page starts
-    /// there, inclusively, so these are skipped rather than counted twice).
+    /// The newest fill applied, and the ids of the fills applied at that millisecond.
     pub last_trade_ms: Option<i64>,
     pub last_trade_ids: Vec<String>,
     pub trades_applied: u64,
@@ -48,15 +47,6 @@ impl CostBasis {
     /// Average cost of the known holdings; `None` with nothing held.
     pub fn avg_cost(&self) -> Option<Decimal> {
         (!self.qty.is_zero()).then(|| (self.cost / self.qty).normalize())
-    }
-
-    /// True when `trade` was already applied (same millisecond as the newest, same id).
-    pub fn has_seen(&self, trade: &Trade) -> bool {
-        match self.last_trade_ms {
-            Some(last) if trade.time < last => true,
-            Some(last) if trade.time == last => self.last_trade_ids.contains(&trade.id),
-            _ => false,
-        }
     }
 
     /// Applies one fill. `opening_cost` values sold coins of unknown cost.
@@ -175,15 +165,11 @@ mod tests {
     }
 
     #[test]
-    fn third_asset_fees_are_kept_aside_and_duplicates_are_recognised() {
+    fn third_asset_fees_are_kept_aside_and_the_last_millisecond_is_remembered() {
         let mut basis = CostBasis::default();
-        let first = trade("x", 5, true, "1", "2", "0.5", "MX");
-        basis.apply(&first, "QRL", "USDT", None).unwrap();
+        basis.apply(&trade("x", 5, true, "1", "2", "0.5", "MX"), "QRL", "USDT", None).unwrap();
         basis.apply(&trade("y", 5, true, "1", "2", "0.25", "MX"), "QRL", "USDT", None).unwrap();
         assert_eq!(basis.other_fees["MX"], "0.75");
-        assert!(basis.has_seen(&first));
-        assert!(!basis.has_seen(&trade("z", 5, true, "1", "1", "0", "USDT")));
-        assert!(basis.has_seen(&trade("old", 4, true, "1", "1", "0", "USDT")));
         assert_eq!(basis.last_trade_ids, vec!["x".to_owned(), "y".to_owned()]);
     }
 }

@@ -8,10 +8,11 @@
 //!
 //! - [`balance`]: `/api/v3/account` → the complete account, position hashes and their index.
 //! - [`price`]: `/api/v3/ticker/24hr` → latest (permanent) + cached (TTL) price, history, ticker.
-//! - [`cost`]: `/api/v3/myTrades`, read incrementally → average cost and P&L.
+//! - [`cost`]: `/api/v3/myTrades` over MEXC's one-month window → average cost and P&L.
 //! - [`cost_basis`]: the average-cost arithmetic, pure.
 //! - [`raw`]: raw-response records and their capped history.
 //! - [`status`]: the per-task status hash.
+//! - [`snapshot`]: the invocation's exchange reads, each made once and shared by the tasks.
 //!
 //! Tasks return a [`TaskReport`]; logging it is the edge's job.
 
@@ -20,6 +21,7 @@ pub mod cost;
 pub mod cost_basis;
 pub mod price;
 pub mod raw;
+pub mod snapshot;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -33,6 +35,7 @@ use crate::exchange::client::RetryPolicy;
 use crate::exchange::MexcClient;
 use crate::store::{all_ok, Command, Store};
 use crate::App;
+use snapshot::Snapshot;
 
 /// The sync tasks, by the name used in keys, `CRON_TASKS` and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,16 +113,17 @@ pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, Stri
         return Err(format!("cron `{cron}` is not listed in CRON_TASKS; nothing ran"));
     };
     let exchange = exchange_client(app);
-    Ok(join_all(tasks.iter().map(|task| run_task(app, &exchange, *task))).await)
+    let snapshot = Snapshot::new(&exchange);
+    Ok(join_all(tasks.iter().map(|task| run_task(app, &snapshot, *task))).await)
 }
 
 /// Runs one task: fetch, then one pipeline with its data and status (or only its status).
-pub async fn run_task(app: &App<'_>, exchange: &MexcClient<'_>, task: Task) -> TaskReport {
+pub async fn run_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> TaskReport {
     let started = app.clock.now_ms();
     let outcome = match task {
-        Task::Balance => balance::run(app, exchange).await,
-        Task::Price => price::run(app, exchange).await,
-        Task::Cost => cost::run(app, exchange).await,
+        Task::Balance => balance::run(app, snapshot).await,
+        Task::Price => price::run(app, snapshot).await,
+        Task::Cost => cost::run(app, snapshot).await,
     };
     let status_key = app.config.keys.sync_status(task.name());
     let (mut commands, keys_written, failure) = match outcome {

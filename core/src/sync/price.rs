@@ -9,9 +9,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::snapshot::Snapshot;
 use super::{history_append, raw, SyncError};
 use crate::codec::encode_json;
-use crate::exchange::MexcClient;
 use crate::keys::Exchange;
 use crate::store::Command;
 use crate::ttl::DataClass;
@@ -29,12 +29,13 @@ pub struct PriceRecord {
 }
 
 /// Fetches every symbol's ticker, then returns all the writes.
-pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command>, SyncError> {
+pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>, SyncError> {
     let symbols = &app.config.symbols;
-    let tickers = try_join_all(symbols.iter().map(|symbol| exchange.ticker_24hr(symbol))).await?;
+    let tickers = try_join_all(symbols.iter().map(|symbol| snapshot.ticker_24hr(symbol))).await?;
     let keys = &app.config.keys;
     let mut commands = Vec::new();
-    for (symbol, ticker) in symbols.iter().zip(&tickers) {
+    for (symbol, response) in symbols.iter().zip(&tickers) {
+        let ticker = &*response.fetched;
         let price = ticker.value.last_price.ok_or_else(|| {
             SyncError::Incomplete(format!("the 24h ticker of {symbol} has no lastPrice; nothing written"))
         })?;
@@ -45,7 +46,10 @@ pub async fn run(app: &App<'_>, exchange: &MexcClient<'_>) -> Result<Vec<Command
             ts: ticker.fetched_at_ms,
         };
         let json = encode_json(&record);
-        commands.extend(raw::writes(app, ticker, Some(symbol), json!({ "task": "price", "symbol": symbol.as_str() }))?);
+        if response.owner {
+            let metadata = json!({ "task": "price", "symbol": symbol.as_str() });
+            commands.extend(raw::writes(app, ticker, Some(symbol), metadata)?);
+        }
         commands.push(Command::set(&keys.price_latest(Exchange::Mexc, symbol), &json, None));
         commands.push(Command::set(
             &keys.price_cached(Exchange::Mexc, symbol),
