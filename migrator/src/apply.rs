@@ -6,7 +6,10 @@
 //!
 //! Re-running after a crash resumes: entries still pending are finished first (a move that
 //! happened before the crash is recognised as `already`), then the scan continues, skipping
-//! what the journal says is done. A lock key with a TTL keeps two runs from overlapping.
+//! what the journal says is done. Conflicts found while scanning are noted in the journal (on
+//! disk: memory stays flat) and reported at the end, after a last walk over the journal has
+//! migrated again the sources a live writer recreated after their move. A lock key with a
+//! TTL keeps two runs from overlapping.
 
 use std::time::{Duration, Instant};
 
@@ -255,6 +258,7 @@ pub async fn apply(
 }
 
 async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
+    run.journal.clear_conflicts()?;
     // 1. Finish what a crashed run left pending.
     let mut pending = Vec::new();
     for page in entries(run.journal, false, 10_000) {
@@ -290,45 +294,17 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
     while let Some(page) = scanner.next_page(run.store).await? {
         progress.inc(page.len() as u64);
         done_keys += page.len() as u64;
-        let mut fresh = Vec::new();
-        let mut recreated = std::collections::HashMap::new();
-        for candidate in page {
-            match run.journal.entry_for(&candidate.key)? {
-                Some(entry) if entry.state == EntryState::Done && entry.keep_source => run.report.already_migrated += 1,
-                Some(entry) if entry.state == EntryState::Done => {
-                    // A live writer recreated the legacy key after its move: migrate it again,
-                    // replacing the targets only if they still hold what the last move wrote.
-                    recreated.insert(candidate.key.clone(), entry.targets);
-                    fresh.push(candidate);
-                }
-                _ => fresh.push(candidate),
-            }
-        }
-        let classified = classify(run.store, run.rules, run.rule_options, fresh, now_ms()).await?;
+        let classified = classify(run.store, run.rules, run.rule_options, page, now_ms()).await?;
         let mut entries = Vec::new();
         for item in classified {
-            if let Some(previous_move) = recreated.get(&item.candidate.key) {
-                let ours = item
-                    .previous
-                    .iter()
-                    .zip(previous_move)
-                    .all(|(held, (_, wrote))| held.as_ref().is_none_or(|h| &h.value == wrote));
-                if ours && matches!(item.class, Class::Conflict | Class::Migrate | Class::AlreadyMigrated) {
-                    let mut entry = run.entry(&item);
-                    entry.overwrite = true;
-                    run.report.remigrated += 1;
-                    entries.push(entry);
-                    continue;
-                }
-            }
             match item.class {
                 Class::Migrate => entries.push(run.entry(&item)),
                 Class::Conflict if run.options.overwrite => entries.push(run.entry(&item)),
                 Class::AlreadyMigrated if !run.options.keep_source => entries.push(run.entry(&item)),
                 Class::AlreadyMigrated => run.report.already_migrated += 1,
+                // Maybe a source a live writer recreated after its move: decided at the end.
                 Class::Conflict => {
-                    run.report.conflicts += 1;
-                    run.report.problem(&item.candidate.key, item.reason.as_deref().unwrap_or("conflict"));
+                    run.journal.note_conflict(&item.candidate.key, item.reason.as_deref().unwrap_or("conflict"))?
                 }
                 Class::Unparseable => {
                     run.report.unparseable += 1;
@@ -350,6 +326,89 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
             }
         }
     }
+
+    // 3. Sources a live writer recreated after their move (SCAN may or may not have seen them).
+    if !run.options.keep_source {
+        remigrate_recreated(run).await?;
+    }
+
+    // 4. What is still in conflict.
+    let mut after: Option<String> = None;
+    loop {
+        let conflicts = run.journal.conflicts(after.as_deref(), run.options.batch.max(1))?;
+        let Some((last, _)) = conflicts.last() else { break };
+        after = Some(last.clone());
+        for (source, reason) in &conflicts {
+            run.report.conflicts += 1;
+            run.report.problem(source, reason);
+        }
+    }
+    run.journal.clear_conflicts()?;
     progress.finish_and_clear();
+    Ok(())
+}
+
+/// Walks the journal newest first; a moved source (not kept) that exists again was recreated by
+/// a live writer: it is migrated again, replacing its targets only if they still hold what its
+/// last move wrote. Only the newest entry of a source counts; entries this walk adds are not
+/// visited, so a writer that keeps recreating a key cannot keep the walk going.
+async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
+    let journal = run.journal;
+    let end = journal.next_seq()?;
+    let mut handled = std::collections::HashSet::new();
+    for page in entries(journal, true, run.options.batch.max(1)) {
+        let moved: Vec<Entry> = page?
+            .into_iter()
+            .filter(|e| e.seq < end && e.state == EntryState::Done && !e.keep_source)
+            .filter(|e| !handled.contains(&e.source))
+            .collect();
+        if moved.is_empty() {
+            continue;
+        }
+        let exists: Vec<Command> = moved.iter().map(|e| Command::new("EXISTS").arg(&e.source)).collect();
+        let replies = run.store.pipeline(&exists).await?;
+        let mut recreated = Vec::new();
+        for (entry, reply) in moved.into_iter().zip(replies) {
+            let reply = reply.map_err(|e| ApplyError::Script(format!("EXISTS {}: {}", entry.source, e.0)))?;
+            if reply == Reply::Int(1) {
+                handled.insert(entry.source.clone());
+                recreated.push(entry);
+            }
+        }
+        if recreated.is_empty() {
+            continue;
+        }
+        let candidates: Vec<Candidate> = recreated
+            .iter()
+            .filter_map(|e| {
+                let rule = run.rules.iter().position(|r| r.name == e.rule)?;
+                let captures = run.rules[rule].from.capture(&e.source)?;
+                Some(Candidate { rule, key: e.source.clone(), captures })
+            })
+            .collect();
+        let classified = classify(run.store, run.rules, run.rule_options, candidates, now_ms()).await?;
+        let mut entries = Vec::new();
+        for item in classified {
+            let Some(previous_move) = recreated.iter().find(|e| e.source == item.candidate.key) else { continue };
+            let ours = item
+                .previous
+                .iter()
+                .zip(&previous_move.targets)
+                .all(|(held, (_, wrote))| held.as_ref().is_none_or(|h| &h.value == wrote));
+            if ours && matches!(item.class, Class::Conflict | Class::Migrate | Class::AlreadyMigrated) {
+                let mut entry = run.entry(&item);
+                entry.overwrite = true;
+                run.report.remigrated += 1;
+                journal.forget_conflict(&item.candidate.key)?;
+                entries.push(entry);
+            } else if item.class == Class::Conflict {
+                let why = "recreated after its move, and a target changed since";
+                journal.note_conflict(&item.candidate.key, why)?;
+            }
+        }
+        let changed = run.move_entries(entries).await?;
+        run.retry_changed(changed).await?;
+        run.lock(false).await?;
+    }
     Ok(())
 }
