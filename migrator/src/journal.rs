@@ -8,10 +8,13 @@
 //! a sequence number, so iteration is in apply order and rollback walks it backwards.
 //!
 //! Memory stays flat however many keys are journaled: sled keeps bookkeeping for every page
-//! of a database in memory (about 40 bytes per entry, measured), so the journal is split into
-//! segments — one sled database per [`SEGMENT_ENTRIES`] sequence numbers — and at most two are
-//! open: the newest, which takes new entries, and one other, for reading. The journal also
-//! holds apply's list of conflicts found while scanning (on disk, for the same reason).
+//! of a database in memory and its working memory grows with the bytes written to it, so the
+//! journal is split into segments — a new sled database once the newest has taken
+//! [`SEGMENT_BYTES`] — named by their first sequence number, and at most two are open: the
+//! newest, which takes new entries, and one other, for reading. Bounding segments by bytes
+//! rather than entries keeps a segment of large values (JSON arrays, long histories) as small
+//! as one of small values. The journal also holds apply's list of conflicts found while
+//! scanning (on disk, for the same reason).
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
@@ -19,9 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::value::{Stored, TypedValue};
 
-/// Sequence numbers per segment database (measured: at 25 k entries a segment's bookkeeping
-/// is a few MB; fewer entries per segment would mean more files and more opens when reading).
-pub const SEGMENT_ENTRIES: u64 = 25_000;
+/// Bytes of entries (every write counted, updates included) after which new entries start a
+/// new segment. Measured: sled's working memory for a segment grows with the bytes written to
+/// it; at 8 MiB it is a few MB, and a million keys make ~150 segments, quick to open in turn.
+pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,19 +129,16 @@ pub fn entries(
     })
 }
 
-/// One segment database.
+/// One segment database; `number` is the first sequence number it holds.
 struct Segment {
     number: u64,
     db: sled::Db,
     entries: sled::Tree,
 }
 
-/// The meta key holding a journal's entries per segment, fixed when it is created.
-const SEGMENT_ENTRIES_KEY: &[u8] = b"segment_entries";
-
 impl Segment {
     fn open(root: &Path, number: u64) -> Result<Self, JournalError> {
-        let path = root.join(SEGMENTS_DIR).join(format!("{number:08}"));
+        let path = root.join(SEGMENTS_DIR).join(format!("{number:020}"));
         let db = sled::Config::new()
             .path(&path)
             // A small cache: entries are written once and read back in order.
@@ -165,9 +166,14 @@ pub struct SledJournal {
     /// Journal-wide state: apply's noted conflicts.
     meta: sled::Db,
     conflicts: sled::Tree,
-    segment_entries: u64,
-    /// Segment numbers present, ascending.
+    segment_bytes: u64,
+    /// Segments present, by first sequence number, ascending.
     segments: RefCell<Vec<u64>>,
+    /// Bytes written to the newest segment by this process (`None`: it was written before, so
+    /// the next new entry starts a fresh segment rather than measure the old one).
+    newest_bytes: std::cell::Cell<Option<u64>>,
+    /// The first sequence number not yet written, once known.
+    next_new: std::cell::Cell<Option<u64>>,
     /// The newest segment (new entries go there) and one other, each opened on demand.
     newest: RefCell<Option<Segment>>,
     other: RefCell<Option<Segment>>,
@@ -176,12 +182,11 @@ pub struct SledJournal {
 impl SledJournal {
     /// Opens (or creates) the journal directory. One process at a time: sled locks it.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        Self::open_with(path, SEGMENT_ENTRIES)
+        Self::open_with(path, SEGMENT_BYTES)
     }
 
-    /// Opens the journal; a new one gets `segment_entries` entries per segment, an existing one
-    /// keeps what it was created with.
-    pub fn open_with(path: &Path, segment_entries: u64) -> Result<Self, JournalError> {
+    /// Opens the journal, starting new segments after `segment_bytes` (tests use small ones).
+    pub fn open_with(path: &Path, segment_bytes: u64) -> Result<Self, JournalError> {
         if path.join("db").exists() && !path.join(SEGMENTS_DIR).exists() {
             return Err(JournalError(format!(
                 "{} is a journal of an older migrator (one sled database); finish or roll it back with that version",
@@ -197,14 +202,6 @@ impl SledJournal {
             .open()
             .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
         let conflicts = meta.open_tree("conflicts")?;
-        let segment_entries = match meta.get(SEGMENT_ENTRIES_KEY)? {
-            Some(bytes) => seq_of(&bytes)?,
-            None => {
-                meta.insert(SEGMENT_ENTRIES_KEY, &segment_entries.max(1).to_be_bytes())?;
-                meta.flush()?;
-                segment_entries.max(1)
-            }
-        };
         let mut segments = Vec::new();
         let listing = std::fs::read_dir(&segments_dir)
             .map_err(|e| JournalError(format!("cannot read {}: {e}", segments_dir.display())))?;
@@ -219,11 +216,18 @@ impl SledJournal {
             root: path.to_owned(),
             meta,
             conflicts,
-            segment_entries,
+            segment_bytes,
             segments: RefCell::new(segments),
+            newest_bytes: std::cell::Cell::new(None),
+            next_new: std::cell::Cell::new(None),
             newest: RefCell::new(None),
             other: RefCell::new(None),
         })
+    }
+
+    /// The segment holding `seq`: the last one starting at or before it.
+    fn segment_of(&self, seq: u64) -> Option<u64> {
+        self.segments.borrow().iter().rev().find(|first| **first <= seq).copied()
     }
 
     /// Runs `f` on segment `number`, opening (and creating) it in the matching slot.
@@ -232,21 +236,23 @@ impl SledJournal {
         number: u64,
         f: impl FnOnce(&Segment) -> Result<R, JournalError>,
     ) -> Result<R, JournalError> {
-        let newest_number = self.segments.borrow().last().copied();
-        let slot = if newest_number.is_none_or(|newest| number >= newest) { &self.newest } else { &self.other };
-        let mut slot = slot.borrow_mut();
-        if slot.as_ref().is_none_or(|s| s.number != number) {
-            if let Some(previous) = slot.take() {
-                previous.db.flush()?;
+        for slot in [&self.newest, &self.other] {
+            if let Some(segment) = slot.borrow().as_ref().filter(|s| s.number == number) {
+                return f(segment);
             }
-            if newest_number.is_none_or(|newest| number > newest) {
-                self.segments.borrow_mut().push(number);
-            }
-            *slot = Some(Segment::open(&self.root, number)?);
         }
+        let newest = self.segments.borrow().last().copied();
+        let mut slot = if newest == Some(number) { self.newest.borrow_mut() } else { self.other.borrow_mut() };
+        if let Some(previous) = slot.take() {
+            previous.db.flush()?;
+        }
+        *slot = Some(Segment::open(&self.root, number)?);
         f(slot.as_ref().expect("opened above"))
     }
 }
+
+/// A sequence number and its encoded entry.
+type Encoded = (u64, Vec<u8>);
 
 fn decode(bytes: &[u8]) -> Result<Entry, JournalError> {
     serde_json::from_slice(bytes).map_err(|e| JournalError(format!("corrupt entry: {e}")))
@@ -254,15 +260,40 @@ fn decode(bytes: &[u8]) -> Result<Entry, JournalError> {
 
 impl Journal for SledJournal {
     fn record(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError> {
-        let mut start = 0;
-        while start < entries.len() {
-            let number = entries[start].seq / self.segment_entries;
-            let group = entries[start..].iter().take_while(|e| e.seq / self.segment_entries == number).count();
+        let mut next_new = match self.next_new.get() {
+            Some(next) => next,
+            None => self.next_seq()?,
+        };
+        // (segment, [(seq, encoded entry)]), in the order given.
+        let mut groups: Vec<(u64, Vec<Encoded>)> = Vec::new();
+        for entry in entries {
+            let bytes = serde_json::to_vec(entry).map_err(|e| JournalError(e.to_string()))?;
+            let is_new = entry.seq >= next_new;
+            let full = self.newest_bytes.get().is_none_or(|written| written >= self.segment_bytes);
+            let number = match self.segment_of(entry.seq) {
+                Some(number) if !(is_new && full) => number,
+                _ => {
+                    // A new segment starting at this entry.
+                    self.segments.borrow_mut().push(entry.seq);
+                    self.newest_bytes.set(Some(0));
+                    entry.seq
+                }
+            };
+            if Some(number) == self.segments.borrow().last().copied() {
+                self.newest_bytes.set(self.newest_bytes.get().map(|written| written + bytes.len() as u64));
+            }
+            next_new = next_new.max(entry.seq + 1);
+            match groups.last_mut() {
+                Some((group, items)) if *group == number => items.push((entry.seq, bytes)),
+                _ => groups.push((number, vec![(entry.seq, bytes)])),
+            }
+        }
+        self.next_new.set(Some(next_new));
+        for (number, items) in groups {
             self.with_segment(number, |segment| {
                 let mut batch = sled::Batch::default();
-                for entry in &entries[start..start + group] {
-                    let bytes = serde_json::to_vec(entry).map_err(|e| JournalError(e.to_string()))?;
-                    batch.insert(&entry.seq.to_be_bytes(), bytes);
+                for (seq, bytes) in items {
+                    batch.insert(&seq.to_be_bytes(), bytes);
                 }
                 segment.entries.apply_batch(batch)?;
                 if durable {
@@ -270,7 +301,6 @@ impl Journal for SledJournal {
                 }
                 Ok(())
             })?;
-            start += group;
         }
         Ok(())
     }
@@ -306,15 +336,17 @@ impl Journal for SledJournal {
                 Ok(())
             })
         };
-        let first = after.map(|seq| seq / self.segment_entries);
         if reverse {
-            for number in numbers.into_iter().rev().filter(|n| first.is_none_or(|f| *n <= f)) {
+            // Segments holding sequence numbers below `after`.
+            for number in numbers.into_iter().rev().filter(|n| after.is_none_or(|a| *n < a)) {
                 visit(number, &mut page)?;
                 if page.len() >= limit {
                     break;
                 }
             }
         } else {
+            // The segment holding `after` and those after it.
+            let first = after.and_then(|a| self.segment_of(a));
             for number in numbers.into_iter().filter(|n| first.is_none_or(|f| *n >= f)) {
                 visit(number, &mut page)?;
                 if page.len() >= limit {
@@ -354,5 +386,89 @@ impl Journal for SledJournal {
         self.conflicts.clear()?;
         self.meta.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64) -> Entry {
+        Entry {
+            seq,
+            rule: "user-position".into(),
+            source: format!("user:u{seq}:position:QRLUSDT:long"),
+            original: Stored { value: TypedValue::String(format!("{{\"qty\":\"{seq}\"}}")), expire_at_ms: None },
+            targets: Vec::new(),
+            previous_targets: Vec::new(),
+            index: Vec::new(),
+            keep_source: false,
+            overwrite: false,
+            state: EntryState::Pending,
+            note: None,
+        }
+    }
+
+    fn seqs(pages: impl Iterator<Item = Result<Vec<Entry>, JournalError>>) -> Vec<u64> {
+        pages.flat_map(|page| page.unwrap()).map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn entries_span_segments_in_both_directions_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Entries of ~200 bytes: a new segment after every 4 or so new ones.
+            let journal = SledJournal::open_with(dir.path(), 800).unwrap();
+            assert_eq!(journal.next_seq().unwrap(), 0);
+            // One batch straddling two segment boundaries, then an update of an older segment.
+            journal.record(&(0..25).map(entry).collect::<Vec<_>>(), true).unwrap();
+            let mut done = entry(3);
+            done.state = EntryState::Done;
+            journal.record(&[done], false).unwrap();
+            journal.record(&(25..32).map(entry).collect::<Vec<_>>(), true).unwrap();
+        }
+        let journal = SledJournal::open_with(dir.path(), 800).unwrap();
+        let segments = std::fs::read_dir(dir.path().join(SEGMENTS_DIR)).unwrap().count();
+        assert!(segments >= 3, "a batch starts at most one segment; {segments} segments");
+        assert_eq!(journal.next_seq().unwrap(), 32);
+        assert_eq!(seqs(entries(&journal, false, 7)), (0..32).collect::<Vec<_>>());
+        assert_eq!(seqs(entries(&journal, true, 7)), (0..32).rev().collect::<Vec<_>>());
+        for after in 0..32 {
+            let forward: Vec<u64> = journal.page(Some(after), 3, false).unwrap().iter().map(|e| e.seq).collect();
+            assert_eq!(forward, (after + 1..32).take(3).collect::<Vec<_>>(), "after {after}");
+            let backward: Vec<u64> = journal.page(Some(after), 3, true).unwrap().iter().map(|e| e.seq).collect();
+            assert_eq!(backward, (0..after).rev().take(3).collect::<Vec<_>>(), "before {after}");
+        }
+        // New entries after reopening start a new segment, the old ones stay readable.
+        journal.record(&(32..34).map(entry).collect::<Vec<_>>(), true).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join(SEGMENTS_DIR)).unwrap().count(), segments + 1);
+        assert_eq!(seqs(entries(&journal, false, 5)), (0..34).collect::<Vec<_>>());
+        let states: Vec<EntryState> = journal.page(Some(2), 2, false).unwrap().iter().map(|e| e.state).collect();
+        assert_eq!(states, [EntryState::Done, EntryState::Pending]);
+    }
+
+    #[test]
+    fn conflicts_are_listed_in_key_order_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SledJournal::open(dir.path()).unwrap();
+        for key in ["b", "a", "c"] {
+            journal.note_conflict(key, &format!("{key} differs")).unwrap();
+        }
+        journal.forget_conflict("c").unwrap();
+        assert_eq!(
+            journal.conflicts(None, 10).unwrap(),
+            [("a".to_owned(), "a differs".to_owned()), ("b".to_owned(), "b differs".to_owned())]
+        );
+        assert_eq!(journal.conflicts(Some("a"), 10).unwrap().len(), 1);
+        journal.clear_conflicts().unwrap();
+        assert!(journal.conflicts(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_journal_of_the_single_database_layout_is_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db"), b"").unwrap();
+        let error = SledJournal::open(dir.path()).err().unwrap();
+        assert!(error.to_string().contains("older migrator"), "{error}");
     }
 }
