@@ -31,6 +31,8 @@ pub mod market;
 pub mod secret;
 pub mod store;
 pub mod sync;
+#[cfg(test)]
+mod test_app;
 pub mod ttl;
 pub mod warm;
 

@@ -115,6 +115,18 @@ impl Run<'_> {
         let _ = self.store.execute(&command).await;
     }
 
+    /// Journaled sources as scan candidates again, to be re-read and reclassified.
+    fn candidates(&self, entries: &[Entry]) -> Vec<Candidate> {
+        entries
+            .iter()
+            .filter_map(|e| {
+                let rule = self.rules.iter().position(|r| r.name == e.rule)?;
+                let captures = self.rules[rule].from.capture(&e.source)?;
+                Some(Candidate { rule, key: e.source.clone(), captures })
+            })
+            .collect()
+    }
+
     fn entry(&mut self, item: &Classified) -> Entry {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -197,14 +209,7 @@ impl Run<'_> {
                 return Ok(());
             }
             self.report.changed_retried += changed.len() as u64;
-            let candidates: Vec<Candidate> = changed
-                .iter()
-                .filter_map(|e| {
-                    let rule = self.rules.iter().position(|r| r.name == e.rule)?;
-                    let captures = self.rules[rule].from.capture(&e.source)?;
-                    Some(Candidate { rule, key: e.source.clone(), captures })
-                })
-                .collect();
+            let candidates = self.candidates(&changed);
             let seqs: Vec<(String, u64)> = changed.iter().map(|e| (e.source.clone(), e.seq)).collect();
             let classified = classify(self.store, self.rules, self.rule_options, candidates, now_ms()).await?;
             let mut again = Vec::new();
@@ -378,15 +383,7 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
         if recreated.is_empty() {
             continue;
         }
-        let candidates: Vec<Candidate> = recreated
-            .iter()
-            .filter_map(|e| {
-                let rule = run.rules.iter().position(|r| r.name == e.rule)?;
-                let captures = run.rules[rule].from.capture(&e.source)?;
-                Some(Candidate { rule, key: e.source.clone(), captures })
-            })
-            .collect();
-        let classified = classify(run.store, run.rules, run.rule_options, candidates, now_ms()).await?;
+        let classified = classify(run.store, run.rules, run.rule_options, run.candidates(&recreated), now_ms()).await?;
         let mut entries = Vec::new();
         for item in classified {
             let Some(previous_move) = recreated.iter().find(|e| e.source == item.candidate.key) else { continue };

@@ -88,17 +88,11 @@ pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), Ap
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use futures_executor::block_on;
 
     use super::*;
-    use crate::api::flight::Flights;
-    use crate::clock::{FixedClock, ThreadSleep};
-    use crate::config::Config;
     use crate::http::{HttpClient, HttpRequest, HttpResponse, TransportError};
-    use crate::store::memory::MemoryStore;
-    use crate::store::tiered::{MemoryTier, Tiered};
 
     struct NoNetwork;
 
@@ -110,21 +104,7 @@ mod tests {
     }
 
     fn with_app(vars: &[(&str, &str)], check: impl FnOnce(&App<'_>)) {
-        let config = Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())).unwrap();
-        let clock = Arc::new(FixedClock::at(1_700_000_000_000));
-        let store = MemoryStore::new(clock.clone(), 100);
-        let memory = MemoryTier::new(config.tiers);
-        let tiers = Tiered::memory_only(&memory, &store, &*clock);
-        let flights = Flights::default();
-        let app = App {
-            config: &config,
-            store: &tiers,
-            http: &NoNetwork,
-            clock: &*clock,
-            sleep: &ThreadSleep,
-            flights: &flights,
-        };
-        check(&app);
+        crate::test_app::with_app(vars, &NoNetwork, check)
     }
 
     #[test]

@@ -235,22 +235,15 @@ fn report(
 mod tests {
     use std::cell::RefCell;
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use futures_executor::block_on;
 
     use super::*;
-    use crate::api::flight::Flights;
-    use crate::clock::{FixedClock, ThreadSleep};
-    use crate::config::Config;
     use crate::exchange::MexcClient;
     use crate::http::{HttpClient, HttpRequest, HttpResponse, TransportError};
-    use crate::store::memory::MemoryStore;
-    use crate::store::tiered::{MemoryTier, Tiered};
-    use crate::store::{Reply, Store};
+    use crate::store::Reply;
     use crate::sync::{run_cron, Task};
-
-    const NOW: i64 = 1_700_000_000_000;
+    use crate::test_app::{with_app, NOW_MS as NOW};
 
     /// A unit-test double of MEXC's read side: canned account and ticker, and fills filtered
     /// by `startTime` and `limit`, oldest first, as MEXC pages them. Counts calls per path.
@@ -295,43 +288,38 @@ mod tests {
                 "commission": "0", "commissionAsset": "USDT", "time": time, "isBuyer": buy })
     }
 
-    /// Runs `cron` (or the cost task alone) against `exchange` and returns the stored cost
-    /// record or the task's error.
-    fn run(vars: &[(&str, &str)], exchange: &Exchange, cron: Option<&str>) -> (Result<Value, String>, MemoryStore) {
+    /// Runs `cron` (or the cost task alone) against `exchange`; returns the stored cost record
+    /// or the task's error, and a reply from the store to `probe`.
+    fn run(
+        vars: &[(&str, &str)],
+        exchange: &Exchange,
+        cron: Option<&str>,
+        probe: Command,
+    ) -> (Result<Value, String>, Reply) {
         let mut all = vec![("MEXC_API_KEY", "key"), ("MEXC_API_SECRET", "secret"), ("QUOTE_ASSETS", "USDT")];
         all.extend_from_slice(vars);
-        let config = Config::from_lookup(|n| all.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())).unwrap();
-        let clock = Arc::new(FixedClock::at(NOW));
-        let store = MemoryStore::new(clock.clone(), 10_000);
-        let memory = MemoryTier::new(config.tiers);
-        let tiers = Tiered::memory_only(&memory, &store, &*clock);
-        let flights = Flights::default();
-        let app = App {
-            config: &config,
-            store: &tiers,
-            http: exchange,
-            clock: &*clock,
-            sleep: &ThreadSleep,
-            flights: &flights,
-        };
-        let client = MexcClient::new(exchange, &*clock, &config.exchange);
-        let snapshot = Snapshot::new(&client);
-        let outcome = block_on(async {
-            let reports = match cron {
-                Some(cron) => run_cron(&app, cron).await.unwrap(),
-                None => vec![crate::sync::run_task(&app, &snapshot, Task::Cost).await],
-            };
-            let cost = reports.iter().find(|r| r.task == Task::Cost).unwrap();
-            match &cost.error {
-                Some(error) => Err(error.clone()),
-                None => {
-                    let key = config.keys.cost(crate::keys::Exchange::Mexc, &config.account_id, &config.symbols[0]);
-                    let bytes = tiers.backing_store().get(&key).await.unwrap().unwrap();
-                    Ok(serde_json::from_slice(&bytes).unwrap())
-                }
-            }
-        });
-        (outcome, store)
+        with_app(&all, exchange, |app| {
+            let client = MexcClient::new(app.http, app.clock, &app.config.exchange);
+            let snapshot = Snapshot::new(&client);
+            block_on(async {
+                let reports = match cron {
+                    Some(cron) => run_cron(app, cron).await.unwrap(),
+                    None => vec![crate::sync::run_task(app, &snapshot, Task::Cost).await],
+                };
+                let cost = reports.iter().find(|r| r.task == Task::Cost).unwrap();
+                let store = app.store.backing_store();
+                let record = match &cost.error {
+                    Some(error) => Err(error.clone()),
+                    None => {
+                        let config = app.config;
+                        let key = config.keys.cost(crate::keys::Exchange::Mexc, &config.account_id, &config.symbols[0]);
+                        let bytes = store.get(&key).await.unwrap().unwrap();
+                        Ok(serde_json::from_slice(&bytes).unwrap())
+                    }
+                };
+                (record, store.execute(&probe).await.unwrap())
+            })
+        })
     }
 
     fn d(value: &Value) -> Decimal {
@@ -347,8 +335,7 @@ mod tests {
             (0..250).map(|i| fill(&format!("f{i}"), start + i / 10, true, "1", "0.1")).collect();
         fills.push(fill("ancient", NOW - TRADE_WINDOW_MS - 1, true, "1000", "1"));
         let exchange = Exchange { fills, calls: RefCell::default() };
-        let (record, _) = run(&[], &exchange, None);
-        let record = record.unwrap();
+        let record = run(&[], &exchange, None, Command::new("PING")).0.unwrap();
         assert_eq!(record["window"]["fills"], 250);
         // 250 bought, but the account holds 150: 100 left without a trade, at the average cost.
         assert_eq!(d(&record["qty"]), Decimal::from(150));
@@ -364,11 +351,11 @@ mod tests {
     fn a_window_beyond_the_page_limit_fails_instead_of_missing_the_newest_fills() {
         let fills = (0..250).map(|i| fill(&format!("f{i}"), NOW - 3_600_000 + i, true, "1", "0.1")).collect();
         let exchange = Exchange { fills, calls: RefCell::default() };
-        let (record, store) = run(&[("MAX_TRADE_PAGES", "2")], &exchange, None);
+        let exists = Command::new("EXISTS").arg("qrl:v1:cost:mexc:main:QRLUSDT");
+        let (record, exists) = run(&[("MAX_TRADE_PAGES", "2")], &exchange, None, exists);
         let error = record.unwrap_err();
         assert!(error.contains("more than 200 fills") && error.contains("MAX_TRADE_PAGES"), "{error}");
-        let exists = block_on(store.pipeline(&[Command::new("EXISTS").arg("qrl:v1:cost:mexc:main:QRLUSDT")])).unwrap();
-        assert_eq!(exists[0], Ok(Reply::Int(0)), "a failed run writes no cost record");
+        assert_eq!(exists, Reply::Int(0), "a failed run writes no cost record");
     }
 
     #[test]
@@ -376,7 +363,7 @@ mod tests {
         // The window explains 100 of the 150 QRL held: bought for 10 USDT.
         let fills = vec![fill("a", NOW - 1000, true, "100", "10")];
         let exchange = Exchange { fills: fills.clone(), calls: RefCell::default() };
-        let record = run(&[], &exchange, None).0.unwrap();
+        let record = run(&[], &exchange, None, Command::new("PING")).0.unwrap();
         assert_eq!(d(&record["unknown_cost_qty"]), Decimal::from(50));
         assert_eq!(d(&record["qty"]), Decimal::from(100));
         assert_eq!(d(&record["avg_cost"]), "0.1".parse().unwrap(), "unknown coins are not priced at zero");
@@ -384,7 +371,7 @@ mod tests {
 
         // With an opening cost of 0.2: 100 at 10 plus 50 at 0.2 = 20 for 150, avg 0.1333…
         let exchange = Exchange { fills, calls: RefCell::default() };
-        let record = run(&[("OPENING_COSTS", "QRLUSDT=0.2")], &exchange, None).0.unwrap();
+        let record = run(&[("OPENING_COSTS", "QRLUSDT=0.2")], &exchange, None, Command::new("PING")).0.unwrap();
         assert_eq!(d(&record["unknown_cost_qty"]), Decimal::ZERO);
         assert_eq!(d(&record["qty"]), Decimal::from(150));
         assert_eq!(d(&record["cost_basis"]), Decimal::from(20));
@@ -393,16 +380,19 @@ mod tests {
 
     #[test]
     fn tasks_of_one_cron_share_the_account_and_ticker_calls() {
-        let exchange = Exchange { fills: vec![fill("a", NOW - 1000, true, "150", "15")], calls: RefCell::default() };
-        let (record, store) = run(&[("SYMBOLS", "QRLUSDT")], &exchange, Some("*/3 * * * *"));
-        assert_eq!(d(&record.unwrap()["avg_cost"]), "0.1".parse().unwrap());
-        let calls = exchange.calls.borrow();
-        assert_eq!((calls["/api/v3/account"], calls["/api/v3/ticker/24hr"]), (1, 1), "{calls:?}");
+        let exchange_with_one_fill =
+            || Exchange { fills: vec![fill("a", NOW - 1000, true, "150", "15")], calls: RefCell::default() };
         // Each response is stored raw once, by the task that asked first.
         for endpoint in ["account_info", "ticker_24hr.QRLUSDT"] {
             let history = format!("qrl:v1:raw:mexc:{endpoint}:history");
-            let entries = block_on(store.pipeline(&[Command::new("ZCARD").arg(&history)])).unwrap();
-            assert_eq!(entries[0], Ok(Reply::Int(1)), "{history}");
+            let (record, entries) =
+                run(&[], &exchange_with_one_fill(), Some("*/3 * * * *"), Command::new("ZCARD").arg(&history));
+            assert_eq!(d(&record.unwrap()["avg_cost"]), "0.1".parse().unwrap());
+            assert_eq!(entries, Reply::Int(1), "{history}");
         }
+        let exchange = exchange_with_one_fill();
+        run(&[], &exchange, Some("*/3 * * * *"), Command::new("PING")).0.unwrap();
+        let calls = exchange.calls.borrow();
+        assert_eq!((calls["/api/v3/account"], calls["/api/v3/ticker/24hr"]), (1, 1), "{calls:?}");
     }
 }

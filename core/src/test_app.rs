@@ -1,0 +1,29 @@
+//! A whole [`App`] for unit tests: configuration from a list of variables, a fixed clock, the
+//! memory store behind the tiers, and whichever HTTP client the test gives (a double standing
+//! in for the exchange; the end-to-end suites run against the real runtime and stand-ins).
+
+use std::sync::Arc;
+
+use crate::api::flight::Flights;
+use crate::clock::{FixedClock, ThreadSleep};
+use crate::config::Config;
+use crate::http::HttpClient;
+use crate::store::memory::MemoryStore;
+use crate::store::tiered::{MemoryTier, Tiered};
+use crate::App;
+
+/// The fixed time of every test app, ms since the epoch.
+pub const NOW_MS: i64 = 1_700_000_000_000;
+
+/// Builds the app from `vars` and runs `check` with it.
+pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnOnce(&App<'_>) -> R) -> R {
+    let config = Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
+        .unwrap_or_else(|e| panic!("test configuration: {e}"));
+    let clock = Arc::new(FixedClock::at(NOW_MS));
+    let store = MemoryStore::new(clock.clone(), 10_000);
+    let memory = MemoryTier::new(config.tiers);
+    let tiers = Tiered::memory_only(&memory, &store, &*clock);
+    let flights = Flights::default();
+    let app = App { config: &config, store: &tiers, http, clock: &*clock, sleep: &ThreadSleep, flights: &flights };
+    check(&app)
+}
