@@ -12,6 +12,7 @@
 //! - [`generate`], [`dump`]: a seeded legacy dataset with its ground truth, and typed dumps
 //!   to compare whole databases (tests and benchmarks).
 //! - [`http`]: core's HTTP transport over a blocking native client, for the REST backend.
+//! - [`memory`]: allocator settings that keep the process's memory flat (glibc).
 
 pub mod apply;
 pub mod connect;
@@ -19,6 +20,7 @@ pub mod dump;
 pub mod generate;
 pub mod http;
 pub mod journal;
+pub mod memory;
 pub mod plan;
 pub mod rollback;
 pub mod rules;

@@ -134,25 +134,8 @@ struct StatusReport {
     states: std::collections::BTreeMap<String, u64>,
 }
 
-/// Keeps glibc from growing the heap with the journal. sled allocates 512 KiB I/O buffers; with
-/// glibc's dynamic mmap threshold, once one is freed the threshold rises and later buffers come
-/// from the heap, where they fragment it, and every thread sled starts gets its own arena. A
-/// fixed threshold and two arenas keep the process flat (measured in `make bench-migrator`:
-/// peak RSS 56 → 68 MB from 100 k to 1 M keys without this, 42 → 44 MB with it).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() {
-    // SAFETY: mallopt only sets allocator parameters; called before any thread is started.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() {}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    edgesync_migrator::memory::tune();
     let cli = Cli::parse();
     let global = &cli.global;
     if global.batch == 0 {
