@@ -5,11 +5,11 @@
 //! re-read and retried (3 times); a conflict is never overwritten without `--overwrite`.
 //!
 //! Re-running after a crash resumes: entries still pending are finished first (a move that
-//! happened before the crash is recognised as `already`), then the scan continues, skipping
-//! what the journal says is done. Conflicts found while scanning are noted in the journal (on
-//! disk: memory stays flat) and reported at the end, after a last walk over the journal has
-//! migrated again the sources a live writer recreated after their move. A lock key with a
-//! TTL keeps two runs from overlapping.
+//! happened before the crash is recognised as `already`), then the scan runs again: moved
+//! sources are gone, and kept ones classify as already migrated. Conflicts found while
+//! scanning are noted in the journal (on disk: memory stays flat) and reported at the end,
+//! after a last walk over the journal has migrated again the sources a live writer recreated
+//! after their move. A lock key with a TTL keeps two runs from overlapping.
 
 use std::time::{Duration, Instant};
 
