@@ -12,6 +12,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
+use futures_util::lock::Mutex;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -56,6 +57,8 @@ pub struct MexcClient<'a> {
     retry: Option<RetryPolicy<'a>>,
     /// MEXC's clock minus ours, once measured. `Cell`: the client serves one task.
     offset_ms: Cell<Option<i64>>,
+    /// Held while measuring, so concurrent signed calls wait for one `/api/v3/time`.
+    measuring: Mutex<()>,
     calls: Cell<u64>,
 }
 
@@ -69,7 +72,15 @@ struct Call<'p> {
 impl<'a> MexcClient<'a> {
     /// A client that tries each call once.
     pub fn new(http: &'a dyn HttpClient, clock: &'a dyn Clock, config: &'a ExchangeConfig) -> Self {
-        Self { http, clock, config, retry: None, offset_ms: Cell::new(None), calls: Cell::new(0) }
+        Self {
+            http,
+            clock,
+            config,
+            retry: None,
+            offset_ms: Cell::new(None),
+            measuring: Mutex::new(()),
+            calls: Cell::new(0),
+        }
     }
 
     pub fn with_retries(mut self, retry: RetryPolicy<'a>) -> Self {
@@ -126,6 +137,10 @@ impl<'a> MexcClient<'a> {
 
     /// Measures MEXC's clock offset (once per client; again after a 700003).
     async fn offset(&self) -> i64 {
+        if let Some(offset) = self.offset_ms.get() {
+            return offset;
+        }
+        let _measuring = self.measuring.lock().await;
         if let Some(offset) = self.offset_ms.get() {
             return offset;
         }
@@ -322,6 +337,46 @@ mod tests {
         let query = url.split_once('?').unwrap().1.rsplit_once("&signature=").unwrap();
         assert_eq!(query.1, hmac_sha256_hex(b"45d0b3c26f2644f19bfb98b07741b2f5", query.0.as_bytes()));
         assert!(seen[1].headers.contains(&("X-MEXC-APIKEY".into(), "key".into())));
+    }
+
+    /// Answers by path after yielding once, so concurrent calls interleave.
+    struct Yielding {
+        seen: RefCell<Vec<String>>,
+    }
+
+    #[async_trait(?Send)]
+    impl HttpClient for Yielding {
+        async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if yielded {
+                    return std::task::Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            let path = request.url.split('?').next().unwrap_or_default().to_owned();
+            self.seen.borrow_mut().push(path.clone());
+            let body = if path.ends_with("/time") { r#"{"serverTime": 1000500}"# } else { r#"{"balances": []}"# };
+            Ok(response(200, &[], body))
+        }
+    }
+
+    #[test]
+    fn concurrent_signed_calls_measure_the_clock_offset_once() {
+        let http = Yielding { seen: RefCell::new(Vec::new()) };
+        let clock = FixedClock::at(1_000_000);
+        let config = config();
+        let client = MexcClient::new(&http, &clock, &config);
+        let (first, second) =
+            futures_executor::block_on(futures_util::future::join(client.account(), client.account()));
+        first.unwrap();
+        second.unwrap();
+        let seen = http.seen.borrow();
+        assert_eq!(seen.iter().filter(|path| path.ends_with("/api/v3/time")).count(), 1, "{seen:?}");
+        assert_eq!(seen.iter().filter(|path| path.ends_with("/api/v3/account")).count(), 2, "{seen:?}");
     }
 
     #[test]
