@@ -6,21 +6,24 @@
 //!
 //! Re-running after a crash resumes: entries still pending are finished first (a move that
 //! happened before the crash is recognised as `already`), then the scan runs again: moved
-//! sources are gone, and kept ones classify as already migrated. Conflicts found while
-//! scanning are noted in the journal (on disk: memory stays flat) and reported at the end,
-//! after a last walk over the journal has migrated again the sources a live writer recreated
-//! after their move. A lock key with a TTL keeps two runs from overlapping.
+//! sources are gone, and kept ones classify as already migrated. Keys the scan cannot move
+//! (conflicts, unparseable, wrong type) are noted in a [spill](crate::spill) set in the journal
+//! directory — on disk, so memory stays flat, and once per key although SCAN may return a key
+//! twice — and reported at the end, after a last walk over the journal has migrated again the
+//! sources a live writer recreated after their move. A lock key with a TTL keeps two runs from
+//! overlapping.
 
 use std::time::{Duration, Instant};
 
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
 use crate::plan::{classify, Candidate, Class, Classified, Scanner};
 use crate::rules::{Rule, RuleOptions};
 use crate::script::{answer, is_noscript, move_command, Scripts};
+use crate::spill::KeyedSpill;
 
 /// How many times a source that keeps changing is re-read before it is reported.
 const CHANGED_RETRIES: usize = 3;
@@ -77,6 +80,15 @@ pub enum ApplyError {
     Locked(String),
     #[error("the move script answered unexpectedly: {0}")]
     Script(String),
+    #[error("scratch files in the journal directory: {0}")]
+    Scratch(#[from] std::io::Error),
+}
+
+/// A key the scan could not move, and why (`None` in the spill: it was resolved later).
+#[derive(Debug, Serialize, Deserialize)]
+struct Unmoved {
+    class: Class,
+    reason: String,
 }
 
 pub fn now_ms() -> i64 {
@@ -93,6 +105,7 @@ struct Run<'a> {
     next_seq: u64,
     lock_id: String,
     scripts: Scripts,
+    unmoved: KeyedSpill<Option<Unmoved>>,
 }
 
 impl Run<'_> {
@@ -255,6 +268,7 @@ pub async fn apply(
         next_seq: journal.next_seq()?,
         lock_id: format!("{}-{}", std::process::id(), now_ms()),
         scripts: Scripts::load(store).await?,
+        unmoved: KeyedSpill::new_in(journal.dir())?,
     };
     run.lock(true).await?;
     let outcome = apply_locked(&mut run).await;
@@ -263,7 +277,7 @@ pub async fn apply(
 }
 
 async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
-    run.journal.clear_conflicts()?;
+    crate::spill::remove_stale(run.journal.dir(), run.unmoved.path())?;
     // 1. Finish what a crashed run left pending.
     let mut pending = Vec::new();
     for page in entries(run.journal, false, 10_000) {
@@ -307,17 +321,11 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
                 Class::Conflict if run.options.overwrite => entries.push(run.entry(&item)),
                 Class::AlreadyMigrated if !run.options.keep_source => entries.push(run.entry(&item)),
                 Class::AlreadyMigrated => run.report.already_migrated += 1,
-                // Maybe a source a live writer recreated after its move: decided at the end.
-                Class::Conflict => {
-                    run.journal.note_conflict(&item.candidate.key, item.reason.as_deref().unwrap_or("conflict"))?
-                }
-                Class::Unparseable => {
-                    run.report.unparseable += 1;
-                    run.report.problem(&item.candidate.key, item.reason.as_deref().unwrap_or("unparseable"));
-                }
-                Class::WrongType => {
-                    run.report.wrong_type += 1;
-                    run.report.problem(&item.candidate.key, item.reason.as_deref().unwrap_or("wrong type"));
+                // A conflict may be a source a live writer recreated after its move: decided
+                // at the end.
+                Class::Conflict | Class::Unparseable | Class::WrongType => {
+                    let reason = item.reason.clone().unwrap_or_else(|| format!("{:?}", item.class));
+                    run.unmoved.insert(item.candidate.key, Some(Unmoved { class: item.class, reason }))?;
                 }
             }
         }
@@ -337,18 +345,17 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         remigrate_recreated(run).await?;
     }
 
-    // 4. What is still in conflict.
-    let mut after: Option<String> = None;
-    loop {
-        let conflicts = run.journal.conflicts(after.as_deref(), run.options.batch.max(1))?;
-        let Some((last, _)) = conflicts.last() else { break };
-        after = Some(last.clone());
-        for (source, reason) in &conflicts {
-            run.report.conflicts += 1;
-            run.report.problem(source, reason);
+    // 4. What could not be moved, each key once.
+    let unmoved = std::mem::replace(&mut run.unmoved, KeyedSpill::new_in(run.journal.dir())?);
+    for noted in unmoved.finish()? {
+        let (source, Some(unmoved)) = noted? else { continue };
+        match unmoved.class {
+            Class::Conflict => run.report.conflicts += 1,
+            Class::Unparseable => run.report.unparseable += 1,
+            _ => run.report.wrong_type += 1,
         }
+        run.report.problem(&source, &unmoved.reason);
     }
-    run.journal.clear_conflicts()?;
     progress.finish_and_clear();
     Ok(())
 }
@@ -396,11 +403,12 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
                 let mut entry = run.entry(&item);
                 entry.overwrite = true;
                 run.report.remigrated += 1;
-                journal.forget_conflict(&item.candidate.key)?;
+                run.unmoved.insert(item.candidate.key.clone(), None)?;
                 entries.push(entry);
             } else if item.class == Class::Conflict {
                 let why = "recreated after its move, and a target changed since";
-                journal.note_conflict(&item.candidate.key, why)?;
+                let unmoved = Unmoved { class: Class::Conflict, reason: why.into() };
+                run.unmoved.insert(item.candidate.key.clone(), Some(unmoved))?;
             }
         }
         let changed = run.move_entries(entries).await?;

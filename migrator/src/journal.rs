@@ -13,8 +13,7 @@
 //! [`SEGMENT_BYTES`] — named by their first sequence number, and at most two are open: the
 //! newest, which takes new entries, and one other, for reading. Bounding segments by bytes
 //! rather than entries keeps a segment of large values (JSON arrays, long histories) as small
-//! as one of small values. The journal also holds apply's list of conflicts found while
-//! scanning (on disk, for the same reason).
+//! as one of small values.
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
@@ -91,13 +90,8 @@ pub trait Journal {
     /// Up to `limit` entries after sequence `after` (exclusive; `None` = from the start), in
     /// apply order — or, with `reverse`, before `after` going backwards. Empty at the end.
     fn page(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<Entry>, JournalError>;
-    /// Notes a source `apply` found in conflict, with why, until its run ends.
-    fn note_conflict(&self, source: &str, reason: &str) -> Result<(), JournalError>;
-    /// Forgets a noted conflict (it was resolved).
-    fn forget_conflict(&self, source: &str) -> Result<(), JournalError>;
-    /// Up to `limit` noted conflicts after source `after`, in key order.
-    fn conflicts(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, String)>, JournalError>;
-    fn clear_conflicts(&self) -> Result<(), JournalError>;
+    /// The journal's directory: a run keeps its scratch files there, next to what it journals.
+    fn dir(&self) -> &Path;
 }
 
 /// Every entry, page by page (in apply order, or reversed), `limit` entries per page.
@@ -155,7 +149,6 @@ impl Segment {
 }
 
 const SEGMENTS_DIR: &str = "segments";
-const META_DIR: &str = "meta";
 
 fn seq_of(key: &[u8]) -> Result<u64, JournalError> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| JournalError("bad sequence key".into()))?))
@@ -163,9 +156,6 @@ fn seq_of(key: &[u8]) -> Result<u64, JournalError> {
 
 pub struct SledJournal {
     root: PathBuf,
-    /// Journal-wide state: apply's noted conflicts.
-    meta: sled::Db,
-    conflicts: sled::Tree,
     segment_bytes: u64,
     /// Segments present, by first sequence number, ascending.
     segments: RefCell<Vec<u64>>,
@@ -196,12 +186,6 @@ impl SledJournal {
         let segments_dir = path.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&segments_dir)
             .map_err(|e| JournalError(format!("cannot create {}: {e}", segments_dir.display())))?;
-        let meta = sled::Config::new()
-            .path(path.join(META_DIR))
-            .cache_capacity(1024 * 1024)
-            .open()
-            .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
-        let conflicts = meta.open_tree("conflicts")?;
         let mut segments = Vec::new();
         let listing = std::fs::read_dir(&segments_dir)
             .map_err(|e| JournalError(format!("cannot read {}: {e}", segments_dir.display())))?;
@@ -214,8 +198,6 @@ impl SledJournal {
         segments.sort_unstable();
         Ok(Self {
             root: path.to_owned(),
-            meta,
-            conflicts,
             segment_bytes,
             segments: RefCell::new(segments),
             newest_bytes: std::cell::Cell::new(None),
@@ -357,35 +339,8 @@ impl Journal for SledJournal {
         Ok(page)
     }
 
-    fn note_conflict(&self, source: &str, reason: &str) -> Result<(), JournalError> {
-        self.conflicts.insert(source.as_bytes(), reason.as_bytes())?;
-        Ok(())
-    }
-
-    fn forget_conflict(&self, source: &str) -> Result<(), JournalError> {
-        self.conflicts.remove(source.as_bytes())?;
-        Ok(())
-    }
-
-    fn conflicts(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, String)>, JournalError> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let range = match after {
-            Some(after) => self.conflicts.range::<&[u8], _>((Excluded(after.as_bytes()), Unbounded)),
-            None => self.conflicts.iter(),
-        };
-        range
-            .take(limit)
-            .map(|item| {
-                let (key, reason) = item?;
-                Ok((String::from_utf8_lossy(&key).into_owned(), String::from_utf8_lossy(&reason).into_owned()))
-            })
-            .collect()
-    }
-
-    fn clear_conflicts(&self) -> Result<(), JournalError> {
-        self.conflicts.clear()?;
-        self.meta.flush()?;
-        Ok(())
+    fn dir(&self) -> &Path {
+        &self.root
     }
 }
 
@@ -445,23 +400,6 @@ mod tests {
         assert_eq!(seqs(entries(&journal, false, 5)), (0..34).collect::<Vec<_>>());
         let states: Vec<EntryState> = journal.page(Some(2), 2, false).unwrap().iter().map(|e| e.state).collect();
         assert_eq!(states, [EntryState::Done, EntryState::Pending]);
-    }
-
-    #[test]
-    fn conflicts_are_listed_in_key_order_until_cleared() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = SledJournal::open(dir.path()).unwrap();
-        for key in ["b", "a", "c"] {
-            journal.note_conflict(key, &format!("{key} differs")).unwrap();
-        }
-        journal.forget_conflict("c").unwrap();
-        assert_eq!(
-            journal.conflicts(None, 10).unwrap(),
-            [("a".to_owned(), "a differs".to_owned()), ("b".to_owned(), "b differs".to_owned())]
-        );
-        assert_eq!(journal.conflicts(Some("a"), 10).unwrap().len(), 1);
-        journal.clear_conflicts().unwrap();
-        assert!(journal.conflicts(None, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`rules`]: migration rules — built in, or from a TOML file — and their conversions.
 //! - [`journal`]: the crash-safe record of every original (a trait; sled implements it).
 //! - [`plan`], [`apply`], [`verify`], [`rollback`]: the steps.
+//! - [`spill`]: per-key records larger than memory (an external sort), so `plan` and `apply`
+//!   report each key once at any key count.
 //! - [`script`]: the Lua scripts that move and restore a key atomically.
 //! - [`generate`], [`dump`]: a seeded legacy dataset with its ground truth, and typed dumps
 //!   to compare whole databases (tests and benchmarks).
@@ -25,6 +27,7 @@ pub mod plan;
 pub mod rollback;
 pub mod rules;
 pub mod script;
+pub mod spill;
 pub mod value;
 pub mod verify;
 

@@ -191,13 +191,15 @@ fn main() -> ExitCode {
     let journal = || SledJournal::open(&global.journal);
 
     match &cli.step {
-        Step::Plan => match block_on(plan::plan(store, &rules, &rule_options, global.batch, now_ms())) {
-            Ok(report) => {
-                print(global.json, &report);
-                ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
+        Step::Plan => {
+            match block_on(plan::plan(store, &rules, &rule_options, global.batch, now_ms(), &std::env::temp_dir())) {
+                Ok(report) => {
+                    print(global.json, &report);
+                    ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
+                }
+                Err(error) => fail(exit::FAILED, format!("{}: {error}", redacted(url))),
             }
-            Err(error) => fail(exit::FAILED, format!("{}: {error}", redacted(url))),
-        },
+        }
         Step::Apply { rate, keep_source, overwrite, no_progress } => {
             let journal = match journal() {
                 Ok(journal) => journal,

@@ -1,17 +1,22 @@
 //! `plan`: find every key the rules own (SCAN with each rule's glob — never KEYS) and classify
 //! it — migrate, already migrated (targets hold the conversion), conflict (a target exists and
-//! differs), unparseable, wrong type — with counts and samples per rule. Writes nothing.
+//! differs), unparseable, wrong type — with counts and samples per rule. Writes nothing to
+//! Redis. SCAN may return a key twice, so each classification goes to a [spill](crate::spill)
+//! set in the temporary directory (`TMPDIR`) and keys are counted once when it is read back:
+//! memory stays flat however many keys there are.
 //!
 //! [`Scanner`] and [`classify`] are shared with `apply`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use edgesync_core::keys::pattern::Captures;
 use edgesync_core::store::{Store, StoreError, StoreExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::convert::{convert, Converted};
 use crate::rules::{Rule, RuleOptions};
+use crate::spill::KeyedSpill;
 use crate::value::{read_many, Stored, TypedValue};
 
 /// A key some rule owns.
@@ -69,7 +74,7 @@ impl<'r> Scanner<'r> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     Migrate,
@@ -172,21 +177,21 @@ pub struct PlanReport {
 }
 
 impl PlanReport {
-    pub fn count(&mut self, rule: &str, item: &Classified) {
+    pub fn count(&mut self, rule: &str, key: &str, class: Class, reason: Option<&str>) {
         let counts = self.rules.entry(rule.to_owned()).or_default();
         for counts in [counts, &mut self.total] {
-            match item.class {
+            match class {
                 Class::Migrate => counts.migrate += 1,
                 Class::AlreadyMigrated => counts.already_migrated += 1,
                 Class::Conflict => counts.conflict += 1,
                 Class::Unparseable => counts.unparseable += 1,
                 Class::WrongType => counts.wrong_type += 1,
             }
-            let samples = counts.samples.entry(item.class).or_default();
+            let samples = counts.samples.entry(class).or_default();
             if samples.len() < 3 {
-                samples.push(match &item.reason {
-                    Some(reason) => format!("{} ({reason})", item.candidate.key),
-                    None => item.candidate.key.clone(),
+                samples.push(match reason {
+                    Some(reason) => format!("{key} ({reason})"),
+                    None => key.to_owned(),
                 });
             }
         }
@@ -198,22 +203,44 @@ impl PlanReport {
     }
 }
 
-/// Runs the plan. `batch` keys are read per round trip.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("scratch files in {0}: {1}")]
+    Scratch(String, std::io::Error),
+}
+
+/// One key's classification, kept until the scan ends.
+#[derive(Serialize, Deserialize)]
+struct Seen {
+    rule: usize,
+    class: Class,
+    reason: Option<String>,
+}
+
+/// Runs the plan. `batch` keys are read per round trip; `scratch` takes the spill files.
 pub async fn plan(
     store: &dyn Store,
     rules: &[Rule],
     options: &RuleOptions,
     batch: usize,
     now_ms: i64,
-) -> Result<PlanReport, StoreError> {
-    let mut report = PlanReport::default();
-    let mut seen = HashSet::new();
+    scratch: &Path,
+) -> Result<PlanReport, PlanError> {
+    let scratch_error = |error| PlanError::Scratch(scratch.display().to_string(), error);
+    let mut seen = KeyedSpill::new_in(scratch).map_err(scratch_error)?;
     let mut scanner = Scanner::new(rules, batch);
     while let Some(page) = scanner.next_page(store).await? {
-        let fresh: Vec<Candidate> = page.into_iter().filter(|c| seen.insert(c.key.clone())).collect();
-        for item in classify(store, rules, options, fresh, now_ms).await? {
-            report.count(&rules[item.candidate.rule].name, &item);
+        for item in classify(store, rules, options, page, now_ms).await? {
+            let record = Seen { rule: item.candidate.rule, class: item.class, reason: item.reason };
+            seen.insert(item.candidate.key, record).map_err(scratch_error)?;
         }
+    }
+    let mut report = PlanReport::default();
+    for item in seen.finish().map_err(scratch_error)? {
+        let (key, seen) = item.map_err(scratch_error)?;
+        report.count(&rules[seen.rule].name, &key, seen.class, seen.reason.as_deref());
     }
     Ok(report)
 }
