@@ -4,9 +4,14 @@
 //! - `https://` (and `http://`): the Upstash REST protocol through core's client, with the
 //!   token from `--token` / `UPSTASH_REDIS_REST_TOKEN`.
 //!
+//! TLS (`rediss://`, `https://`) trusts Mozilla's roots, bundled (webpki), or — with
+//! [`Trust::from_pem_file`], the CLI's `--tls-ca` — only the CA certificates of a PEM file, for
+//! a self-hosted Redis with a private CA.
+//!
 //! Credentials in URLs and tokens are never printed: [`redacted`] is what messages show.
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,12 +37,59 @@ pub enum ConnectError {
     Usage(String),
 }
 
-/// Opens `url` as a store.
+/// Which certificate authorities TLS connections trust.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// PEM of the CA certificates to trust instead of the bundled roots.
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl Trust {
+    /// Trusts only the CA certificates in the PEM file at `path`.
+    pub fn from_pem_file(path: &Path) -> Result<Self, ConnectError> {
+        let pem = std::fs::read(path)
+            .map_err(|e| ConnectError::Usage(format!("--tls-ca {}: cannot read it: {e}", path.display())))?;
+        if ca_certificates(&pem).is_empty() {
+            return Err(ConnectError::Usage(format!("--tls-ca {}: no PEM certificate in it", path.display())));
+        }
+        Ok(Self { ca_pem: Some(pem) })
+    }
+}
+
+fn ca_certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(certificate)) => Some(certificate),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Opens `url` as a store, trusting the bundled roots for TLS.
 pub fn open(url: &str, token: Option<&str>) -> Result<Box<dyn Store>, ConnectError> {
+    open_with(url, token, &Trust::default())
+}
+
+/// Opens `url` as a store.
+pub fn open_with(url: &str, token: Option<&str>, trust: &Trust) -> Result<Box<dyn Store>, ConnectError> {
+    let plain = url.starts_with("redis://") || url.starts_with("http://");
+    if plain && trust.ca_pem.is_some() {
+        return Err(ConnectError::Usage(format!(
+            "--tls-ca is for rediss:// and https:// URLs; `{}` does not use TLS",
+            redacted(url)
+        )));
+    }
     if url.starts_with("redis://") || url.starts_with("rediss://") {
         let unreachable =
             |e: redis::RedisError| ConnectError::Unreachable { url: redacted(url), reason: e.to_string() };
-        let client = redis::Client::open(url).map_err(unreachable)?;
+        let client = match &trust.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(unreachable)?;
         let connection = client.get_connection_with_timeout(Duration::from_secs(10)).map_err(unreachable)?;
         return Ok(Box::new(RespStore { connection: RefCell::new(connection) }));
     }
@@ -46,7 +98,11 @@ pub fn open(url: &str, token: Option<&str>) -> Result<Box<dyn Store>, ConnectErr
             ConnectError::Usage("an https:// (Upstash REST) URL needs --token or UPSTASH_REDIS_REST_TOKEN".into())
         })?;
         let config = UpstashConfig { url: url.to_owned(), token: Secret::new(token), timeout: Duration::from_secs(30) };
-        return Ok(Box::new(UpstashClient::new(NativeHttp::default(), config)));
+        let http = match &trust.ca_pem {
+            Some(pem) => NativeHttp::trusting(ca_certificates(pem)),
+            None => NativeHttp::default(),
+        };
+        return Ok(Box::new(UpstashClient::new(http, config)));
     }
     Err(ConnectError::Usage(format!("`{}` is not a redis://, rediss:// or https:// URL", redacted(url))))
 }
@@ -135,5 +191,21 @@ mod tests {
     fn passwords_never_show() {
         assert_eq!(redacted("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
         assert_eq!(redacted("https://eu1.upstash.io"), "https://eu1.upstash.io");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_or_for_a_plain_url_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let error = Trust::from_pem_file(&file).unwrap_err();
+        assert!(matches!(&error, ConnectError::Usage(m) if m.contains("no PEM certificate")), "{error}");
+        let missing = Trust::from_pem_file(&dir.path().join("absent.pem")).unwrap_err();
+        assert!(matches!(&missing, ConnectError::Usage(m) if m.contains("cannot read")), "{missing}");
+
+        let trust = Trust { ca_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()) };
+        let error = open_with("redis://:secret@127.0.0.1:1/0", None, &trust).err().unwrap();
+        assert!(matches!(&error, ConnectError::Usage(m) if m.contains("does not use TLS")), "{error}");
+        assert!(!error.to_string().contains("secret"));
     }
 }

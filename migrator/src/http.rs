@@ -10,8 +10,17 @@ pub struct NativeHttp {
 }
 
 impl Default for NativeHttp {
+    /// Trusts Mozilla's roots (bundled) for `https://`.
     fn default() -> Self {
         Self { agent: ureq::Agent::config_builder().http_status_as_error(false).build().into() }
+    }
+}
+
+impl NativeHttp {
+    /// Trusts only `roots` for `https://` (a private CA).
+    pub fn trusting(roots: Vec<ureq::tls::Certificate<'static>>) -> Self {
+        let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&roots)).build();
+        Self { agent: ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into() }
     }
 }
 

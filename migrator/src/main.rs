@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use edgesync_core::keys::KeySpace;
 use edgesync_migrator::apply::{apply, now_ms, ApplyOptions};
-use edgesync_migrator::connect::{open, redacted};
+use edgesync_migrator::connect::{open_with, redacted, Trust};
 use edgesync_migrator::journal::{entries, Journal, SledJournal};
 use edgesync_migrator::rules::{builtin, file, Rule, RuleOptions};
 use edgesync_migrator::{exit, generate, plan, rollback, verify};
@@ -39,6 +39,10 @@ struct Global {
     /// Token for an https:// (Upstash REST) URL.
     #[arg(long, global = true, env = "UPSTASH_REDIS_REST_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA certificates to trust for rediss:// and https:// instead of the
+    /// bundled Mozilla roots (a self-hosted Redis with a private CA).
+    #[arg(long, global = true, env = "MIGRATOR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// The journal directory (sled). Keep it until you are sure you will not roll back.
     #[arg(long, global = true, default_value = "migrator-journal")]
     journal: PathBuf,
@@ -182,7 +186,14 @@ fn main() -> ExitCode {
     let Some(url) = &global.url else {
         return fail(exit::USAGE, "no Redis: give --url or set MIGRATOR_REDIS_URL");
     };
-    let store = match open(url, global.token.as_deref()) {
+    let trust = match &global.tls_ca {
+        Some(path) => match Trust::from_pem_file(path) {
+            Ok(trust) => trust,
+            Err(error) => return fail(exit::USAGE, error),
+        },
+        None => Trust::default(),
+    };
+    let store = match open_with(url, global.token.as_deref(), &trust) {
         Ok(store) => store,
         Err(edgesync_migrator::connect::ConnectError::Usage(message)) => return fail(exit::USAGE, message),
         Err(error) => return fail(exit::FAILED, error),

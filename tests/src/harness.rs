@@ -72,8 +72,11 @@ pub struct RedisBackend {
     /// In a `Mutex` so a test can stop and restart Redis behind a shared backend.
     redis: Mutex<Service>,
     redis_port: u16,
+    tls: RedisTls,
     pub gateway_url: String,
     pub redis_url: String,
+    /// The same Redis over TLS (`rediss://`), its certificate signed by [`RedisBackend::tls_ca`].
+    pub redis_tls_url: String,
     http: ureq::Agent,
     dir: tempfile::TempDir,
 }
@@ -116,10 +119,49 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Starts redis-server on `port` without persistence and waits for PING.
-fn start_redis(port: u16, dir: &std::path::Path) -> Result<Service, String> {
+/// redis-server's TLS listener: its port, and a private CA and a certificate for 127.0.0.1
+/// signed by it, generated for the run.
+struct RedisTls {
+    port: u16,
+    ca: PathBuf,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl RedisTls {
+    fn generate(dir: &std::path::Path) -> Result<Self, String> {
+        let failed = |e: rcgen::Error| format!("cannot generate the test CA: {e}");
+        let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "edgesync e2e CA");
+        let ca = ca_params.self_signed(&ca_key).map_err(failed)?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().map_err(failed)?;
+        let server_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).map_err(failed)?;
+        let server = server_params.signed_by(&server_key, &issuer).map_err(failed)?;
+        let tls = Self {
+            port: free_port(),
+            ca: dir.join("ca.pem"),
+            certificate: dir.join("redis.crt"),
+            key: dir.join("redis.key"),
+        };
+        for (path, pem) in
+            [(&tls.ca, ca.pem()), (&tls.certificate, server.pem()), (&tls.key, server_key.serialize_pem())]
+        {
+            std::fs::write(path, pem).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(tls)
+    }
+}
+
+/// Starts redis-server on `port` (and TLS on `tls.port`) without persistence; waits for PING.
+fn start_redis(port: u16, tls: &RedisTls, dir: &std::path::Path) -> Result<Service, String> {
     let mut command = Command::new("redis-server");
     command.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"]);
+    command.args(["--tls-port", &tls.port.to_string(), "--tls-auth-clients", "no"]);
+    command.arg("--tls-cert-file").arg(&tls.certificate).arg("--tls-key-file").arg(&tls.key);
+    command.arg("--tls-ca-cert-file").arg(&tls.ca);
     command.arg("--dir").arg(dir);
     let mut redis = Service::spawn("redis-server", command, &dir.join("redis.log"))?;
     let url = format!("redis://127.0.0.1:{port}");
@@ -147,8 +189,10 @@ impl RedisBackend {
         let log = |name: &str| dir.path().join(format!("{name}.log"));
 
         let redis_port = free_port();
-        let redis = start_redis(redis_port, dir.path())?;
+        let tls = RedisTls::generate(dir.path())?;
+        let redis = start_redis(redis_port, &tls, dir.path())?;
         let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let redis_tls_url = format!("rediss://127.0.0.1:{}", tls.port);
 
         let http = agent();
         let gateway_port = free_port();
@@ -158,7 +202,17 @@ impl RedisBackend {
         let mut gateway = Service::spawn("upstash-gateway", command, &log("gateway"))?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
         wait_ready(&http, &mut gateway, &format!("{gateway_url}/__gateway/stats"), Duration::from_secs(20))?;
-        Ok(RedisBackend { gateway, redis: Mutex::new(redis), redis_port, gateway_url, redis_url, http, dir })
+        Ok(RedisBackend {
+            gateway,
+            redis: Mutex::new(redis),
+            redis_port,
+            tls,
+            gateway_url,
+            redis_url,
+            redis_tls_url,
+            http,
+            dir,
+        })
     }
 
     /// Stops redis-server (the gateway stays up and answers 503s), as an outage would.
@@ -170,8 +224,13 @@ impl RedisBackend {
     pub fn restart_redis(&self) -> Result<(), String> {
         let mut redis = self.redis.lock().unwrap_or_else(|p| p.into_inner());
         redis.stop();
-        *redis = start_redis(self.redis_port, self.dir.path())?;
+        *redis = start_redis(self.redis_port, &self.tls, self.dir.path())?;
         Ok(())
+    }
+
+    /// The PEM file of the private CA that signed the TLS listener's certificate.
+    pub fn tls_ca(&self) -> &std::path::Path {
+        &self.tls.ca
     }
 
     fn log(&self, name: &str) -> PathBuf {

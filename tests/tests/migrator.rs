@@ -1,7 +1,8 @@
 //! The migrator against a real redis-server: plan counts equal a generated dataset's truth
 //! and change nothing; apply then verify passes and leaves other keys alone; rollback
 //! restores the typed dump exactly; SIGKILLed runs resume to the same result as an
-//! uninterrupted one; a live writer loses no update; and the Upstash REST backend works.
+//! uninterrupted one; a live writer loses no update; the Upstash REST backend works; and
+//! `rediss://` works with a private CA given by `--tls-ca`.
 //! Each test uses its own Redis database (`redis://…/N`).
 
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ fn main() {
             ("sigkill_at_several_points_then_resume", sigkill_at_several_points_then_resume),
             ("a_live_writer_loses_no_update", a_live_writer_loses_no_update),
             ("upstash_rest_backend", upstash_rest_backend),
+            ("rediss_with_a_private_ca", rediss_with_a_private_ca),
         ],
     )
 }
@@ -296,4 +298,48 @@ fn upstash_rest_backend(backend: &RedisBackend) {
     assert!(verified.is_clean(), "{verified:?}");
     assert!(block_on(store.scan(0, "qrl:v1:position:*", 10)).is_ok());
     assert!(open("https://example.invalid", None).is_err(), "an https URL without a token is refused");
+}
+
+/// `rediss://` to a Redis whose certificate a private CA signed: refused with a sentence
+/// until `--tls-ca` names that CA, then plan, apply and verify work over TLS.
+fn rediss_with_a_private_ca(backend: &RedisBackend) {
+    let db = 6;
+    let truth = block_on(generate(open(&url(backend, db), None).unwrap().as_ref(), 2_000, 11, PREFIX)).unwrap();
+    let tls_url = format!("{}/{db}", backend.redis_tls_url);
+    let journal = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], ca: Option<&std::path::Path>| {
+        let mut command = Command::new(migrator_binary());
+        command.args(args).args(["--url", &tls_url, "--json", "--journal"]).arg(journal.path());
+        if let Some(ca) = ca {
+            command.arg("--tls-ca").arg(ca);
+        }
+        command.output().unwrap()
+    };
+
+    let untrusted = run(&["plan"], None);
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert_eq!(untrusted.status.code(), Some(3), "the bundled roots do not know the private CA: {stderr}");
+    assert!(stderr.contains("cannot connect to rediss://127.0.0.1"), "{stderr}");
+
+    let planned = run(&["plan"], Some(backend.tls_ca()));
+    let report: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    let migrate: u64 = truth.counts.values().map(|c| c.get(&Class::Migrate).copied().unwrap_or(0)).sum();
+    assert_eq!(report["total"]["migrate"].as_u64(), Some(migrate), "{report}");
+
+    let applied = run(&["apply", "--no-progress"], Some(backend.tls_ca()));
+    let report: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert!(report["migrated"].as_u64().unwrap() >= migrate, "{report}");
+    let verified = run(&["verify"], Some(backend.tls_ca()));
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+    // What went through TLS is in the one Redis, seen over plain RESP too.
+    let mut plain = redis::Client::open(url(backend, db)).unwrap().get_connection().unwrap();
+    let migrated: Vec<String> =
+        plain.scan_match(format!("{PREFIX}position:*")).unwrap().take(1).collect::<Result<_, _>>().unwrap();
+    assert_eq!(migrated.len(), 1, "targets written over TLS are in Redis");
+
+    let not_pem = journal.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let refused = run(&["plan"], Some(&not_pem));
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no PEM certificate"));
 }
