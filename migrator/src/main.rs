@@ -41,7 +41,7 @@ struct Global {
     token: Option<String>,
     /// PEM file of the CA certificates to trust for rediss:// and https:// instead of the
     /// bundled Mozilla roots (a self-hosted Redis with a private CA).
-    #[arg(long, global = true, env = "MIGRATOR_TLS_CA")]
+    #[arg(long, global = true, env = "MIGRATOR_TLS_CA", value_name = "FILE")]
     tls_ca: Option<PathBuf>,
     /// The journal directory (sled). Keep it until you are sure you will not roll back.
     #[arg(long, global = true, default_value = "migrator-journal")]
@@ -68,7 +68,8 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Step {
-    /// Classify every key the rules own (SCAN, never KEYS) and count per rule; writes nothing.
+    /// Classify every key the rules own (SCAN, never KEYS) and count per rule; writes nothing
+    /// to Redis (keys are counted once through scratch files in $TMPDIR).
     #[command(after_help = EXIT_CODES)]
     Plan,
     /// Journal and move the keys, resuming an interrupted run.
