@@ -13,13 +13,14 @@
 //! sources a live writer recreated after their move. A lock key with a TTL keeps two runs from
 //! overlapping.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
+use crate::pace::Pace;
 use crate::plan::{classify, Candidate, Class, Classified, Scanner};
 use crate::rules::{Rule, RuleOptions};
 use crate::script::{answer, is_noscript, move_command, Scripts};
@@ -49,6 +50,8 @@ pub struct ApplyReport {
     pub conflicts: u64,
     pub unparseable: u64,
     pub wrong_type: u64,
+    /// Sources above the size limits, left in place.
+    pub too_large: u64,
     pub changed_retried: u64,
     /// Sources a live writer recreated after their move, migrated again (their targets still
     /// held the previous move's values).
@@ -60,7 +63,7 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     pub fn has_problems(&self) -> bool {
-        self.conflicts + self.unparseable + self.wrong_type + self.changed_given_up > 0
+        self.conflicts + self.unparseable + self.wrong_type + self.too_large + self.changed_given_up > 0
     }
 
     fn problem(&mut self, key: &str, why: &str) {
@@ -258,6 +261,12 @@ pub async fn apply(
     rule_options: &RuleOptions,
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
+    // Under `--rate`, a batch is at most one second of keys, so the pace stays smooth and the
+    // lock (refreshed after every batch) never waits out a long sleep.
+    let options = &match options.rate.filter(|r| *r > 0.0) {
+        Some(rate) => ApplyOptions { batch: Pace::batch_for(rate, options.batch), ..options.clone() },
+        None => options.clone(),
+    };
     let mut run = Run {
         store,
         journal,
@@ -307,12 +316,11 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
     } else {
         ProgressBar::hidden()
     };
-    let started = Instant::now();
-    let mut done_keys = 0u64;
+    let mut pace = run.options.rate.filter(|r| *r > 0.0).map(|rate| Pace::new(rate, run.options.batch, Instant::now()));
     let mut scanner = Scanner::new(run.rules, run.options.batch);
     while let Some(page) = scanner.next_page(run.store).await? {
         progress.inc(page.len() as u64);
-        done_keys += page.len() as u64;
+        let page_keys = page.len();
         let classified = classify(run.store, run.rules, run.rule_options, page, now_ms()).await?;
         let mut entries = Vec::new();
         for item in classified {
@@ -323,7 +331,7 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
                 Class::AlreadyMigrated => run.report.already_migrated += 1,
                 // A conflict may be a source a live writer recreated after its move: decided
                 // at the end.
-                Class::Conflict | Class::Unparseable | Class::WrongType => {
+                Class::Conflict | Class::Unparseable | Class::WrongType | Class::TooLarge => {
                     let reason = item.reason.clone().unwrap_or_else(|| format!("{:?}", item.class));
                     run.unmoved.insert(item.candidate.key, Some(Unmoved { class: item.class, reason }))?;
                 }
@@ -332,11 +340,8 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         let changed = run.move_entries(entries).await?;
         run.retry_changed(changed).await?;
         run.lock(false).await?;
-        if let Some(rate) = run.options.rate.filter(|r| *r > 0.0) {
-            let due = Duration::from_secs_f64(done_keys as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
+        if let Some(wait) = pace.as_mut().and_then(|pace| pace.after(page_keys, Instant::now())) {
+            std::thread::sleep(wait);
         }
     }
 
@@ -352,7 +357,8 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         match unmoved.class {
             Class::Conflict => run.report.conflicts += 1,
             Class::Unparseable => run.report.unparseable += 1,
-            _ => run.report.wrong_type += 1,
+            Class::WrongType => run.report.wrong_type += 1,
+            _ => run.report.too_large += 1,
         }
         run.report.problem(&source, &unmoved.reason);
     }

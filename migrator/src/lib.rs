@@ -8,6 +8,7 @@
 //! - [`rules`]: migration rules — built in, or from a TOML file — and their conversions.
 //! - [`journal`]: the crash-safe record of every original (a trait; sled implements it).
 //! - [`plan`], [`apply`], [`verify`], [`rollback`]: the steps.
+//! - [`pace`]: the `--rate` limit (a token bucket).
 //! - [`spill`]: per-key records larger than memory (an external sort), so `plan` and `apply`
 //!   report each key once at any key count.
 //! - [`script`]: the Lua scripts that move and restore a key atomically.
@@ -23,6 +24,7 @@ pub mod generate;
 pub mod http;
 pub mod journal;
 pub mod memory;
+pub mod pace;
 pub mod plan;
 pub mod rollback;
 pub mod rules;

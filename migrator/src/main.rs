@@ -11,6 +11,7 @@ use edgesync_migrator::apply::{apply, now_ms, ApplyOptions};
 use edgesync_migrator::connect::{open_with, redacted, Trust};
 use edgesync_migrator::journal::{entries, Journal, SledJournal};
 use edgesync_migrator::rules::{builtin, file, Rule, RuleOptions};
+use edgesync_migrator::value::SizeLimits;
 use edgesync_migrator::{exit, generate, plan, rollback, verify};
 use futures_executor::block_on;
 use serde::Serialize;
@@ -61,6 +62,14 @@ struct Global {
     /// Keys per round trip.
     #[arg(long, global = true, default_value_t = 500)]
     batch: usize,
+    /// Strings longer than this many bytes are reported as too large and left in place, never
+    /// loaded (each moved value is held in memory and journaled whole).
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = SizeLimits::default().max_string_bytes)]
+    max_value_bytes: u64,
+    /// Hashes, sets, sorted sets and lists with more elements than this are reported as too
+    /// large and left in place, never loaded.
+    #[arg(long, global = true, value_name = "N", default_value_t = SizeLimits::default().max_elements)]
+    max_elements: u64,
     /// Print the report as JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -160,7 +169,11 @@ fn main() -> ExitCode {
             Err(error) => return fail(exit::USAGE, format!("--namespace: {error}")),
         },
     };
-    let rule_options = RuleOptions { target_prefix: prefix.clone(), default_side: global.default_side.clone() };
+    let rule_options = RuleOptions {
+        target_prefix: prefix.clone(),
+        default_side: global.default_side.clone(),
+        limits: SizeLimits { max_string_bytes: global.max_value_bytes, max_elements: global.max_elements },
+    };
 
     if let Step::Status = cli.step {
         let journal = match SledJournal::open(&global.journal) {

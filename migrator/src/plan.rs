@@ -1,6 +1,7 @@
 //! `plan`: find every key the rules own (SCAN with each rule's glob — never KEYS) and classify
 //! it — migrate, already migrated (targets hold the conversion), conflict (a target exists and
-//! differs), unparseable, wrong type — with counts and samples per rule. Writes nothing to
+//! differs), unparseable, wrong type, too large (measured, never loaded) — with counts and
+//! samples per rule. Writes nothing to
 //! Redis. SCAN may return a key twice, so each classification goes to a [spill](crate::spill)
 //! set in the temporary directory (`TMPDIR`) and keys are counted once when it is read back:
 //! memory stays flat however many keys there are.
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::rules::convert::{convert, Converted};
 use crate::rules::{Rule, RuleOptions};
 use crate::spill::KeyedSpill;
-use crate::value::{read_many, Stored, TypedValue};
+use crate::value::{read_many, read_within, Read, Stored, TypedValue};
 
 /// A key some rule owns.
 #[derive(Debug, Clone)]
@@ -82,6 +83,8 @@ pub enum Class {
     Conflict,
     Unparseable,
     WrongType,
+    /// Above the size limits: reported, never loaded.
+    TooLarge,
 }
 
 /// One classified source, with what the move would write.
@@ -107,10 +110,29 @@ pub async fn classify(
     now_ms: i64,
 ) -> Result<Vec<Classified>, StoreError> {
     let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
-    let originals = read_many(store, &keys, now_ms).await?;
+    let originals = read_within(store, &keys, now_ms, Some(&options.limits)).await?;
     let mut classified = Vec::new();
     for (candidate, original) in candidates.into_iter().zip(originals) {
-        let Some(original) = original else { continue };
+        let original = match original {
+            Read::Value(original) => original,
+            Read::Absent => continue,
+            Read::TooLarge { kind, size } => {
+                let reason = match kind.as_str() {
+                    "string" => format!("a string of {size} bytes, above --max-value-bytes"),
+                    _ => format!("a {kind} of {size} elements, above --max-elements"),
+                };
+                classified.push(Classified {
+                    candidate,
+                    class: Class::TooLarge,
+                    original: None,
+                    targets: Vec::new(),
+                    index: Vec::new(),
+                    previous: Vec::new(),
+                    reason: Some(reason),
+                });
+                continue;
+            }
+        };
         let rule = &rules[candidate.rule];
         let (class, targets, index, reason) = match convert(rule, &candidate.captures, &original.value, options) {
             Converted::Targets { targets, index } => (Class::Migrate, targets, index, None),
@@ -166,6 +188,7 @@ pub struct RuleCounts {
     pub conflict: u64,
     pub unparseable: u64,
     pub wrong_type: u64,
+    pub too_large: u64,
     /// Up to three example keys per class, with the reason where there is one.
     pub samples: BTreeMap<Class, Vec<String>>,
 }
@@ -186,6 +209,7 @@ impl PlanReport {
                 Class::Conflict => counts.conflict += 1,
                 Class::Unparseable => counts.unparseable += 1,
                 Class::WrongType => counts.wrong_type += 1,
+                Class::TooLarge => counts.too_large += 1,
             }
             let samples = counts.samples.entry(class).or_default();
             if samples.len() < 3 {
@@ -197,9 +221,9 @@ impl PlanReport {
         }
     }
 
-    /// True when `apply` would leave keys behind (conflicts, unparseable, wrong type).
+    /// True when `apply` would leave keys behind (conflicts, unparseable, wrong type, too large).
     pub fn has_problems(&self) -> bool {
-        self.total.conflict + self.total.unparseable + self.total.wrong_type > 0
+        self.total.conflict + self.total.unparseable + self.total.wrong_type + self.total.too_large > 0
     }
 }
 

@@ -1,6 +1,9 @@
 //! Typed Redis values — what the journal records, the conversions produce, and `verify` and
 //! `dump` compare. Reading a batch of keys takes two pipelined round trips (`TYPE` + `PTTL`,
-//! then each value); a key that vanishes in between reads as absent.
+//! then each value); a key that vanishes in between reads as absent. [`read_within`] adds one
+//! more (`STRLEN` / `HLEN` / `SCARD` / `ZCARD` / `LLEN`) so a key above the [`SizeLimits`] is
+//! reported without being loaded: every value the migrator moves is held in memory and
+//! journaled whole, so an unbounded one would break both memory and the journal's pace.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,6 +63,36 @@ pub struct Stored {
     pub expire_at_ms: Option<i64>,
 }
 
+/// Sizes above which a key is reported rather than read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    /// Bytes of a string value (`--max-value-bytes`).
+    pub max_string_bytes: u64,
+    /// Fields, members or items of a hash, set, sorted set or list (`--max-elements`).
+    pub max_elements: u64,
+}
+
+impl Default for SizeLimits {
+    /// 16 MiB strings, 100,000 elements: far above any position or order key, low enough that
+    /// a batch of the largest stays in memory.
+    fn default() -> Self {
+        Self { max_string_bytes: 16 * 1024 * 1024, max_elements: 100_000 }
+    }
+}
+
+/// What reading a key within limits found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// Absent, or a type the migrator does not move (streams, modules).
+    Absent,
+    /// Above the limits: not loaded. `size` is bytes for a string, elements otherwise.
+    TooLarge {
+        kind: String,
+        size: u64,
+    },
+    Value(Stored),
+}
+
 fn unexpected(detail: String) -> StoreError {
     StoreError::UnexpectedReply { command: "read".into(), detail }
 }
@@ -67,14 +100,42 @@ fn unexpected(detail: String) -> StoreError {
 /// Reads `keys` with their expiry; `None` for keys that do not exist or have a type the
 /// migrator does not move (streams, modules). `now_ms` turns PTTL into an absolute time.
 pub async fn read_many(store: &dyn Store, keys: &[String], now_ms: i64) -> Result<Vec<Option<Stored>>, StoreError> {
+    let reads = read_within(store, keys, now_ms, None).await?;
+    Ok(reads
+        .into_iter()
+        .map(|read| match read {
+            Read::Value(stored) => Some(stored),
+            _ => None,
+        })
+        .collect())
+}
+
+/// As [`read_many`], but keys above `limits` are measured, not loaded.
+pub async fn read_within(
+    store: &dyn Store,
+    keys: &[String],
+    now_ms: i64,
+    limits: Option<&SizeLimits>,
+) -> Result<Vec<Read>, StoreError> {
     let meta: Vec<Command> =
         keys.iter().flat_map(|k| [Command::new("TYPE").arg(k), Command::new("PTTL").arg(k)]).collect();
     let meta = store.pipeline(&meta).await?;
+    let kinds: Vec<String> = (0..keys.len())
+        .map(|i| meta[2 * i].clone().ok().and_then(|r| r.into_string().ok()).unwrap_or_default())
+        .collect();
+    let sizes = match limits {
+        Some(limits) => measure(store, keys, &kinds, limits).await?,
+        None => vec![None; keys.len()],
+    };
     let mut reads = Vec::new();
     let mut plan = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        let kind = meta[2 * i].clone().ok().and_then(|r| r.into_string().ok()).unwrap_or_default();
+        let kind = kinds[i].clone();
         let pttl = meta[2 * i + 1].clone().ok().and_then(|r| r.into_int().ok()).unwrap_or(-2);
+        if let Some(size) = sizes[i] {
+            plan.push(Err(Read::TooLarge { kind, size }));
+            continue;
+        }
         let command = match kind.as_str() {
             "string" => Command::new("GET").arg(key),
             "hash" => Command::new("HGETALL").arg(key),
@@ -82,24 +143,27 @@ pub async fn read_many(store: &dyn Store, keys: &[String], now_ms: i64) -> Resul
             "zset" => Command::new("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES"),
             "list" => Command::new("LRANGE").arg(key).arg(0).arg(-1),
             _ => {
-                plan.push(None);
+                plan.push(Err(Read::Absent));
                 continue;
             }
         };
-        plan.push(Some((kind, pttl, reads.len())));
+        plan.push(Ok((kind, pttl, reads.len())));
         reads.push(command);
     }
     let replies = store.pipeline(&reads).await?;
     plan.into_iter()
         .map(|slot| {
-            let Some((kind, pttl, index)) = slot else { return Ok(None) };
+            let (kind, pttl, index) = match slot {
+                Ok(slot) => slot,
+                Err(read) => return Ok(read),
+            };
             let reply = match replies[index].clone() {
                 Ok(reply) => reply,
-                Err(_) => return Ok(None), // changed type between the two round trips
+                Err(_) => return Ok(Read::Absent), // changed type between the round trips
             };
             let value = match kind.as_str() {
                 "string" => match reply {
-                    Reply::Nil => return Ok(None),
+                    Reply::Nil => return Ok(Read::Absent),
                     other => TypedValue::String(other.into_string().map_err(unexpected)?),
                 },
                 "hash" => TypedValue::Hash(reply.into_pairs().map_err(unexpected)?.into_iter().collect()),
@@ -112,9 +176,42 @@ pub async fn read_many(store: &dyn Store, keys: &[String], now_ms: i64) -> Resul
                 || matches!(&value, TypedValue::Zset(z) if z.is_empty())
                 || matches!(&value, TypedValue::List(l) if l.is_empty());
             if empty {
-                return Ok(None); // vanished between the two round trips
+                return Ok(Read::Absent); // vanished between the round trips
             }
-            Ok(Some(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }))
+            Ok(Read::Value(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }))
         })
         .collect()
+}
+
+/// The size of each key above `limits` (`None`: within them, or not a type that is moved).
+async fn measure(
+    store: &dyn Store,
+    keys: &[String],
+    kinds: &[String],
+    limits: &SizeLimits,
+) -> Result<Vec<Option<u64>>, StoreError> {
+    let mut probes = Vec::new();
+    let mut probed = Vec::new();
+    for (i, (key, kind)) in keys.iter().zip(kinds).enumerate() {
+        let (name, limit) = match kind.as_str() {
+            "string" => ("STRLEN", limits.max_string_bytes),
+            "hash" => ("HLEN", limits.max_elements),
+            "set" => ("SCARD", limits.max_elements),
+            "zset" => ("ZCARD", limits.max_elements),
+            "list" => ("LLEN", limits.max_elements),
+            _ => continue,
+        };
+        probes.push(Command::new(name).arg(key));
+        probed.push((i, limit));
+    }
+    let replies = store.pipeline(&probes).await?;
+    let mut sizes = vec![None; keys.len()];
+    for ((i, limit), reply) in probed.into_iter().zip(replies) {
+        // An error means the type changed since TYPE: the read that follows finds out.
+        let size = reply.ok().and_then(|r| r.into_int().ok()).unwrap_or(0).max(0) as u64;
+        if size > limit {
+            sizes[i] = Some(size);
+        }
+    }
+    Ok(sizes)
 }

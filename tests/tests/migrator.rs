@@ -2,7 +2,8 @@
 //! and change nothing; apply then verify passes and leaves other keys alone; rollback
 //! restores the typed dump exactly; SIGKILLed runs resume to the same result as an
 //! uninterrupted one; a live writer loses no update; the Upstash REST backend works; and
-//! `rediss://` works with a private CA given by `--tls-ca`.
+//! `rediss://` works with a private CA given by `--tls-ca`; keys above the size limits are
+//! reported and left alone; `--rate` holds.
 //! Each test uses its own Redis database (`redis://…/N`).
 
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ fn main() {
             ("a_live_writer_loses_no_update", a_live_writer_loses_no_update),
             ("upstash_rest_backend", upstash_rest_backend),
             ("rediss_with_a_private_ca", rediss_with_a_private_ca),
+            (
+                "keys_above_the_size_limits_are_reported_and_left_alone",
+                keys_above_the_size_limits_are_reported_and_left_alone,
+            ),
+            ("rate_limits_apply", rate_limits_apply),
         ],
     )
 }
@@ -49,7 +55,7 @@ fn url(backend: &RedisBackend, db: u8) -> String {
 }
 
 fn options() -> RuleOptions {
-    RuleOptions { target_prefix: PREFIX.into(), default_side: None }
+    RuleOptions { target_prefix: PREFIX.into(), ..RuleOptions::default() }
 }
 
 fn apply_options(batch: usize) -> ApplyOptions {
@@ -342,4 +348,76 @@ fn rediss_with_a_private_ca(backend: &RedisBackend) {
     let refused = run(&["plan"], Some(&not_pem));
     assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no PEM certificate"));
+}
+
+/// Keys above `--max-value-bytes` / `--max-elements` are measured, reported and left exactly
+/// as they were; the others move.
+fn keys_above_the_size_limits_are_reported_and_left_alone(backend: &RedisBackend) {
+    let db = 8;
+    let mut connection = redis::Client::open(url(backend, db)).unwrap().get_connection().unwrap();
+    let padding = "x".repeat(2_000);
+    let big_position = format!(r#"{{"side":"long","qty":"1.5","note":"{padding}"}}"#);
+    let _: () = connection.set("position:u1:BTCUSDT", &big_position).unwrap();
+    let _: () = connection.set("position:u2:BTCUSDT", r#"{"side":"long","qty":"2.5"}"#).unwrap();
+    let big_orders: Vec<(u32, String)> = (0..6).map(|n| (1000 + n, format!("order-{n}"))).collect();
+    let _: () = connection.zadd_multiple("okx:user:u3:symbol:BTCUSDT:orders", &big_orders).unwrap();
+    let _: () = connection.zadd_multiple("okx:user:u4:symbol:BTCUSDT:orders", &big_orders[..2]).unwrap();
+    let store = open(&url(backend, db), None).unwrap();
+    let before = block_on(dump(store.as_ref(), now_ms)).unwrap();
+
+    let journal = tempfile::tempdir().unwrap();
+    let run = |step: &str| {
+        Command::new(migrator_binary())
+            .args([step, "--json", "--url", &url(backend, db), "--journal"])
+            .arg(journal.path())
+            .args(["--max-value-bytes", "1000", "--max-elements", "5"])
+            .output()
+            .unwrap()
+    };
+    let planned = run("plan");
+    let plan: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(planned.status.code(), Some(1), "too large keys are problems: {plan}");
+    assert_eq!(plan["total"]["too_large"], 2, "{plan}");
+    assert_eq!(plan["total"]["migrate"], 2, "{plan}");
+    let samples = plan["total"]["samples"]["too_large"].to_string();
+    assert!(samples.contains("position:u1:BTCUSDT") && samples.contains("bytes"), "{samples}");
+    assert!(samples.contains("okx:user:u3:symbol:BTCUSDT:orders") && samples.contains("6 elements"), "{samples}");
+
+    let applied = run("apply");
+    let report: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(applied.status.code(), Some(1), "{report}");
+    assert_eq!((report["too_large"].as_u64(), report["migrated"].as_u64()), (Some(2), Some(2)), "{report}");
+    let after = block_on(dump(store.as_ref(), now_ms)).unwrap();
+    for key in ["position:u1:BTCUSDT", "okx:user:u3:symbol:BTCUSDT:orders"] {
+        assert_eq!(after.get(key), before.get(key), "{key} is left exactly as it was");
+    }
+    for key in ["position:u2:BTCUSDT", "okx:user:u4:symbol:BTCUSDT:orders"] {
+        assert!(!after.contains_key(key), "{key} moved");
+    }
+    assert!(after.contains_key(&format!("{PREFIX}orders:okx:user:u4:symbol:BTCUSDT:orders")));
+}
+
+/// `--rate` keeps `apply` at or below the rate: it cannot finish sooner than keys/rate.
+fn rate_limits_apply(backend: &RedisBackend) {
+    let db = 7;
+    let store = open(&url(backend, db), None).unwrap();
+    block_on(generate(store.as_ref(), 1_500, 13, PREFIX)).unwrap();
+    let owned = block_on(plan(store.as_ref(), &builtin::rules(), &options(), 500, now_ms(), &std::env::temp_dir()))
+        .unwrap()
+        .total;
+    let scanned = owned.migrate + owned.already_migrated + owned.conflict + owned.unparseable + owned.wrong_type;
+    let journal = tempfile::tempdir().unwrap();
+    let rate = 1_000;
+    let started = Instant::now();
+    let applied = Command::new(migrator_binary())
+        .args(["apply", "--json", "--no-progress", "--url", &url(backend, db), "--journal"])
+        .arg(journal.path())
+        .args(["--rate", &rate.to_string()])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let report: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(report["migrated"].as_u64(), Some(owned.migrate + owned.already_migrated), "{report}");
+    let floor = Duration::from_secs_f64(0.9 * scanned as f64 / rate as f64);
+    assert!(elapsed >= floor, "{scanned} keys at {rate}/s took {elapsed:?}, less than {floor:?}");
 }

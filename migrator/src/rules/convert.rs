@@ -149,7 +149,7 @@ mod tests {
     }
 
     fn options() -> RuleOptions {
-        RuleOptions { target_prefix: "qrl:v1:".into(), default_side: None }
+        RuleOptions { target_prefix: "qrl:v1:".into(), ..RuleOptions::default() }
     }
 
     #[test]

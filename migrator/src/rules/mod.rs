@@ -47,11 +47,13 @@ pub struct Rule {
     pub conversion: Conversion,
 }
 
-/// Options that change how rules convert.
+/// Options that change how sources are read and converted.
 #[derive(Debug, Clone, Default)]
 pub struct RuleOptions {
     /// Prepended to every target key (default `{namespace}:v1:`; empty standardizes in place).
     pub target_prefix: String,
     /// Side used when neither the key nor the value says (`--default-side`).
     pub default_side: Option<String>,
+    /// Sources above these sizes are reported as too large, never loaded.
+    pub limits: crate::value::SizeLimits,
 }
