@@ -33,13 +33,19 @@ const LOCK_TTL_MS: u64 = 120_000;
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub batch: usize,
-    /// Keys per second, at most.
+    /// Keys per second, at most (`None`, or not above 0: unlimited).
     pub rate: Option<f64>,
     pub keep_source: bool,
     pub overwrite: bool,
     pub progress: bool,
     /// The lock key (under the target prefix).
     pub lock_key: String,
+}
+
+impl ApplyOptions {
+    fn rate_limit(&self) -> Option<f64> {
+        self.rate.filter(|rate| *rate > 0.0)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -263,7 +269,7 @@ pub async fn apply(
 ) -> Result<ApplyReport, ApplyError> {
     // Under `--rate`, a batch is at most one second of keys, so the pace stays smooth and the
     // lock (refreshed after every batch) never waits out a long sleep.
-    let options = &match options.rate.filter(|r| *r > 0.0) {
+    let options = &match options.rate_limit() {
         Some(rate) => ApplyOptions { batch: Pace::batch_for(rate, options.batch), ..options.clone() },
         None => options.clone(),
     };
@@ -282,7 +288,10 @@ pub async fn apply(
     run.lock(true).await?;
     let outcome = apply_locked(&mut run).await;
     run.unlock().await;
-    outcome.map(|()| run.report)
+    outcome?;
+    let Run { unmoved, mut report, .. } = run;
+    report_unmoved(unmoved, &mut report)?;
+    Ok(report)
 }
 
 async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
@@ -316,7 +325,7 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
     } else {
         ProgressBar::hidden()
     };
-    let mut pace = run.options.rate.filter(|r| *r > 0.0).map(|rate| Pace::new(rate, run.options.batch, Instant::now()));
+    let mut pace = run.options.rate_limit().map(|rate| Pace::new(rate, run.options.batch, Instant::now()));
     let mut scanner = Scanner::new(run.rules, run.options.batch);
     while let Some(page) = scanner.next_page(run.store).await? {
         progress.inc(page.len() as u64);
@@ -350,19 +359,22 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         remigrate_recreated(run).await?;
     }
 
-    // 4. What could not be moved, each key once.
-    let unmoved = std::mem::replace(&mut run.unmoved, KeyedSpill::new_in(run.journal.dir())?);
+    progress.finish_and_clear();
+    Ok(())
+}
+
+/// Counts and samples what could not be moved, each key once (4th and last step).
+fn report_unmoved(unmoved: KeyedSpill<Option<Unmoved>>, report: &mut ApplyReport) -> Result<(), ApplyError> {
     for noted in unmoved.finish()? {
         let (source, Some(unmoved)) = noted? else { continue };
         match unmoved.class {
-            Class::Conflict => run.report.conflicts += 1,
-            Class::Unparseable => run.report.unparseable += 1,
-            Class::WrongType => run.report.wrong_type += 1,
-            _ => run.report.too_large += 1,
+            Class::Conflict => report.conflicts += 1,
+            Class::Unparseable => report.unparseable += 1,
+            Class::WrongType => report.wrong_type += 1,
+            _ => report.too_large += 1,
         }
-        run.report.problem(&source, &unmoved.reason);
+        report.problem(&source, &unmoved.reason);
     }
-    progress.finish_and_clear();
     Ok(())
 }
 

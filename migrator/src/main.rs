@@ -84,8 +84,8 @@ enum Step {
     /// Journal and move the keys, resuming an interrupted run.
     #[command(after_help = EXIT_CODES)]
     Apply {
-        /// At most this many keys per second.
-        #[arg(long)]
+        /// At most this many keys per second (a token bucket holding one batch).
+        #[arg(long, value_name = "KEYS_PER_SECOND", value_parser = positive_rate)]
         rate: Option<f64>,
         /// Leave the legacy keys in place.
         #[arg(long)]
@@ -146,6 +146,13 @@ fn print<T: Serialize + std::fmt::Debug>(json: bool, report: &T) {
 struct StatusReport {
     entries: u64,
     states: std::collections::BTreeMap<String, u64>,
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not a positive number of keys per second")),
+    }
 }
 
 fn main() -> ExitCode {
