@@ -1,10 +1,10 @@
 //! `plan`: find every key the rules own (SCAN with each rule's glob — never KEYS) and classify
 //! it — migrate, already migrated (targets hold the conversion), conflict (a target exists and
 //! differs), unparseable, wrong type, too large (measured, never loaded) — with counts and
-//! samples per rule. Writes nothing to
-//! Redis. SCAN may return a key twice, so each classification goes to a [spill](crate::spill)
-//! set in the temporary directory (`TMPDIR`) and keys are counted once when it is read back:
-//! memory stays flat however many keys there are.
+//! samples per rule. Writes nothing to Redis. SCAN may return a key twice, so each
+//! classification goes to a [spill](crate::spill) set in the temporary directory (`TMPDIR`)
+//! and keys are counted once when it is read back: memory stays flat however many keys there
+//! are.
 //!
 //! [`Scanner`] and [`classify`] are shared with `apply`.
 
