@@ -6,7 +6,6 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use edgesync_core::codec::decode_json;
 use edgesync_core::exchange::model::Ticker24h;
 use edgesync_core::keys::{Exchange, KeySpace, Segment};
 use edgesync_core::sync::price::PriceRecord;
@@ -49,7 +48,7 @@ fn codec(c: &mut Criterion) {
     group.bench_function("price_record_round_trip", |b| {
         b.iter(|| {
             let bytes = serde_json::to_vec(black_box(&record)).unwrap();
-            decode_json::<PriceRecord>("k", &bytes).unwrap()
+            serde_json::from_slice::<PriceRecord>(&bytes).unwrap()
         })
     });
     let ticker = include_str!("../../fixtures/mexc/ticker_24hr.json");

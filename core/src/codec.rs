@@ -3,26 +3,11 @@
 //! in storage and ISO-8601 for people. MEXC sends some numbers as `""` or `null`; the lenient
 //! readers here turn those into `None` rather than failing or inventing a zero. Bytes that
 //! must travel in JSON go as UTF-8 text when they are text and as base64 otherwise
-//! ([`WireBytes`]). A stored value that does not decode is [`Corrupted`]: a typed error the
-//! store tiers turn into "delete, count, read as a miss".
+//! ([`WireBytes`]).
 
 use base64::Engine as _;
 use rust_decimal::Decimal;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
-
-/// A stored value that cannot be decoded into the shape its key promises.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("value at `{key}` is corrupted: {reason}")]
-pub struct Corrupted {
-    pub key: String,
-    pub reason: String,
-}
-
-/// Decodes a stored JSON value; anything that is not the expected shape is [`Corrupted`].
-pub fn decode_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Corrupted> {
-    serde_json::from_slice(bytes).map_err(|e| Corrupted { key: key.to_owned(), reason: e.to_string() })
-}
 
 /// Encodes a value for storage. Serialization of edgesync's own types cannot fail (no maps
 /// with non-string keys, no floats that are NaN), so failure is a bug worth a panic.
@@ -135,18 +120,6 @@ mod tests {
             assert_eq!(back.decode().unwrap(), bytes, "{json}");
         }
         assert_eq!(serde_json::to_string(&WireBytes::encode(b"hi")).unwrap(), r#"{"utf8":"hi"}"#);
-    }
-
-    #[test]
-    fn undecodable_values_are_corrupted_errors() {
-        #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Price {
-            price: String,
-        }
-        let error = decode_json::<Price>("k", b"{\"price\": ").unwrap_err();
-        assert_eq!(error.key, "k");
-        assert!(decode_json::<Price>("k", br#"{"volume": "1"}"#).is_err(), "wrong shape is corrupted too");
     }
 
     #[test]

@@ -47,6 +47,21 @@ pub struct Config {
     /// `HISTORY_LIMIT`: entries kept in each history sorted set (default 1000).
     pub history_limit: usize,
     pub sync: SyncConfig,
+    /// `ADMIN_WINDOW_SECONDS` (default 300, at most 3600): how far an admin request's
+    /// timestamp may be from now.
+    pub admin_window: Duration,
+    pub read_through: ReadThroughConfig,
+}
+
+/// What anonymous read-through may cost: which symbols it fetches and how many exchange
+/// calls one isolate may make for misses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadThroughConfig {
+    /// `SYMBOLS` plus `READ_THROUGH_SYMBOLS`: the only symbols the market routes fetch.
+    pub symbols: Vec<Segment>,
+    /// `READ_THROUGH_MISSES_PER_MINUTE` (default 120): exchange calls per isolate per minute
+    /// for cache misses (a token bucket holding one minute's worth); beyond it a miss is a 503.
+    pub misses_per_minute: u32,
 }
 
 /// What the cron runs and how patiently.
@@ -263,7 +278,28 @@ impl Config {
             )?),
         };
 
+        let admin_window = positive_int(&get, "ADMIN_WINDOW_SECONDS", 300)?;
+        if admin_window > 3600 {
+            return Err(ConfigError::new("ADMIN_WINDOW_SECONDS", "at most 3600 (one hour) is accepted"));
+        }
+        let mut read_through_symbols = symbols.clone();
+        for text in get("READ_THROUGH_SYMBOLS").unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty())
+        {
+            let symbol = validate_symbol(text).map_err(|reason| ConfigError::new("READ_THROUGH_SYMBOLS", reason))?;
+            if !read_through_symbols.contains(&symbol) {
+                read_through_symbols.push(symbol);
+            }
+        }
+        let misses_per_minute = positive_int(&get, "READ_THROUGH_MISSES_PER_MINUTE", 120)?;
+        let read_through = ReadThroughConfig {
+            symbols: read_through_symbols,
+            misses_per_minute: u32::try_from(misses_per_minute)
+                .map_err(|_| ConfigError::new("READ_THROUGH_MISSES_PER_MINUTE", "too large"))?,
+        };
+
         Ok(Self {
+            admin_window: Duration::from_secs(admin_window),
+            read_through,
             sync: SyncConfig::parse(get, &symbols)?,
             ttl: TtlTable::from_lookup(get)?,
             tiers,
@@ -339,6 +375,11 @@ mod tests {
         assert_eq!(parse(&[("REDIS_CACHE_TTL_TICKER", "0")]).unwrap_err().variable, "REDIS_CACHE_TTL_TICKER");
         assert_eq!(parse(&[("HISTORY_LIMIT", "0")]).unwrap_err().variable, "HISTORY_LIMIT");
         assert_eq!(parse(&[("MEMORY_TIER_TTL", "x")]).unwrap_err().variable, "MEMORY_TIER_TTL");
+        assert_eq!(parse(&[("ADMIN_WINDOW_SECONDS", "7200")]).unwrap_err().variable, "ADMIN_WINDOW_SECONDS");
+        assert_eq!(parse(&[("READ_THROUGH_SYMBOLS", "eth")]).unwrap_err().variable, "READ_THROUGH_SYMBOLS");
+        let extra = parse(&[("READ_THROUGH_SYMBOLS", "ETHUSDT, QRLUSDT")]).unwrap();
+        let served: Vec<&str> = extra.read_through.symbols.iter().map(Segment::as_str).collect();
+        assert_eq!(served, ["QRLUSDT", "ETHUSDT"]);
     }
 
     #[test]

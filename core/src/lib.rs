@@ -17,6 +17,8 @@
 //! - [`config`]: the typed configuration, parsed once from the environment at the edge.
 //! - [`ttl`]: the TTL table: data classes, their lifetimes and env overrides.
 //! - [`codec`]: exact decimals and timestamps on the wire.
+//! - [`records`]: the shapes readers demand of stored JSON.
+//! - [`log`]: the sink for operator-facing events (the edge supplies it).
 //! - [`clock`]: time as a trait, because `SystemTime::now()` panics on wasm32.
 //! - [`secret`]: a string that never prints itself.
 
@@ -27,7 +29,9 @@ pub mod config;
 pub mod exchange;
 pub mod http;
 pub mod keys;
+pub mod log;
 pub mod market;
+pub mod records;
 pub mod secret;
 pub mod store;
 pub mod sync;

@@ -3,6 +3,10 @@
 //! may live — including the OHLCV rule that the cache never outlives the newest (still open)
 //! candle, so an open candle is never served stale for hours (seed 002 cached it for 24 h).
 //!
+//! Limits are cached on a ladder ([`LIMIT_STEPS`]): a request for `limit=901` is fetched and
+//! cached as `1000` and cut to 901 when answered, so odd limits share a key and an exchange
+//! call instead of each costing one.
+//!
 //! This module fetches and describes; reading through the tiers is the API's job.
 
 use std::time::Duration;
@@ -22,7 +26,15 @@ pub const DEFAULT_OHLCV_LIMIT: u32 = 100;
 pub const DEFAULT_DEALS_LIMIT: u32 = 50;
 pub const DEFAULT_ORDERBOOK_LIMIT: u32 = 20;
 
-/// One cacheable market-data query.
+/// The limits market data is fetched and cached at.
+pub const LIMIT_STEPS: [u32; 9] = [5, 10, 20, 50, 100, 200, 500, 1000, 5000];
+
+/// The smallest step that holds `requested` entries (the largest step beyond it).
+pub fn limit_step(requested: u32) -> u32 {
+    LIMIT_STEPS.into_iter().find(|step| *step >= requested).unwrap_or(LIMIT_STEPS[LIMIT_STEPS.len() - 1])
+}
+
+/// One cacheable market-data query. `limit` is a [`LIMIT_STEPS`] value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarketQuery {
     Ticker { symbol: Segment },
@@ -81,6 +93,29 @@ impl MarketQuery {
         }
     }
 
+    /// `value` (this query's answer) cut to `requested` entries: the newest candles and
+    /// trades (MEXC lists them oldest first), the best `requested` levels of each book side.
+    pub fn trim(&self, value: Value, requested: u32) -> Value {
+        let requested = requested as usize;
+        let newest = |value: Value| match value {
+            Value::Array(mut rows) if rows.len() > requested => Value::Array(rows.split_off(rows.len() - requested)),
+            other => other,
+        };
+        match self {
+            MarketQuery::Ticker { .. } => value,
+            MarketQuery::Ohlcv { .. } | MarketQuery::Deals { .. } => newest(value),
+            MarketQuery::Orderbook { .. } => {
+                let mut value = value;
+                for side in ["bids", "asks"] {
+                    if let Some(Value::Array(levels)) = value.get_mut(side) {
+                        levels.truncate(requested);
+                    }
+                }
+                value
+            }
+        }
+    }
+
     /// How long a value fetched at `now_ms` may be cached: the class TTL, and for OHLCV never
     /// past the close of the newest candle (at least 1 s, so a closed candle is refetched soon).
     pub fn ttl(&self, table: &TtlTable, value: &Value, now_ms: i64) -> Duration {
@@ -103,6 +138,20 @@ impl MarketQuery {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn limits_share_steps_and_answers_are_cut_to_the_request() {
+        assert_eq!(
+            [limit_step(1), limit_step(20), limit_step(21), limit_step(901), limit_step(902)],
+            [5, 20, 50, 1000, 1000]
+        );
+        let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
+        let deals = MarketQuery::Deals { symbol: symbol.clone(), limit: 5 };
+        assert_eq!(deals.trim(json!([1, 2, 3, 4, 5]), 2), json!([4, 5]));
+        let book = MarketQuery::Orderbook { symbol, limit: 5 };
+        let trimmed = book.trim(json!({"bids": [1, 2, 3], "asks": [4, 5, 6], "lastUpdateId": 9}), 1);
+        assert_eq!(trimmed, json!({"bids": [1], "asks": [4], "lastUpdateId": 9}));
+    }
 
     #[test]
     fn ohlcv_ttl_never_outlives_the_open_candle() {

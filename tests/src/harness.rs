@@ -371,6 +371,11 @@ impl Stack {
         .map_err(|e| format!("{e}; log:\n{}", self.worker_log()))
     }
 
+    /// Resident memory of the worker's workerd, KiB.
+    pub fn workerd_rss_kib(&self) -> u64 {
+        self.worker.group_rss_kib("workerd")
+    }
+
     /// Names of the services, for diagnostics.
     pub fn services(&self) -> [&str; 4] {
         let [gateway, redis] = self.backend.services();

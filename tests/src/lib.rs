@@ -1,5 +1,6 @@
 //! edgesync's end-to-end harness: real parts on 127.0.0.1, nothing mocked but the exchange.
 //!
+//! - [`admin`]: signed admin calls, made as the README tells an operator to.
 //! - [`harness`]: [`harness::Stack`] starts redis-server, the gateway, the stand-in and the
 //!   worker in workerd, and stops them all when dropped.
 //! - [`native_http`]: core's HTTP transport over a blocking native client.
@@ -10,6 +11,7 @@
 //! - [`standin`]: the MEXC Spot v3 stand-in with signature checks and fault injection
 //!   (binary `mexc-standin`).
 
+pub mod admin;
 pub mod gateway;
 pub mod harness;
 pub mod native_http;

@@ -66,6 +66,25 @@ impl Service {
         &self.name
     }
 
+    /// Resident memory (KiB) of the processes named `program` in this service's process
+    /// group (e.g. the `workerd` that `wrangler dev` runs), from `/proc`.
+    pub fn group_rss_kib(&self, program: &str) -> u64 {
+        let group = self.child.id().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+            .filter_map(|stat| {
+                // `pid (comm) state ppid pgrp …`; comm may hold spaces, so split after `)`.
+                let (head, rest) = stat.rsplit_once(") ")?;
+                let comm = head.split_once(" (")?.1;
+                let fields: Vec<&str> = rest.split(' ').collect();
+                let rss_pages: u64 = fields.get(21)?.parse().ok()?;
+                (comm == program && fields.get(2) == Some(&group.as_str())).then_some(rss_pages * 4)
+            })
+            .sum()
+    }
+
     /// False once the process has exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -5,13 +5,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{HttpAnswer, Stack, StackOptions};
 use edgesync_e2e::suite::run_suite;
-use hmac::{Hmac, Mac};
+use edgesync_e2e::{admin, binaries};
 use redis::Commands;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const READ_TOKEN: &str = "e2e-read-token";
 const ADMIN_SECRET: &str = "e2e-admin-secret";
@@ -25,6 +23,8 @@ fn main() {
         ("ADMIN_SECRET", ADMIN_SECRET),
         // Every read asks Redis, so the tier header shows Redis vs. the memory copy plainly.
         ("MEMORY_TIER_TTL", "0"),
+        // ETHUSDT is not synced, only served read-through.
+        ("READ_THROUGH_SYMBOLS", "ETHUSDT"),
     ];
     run_suite(
         || {
@@ -62,31 +62,16 @@ fn private_get(stack: &Stack, path: &str) -> HttpAnswer {
     stack.request("GET", path, &[("authorization", &format!("Bearer {READ_TOKEN}"))], b"")
 }
 
-/// Signs an admin call as the README describes (independently of the worker's code).
 fn admin(stack: &Stack, path_and_query: &str, body: &Value) -> HttpAnswer {
-    let body = body.to_string();
-    let timestamp = (now_ms() / 1000).to_string();
-    admin_with(stack, path_and_query, body.as_bytes(), &timestamp, &sign(&timestamp, path_and_query, body.as_bytes()))
+    admin::post(stack, ADMIN_SECRET, path_and_query, body)
 }
 
 fn sign(timestamp: &str, path_and_query: &str, body: &[u8]) -> String {
-    let message = format!("{timestamp}\nPOST\n{path_and_query}\n{}", hex::encode(Sha256::digest(body)));
-    let mut mac = Hmac::<Sha256>::new_from_slice(ADMIN_SECRET.as_bytes()).unwrap();
-    mac.update(message.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    admin::sign(ADMIN_SECRET, timestamp, path_and_query, body)
 }
 
 fn admin_with(stack: &Stack, path_and_query: &str, body: &[u8], timestamp: &str, signature: &str) -> HttpAnswer {
-    stack.request(
-        "POST",
-        path_and_query,
-        &[
-            ("x-edgesync-timestamp", timestamp),
-            ("x-edgesync-signature", signature),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
+    admin::post_signed(stack, path_and_query, body, timestamp, signature)
 }
 
 fn assert_error(answer: &HttpAnswer, status: u16, code: &str) {
@@ -158,11 +143,12 @@ fn ohlcv_ttl_ends_at_the_open_candle_close(stack: &Stack) {
         [open, "1.1", "1.3", "1.0", "1.2", "5", close, "6"]
     ]);
     stack.set_exchange_response("/api/v3/klines", Some("QRLUSDT"), &rows);
-    let _: () = stack.redis().del("api:v1:ohlcv:mexc:QRLUSDT:1m:2").unwrap();
+    // Limit 2 is fetched and cached on the ladder's step 5, and cut to 2 when answered.
+    let _: () = stack.redis().del("api:v1:ohlcv:mexc:QRLUSDT:1m:5").unwrap();
     let answer = stack.get("/v1/ohlcv/QRLUSDT?interval=1m&limit=2");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.json(), rows);
-    let ttl: i64 = stack.redis().ttl("api:v1:ohlcv:mexc:QRLUSDT:1m:2").unwrap();
+    let ttl: i64 = stack.redis().ttl("api:v1:ohlcv:mexc:QRLUSDT:1m:5").unwrap();
     let seconds_to_close = (close - now_ms()) / 1000 + 1;
     assert!(
         ttl >= 1 && ttl <= seconds_to_close,
@@ -285,8 +271,19 @@ fn invalidation_stays_inside_the_namespace(stack: &Stack) {
         let value: Option<String> = redis.get(key).unwrap();
         assert_eq!(value.as_deref(), Some("keep"), "{key} was deleted");
     }
-    let left: Vec<String> = redis.scan_match::<_, String>("api:v1:*").unwrap().collect::<Result<_, _>>().unwrap();
-    assert!(left.iter().all(|k| k.starts_with("api:v1:nonce:")), "only replay guards may remain: {left:?}");
+    let scan = |redis: &mut redis::Connection| -> Vec<String> {
+        redis.scan_match::<_, String>("api:v1:*").unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    let left = scan(&mut redis);
+    let cache = ["api:v1:ticker:", "api:v1:ohlcv:", "api:v1:deals:", "api:v1:orderbook:"];
+    assert!(
+        left.iter().all(|k| !cache.iter().any(|c| k.starts_with(c)) && !k.ends_with(":cached")),
+        "no cache key may remain: {left:?}"
+    );
+    assert!(left.contains(&"api:v1:account:mexc:main".to_owned()), "permanent data stays: {left:?}");
+    let everything = admin(stack, "/v1/admin/invalidate", &json!({"all": true, "include_permanent": true}));
+    assert_eq!(everything.json()["deleted"].as_u64(), Some(left.len() as u64), "{}", everything.body);
+    assert_eq!(scan(&mut redis), Vec::<String>::new());
     assert_error(&admin(stack, "/v1/admin/invalidate", &json!({"symbol": "QRLUSDT", "all": true})), 400, "bad_request");
     assert_error(&admin(stack, "/v1/admin/invalidate", &json!({"pattern": "a b"})), 400, "bad_request");
     stack.fire_cron(ALL); // put the data back for the tests after this one

@@ -1,6 +1,6 @@
 //! The storage core against real redis-server through the Upstash-REST gateway: the store
 //! conformance suite (the same checks the memory store passes), the TTL table, invalidation
-//! confined to the namespace, corrupted values, eviction-risk stats, warming against the MEXC
+//! confined to the namespace, unreadable values, eviction-risk stats, warming against the MEXC
 //! stand-in, and the tiered store riding out a Redis outage.
 
 use std::sync::Arc;
@@ -11,9 +11,9 @@ use edgesync_core::config::{Config, TierConfig};
 use edgesync_core::keys::{Exchange, KeySpace, Segment};
 use edgesync_core::secret::Secret;
 use edgesync_core::store::conformance::{self, Subject};
-use edgesync_core::store::invalidate::{clear_all, clear_symbol, delete_pattern};
+use edgesync_core::store::invalidate::{clear_all, clear_symbol, delete_pattern, Scope};
 use edgesync_core::store::stats;
-use edgesync_core::store::tiered::{MemoryTier, Tier, Tiered};
+use edgesync_core::store::tiered::{MemoryTier, ReadError, Tier, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient, UpstashConfig};
 use edgesync_core::store::{Command, Store, StoreError};
 use edgesync_core::sync::price::PriceRecord;
@@ -42,7 +42,10 @@ fn main() {
             ("redis_conforms", redis_conforms),
             ("ttl_classes_through_the_gateway", ttl_classes_through_the_gateway),
             ("invalidation_leaves_foreign_keys_intact", invalidation_leaves_foreign_keys_intact),
-            ("corrupted_value_is_a_counted_deleted_miss", corrupted_value_is_a_counted_deleted_miss),
+            (
+                "unreadable_values_keep_permanent_data_and_drop_cache",
+                unreadable_values_keep_permanent_data_and_drop_cache,
+            ),
             ("stats_flag_evictable_permanent_data", stats_flag_evictable_permanent_data),
             ("warming_fills_missing_and_skips_cached", warming_fills_missing_and_skips_cached),
             ("tiered_store_rides_out_a_redis_outage", tiered_store_rides_out_a_redis_outage),
@@ -155,7 +158,7 @@ fn invalidation_leaves_foreign_keys_intact(fixture: &Fixture) {
         "ticker:QRLUSDT",
         "QRLUSDT",
     ];
-    let ours = ["inv:v1:ticker:mexc:QRLUSDT", "inv:v1:ticker:mexc:BTCUSDT", "inv:v1:price:mexc:QRLUSDT:latest"];
+    let ours = ["inv:v1:ticker:mexc:QRLUSDT", "inv:v1:ticker:mexc:BTCUSDT", "inv:v1:price:mexc:QRLUSDT:cached"];
     let mut redis = fixture.backend.redis();
     let plant = |redis: &mut redis::Connection| {
         for key in foreign.iter().chain(&ours) {
@@ -164,14 +167,14 @@ fn invalidation_leaves_foreign_keys_intact(fixture: &Fixture) {
     };
     plant(&mut redis);
     let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
-    assert_eq!(block_on(clear_symbol(&store, &keys, &symbol)).unwrap().deleted, 2);
+    assert_eq!(block_on(clear_symbol(&store, &keys, &symbol, Scope::CacheOnly)).unwrap().deleted, 2);
     assert_eq!(redis_get(fixture, "inv:v1:ticker:mexc:BTCUSDT").as_deref(), Some("1"));
     for crafted in ["*", "ticker:*", "*:*", "\\*", "[a-z]*", "*]", "[^x]*", "?*"] {
         plant(&mut redis);
-        block_on(delete_pattern(&store, &keys, crafted)).unwrap();
+        block_on(delete_pattern(&store, &keys, crafted, Scope::IncludePermanent)).unwrap();
     }
     plant(&mut redis);
-    let all = block_on(clear_all(&store, &keys)).unwrap();
+    let all = block_on(clear_all(&store, &keys, Scope::CacheOnly)).unwrap();
     assert_eq!(all.deleted, 3);
     for key in foreign {
         assert_eq!(redis_get(fixture, key).as_deref(), Some("1"), "{key} was deleted by an invalidation");
@@ -181,20 +184,24 @@ fn invalidation_leaves_foreign_keys_intact(fixture: &Fixture) {
     }
 }
 
-fn corrupted_value_is_a_counted_deleted_miss(fixture: &Fixture) {
+fn unreadable_values_keep_permanent_data_and_drop_cache(fixture: &Fixture) {
     let store = client(&fixture.backend);
-    let key = "qrl:v1:price:mexc:CORRUPTUSDT:latest";
-    let _: () = redis::cmd("SET")
-        .arg(key)
-        .arg(r#"{"symbol":"CORRUPTUSDT","price":"#)
-        .query(&mut fixture.backend.redis())
-        .unwrap();
+    let latest = "qrl:v1:price:mexc:CORRUPTUSDT:latest";
+    let cached = "qrl:v1:price:mexc:CORRUPTUSDT:cached";
+    let broken = r#"{"symbol":"CORRUPTUSDT","price":"#;
+    let mut redis = fixture.backend.redis();
+    let _: () = redis::cmd("SET").arg(latest).arg(broken).query(&mut redis).unwrap();
+    let _: () = redis::cmd("SET").arg(cached).arg(broken).arg("EX").arg(30).query(&mut redis).unwrap();
     let memory = MemoryTier::new(TierConfig::default());
     let tiered = Tiered::new(&memory, &store, &SystemClock);
-    let read = block_on(tiered.read_json::<PriceRecord>(key, DataClass::PriceLatest)).unwrap();
-    assert!(read.is_none(), "a corrupted value reads as a miss");
-    assert_eq!(redis_get(fixture, key), None, "and is deleted from Redis");
-    assert_eq!(memory.stats().corrupted, 1);
+    let error = block_on(tiered.read_json::<PriceRecord>(latest, DataClass::PriceLatest)).unwrap_err();
+    assert!(matches!(&error, ReadError::Unreadable(u) if u.key == latest), "{error}");
+    assert_eq!(redis_get(fixture, latest).as_deref(), Some(broken), "a permanent value is left as it is");
+    assert_eq!(redis_ttl(fixture, latest), -1);
+    assert_eq!(block_on(tiered.read_json::<PriceRecord>(cached, DataClass::Price)).unwrap(), None);
+    assert_eq!(redis_get(fixture, cached), None, "a cache value is discarded");
+    let stats = memory.stats();
+    assert_eq!((stats.unreadable["price_latest"], stats.discarded["price"]), (1, 1));
 }
 
 fn stats_flag_evictable_permanent_data(fixture: &Fixture) {
@@ -233,7 +240,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
         sleep: &ThreadSleep,
         flights: &Default::default(),
     };
-    block_on(clear_all(&store, &config.keys)).unwrap();
+    block_on(clear_all(&store, &config.keys, Scope::IncludePermanent)).unwrap();
     let qrl = Segment::new("symbol", "QRLUSDT").unwrap();
     let cached_ticker = config.keys.ticker(Exchange::Mexc, &qrl);
     block_on(store.set(&cached_ticker, b"{\"cached\":true}", Some(Duration::from_secs(5)))).unwrap();
@@ -256,7 +263,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
     assert_eq!((again.success, again.failed, again.skipped), (0, 0, 8));
 
     // A failing endpoint is reported, the rest still warms.
-    block_on(clear_all(&store, &config.keys)).unwrap();
+    block_on(clear_all(&store, &config.keys, Scope::IncludePermanent)).unwrap();
     fixture.exchange.inject_fault(&json!({"kind": "server_error", "path": "/api/v3/depth", "times": 10}));
     let partial = block_on(warm(&app, &DEFAULT_CLASSES)).unwrap();
     assert_eq!((partial.success, partial.failed, partial.skipped), (6, 2, 0), "{partial:?}");

@@ -1,36 +1,37 @@
 //! The Cloudflare Worker: a thin adapter between workers-rs and `edgesync-core`.
 //!
-//! - `#[event(fetch)]` converts the request, calls [`edgesync_core::api::handle`], converts back.
+//! - `#[event(fetch)]` converts the request ([`inbound`]), calls
+//!   [`edgesync_core::api::handle`], converts back. Whatever fails in the adapter itself is
+//!   still a JSON error, never the runtime's text 500.
 //! - `#[event(scheduled)]` runs [`edgesync_core::sync::run_cron`] and logs one JSON line per task.
 //! - [`fetch_client`]: `worker::Fetch` as core's [`edgesync_core::http::HttpClient`].
-//! - [`runtime`]: builds core's services (config, store tier, clock) from the `Env`.
+//! - [`runtime`]: builds core's services (config, store tier, clock, log) from the `Env`.
 //!
 //! No business logic lives here; it is all in core, where native tests reach it.
 
 mod fetch_client;
+mod inbound;
 mod runtime;
 
-use edgesync_core::api::{self, ApiRequest, ApiResponse};
+use edgesync_core::api::{self, ApiError, ApiResponse};
 use worker::{event, Context, Env, Headers, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let url = req.url()?;
-    let request = ApiRequest {
-        method: req.method().to_string(),
-        path: url.path().to_owned(),
-        query: url.query().unwrap_or_default().to_owned(),
-        headers: req.headers().entries().collect(),
-        body: req.bytes().await.unwrap_or_default(),
+    let response = match inbound::read(&mut req).await {
+        Ok(request) => match runtime::Runtime::from_env(&env) {
+            Ok(runtime) => {
+                let tiers = runtime.tiers();
+                api::handle(&runtime.app(&tiers), &request).await
+            }
+            Err(error) => runtime::config_error_response(&error),
+        },
+        Err(error) => error.into_response(),
     };
-    let response = match runtime::Runtime::from_env(&env) {
-        Ok(runtime) => {
-            let tiers = runtime.tiers();
-            api::handle(&runtime.app(&tiers), &request).await
-        }
-        Err(error) => runtime::config_error_response(&error),
-    };
-    into_worker_response(response)
+    into_worker_response(response).or_else(|error| {
+        let error = ApiError::new(500, "internal_error", format!("the response could not be built: {error}"));
+        into_worker_response(error.into_response())
+    })
 }
 
 #[event(scheduled)]

@@ -1,7 +1,8 @@
 //! Builds core's services for one invocation from the worker's `Env`: the parsed config, the
 //! tiers (the isolate's memory tier in front of Upstash REST over `Fetch`, or the isolate's
 //! memory store alone when no Redis is configured), the clock (`Date.now()`, since
-//! `SystemTime` panics on wasm) and the timer for retry backoff (`Delay`).
+//! `SystemTime` panics on wasm), the timer for retry backoff (`Delay`) and the event log
+//! (`console.warn`, one JSON line per event).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use edgesync_core::api::flight::Flights;
 use edgesync_core::api::{ApiError, ApiResponse};
 use edgesync_core::clock::{Backoff, Clock, Sleep};
 use edgesync_core::config::{Config, ConfigError};
+use edgesync_core::log::EventLog;
 use edgesync_core::store::memory::MemoryStore;
 use edgesync_core::store::tiered::{MemoryTier, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient};
@@ -25,6 +27,15 @@ pub struct WorkerClock;
 impl Clock for WorkerClock {
     fn now_ms(&self) -> i64 {
         worker::Date::now().as_millis() as i64
+    }
+}
+
+/// Events go to the console as one JSON line each (Workers Logs / `wrangler tail`).
+struct ConsoleLog;
+
+impl EventLog for ConsoleLog {
+    fn warn(&self, event: &serde_json::Value) {
+        worker::console_warn!("{event}");
     }
 }
 
@@ -82,6 +93,7 @@ impl Runtime {
             Some(redis) => Tiered::new(memory, redis, &WorkerClock),
             None => Tiered::memory_only(memory, memory_store(&self.config), &WorkerClock),
         }
+        .with_log(&ConsoleLog)
     }
 
     pub fn app<'a>(&'a self, tiers: &'a Tiered<'a>) -> App<'a> {

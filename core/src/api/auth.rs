@@ -1,11 +1,14 @@
 //! Authentication of the private and admin routes.
 //!
-//! - **Private** routes need `Authorization: Bearer $READ_TOKEN`, compared in constant time.
-//! - **Admin** routes need `X-Edgesync-Timestamp` (Unix seconds, within 300 s of now) and
-//!   `X-Edgesync-Signature`: lowercase hex HMAC-SHA256 with `ADMIN_SECRET` over
-//!   `{timestamp}\n{METHOD}\n{path_and_query}\n{hex sha256(body)}`. A signature is usable
-//!   once: it is remembered in Redis (`P:nonce:{signature}`, `SET NX EX 300`) for the window,
-//!   and a replay is a 401.
+//! - **Private** routes need `Authorization: Bearer $READ_TOKEN` (the scheme in any case, as
+//!   RFC 9110 allows), the token compared in constant time.
+//! - **Admin** routes need `X-Edgesync-Timestamp` (Unix seconds, within `ADMIN_WINDOW_SECONDS`
+//!   of now, default 300) and `X-Edgesync-Signature`: lowercase hex HMAC-SHA256 with
+//!   `ADMIN_SECRET` over `{timestamp}\n{METHOD}\n{path_and_query}\n{hex sha256(body)}`. A
+//!   signature is usable once: it is remembered in Redis (`{namespace}:nonce:{signature}`,
+//!   `SET NX EX`) for as long as its timestamp stays acceptable — until `timestamp + window`,
+//!   however far ahead of now the timestamp is — and a replay is a 401. The nonce lives
+//!   outside the versioned key space, where no invalidation reaches.
 //!
 //! An unconfigured secret disables its routes with a 503 saying so — never opens them.
 
@@ -17,9 +20,6 @@ use crate::exchange::sign::hmac_sha256_hex;
 use crate::keys::Segment;
 use crate::store::{Command, Reply};
 use crate::App;
-
-/// How far an admin timestamp may be from now.
-pub const ADMIN_WINDOW_SECS: i64 = 300;
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(401, "unauthorized", message)
@@ -38,8 +38,12 @@ pub fn require_reader(app: &App<'_>, request: &ApiRequest) -> Result<(), ApiErro
             "READ_TOKEN is not configured; private routes are off",
         ));
     };
-    let presented = request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default();
-    if equal(presented.trim(), token.expose()) {
+    let presented = request
+        .header("authorization")
+        .and_then(|h| h.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
+    if equal(presented, token.expose()) {
         Ok(())
     } else {
         Err(unauthorized("missing or wrong bearer token"))
@@ -63,8 +67,10 @@ pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), Ap
     let timestamp = request.header("x-edgesync-timestamp").unwrap_or_default();
     let signature = request.header("x-edgesync-signature").unwrap_or_default().to_ascii_lowercase();
     let seconds: i64 = timestamp.parse().map_err(|_| unauthorized("X-Edgesync-Timestamp must be Unix seconds"))?;
-    if (app.clock.now_ms() / 1000 - seconds).abs() > ADMIN_WINDOW_SECS {
-        return Err(unauthorized("timestamp is more than 300 s from now"));
+    let window = app.config.admin_window.as_secs() as i64;
+    let now = app.clock.now_ms() / 1000;
+    if (now - seconds).abs() > window {
+        return Err(unauthorized(&format!("timestamp is more than {window} s from now")));
     }
     let path_and_query = match request.query.as_str() {
         "" => request.path.clone(),
@@ -76,8 +82,11 @@ pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), Ap
         return Err(unauthorized("bad signature"));
     }
     let nonce = Segment::new("signature", &signature).map_err(|_| unauthorized("bad signature"))?;
+    // The timestamp stays acceptable until `seconds + window`; so must the memory of its use
+    // (one second more, because `now` is rounded down).
+    let remember_for = seconds + window - now + 1;
     let remember =
-        Command::new("SET").arg(app.config.keys.nonce(&nonce)).arg("1").arg("NX").arg("EX").arg(ADMIN_WINDOW_SECS);
+        Command::new("SET").arg(app.config.keys.nonce(&nonce)).arg("1").arg("NX").arg("EX").arg(remember_for.max(1));
     match app.store.backing_store().execute(&remember).await {
         Ok(Reply::Nil) => Err(unauthorized("signature already used")),
         Ok(_) => Ok(()),
@@ -138,6 +147,14 @@ mod tests {
             assert!(block_on(require_admin(app, &good)).is_ok());
             assert_eq!(block_on(require_admin(app, &good)).unwrap_err().message, "signature already used");
             assert_eq!(block_on(require_admin(app, &signed(now - 301, b"{}"))).unwrap_err().status, 401);
+            // A timestamp ahead of now is remembered until it is too old to be accepted.
+            let ahead = signed(now + 295, b"{}");
+            assert!(block_on(require_admin(app, &ahead)).is_ok());
+            let ttl = block_on(app.store.backing_store().execute(&Command::new("TTL").arg(
+                app.config.keys.nonce(&Segment::new("s", ahead.header("x-edgesync-signature").unwrap()).unwrap()),
+            )))
+            .unwrap();
+            assert_eq!(ttl, Reply::Int(596));
             let mut tampered = signed(now, b"{}");
             tampered.body = b"{\"all\":true}".to_vec();
             assert_eq!(block_on(require_admin(app, &tampered)).unwrap_err().message, "bad signature");
@@ -151,7 +168,11 @@ mod tests {
             assert_eq!(require_reader(app, &request).unwrap_err().status, 401);
             request.headers.push(("Authorization".into(), "Bearer tok".into()));
             assert!(require_reader(app, &request).is_ok());
+            request.headers[0].1 = "bearer tok".into();
+            assert!(require_reader(app, &request).is_ok(), "the scheme is case-insensitive");
             request.headers[0].1 = "Bearer tok2".into();
+            assert_eq!(require_reader(app, &request).unwrap_err().status, 401);
+            request.headers[0].1 = "Basic tok".into();
             assert_eq!(require_reader(app, &request).unwrap_err().status, 401);
         });
     }

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::ApiResponse;
+use crate::store::tiered::ReadError;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +21,14 @@ impl ApiError {
         Self { status, code, message: message.into(), headers: Vec::new() }
     }
 
+    /// A 400 naming the parameter. The reason is cut to 200 characters: it may quote input
+    /// (a parser's "unknown field `…`"), which callers also cut with [`super::params::echo`].
     pub fn bad_request(parameter: &str, reason: impl std::fmt::Display) -> Self {
+        let reason = reason.to_string();
+        let reason = match reason.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}…", &reason[..cut]),
+            None => reason,
+        };
         Self::new(400, "bad_request", format!("invalid {parameter}: {reason}"))
     }
 
@@ -40,5 +48,17 @@ impl From<StoreError> for ApiError {
     /// A store failure the handler could not work around: the data may exist, so 503, not 404.
     fn from(error: StoreError) -> Self {
         ApiError::new(503, "store_unavailable", format!("the store could not answer: {error}"))
+    }
+}
+
+impl From<ReadError> for ApiError {
+    /// An unreadable permanent value is a 500 `unreadable_value`: the data exists (so not
+    /// 404), the fault is the stored state, not the request (so not 4xx), and retrying will
+    /// not help (so not 503). The message names the key and the shape expected.
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Store(error) => error.into(),
+            ReadError::Unreadable(unreadable) => ApiError::new(500, "unreadable_value", unreadable.to_string()),
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! for the same key share one exchange call: the first caller (the leader) fetches, the
 //! others wait for its result instead of each calling MEXC (which would multiply the request
 //! weight MEXC rate-limits by). If the leader is dropped mid-flight, the waiters are released
-//! and fetch for themselves. Lives as long as the isolate.
+//! and fetch for themselves. The leader's call is what spends the isolate's [`MissBudget`].
+//! Lives as long as the isolate.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 use futures_channel::oneshot;
 use serde_json::Value;
 
+pub use super::budget::MissBudget;
 use crate::exchange::{ExchangeError, Fetched};
 
 type Outcome = Result<Fetched<Value>, ExchangeError>;
@@ -19,6 +21,8 @@ type Outcome = Result<Fetched<Value>, ExchangeError>;
 pub struct Flights {
     /// Waiters per key being fetched. `std::sync::Mutex`: held only to register or drain.
     waiting: Mutex<HashMap<String, Vec<oneshot::Sender<Outcome>>>>,
+    /// What read-through misses may still cost the exchange account.
+    pub budget: MissBudget,
 }
 
 /// Removes the leader's entry however it ends; waiters whose sender is dropped fetch alone.

@@ -6,12 +6,13 @@
 //! - [`error`]: [`ApiError`], rendered as `{"error": {"code", "message"}}`.
 //! - [`auth`]: bearer tokens for private routes, signed single-use requests for admin routes.
 //! - [`params`]: parameter parsing and validation.
-//! - [`flight`]: single-flight of exchange calls.
+//! - [`flight`]: single-flight of exchange calls; [`budget`]: what misses may cost.
 //! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`).
 //! - [`health`], [`price`], [`market`], [`private`], [`admin`]: one file per route group.
 
 pub mod admin;
 pub mod auth;
+pub mod budget;
 pub mod error;
 pub mod flight;
 pub mod health;
@@ -59,7 +60,11 @@ impl ApiResponse {
     pub fn json(status: u16, body: &impl Serialize) -> Self {
         Self {
             status,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                // A stored value is never sniffed into HTML, whatever it holds.
+                ("x-content-type-options".into(), "nosniff".into()),
+            ],
             body: serde_json::to_vec(body).expect("API bodies always serialize"),
         }
     }

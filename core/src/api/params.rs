@@ -18,6 +18,18 @@ impl ApiRequest {
     }
 }
 
+/// Longest piece of a caller's input repeated back in an error message, in characters.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// `text` as an error message may quote it: at most [`MAX_ECHO_CHARS`] characters, the rest
+/// replaced by `…`, so a hostile 10 kB parameter never comes back whole.
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
 pub fn symbol(text: &str) -> Result<Segment, ApiError> {
     validate_symbol(text).map_err(|reason| ApiError::bad_request("symbol", reason))
 }
@@ -28,7 +40,7 @@ pub fn interval(request: &ApiRequest, default: &str) -> Result<Segment, ApiError
     if !KLINE_INTERVALS.contains(&value.as_str()) {
         return Err(ApiError::bad_request(
             "interval",
-            format!("`{value}` is not one of {}", KLINE_INTERVALS.join(", ")),
+            format!("`{}` is not one of {}", echo(&value), KLINE_INTERVALS.join(", ")),
         ));
     }
     Segment::new("interval", &value).map_err(|e| ApiError::bad_request("interval", e))
@@ -40,7 +52,9 @@ pub fn limit(request: &ApiRequest, default: u32, max: u32) -> Result<u32, ApiErr
         None => Ok(default),
         Some(text) => match text.parse::<u32>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request("limit", format!("`{text}` is not a whole number from 1 to {max}"))),
+            _ => {
+                Err(ApiError::bad_request("limit", format!("`{}` is not a whole number from 1 to {max}", echo(&text))))
+            }
         },
     }
 }
@@ -51,7 +65,10 @@ pub fn millis(request: &ApiRequest, name: &'static str) -> Result<Option<i64>, A
         None => Ok(None),
         Some(text) => match text.parse::<i64>() {
             Ok(ms) if ms >= 0 => Ok(Some(ms)),
-            _ => Err(ApiError::bad_request(name, format!("`{text}` is not a time in milliseconds since the epoch"))),
+            _ => Err(ApiError::bad_request(
+                name,
+                format!("`{}` is not a time in milliseconds since the epoch", echo(&text)),
+            )),
         },
     }
 }
@@ -85,5 +102,9 @@ mod tests {
         assert_eq!(limit(&ApiRequest::get("/x"), 10, 100).unwrap(), 10);
         assert!(time_range(&request, "from", "to").unwrap_err().message.contains("from"));
         assert!(millis(&ApiRequest::get("/x?from=soon"), "from").is_err());
+        let long = "Z".repeat(10_000);
+        let message = symbol(&long).unwrap_err().message;
+        assert!(message.chars().count() < 200 && message.contains('…'), "{message}");
+        assert_eq!(echo("short"), "short");
     }
 }

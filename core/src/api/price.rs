@@ -1,8 +1,9 @@
 //! `GET /v1/price/{symbol}`: the synced price, read through the tiers: `cached` (30 s TTL)
 //! first, then `latest` (permanent), so a price once synced is always answered; with Redis
-//! down, what L1 holds is served flagged `memory-stale`, else 503. A value that does not
-//! decode is deleted and treated as absent, never a 500. `X-Edgesync-Tier` and `Age` say
-//! where the answer came from.
+//! down, what L1 holds is served flagged `memory-stale`, else 503. A `cached` value that does
+//! not decode is cache and is discarded; a `latest` value that does not decode is left as it
+//! is and answered as `unreadable_value` (see `store::tiered`). `X-Edgesync-Tier` and `Age`
+//! say where the answer came from.
 
 use serde_json::json;
 
@@ -10,7 +11,7 @@ use super::{ApiError, ApiResponse};
 use crate::codec::iso8601_ms;
 use crate::exchange::validate_symbol;
 use crate::keys::Exchange;
-use crate::store::tiered::Read;
+use crate::store::tiered::{Read, ReadError};
 use crate::sync::price::PriceRecord;
 use crate::ttl::DataClass;
 use crate::App;
@@ -27,7 +28,8 @@ pub async fn price(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError>
         match app.store.read_json::<PriceRecord>(&key, class).await {
             Ok(Some(read)) => return Ok(answer(&read, source)),
             Ok(None) => {}
-            Err(error) => failure = Some(error),
+            Err(ReadError::Store(error)) => failure = Some(error),
+            Err(unreadable) => return Err(unreadable.into()),
         }
     }
     match failure {
@@ -60,8 +62,14 @@ fn answer(read: &Read<PriceRecord>, source: &str) -> ApiResponse {
 pub async fn history(app: &App<'_>, symbol: &str, request: &super::ApiRequest) -> Result<ApiResponse, ApiError> {
     let symbol = validate_symbol(symbol).map_err(|reason| ApiError::bad_request("symbol", reason))?;
     let key = app.config.keys.price_history(Exchange::Mexc, &symbol);
-    let entries = super::private::history(app, &key, request, "from", "to").await?;
+    let page =
+        super::private::history::<PriceRecord>(app, &key, DataClass::PriceHistory, request, ("from", "to")).await?;
     let max_age = app.config.ttl.ttl(DataClass::Price).map_or(30, |t| t.as_secs());
-    Ok(ApiResponse::json(200, &json!({ "symbol": symbol.as_str(), "count": entries.len(), "entries": entries }))
-        .with_header("cache-control", format!("public, max-age={max_age}")))
+    let body = json!({
+        "symbol": symbol.as_str(),
+        "count": page.entries.len(),
+        "skipped": page.skipped,
+        "entries": page.entries,
+    });
+    Ok(ApiResponse::json(200, &body).with_header("cache-control", format!("public, max-age={max_age}")))
 }

@@ -4,11 +4,13 @@
 //! `Cache-Control: private, no-store`; reads of single records go through the tiers (so they
 //! survive a Redis outage, flagged), lists and stats read Redis directly.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::{params, ApiError, ApiRequest, ApiResponse};
 use crate::codec::iso8601_ms;
 use crate::keys::{Exchange, Segment};
+use crate::records::{AccountDocument, CostDocument, RawDocument, Record};
 use crate::store::tiered::Read;
 use crate::store::{stats, Command, StoreExt};
 use crate::sync::Task;
@@ -25,55 +27,86 @@ fn tiered(read: Read<Value>) -> ApiResponse {
         .with_header("age", (read.age_ms / 1000).to_string())
 }
 
+/// A document read through the tiers, served as stored.
+async fn document<T: Record + Into<Value>>(
+    app: &App<'_>,
+    key: &str,
+    class: DataClass,
+) -> Result<Option<ApiResponse>, ApiError> {
+    let read = app.store.read_json::<T>(key, class).await?;
+    Ok(read.map(|r| tiered(Read { value: r.value.into(), tier: r.tier, age_ms: r.age_ms, ttl_ms: r.ttl_ms })))
+}
+
 pub async fn account(app: &App<'_>) -> Result<ApiResponse, ApiError> {
     let key = app.config.keys.account(Exchange::Mexc, &app.config.account_id);
-    match app.store.read_json::<Value>(&key, DataClass::Account).await? {
-        Some(read) => Ok(tiered(read)),
-        None => Err(ApiError::not_found("no account has been synced yet")),
-    }
+    document::<AccountDocument>(app, &key, DataClass::Account)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no account has been synced yet"))
+}
+
+/// An index member that names no position edgesync can read, reported instead of served.
+#[derive(Debug, Serialize)]
+struct Skipped {
+    member: String,
+    reason: String,
 }
 
 pub async fn positions(app: &App<'_>) -> Result<ApiResponse, ApiError> {
     let keys = &app.config.keys;
+    let account = &app.config.account_id;
     let store = app.store.backing_store();
-    let members = store.smembers(&keys.position_index(&app.config.account_id, Exchange::Mexc)).await?;
-    let mut entries: Vec<(String, String)> = Vec::new();
+    let members = store.smembers(&keys.position_index(account, Exchange::Mexc)).await?;
+    let mut skipped = Vec::new();
+    // Valid members and their commands are built together, so replies line up with them.
+    let mut listed: Vec<(Segment, Segment)> = Vec::new();
     for member in &members {
-        if let Some((symbol, side)) = member.split_once(':') {
-            entries.push((symbol.to_owned(), side.to_owned()));
+        let parsed =
+            member.split_once(':').ok_or_else(|| "not `{symbol}:{side}`".to_owned()).and_then(|(symbol, side)| {
+                let symbol = Segment::new("symbol", symbol).map_err(|e| e.to_string())?;
+                let side = Segment::new("side", side).map_err(|e| e.to_string())?;
+                Ok((symbol, side))
+            });
+        match parsed {
+            Ok(entry) => listed.push(entry),
+            Err(reason) => skipped.push(Skipped { member: params::echo(member), reason }),
         }
     }
-    let commands: Vec<Command> = entries
+    let commands: Vec<Command> = listed
         .iter()
-        .filter_map(|(symbol, side)| {
-            let (symbol, side) = (Segment::new("symbol", symbol).ok()?, Segment::new("side", side).ok()?);
-            Some(Command::new("HGETALL").arg(keys.position(&app.config.account_id, Exchange::Mexc, &symbol, &side)))
-        })
+        .map(|(symbol, side)| Command::new("HGETALL").arg(keys.position(account, Exchange::Mexc, symbol, side)))
         .collect();
     let replies = store.pipeline(&commands).await?;
-    let positions: Vec<Value> = entries
-        .iter()
-        .zip(replies)
-        .map(|((symbol, side), reply)| {
-            let mut fields = Map::new();
-            fields.insert("symbol".into(), json!(symbol));
-            fields.insert("side".into(), json!(side));
-            for (field, value) in reply.ok().and_then(|r| r.into_pairs().ok()).unwrap_or_default() {
-                fields.insert(field, json!(value));
+    let mut positions = Vec::new();
+    for ((symbol, side), reply) in listed.iter().zip(replies) {
+        let pairs = match reply.map_err(|e| e.0).and_then(|r| r.into_pairs()) {
+            Ok(pairs) => pairs,
+            Err(reason) => {
+                app.store.memory_tier().count_unreadable(DataClass::Position, 1);
+                skipped.push(Skipped { member: format!("{symbol}:{side}"), reason: format!("not a hash: {reason}") });
+                continue;
             }
-            Value::Object(fields)
-        })
-        .collect();
-    Ok(private(&json!({ "account_id": app.config.account_id.as_str(), "positions": positions })))
+        };
+        let mut fields = Map::new();
+        fields.insert("symbol".into(), json!(symbol.as_str()));
+        fields.insert("side".into(), json!(side.as_str()));
+        for (field, value) in pairs {
+            fields.insert(field, json!(value));
+        }
+        positions.push(Value::Object(fields));
+    }
+    let mut body = json!({ "account_id": account.as_str(), "positions": positions });
+    if !skipped.is_empty() {
+        body["skipped"] = json!(skipped);
+    }
+    Ok(private(&body))
 }
 
 pub async fn cost(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError> {
     let symbol = params::symbol(symbol)?;
     let key = app.config.keys.cost(Exchange::Mexc, &app.config.account_id, &symbol);
-    match app.store.read_json::<Value>(&key, DataClass::Cost).await? {
-        Some(read) => Ok(tiered(read)),
-        None => Err(ApiError::not_found(format!("no cost for {symbol} has been computed yet"))),
-    }
+    document::<CostDocument>(app, &key, DataClass::Cost)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no cost for {symbol} has been computed yet")))
 }
 
 fn endpoint(text: &str) -> Result<Segment, ApiError> {
@@ -83,7 +116,7 @@ fn endpoint(text: &str) -> Result<Segment, ApiError> {
     if !well_formed {
         return Err(ApiError::bad_request(
             "endpoint",
-            format!("`{text}` is not an endpoint name (e.g. account_info, ticker_24hr.QRLUSDT)"),
+            format!("`{}` is not an endpoint name (e.g. account_info, ticker_24hr.QRLUSDT)", params::echo(text)),
         ));
     }
     Segment::new("endpoint", text).map_err(|e| ApiError::bad_request("endpoint", e))
@@ -91,40 +124,59 @@ fn endpoint(text: &str) -> Result<Segment, ApiError> {
 
 pub async fn raw_latest(app: &App<'_>, name: &str) -> Result<ApiResponse, ApiError> {
     let key = app.config.keys.raw_latest(Exchange::Mexc, &endpoint(name)?);
-    match app.store.read_json::<Value>(&key, DataClass::Raw).await? {
-        Some(read) => Ok(tiered(read)),
-        None => Err(ApiError::not_found(format!("no raw response stored for {name}"))),
-    }
+    document::<RawDocument>(app, &key, DataClass::Raw)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no raw response stored for {name}")))
 }
 
-/// History entries (newest `limit` within the range), returned oldest first.
-pub async fn history(
+/// A page of history: entries oldest first, and how many members in the page did not decode.
+pub struct HistoryPage {
+    pub entries: Vec<Value>,
+    pub skipped: u64,
+}
+
+/// History entries (newest `limit` within the range), returned oldest first. A member whose
+/// score is not an integer (ms) or which does not decode as `T` is skipped and counted as
+/// unreadable; it is never removed (histories cannot be fetched again).
+pub async fn history<T: Record + Serialize>(
     app: &App<'_>,
     key: &str,
+    class: DataClass,
     request: &ApiRequest,
-    from: &'static str,
-    to: &'static str,
-) -> Result<Vec<Value>, ApiError> {
+    (from, to): (&'static str, &'static str),
+) -> Result<HistoryPage, ApiError> {
     let (start, end) = params::time_range(request, from, to)?;
     let limit = params::limit(request, 100, 1000)?;
-    let mut entries = app.store.backing_store().zrange_by_score(key, start, end, limit as usize, true).await?;
-    entries.reverse();
-    Ok(entries
-        .into_iter()
-        .map(|(member, score)| {
-            let mut value = serde_json::from_str::<Value>(&member).unwrap_or(Value::String(member));
-            if let Some(object) = value.as_object_mut() {
-                object.entry("ts_iso").or_insert_with(|| json!(iso8601_ms(score)));
-            }
-            value
-        })
-        .collect())
+    let mut members = app.store.backing_store().zrange_entries(key, start, end, limit as usize, true).await?;
+    members.reverse();
+    let mut page = HistoryPage { entries: Vec::with_capacity(members.len()), skipped: 0 };
+    for (member, score) in members {
+        let decoded = score.parse::<i64>().ok().zip(serde_json::from_str::<T>(&member).ok());
+        let Some((score, record)) = decoded else {
+            page.skipped += 1;
+            continue;
+        };
+        let mut value = serde_json::to_value(record).expect("records serialize");
+        if let Some(object) = value.as_object_mut() {
+            object.entry("ts_iso").or_insert_with(|| json!(iso8601_ms(score)));
+        }
+        page.entries.push(value);
+    }
+    if page.skipped > 0 {
+        app.store.memory_tier().count_unreadable(class, page.skipped);
+    }
+    Ok(page)
 }
 
 pub async fn raw_history(app: &App<'_>, name: &str, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let key = app.config.keys.raw_history(Exchange::Mexc, &endpoint(name)?);
-    let entries = history(app, &key, request, "start", "end").await?;
-    Ok(private(&json!({ "endpoint": name, "count": entries.len(), "entries": entries })))
+    let page = history::<RawDocument>(app, &key, DataClass::Raw, request, ("start", "end")).await?;
+    Ok(private(&json!({
+        "endpoint": name,
+        "count": page.entries.len(),
+        "skipped": page.skipped,
+        "entries": page.entries,
+    })))
 }
 
 pub async fn sync_status(app: &App<'_>) -> Result<ApiResponse, ApiError> {

@@ -2,6 +2,7 @@
 //! here, not in the worker, lets native tests check it against the OpenAPI document and keeps
 //! the worker a thin adapter.
 
+use super::params::echo;
 use super::{admin, auth, health, market, openapi, price, private, ApiError, ApiRequest, ApiResponse};
 use crate::App;
 
@@ -89,9 +90,10 @@ pub fn resolve(method: &str, path: &str) -> Result<(&'static Route, Params), Api
         }
     }
     if allowed.is_empty() {
-        return Err(ApiError::not_found(format!("no route for {path}")));
+        return Err(ApiError::not_found(format!("no route for {}", echo(path))));
     }
-    let mut error = ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"));
+    let mut error =
+        ApiError::new(405, "method_not_allowed", format!("{} is not allowed on {}", echo(method), echo(path)));
     error.headers.push(("allow".into(), allowed.join(", ")));
     Err(error)
 }
@@ -135,10 +137,12 @@ pub(super) async fn call(
         Handler::OpenApi => Ok(openapi::document()),
         Handler::Price => price::price(app, param("symbol")).await,
         Handler::PriceHistory => price::history(app, param("symbol"), request).await,
-        Handler::Ticker => market::read_through(app, market::query("ticker", param("symbol"), request)?).await,
-        Handler::Ohlcv => market::read_through(app, market::query("ohlcv", param("symbol"), request)?).await,
-        Handler::Deals => market::read_through(app, market::query("deals", param("symbol"), request)?).await,
-        Handler::Orderbook => market::read_through(app, market::query("orderbook", param("symbol"), request)?).await,
+        Handler::Ticker => market::read_through(app, market::query(app, "ticker", param("symbol"), request)?).await,
+        Handler::Ohlcv => market::read_through(app, market::query(app, "ohlcv", param("symbol"), request)?).await,
+        Handler::Deals => market::read_through(app, market::query(app, "deals", param("symbol"), request)?).await,
+        Handler::Orderbook => {
+            market::read_through(app, market::query(app, "orderbook", param("symbol"), request)?).await
+        }
         Handler::Account => private::account(app).await,
         Handler::Positions => private::positions(app).await,
         Handler::Cost => private::cost(app, param("symbol")).await,

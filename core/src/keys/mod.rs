@@ -185,9 +185,16 @@ impl KeySpace {
         self.key(&["sync", task, "status"])
     }
 
-    /// `P:nonce:{signature}`: an admin signature already used (300 s).
+    /// `{namespace}:nonce:{signature}`: an admin signature already used, for as long as its
+    /// timestamp is acceptable. Outside the versioned key space on purpose: invalidation
+    /// works inside it and must never re-enable a replay.
     pub fn nonce(&self, signature: &Segment) -> String {
-        self.key(&["nonce", signature.as_str()])
+        format!("{}:nonce:{signature}", self.namespace())
+    }
+
+    /// The namespace segment (the prefix without its version).
+    pub fn namespace(&self) -> &str {
+        self.prefix.rsplit_once(':').map_or(self.prefix.as_str(), |(namespace, _)| namespace)
     }
 
     /// `P:` followed by `rest`: for a pattern or key already validated by the caller.
@@ -198,6 +205,14 @@ impl KeySpace {
     /// True when `key` lies inside this key space.
     pub fn contains(&self, key: &str) -> bool {
         key.strip_prefix(&self.prefix).is_some_and(|rest| rest.starts_with(':'))
+    }
+
+    /// True for keys that coordinate writers rather than hold data (the migrator's lock):
+    /// nothing but their owner may remove them.
+    pub fn is_guard(&self, key: &str) -> bool {
+        key.strip_prefix(&self.prefix)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|rest| rest.starts_with("migrator:"))
     }
 
     /// The data class of a key in this space, read from its shape; `None` for keys outside
@@ -219,7 +234,6 @@ impl KeySpace {
             ["orderbook", _, _, _] => DataClass::Orderbook,
             ["sync", _, "status"] => DataClass::SyncStatus,
             ["orders", ..] => DataClass::Orders,
-            ["nonce", _] => DataClass::Default,
             _ => return None,
         })
     }

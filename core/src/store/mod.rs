@@ -151,6 +151,20 @@ pub trait StoreExt: Store {
         Ok(reply.into_texts().map_err(unexpected("SMEMBERS"))?.into_iter().collect())
     }
 
+    /// Members of a sorted set with scores in `[min, max]`, at most `limit`, oldest or newest
+    /// first, with each score as Redis spelled it (readers decide what a bad one means).
+    async fn zrange_entries(
+        &self,
+        key: &str,
+        min: Option<i64>,
+        max: Option<i64>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let command = Command::zrange_by_score(key, min, max, limit, newest_first);
+        self.execute(&command).await?.into_pairs().map_err(unexpected("ZRANGE"))
+    }
+
     /// Members of a sorted set with integer scores in `[min, max]`, at most `limit`, oldest
     /// or newest first.
     async fn zrange_by_score(
@@ -161,8 +175,7 @@ pub trait StoreExt: Store {
         limit: usize,
         newest_first: bool,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let command = Command::zrange_by_score(key, min, max, limit, newest_first);
-        let pairs = self.execute(&command).await?.into_pairs().map_err(unexpected("ZRANGE"))?;
+        let pairs = self.zrange_entries(key, min, max, limit, newest_first).await?;
         pairs
             .into_iter()
             .map(|(member, score)| match score.parse::<i64>() {

@@ -8,8 +8,13 @@
 //!   only within min(its TTL, `MEMORY_TIER_TTL`); after that reads go to Redis.
 //! - **Stale if error.** When Redis fails, an L1 entry up to `STALE_GRACE_SECONDS` old is
 //!   served, flagged [`Tier::MemoryStale`] with its age. Without one, the error surfaces.
-//! - **Corruption is a miss.** A value that does not decode (or has the wrong Redis type) is
-//!   unlinked from both tiers, counted, and read as absent.
+//! - **Permanent data is never touched by a read.** A value that does not decode as its
+//!   [`Record`] (or has the wrong Redis type) is *unreadable*. For a permanent class it is left
+//!   exactly as it is — in Redis and in L1's view of it — counted per class (`unreadable`),
+//!   reported once per key per isolate to the [`EventLog`], and answered as
+//!   [`ReadError::Unreadable`] naming the key and the expected shape. Only a cache class may
+//!   be discarded (unlinked, counted as `discarded`) and read as a miss: it can be fetched
+//!   again. A cache-class value without a TTL is treated as expired: it would never refresh.
 //!
 //! [`MemoryTier`] outlives requests (a static in the worker); [`Tiered`] is the per-request
 //! view that pairs it with that request's Redis client.
@@ -20,14 +25,40 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use lru::LruCache;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use serde_json::json;
 
 use super::{Command, Replies, Reply, Store, StoreError};
 use crate::clock::Clock;
-use crate::codec::decode_json;
 use crate::config::TierConfig;
+use crate::log::{EventLog, Silent};
+use crate::records::Record;
 use crate::ttl::DataClass;
+
+/// Keys whose unreadable value this isolate has already reported (bounded, oldest forgotten).
+const REPORTED_KEYS: usize = 1024;
+
+/// A stored value that is there but is not what its reader needs. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the value at `{key}` is not {expected} ({reason}); it was left as it is")]
+pub struct Unreadable {
+    pub key: String,
+    pub class: DataClass,
+    pub expected: &'static str,
+    pub reason: String,
+}
+
+/// Why a read through the tiers has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// Redis failed and no tier holds a copy young enough to serve.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A permanent value exists but cannot be read as its record.
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
+}
 
 /// Which tier answered a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,13 +122,18 @@ pub struct ClassCounters {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TierStats {
     pub entries: usize,
-    pub corrupted: u64,
+    /// Reads (or history members) of permanent data that did not decode, per class; the data
+    /// was left untouched.
+    pub unreadable: BTreeMap<&'static str, u64>,
+    /// Cache values that did not decode and were discarded, per class.
+    pub discarded: BTreeMap<&'static str, u64>,
     pub classes: BTreeMap<&'static str, ClassCounters>,
 }
 
 struct State {
     entries: LruCache<String, Entry>,
     stats: TierStats,
+    reported: LruCache<String, ()>,
 }
 
 /// The isolate-local L1 and its counters. `std::sync::Mutex`: held only for map operations,
@@ -110,7 +146,11 @@ pub struct MemoryTier {
 impl MemoryTier {
     pub fn new(config: TierConfig) -> Self {
         let capacity = NonZeroUsize::new(config.memory_max_entries.max(1)).expect("max(1) is non-zero");
-        Self { config, state: Mutex::new(State { entries: LruCache::new(capacity), stats: TierStats::default() }) }
+        let reported = LruCache::new(NonZeroUsize::new(REPORTED_KEYS).expect("a non-zero constant"));
+        Self {
+            config,
+            state: Mutex::new(State { entries: LruCache::new(capacity), stats: TierStats::default(), reported }),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -121,6 +161,17 @@ impl MemoryTier {
     pub fn stats(&self) -> TierStats {
         let state = self.state();
         TierStats { entries: state.entries.len(), ..state.stats.clone() }
+    }
+
+    /// Counts `n` unreadable permanent values of `class` (history members are counted here
+    /// by their reader).
+    pub fn count_unreadable(&self, class: DataClass, n: u64) {
+        *self.state().stats.unreadable.entry(class.name()).or_default() += n;
+    }
+
+    /// True the first time `key` is reported in this isolate.
+    fn first_report(&self, key: &str) -> bool {
+        self.state().reported.put(key.to_owned(), ()).is_none()
     }
 
     fn count(&self, class: DataClass, bump: impl FnOnce(&mut ClassCounters)) {
@@ -175,6 +226,7 @@ pub struct Tiered<'a> {
     memory: &'a MemoryTier,
     redis: &'a dyn Store,
     clock: &'a dyn Clock,
+    log: &'a dyn EventLog,
     /// False when L2 is itself a memory store: caching it in L1 would only duplicate it.
     l2_is_redis: bool,
 }
@@ -182,13 +234,19 @@ pub struct Tiered<'a> {
 impl<'a> Tiered<'a> {
     /// The memory tier in front of Redis.
     pub fn new(memory: &'a MemoryTier, redis: &'a dyn Store, clock: &'a dyn Clock) -> Self {
-        Self { memory, redis, clock, l2_is_redis: true }
+        Self { memory, redis, clock, log: &Silent, l2_is_redis: true }
     }
 
     /// No Redis configured: `store` (a memory store) is the only tier; reads are labelled
     /// [`Tier::Memory`], and `memory` only keeps the counters.
     pub fn memory_only(memory: &'a MemoryTier, store: &'a dyn Store, clock: &'a dyn Clock) -> Self {
-        Self { memory, redis: store, clock, l2_is_redis: false }
+        Self { memory, redis: store, clock, log: &Silent, l2_is_redis: false }
+    }
+
+    /// Reports unreadable permanent values to `log` (once per key per isolate).
+    pub fn with_log(mut self, log: &'a dyn EventLog) -> Self {
+        self.log = log;
+        self
     }
 
     /// The memory tier's counters.
@@ -203,9 +261,10 @@ impl<'a> Tiered<'a> {
 }
 
 impl Tiered<'_> {
-    /// Reads `key` through the tiers (see the module doc). `Ok(None)` when no tier has it;
-    /// `Err` only when Redis failed and L1 has nothing young enough to serve.
-    pub async fn read(&self, key: &str, class: DataClass) -> Result<Option<Read<Vec<u8>>>, StoreError> {
+    /// Reads `key` as a string through the tiers (see the module doc). `Ok(None)` when no tier
+    /// has it; `Err` when Redis failed and L1 has nothing young enough to serve, or when a
+    /// permanent key holds another Redis type.
+    pub async fn read(&self, key: &str, class: DataClass) -> Result<Option<Read<Vec<u8>>>, ReadError> {
         let now = self.clock.now_ms();
         if !self.l2_is_redis {
             return match self.redis.get(key).await {
@@ -217,11 +276,8 @@ impl Tiered<'_> {
                     self.memory.count(class, |c| c.l2_misses += 1);
                     Ok(None)
                 }
-                Err(StoreError::Command { .. }) => {
-                    self.discard_corrupted(key).await;
-                    Ok(None)
-                }
-                Err(error) => Err(error),
+                Err(StoreError::Command { error, .. }) => self.unreadable(key, class, "a string", error.0).await,
+                Err(error) => Err(error.into()),
             };
         }
         let cached = self.memory.get(key);
@@ -242,11 +298,17 @@ impl Tiered<'_> {
                 let pttl = replies.pop();
                 match replies.pop() {
                     Some(Ok(Reply::Bulk(value))) => {
-                        self.memory.count(class, |c| c.l2_hits += 1);
                         let expires_at_ms = match pttl {
                             Some(Ok(Reply::Int(ms))) if ms > 0 => Some(now + ms),
                             _ => None,
                         };
+                        if expires_at_ms.is_none() && !class.is_permanent() {
+                            // A cache value that never expires would never be refreshed.
+                            self.memory.count(class, |c| c.l2_misses += 1);
+                            self.memory.forget(key);
+                            return Ok(None);
+                        }
+                        self.memory.count(class, |c| c.l2_hits += 1);
                         self.memory.put(key, value.clone(), now, expires_at_ms);
                         Ok(Some(Read { value, tier: Tier::Redis, age_ms: 0, ttl_ms: expires_at_ms.map(|at| at - now) }))
                     }
@@ -256,9 +318,9 @@ impl Tiered<'_> {
                         Ok(None)
                     }
                     // WRONGTYPE: the key holds something this reader cannot use.
-                    Some(Err(_)) | None => {
-                        self.discard_corrupted(key).await;
-                        Ok(None)
+                    Some(Err(error)) => self.unreadable(key, class, "a string", error.0).await,
+                    None => {
+                        Err(StoreError::UnexpectedReply { command: "GET".into(), detail: "no reply".into() }.into())
                     }
                 }
             }
@@ -272,33 +334,49 @@ impl Tiered<'_> {
                         ttl_ms: Some(0),
                     }))
                 }
-                _ => Err(error),
+                _ => Err(error.into()),
             },
         }
     }
 
-    /// [`Tiered::read`] and decode JSON; a value that does not decode is unlinked from both
-    /// tiers, counted, and read as `None`.
-    pub async fn read_json<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        class: DataClass,
-    ) -> Result<Option<Read<T>>, StoreError> {
+    /// [`Tiered::read`] and decode the value as `T` (see the module doc for what happens when
+    /// it does not decode).
+    pub async fn read_json<T: Record>(&self, key: &str, class: DataClass) -> Result<Option<Read<T>>, ReadError> {
         let Some(read) = self.read(key, class).await? else { return Ok(None) };
-        match decode_json::<T>(key, &read.value) {
+        match serde_json::from_slice::<T>(&read.value) {
             Ok(value) => Ok(Some(Read { value, tier: read.tier, age_ms: read.age_ms, ttl_ms: read.ttl_ms })),
-            Err(_) => {
-                self.discard_corrupted(key).await;
-                Ok(None)
-            }
+            Err(error) => self.unreadable(key, class, T::EXPECTED, error.to_string()).await,
         }
     }
 
-    async fn discard_corrupted(&self, key: &str) {
-        self.memory.state().stats.corrupted += 1;
+    /// The one rule for values that are there but cannot be read: a cache value is discarded
+    /// and missed; a permanent one is left alone, counted, reported once, and an error.
+    async fn unreadable<T>(
+        &self,
+        key: &str,
+        class: DataClass,
+        expected: &'static str,
+        reason: String,
+    ) -> Result<Option<T>, ReadError> {
         self.memory.forget(key);
-        // Best effort: if Redis is down the value stays, and is discarded on the next read.
-        let _ = self.redis.pipeline(&[Command::unlink(&[key])]).await;
+        if !class.is_permanent() {
+            *self.memory.state().stats.discarded.entry(class.name()).or_default() += 1;
+            // Best effort: if Redis is down the value stays, and is discarded on the next read.
+            let _ = self.redis.pipeline(&[Command::unlink(&[key])]).await;
+            return Ok(None);
+        }
+        self.memory.count_unreadable(class, 1);
+        if self.memory.first_report(key) {
+            self.log.warn(&json!({
+                "event": "unreadable_value",
+                "key": key,
+                "class": class.name(),
+                "expected": expected,
+                "reason": reason,
+                "action": "left untouched",
+            }));
+        }
+        Err(Unreadable { key: key.to_owned(), class, expected, reason }.into())
     }
 }
 
@@ -436,20 +514,49 @@ mod tests {
         assert!(block_on(tiered.read("k", DataClass::Default)).is_err(), "no stale copy remains");
     }
 
-    #[test]
-    fn corrupted_values_are_deleted_counted_and_missed() {
-        #[derive(serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Price {
-            price: String,
+    /// Collects what the tiers report.
+    #[derive(Default)]
+    struct Collect(std::cell::RefCell<Vec<serde_json::Value>>);
+
+    impl EventLog for Collect {
+        fn warn(&self, event: &serde_json::Value) {
+            self.0.borrow_mut().push(event.clone());
         }
+    }
+
+    #[test]
+    fn unreadable_permanent_values_are_left_alone_counted_and_reported_once() {
         let (clock, memory, redis) = setup();
         block_on(redis.store.set("bad", b"{not json", None)).unwrap();
         block_on(redis.store.execute(&Command::hset("hash", &[("f", "v")]))).unwrap();
+        let log = Collect::default();
+        let tiered = Tiered::new(&memory, &redis, &*clock).with_log(&log);
+        for _ in 0..2 {
+            let error = block_on(tiered.read_json::<serde_json::Value>("bad", DataClass::PriceLatest)).unwrap_err();
+            assert!(matches!(&error, ReadError::Unreadable(u) if u.key == "bad"), "{error}");
+        }
+        let error = block_on(tiered.read_json::<serde_json::Value>("hash", DataClass::Account)).unwrap_err();
+        assert!(matches!(error, ReadError::Unreadable(Unreadable { expected: "a string", .. })));
+        assert_eq!(block_on(redis.store.get("bad")).unwrap(), Some(b"{not json".to_vec()), "untouched");
+        assert_eq!(block_on(redis.store.hgetall("hash")).unwrap().len(), 1, "untouched");
+        let stats = memory.stats();
+        assert_eq!((stats.unreadable["price_latest"], stats.unreadable["account"]), (2, 1));
+        let events = log.0.borrow();
+        assert_eq!(events.len(), 2, "once per key: {events:?}");
+        assert_eq!(events[0]["key"], "bad");
+    }
+
+    #[test]
+    fn unreadable_cache_values_are_discarded_and_untimed_ones_expired() {
+        let (clock, memory, redis) = setup();
+        block_on(redis.store.set("bad", b"{not json", Some(Duration::from_secs(30)))).unwrap();
+        block_on(redis.store.set("forever", b"{}", None)).unwrap();
         let tiered = Tiered::new(&memory, &redis, &*clock);
-        assert!(block_on(tiered.read_json::<Price>("bad", DataClass::Price)).unwrap().is_none());
-        assert!(block_on(tiered.read_json::<Price>("hash", DataClass::Price)).unwrap().is_none());
-        assert_eq!(block_on(redis.store.get("bad")).unwrap(), None, "deleted from Redis");
-        assert_eq!(memory.stats().corrupted, 2);
+        assert_eq!(block_on(tiered.read_json::<serde_json::Value>("bad", DataClass::Ticker)).unwrap(), None);
+        assert_eq!(block_on(redis.store.get("bad")).unwrap(), None, "a cache value may go");
+        assert_eq!(memory.stats().discarded["ticker"], 1);
+        assert_eq!(block_on(tiered.read("forever", DataClass::Ticker)).unwrap(), None, "no TTL: expired");
+        let permanent = block_on(tiered.read("forever", DataClass::Raw)).unwrap().unwrap();
+        assert_eq!(permanent.value, b"{}");
     }
 }

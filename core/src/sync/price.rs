@@ -28,6 +28,10 @@ pub struct PriceRecord {
     pub ts: i64,
 }
 
+impl crate::records::Record for PriceRecord {
+    const EXPECTED: &'static str = "a JSON price record with `symbol`, `price` (decimal string) and `ts` (ms)";
+}
+
 /// Fetches every symbol's ticker, then returns all the writes.
 pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>, SyncError> {
     let symbols = &app.config.symbols;
