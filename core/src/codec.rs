@@ -85,6 +85,21 @@ pub fn iso8601_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Parses ISO-8601 into milliseconds since the epoch: with a zone (`2024-01-02T03:04:05Z`,
+/// `+08:00`), or without one (`2025-12-28T13:33:49.123456`, as Python's `isoformat()` writes
+/// local time), which is read as UTC — the writer's zone is not in the text.
+pub fn parse_iso8601_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_millis());
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|time| time.and_utc().timestamp_millis())
+        .ok_or_else(|| format!("`{text}` is not an ISO-8601 time"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +135,15 @@ mod tests {
             assert_eq!(back.decode().unwrap(), bytes, "{json}");
         }
         assert_eq!(serde_json::to_string(&WireBytes::encode(b"hi")).unwrap(), r#"{"utf8":"hi"}"#);
+    }
+
+    #[test]
+    fn iso8601_parses_with_and_without_a_zone() {
+        assert_eq!(parse_iso8601_ms("2022-01-05T02:26:22.808Z").unwrap(), 1_641_349_582_808);
+        assert_eq!(parse_iso8601_ms("2022-01-05T10:26:22.808+08:00").unwrap(), 1_641_349_582_808);
+        assert_eq!(parse_iso8601_ms("2022-01-05T02:26:22.808123").unwrap(), 1_641_349_582_808);
+        assert_eq!(parse_iso8601_ms("2022-01-05T02:26:22").unwrap(), 1_641_349_582_000);
+        assert!(parse_iso8601_ms("yesterday").is_err());
     }
 
     #[test]

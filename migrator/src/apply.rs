@@ -19,16 +19,23 @@ use edgesync_core::store::{Command, Reply, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::families::{survey, NotOwned};
 use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
 use crate::pace::Pace;
-use crate::plan::{classify, Candidate, Class, Classified, Scanner};
-use crate::rules::{Rule, RuleOptions};
+use crate::plan::{classify, Candidate, Class, Classified, PlanError, Scanner};
+use crate::rules::{Rule, RuleOptions, RuleSet, OWN_KEYS_PREFIX};
 use crate::script::{answer, is_noscript, move_command, Scripts};
 use crate::spill::KeyedSpill;
 
 /// How many times a source that keeps changing is re-read before it is reported.
 const CHANGED_RETRIES: usize = 3;
 const LOCK_TTL_MS: u64 = 120_000;
+
+/// The lock of a source database: one apply at a time per database, whatever its target
+/// prefix or rule set, because runs with different targets would still move the same sources.
+pub fn lock_key() -> String {
+    format!("{OWN_KEYS_PREFIX}lock")
+}
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -38,7 +45,7 @@ pub struct ApplyOptions {
     pub keep_source: bool,
     pub overwrite: bool,
     pub progress: bool,
-    /// The lock key (under the target prefix).
+    /// The lock key ([`lock_key`]).
     pub lock_key: String,
 }
 
@@ -50,6 +57,8 @@ impl ApplyOptions {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ApplyReport {
+    /// The rule set applied.
+    pub set: String,
     pub migrated: u64,
     pub already_migrated: u64,
     pub resumed: u64,
@@ -65,6 +74,8 @@ pub struct ApplyReport {
     pub changed_given_up: u64,
     /// Up to 20 keys needing attention, with why.
     pub problems: Vec<String>,
+    /// Keys of the set's legacy families that no rule moves (not problems; left as they are).
+    pub not_owned: NotOwned,
 }
 
 impl ApplyReport {
@@ -91,6 +102,8 @@ pub enum ApplyError {
     Script(String),
     #[error("scratch files in the journal directory: {0}")]
     Scratch(#[from] std::io::Error),
+    #[error(transparent)]
+    Survey(#[from] PlanError),
 }
 
 /// A key the scan could not move, and why (`None` in the spill: it was resolved later).
@@ -107,6 +120,7 @@ pub fn now_ms() -> i64 {
 struct Run<'a> {
     store: &'a dyn Store,
     journal: &'a dyn Journal,
+    set: &'a RuleSet,
     rules: &'a [Rule],
     rule_options: &'a RuleOptions,
     options: &'a ApplyOptions,
@@ -115,6 +129,8 @@ struct Run<'a> {
     lock_id: String,
     scripts: Scripts,
     unmoved: KeyedSpill<Option<Unmoved>>,
+    /// Under `--overwrite`: sources sharing a target with another (N:1), never moved.
+    colliding: std::collections::HashMap<String, String>,
 }
 
 impl Run<'_> {
@@ -166,6 +182,7 @@ impl Run<'_> {
                 .collect(),
             keep_source: self.options.keep_source,
             overwrite: self.options.overwrite,
+            drop_expiry: item.drop_expiry,
             state: EntryState::Pending,
             note: None,
         }
@@ -263,7 +280,7 @@ impl Run<'_> {
 pub async fn apply(
     store: &dyn Store,
     journal: &dyn Journal,
-    rules: &[Rule],
+    set: &RuleSet,
     rule_options: &RuleOptions,
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
@@ -276,7 +293,8 @@ pub async fn apply(
     let mut run = Run {
         store,
         journal,
-        rules,
+        set,
+        rules: &set.rules,
         rule_options,
         options,
         report: ApplyReport::default(),
@@ -284,18 +302,34 @@ pub async fn apply(
         lock_id: format!("{}-{}", std::process::id(), now_ms()),
         scripts: Scripts::load(store).await?,
         unmoved: KeyedSpill::new_in(journal.dir())?,
+        colliding: Default::default(),
     };
     run.lock(true).await?;
     let outcome = apply_locked(&mut run).await;
     run.unlock().await;
     outcome?;
+    let not_owned = survey(store, set, &rule_options.target_prefix, options.batch, journal.dir()).await?;
     let Run { unmoved, mut report, .. } = run;
     report_unmoved(unmoved, &mut report)?;
+    report.set = set.name.clone();
+    report.not_owned = not_owned;
     Ok(report)
 }
 
 async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
     crate::spill::remove_stale(run.journal.dir(), run.unmoved.path())?;
+    if run.options.overwrite {
+        // Redis refuses a second source's differing target only without --overwrite.
+        run.colliding = crate::collisions::find(
+            run.store,
+            run.set,
+            run.rule_options,
+            run.options.batch,
+            now_ms(),
+            run.journal.dir(),
+        )
+        .await?;
+    }
     // 1. Finish what a crashed run left pending.
     let mut pending = Vec::new();
     for page in entries(run.journal, false, 10_000) {
@@ -310,7 +344,7 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
     // 2. Scan and move the rest.
     let progress = if run.options.progress {
         let mut total = 0u64;
-        let mut counter = Scanner::new(run.rules, run.options.batch);
+        let mut counter = Scanner::new(run.set, run.options.batch);
         while let Some(page) = counter.next_page(run.store).await? {
             total += page.len() as u64;
         }
@@ -326,13 +360,18 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         ProgressBar::hidden()
     };
     let mut pace = run.options.rate_limit().map(|rate| Pace::new(rate, run.options.batch, Instant::now()));
-    let mut scanner = Scanner::new(run.rules, run.options.batch);
+    let mut scanner = Scanner::new(run.set, run.options.batch);
     while let Some(page) = scanner.next_page(run.store).await? {
         progress.inc(page.len() as u64);
         let page_keys = page.len();
         let classified = classify(run.store, run.rules, run.rule_options, page, now_ms()).await?;
         let mut entries = Vec::new();
         for item in classified {
+            if let Some(reason) = run.colliding.get(&item.candidate.key) {
+                let unmoved = Unmoved { class: Class::Conflict, reason: reason.clone() };
+                run.unmoved.insert(item.candidate.key.clone(), Some(unmoved))?;
+                continue;
+            }
             match item.class {
                 Class::Migrate => entries.push(run.entry(&item)),
                 Class::Conflict if run.options.overwrite => entries.push(run.entry(&item)),

@@ -2,7 +2,8 @@
 //! count per rule and class. Every built-in rule is represented, with TTLs on a share of the
 //! keys, conflicts (a target already holding something else), already-migrated keys,
 //! unparseable values (no side, not JSON), wrong types, and keys no rule owns. Used by the
-//! end-to-end tests and `make bench-migrator`.
+//! end-to-end tests and `make bench-migrator`. (The seed bots' exact shapes, for the
+//! `tradingboost` and `qrl-api` sets, are written by the end-to-end suite `seed_data`.)
 
 use std::collections::BTreeMap;
 
@@ -106,35 +107,31 @@ pub async fn generate(store: &dyn Store, count: u64, seed: u64, target_prefix: &
                 truth.expect("order-placed-index", Class::Migrate);
             }
             65..=69 => {
+                // OKX's positions payload, as GRID caches it: a list, or OKX's REST envelope.
                 let n = rng.random_range(0..3) + 1;
                 let items: Vec<String> = SYMBOLS[..n]
                     .iter()
-                    .map(|s| format!(r#"{{"symbol":"{s}","side":"{side}","qty":"{qty}"}}"#))
+                    .map(|s| {
+                        format!(
+                            r#"{{"instId":"{s}","posSide":"{side}","pos":"{qty}","avgPx":"1.5","mgnMode":"cross"}}"#
+                        )
+                    })
                     .collect();
-                set(&mut keys, format!("{exchange}:positions:{i}"), &format!("[{}]", items.join(",")));
+                let list = format!("[{}]", items.join(","));
+                let value = if roll % 2 == 0 { list } else { format!(r#"{{"code":"0","data":{list},"msg":""}}"#) };
+                set(&mut keys, format!("{exchange}:positions:{i}"), &value);
                 truth.expect("positions-array", Class::Migrate);
             }
-            70..=74 => {
-                set(&mut keys, format!("bot:{symbol}{i}:price:latest"), &format!(r#"{{"price":"0.0{qty}"}}"#));
-                truth.expect("bot-price-latest", Class::Migrate);
-            }
-            75 => {
-                let key = format!("bot:{symbol}{i}:price:latest");
-                keys.push((key.clone(), vec![Command::hset(&key, &[("price", "1")])]));
-                truth.expect("bot-price-latest", Class::WrongType);
-            }
-            76..=78 => {
-                set(
-                    &mut keys,
-                    format!("mexc:raw:endpoint{i}:latest"),
-                    &format!(r#"{{"fetched_at":{i},"response":{{}}}}"#),
-                );
-                truth.expect("mexc-raw-latest", Class::Migrate);
-            }
-            79..=80 => {
-                let key = format!("mexc:raw:endpoint{i}:history");
-                keys.push((key.clone(), vec![Command::zadd(&key, 1_700_000_000_000 + i as i64, &format!("r{i}"))]));
-                truth.expect("mexc-raw-history", Class::Migrate);
+            70..=80 => {
+                // qrl-api's keys: the default (generic) set has no rule for them; they are
+                // the `qrl-api` set's. Left untouched, and outside the generic families.
+                let key = match roll {
+                    70..=74 => format!("bot:{symbol}{i}:price:latest"),
+                    75..=78 => format!("mexc:raw:endpoint{i}:latest"),
+                    _ => format!("mexc:raw:endpoint{i}:history"),
+                };
+                set(&mut keys, key, &format!(r#"{{"price":"0.0{qty}"}}"#));
+                truth.non_matching += 1;
             }
             81 => {
                 set(&mut keys, format!("{exchange}:positions:{i}"), "not json");

@@ -65,6 +65,9 @@ pub struct Entry {
     /// recreated after its move, whose targets still hold the previous move's values).
     #[serde(default)]
     pub overwrite: bool,
+    /// The targets are written permanent, whatever the original's expiry.
+    #[serde(default)]
+    pub drop_expiry: bool,
     pub state: EntryState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -183,9 +186,11 @@ impl SledJournal {
                 path.display()
             )));
         }
+        std::fs::create_dir_all(path.join(SEGMENTS_DIR))
+            .map_err(|e| JournalError(format!("cannot create {}: {e}", path.join(SEGMENTS_DIR).display())))?;
+        // Absolute from here on: scratch files and segments are compared by path.
+        let path = &path.canonicalize().map_err(|e| JournalError(format!("cannot resolve {}: {e}", path.display())))?;
         let segments_dir = path.join(SEGMENTS_DIR);
-        std::fs::create_dir_all(&segments_dir)
-            .map_err(|e| JournalError(format!("cannot create {}: {e}", segments_dir.display())))?;
         let mut segments = Vec::new();
         let listing = std::fs::read_dir(&segments_dir)
             .map_err(|e| JournalError(format!("cannot read {}: {e}", segments_dir.display())))?;
@@ -359,6 +364,7 @@ mod tests {
             index: Vec::new(),
             keep_source: false,
             overwrite: false,
+            drop_expiry: false,
             state: EntryState::Pending,
             note: None,
         }

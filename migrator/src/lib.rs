@@ -1,6 +1,6 @@
-//! The migrator: moves legacy position and order keys (seeds 001 and 003) to edgesync's key
-//! schema, journaled so a run can resume after a crash, be verified, and be rolled back
-//! exactly. The binary (`main.rs`) is the CLI over these modules:
+//! The migrator: moves the seed bots' legacy keys (seeds 000, 001 and 003) to the schema their
+//! new readers — or edgesync's worker — read, journaled so a run can resume after a crash, be
+//! verified, and be rolled back exactly. The binary (`main.rs`) is the CLI over these modules:
 //!
 //! - [`connect`]: Redis over RESP (`redis://`, `rediss://`) or the Upstash REST protocol
 //!   (`https://`), both as `edgesync_core::store::Store`, so every step is written once.
@@ -8,6 +8,8 @@
 //! - [`rules`]: migration rules — built in, or from a TOML file — and their conversions.
 //! - [`journal`]: the crash-safe record of every original (a trait; sled implements it).
 //! - [`plan`], [`apply`], [`verify`], [`rollback`]: the steps.
+//! - [`collisions`]: sources that would write one target (N:1), refused before the move.
+//! - [`families`]: keys of a set's legacy families that no rule moves ("not owned").
 //! - [`pace`]: the `--rate` limit (a token bucket).
 //! - [`spill`]: per-key records larger than memory (an external sort), so `plan` and `apply`
 //!   report each key once at any key count.
@@ -18,8 +20,10 @@
 //! - [`memory`]: allocator settings that keep the process's memory flat (glibc).
 
 pub mod apply;
+pub mod collisions;
 pub mod connect;
 pub mod dump;
+pub mod families;
 pub mod generate;
 pub mod http;
 pub mod journal;

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use edgesync_core::keys::KeySpace;
-use edgesync_migrator::apply::{apply, now_ms, ApplyOptions};
+use edgesync_migrator::apply::{apply, lock_key, now_ms, ApplyOptions};
 use edgesync_migrator::connect::{open_with, redacted, Trust};
 use edgesync_migrator::journal::{entries, Journal, SledJournal};
-use edgesync_migrator::rules::{builtin, file, Rule, RuleOptions};
+use edgesync_migrator::rules::{builtin, RuleOptions, RuleSet, Target};
 use edgesync_migrator::value::SizeLimits;
 use edgesync_migrator::{exit, generate, plan, rollback, verify};
 use futures_executor::block_on;
@@ -47,13 +47,15 @@ struct Global {
     /// The journal directory (sled). Keep it until you are sure you will not roll back.
     #[arg(long, global = true, default_value = "migrator-journal")]
     journal: PathBuf,
-    /// Rules from a TOML file instead of the built-in ones (see README).
-    #[arg(long, global = true)]
-    rules: Option<PathBuf>,
-    /// Namespace of the target prefix `{namespace}:v1:`.
+    /// A built-in rule set (generic, tradingboost, qrl-api; see `migrator rules list`) or a
+    /// TOML file of rules.
+    #[arg(long, global = true, value_name = "NAME|FILE", default_value = builtin::DEFAULT)]
+    rules: String,
+    /// Namespace of the target prefix `{namespace}:v1:` (sets whose target is the namespace).
     #[arg(long, global = true, default_value = "qrl")]
     namespace: String,
-    /// Target prefix; defaults to `{namespace}:v1:`. `''` standardizes keys in place.
+    /// Target prefix, instead of the set's own target (in place, or `{namespace}:v1:`).
+    /// `''` standardizes keys in place.
     #[arg(long, global = true)]
     target_prefix: Option<String>,
     /// Side for positions whose key and value name none.
@@ -110,6 +112,12 @@ enum Step {
     /// Show the journal's counts per state.
     #[command(after_help = EXIT_CODES)]
     Status,
+    /// The built-in rule sets: `rules list`, or `rules show NAME` to print one (TOML, the
+    /// format of `--rules FILE`) to copy and adapt.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
     /// Write a seeded legacy dataset (for tests and benchmarks) and print its truth.
     #[command(hide = true)]
     Generate {
@@ -118,6 +126,42 @@ enum Step {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesAction {
+    /// Each built-in set with what it is for.
+    List,
+    /// Print a built-in set's TOML.
+    Show { name: String },
+}
+
+fn rules_step(action: &RulesAction) -> ExitCode {
+    match action {
+        RulesAction::List => {
+            for name in builtin::names() {
+                match builtin::load(name) {
+                    Ok(set) => println!("{name:14} {}", set.description),
+                    Err(error) => return fail(exit::FAILED, error),
+                }
+            }
+            ExitCode::from(exit::OK)
+        }
+        RulesAction::Show { name } => match builtin::text(name) {
+            Some(text) => {
+                print!("{text}");
+                ExitCode::from(exit::OK)
+            }
+            None => fail(exit::USAGE, format!("no built-in rule set `{name}` ({})", builtin::names().join(", "))),
+        },
+    }
+}
+
+/// The journal directory as an absolute path, created if missing, so every file the steps
+/// put in it (segments, scratch sets) is found again whatever the working directory.
+fn journal_dir(path: &std::path::Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create the journal {}: {e}", path.display()))?;
+    path.canonicalize().map_err(|e| format!("cannot resolve the journal {}: {e}", path.display()))
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -162,20 +206,23 @@ fn main() -> ExitCode {
     if global.batch == 0 {
         return fail(exit::USAGE, "--batch must be at least 1");
     }
-    let rules: Vec<Rule> = match &global.rules {
-        None => builtin::rules(),
-        Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| file::parse(&t)) {
-            Ok(rules) => rules,
-            Err(error) => return fail(exit::USAGE, format!("{}: {error}", path.display())),
-        },
+    if let Step::Rules { action } = &cli.step {
+        return rules_step(action);
+    }
+    let set: RuleSet = match builtin::resolve(&global.rules) {
+        Ok(set) => set,
+        Err(error) => return fail(exit::USAGE, format!("--rules: {error}")),
     };
-    let prefix = match &global.target_prefix {
-        Some(prefix) => prefix.clone(),
-        None => match KeySpace::new(&global.namespace) {
+    let prefix = match (&global.target_prefix, set.target) {
+        (Some(prefix), _) => prefix.clone(),
+        (None, Target::InPlace) => String::new(),
+        (None, Target::Namespace) => match KeySpace::new(&global.namespace) {
             Ok(keys) => format!("{}:", keys.prefix()),
             Err(error) => return fail(exit::USAGE, format!("--namespace: {error}")),
         },
     };
+    // Opened by the steps that keep one (not `plan`, which writes nothing anywhere).
+    let journal = || journal_dir(&global.journal).and_then(|path| SledJournal::open(&path).map_err(|e| e.to_string()));
     let rule_options = RuleOptions {
         target_prefix: prefix.clone(),
         default_side: global.default_side.clone(),
@@ -183,7 +230,7 @@ fn main() -> ExitCode {
     };
 
     if let Step::Status = cli.step {
-        let journal = match SledJournal::open(&global.journal) {
+        let journal = match journal() {
             Ok(journal) => journal,
             Err(error) => return fail(exit::FAILED, error),
         };
@@ -220,11 +267,10 @@ fn main() -> ExitCode {
         Err(error) => return fail(exit::FAILED, error),
     };
     let store = store.as_ref();
-    let journal = || SledJournal::open(&global.journal);
 
     match &cli.step {
         Step::Plan => {
-            match block_on(plan::plan(store, &rules, &rule_options, global.batch, now_ms(), &std::env::temp_dir())) {
+            match block_on(plan::plan(store, &set, &rule_options, global.batch, now_ms(), &std::env::temp_dir())) {
                 Ok(report) => {
                     print(global.json, &report);
                     ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
@@ -243,9 +289,9 @@ fn main() -> ExitCode {
                 keep_source: *keep_source,
                 overwrite: *overwrite,
                 progress: !no_progress && !global.json,
-                lock_key: format!("{prefix}migrator:lock"),
+                lock_key: lock_key(),
             };
-            match block_on(apply(store, &journal as &dyn Journal, &rules, &rule_options, &options)) {
+            match block_on(apply(store, &journal as &dyn Journal, &set, &rule_options, &options)) {
                 Ok(report) => {
                     print(global.json, &report);
                     ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
@@ -286,6 +332,6 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(exit::FAILED, error),
         },
-        Step::Status => unreachable!("handled above"),
+        Step::Status | Step::Rules { .. } => unreachable!("handled above"),
     }
 }

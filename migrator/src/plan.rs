@@ -1,7 +1,8 @@
 //! `plan`: find every key the rules own (SCAN with each rule's glob — never KEYS) and classify
 //! it — migrate, already migrated (targets hold the conversion), conflict (a target exists and
-//! differs), unparseable, wrong type, too large (measured, never loaded) — with counts and
-//! samples per rule. Writes nothing to Redis. SCAN may return a key twice, so each
+//! differs, or another source would write the same target: N:1), unparseable, wrong type, too
+//! large (measured, never loaded) — with counts and samples per rule, and the keys of the
+//! set's legacy families that no rule moves ("not owned"). Writes nothing to Redis. SCAN may return a key twice, so each
 //! classification goes to a [spill](crate::spill) set in the temporary directory (`TMPDIR`)
 //! and keys are counted once when it is read back: memory stays flat however many keys there
 //! are.
@@ -15,8 +16,10 @@ use edgesync_core::keys::pattern::Captures;
 use edgesync_core::store::{Store, StoreError, StoreExt};
 use serde::{Deserialize, Serialize};
 
+use crate::collisions::CollisionFinder;
+use crate::families::{survey, NotOwned};
 use crate::rules::convert::{convert, Converted};
-use crate::rules::{Rule, RuleOptions};
+use crate::rules::{is_own_key, Expiry, Rule, RuleOptions, RuleSet};
 use crate::spill::KeyedSpill;
 use crate::value::{read_many, read_within, Read, Stored, TypedValue};
 
@@ -29,9 +32,11 @@ pub struct Candidate {
 }
 
 /// Streams the keys the rules own, one SCAN page at a time. A key belongs to the first rule
-/// (in order) whose pattern captures it; keys a glob returns but no pattern captures are
-/// skipped. SCAN may return a key twice; callers that count must de-duplicate.
+/// (in order) whose pattern captures it; keys a glob returns but no pattern captures, keys the
+/// set excludes and the migrator's own keys are skipped. SCAN may return a key twice; callers
+/// that count must de-duplicate.
 pub struct Scanner<'r> {
+    set: &'r RuleSet,
     rules: &'r [Rule],
     rule: usize,
     cursor: u64,
@@ -40,8 +45,8 @@ pub struct Scanner<'r> {
 }
 
 impl<'r> Scanner<'r> {
-    pub fn new(rules: &'r [Rule], page_size: usize) -> Self {
-        Self { rules, rule: 0, cursor: 0, started: false, page_size }
+    pub fn new(set: &'r RuleSet, page_size: usize) -> Self {
+        Self { set, rules: &set.rules, rule: 0, cursor: 0, started: false, page_size }
     }
 
     pub async fn next_page(&mut self, store: &dyn Store) -> Result<Option<Vec<Candidate>>, StoreError> {
@@ -60,6 +65,7 @@ impl<'r> Scanner<'r> {
             let owned = page
                 .keys
                 .into_iter()
+                .filter(|key| !is_own_key(key) && !self.set.excludes(key))
                 .filter_map(|key| {
                     let owner = self.rules.iter().position(|r| r.from.capture(&key).is_some())?;
                     (owner == self.rule).then(|| {
@@ -98,6 +104,8 @@ pub struct Classified {
     /// What each target key held before the move (`None`: it did not exist).
     pub previous: Vec<Option<Stored>>,
     pub reason: Option<String>,
+    /// The targets are permanent whatever the source's TTL (the rule's `expiry = "drop"`).
+    pub drop_expiry: bool,
 }
 
 /// Reads and converts a batch of candidates and classifies them against what the targets
@@ -129,6 +137,7 @@ pub async fn classify(
                     index: Vec::new(),
                     previous: Vec::new(),
                     reason: Some(reason),
+                    drop_expiry: false,
                 });
                 continue;
             }
@@ -147,6 +156,7 @@ pub async fn classify(
             index,
             previous: Vec::new(),
             reason,
+            drop_expiry: rule.expiry == Expiry::Drop,
         });
     }
     // One more read for every target key of the batch.
@@ -195,8 +205,12 @@ pub struct RuleCounts {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlanReport {
+    /// The rule set planned.
+    pub set: String,
     pub rules: BTreeMap<String, RuleCounts>,
     pub total: RuleCounts,
+    /// Keys of the set's legacy families that no rule moves (not problems; left as they are).
+    pub not_owned: NotOwned,
 }
 
 impl PlanReport {
@@ -246,25 +260,33 @@ struct Seen {
 /// Runs the plan. `batch` keys are read per round trip; `scratch` takes the spill files.
 pub async fn plan(
     store: &dyn Store,
-    rules: &[Rule],
+    set: &RuleSet,
     options: &RuleOptions,
     batch: usize,
     now_ms: i64,
     scratch: &Path,
 ) -> Result<PlanReport, PlanError> {
     let scratch_error = |error| PlanError::Scratch(scratch.display().to_string(), error);
+    let rules = &set.rules;
     let mut seen = KeyedSpill::new_in(scratch).map_err(scratch_error)?;
-    let mut scanner = Scanner::new(rules, batch);
+    let mut collisions = CollisionFinder::new_in(scratch).map_err(scratch_error)?;
+    let mut scanner = Scanner::new(set, batch);
     while let Some(page) = scanner.next_page(store).await? {
         for item in classify(store, rules, options, page, now_ms).await? {
+            collisions.note(&item).map_err(scratch_error)?;
             let record = Seen { rule: item.candidate.rule, class: item.class, reason: item.reason };
             seen.insert(item.candidate.key, record).map_err(scratch_error)?;
         }
     }
-    let mut report = PlanReport::default();
+    let colliding = collisions.finish().map_err(scratch_error)?;
+    let mut report = PlanReport { set: set.name.clone(), ..PlanReport::default() };
     for item in seen.finish().map_err(scratch_error)? {
         let (key, seen) = item.map_err(scratch_error)?;
-        report.count(&rules[seen.rule].name, &key, seen.class, seen.reason.as_deref());
+        match colliding.get(&key) {
+            Some(reason) => report.count(&rules[seen.rule].name, &key, Class::Conflict, Some(reason)),
+            None => report.count(&rules[seen.rule].name, &key, seen.class, seen.reason.as_deref()),
+        }
     }
+    report.not_owned = survey(store, set, &options.target_prefix, batch, scratch).await?;
     Ok(report)
 }

@@ -4,8 +4,9 @@
 //!
 //! **Move** — checks the source still holds exactly the journaled value (else `changed`),
 //! refuses a target that exists with a different value unless `overwrite` (`conflict`),
-//! writes the targets (with the original absolute expiry, `PEXPIREAT`), adds index members
-//! (reporting which were new, so rollback removes only those), deletes the source unless
+//! writes the targets (with the original absolute expiry, `PEXPIREAT`, unless the rule makes
+//! them permanent), adds index members (reporting which were new, so rollback removes only
+//! those; an index the move creates expires with its targets), deletes the source unless
 //! `keep_source`, and answers `ok`. A source already gone whose targets hold the expected
 //! values answers `already` (a crash after the move, before the journal noted it).
 //!
@@ -97,7 +98,14 @@ for _, t in ipairs(spec['targets']) do
 end
 for _, t in ipairs(spec['targets']) do write(t['key'], t['value'], spec['expire_at']) end
 local added = {}
-for i, x in ipairs(spec['index']) do added[i] = redis.call('SADD', x['key'], x['member']) end
+for i, x in ipairs(spec['index']) do
+  local existed = redis.call('EXISTS', x['key'])
+  added[i] = redis.call('SADD', x['key'], x['member'])
+  -- An index created for expiring targets expires with them, or it would outlive them.
+  if existed == 0 and spec['expire_at'] ~= cjson.null and spec['expire_at'] ~= nil then
+    redis.call('PEXPIREAT', x['key'], spec['expire_at'])
+  end
+end
 local kept = spec['keep_source']
 for _, t in ipairs(spec['targets']) do if t['key'] == source then kept = true end end
 if not kept then redis.call('DEL', source) end
@@ -183,7 +191,7 @@ pub fn move_command(entry: &Entry, scripts: &Scripts) -> Command {
     let spec = json!({
         "source": entry.source,
         "original": entry.original.value,
-        "expire_at": entry.original.expire_at_ms,
+        "expire_at": if entry.drop_expiry { None } else { entry.original.expire_at_ms },
         "targets": entry.targets.iter().map(|(key, value)| TargetSpec { key, value }).collect::<Vec<_>>(),
         "index": entry.index.iter().map(|i| json!({"key": i.key, "member": i.member})).collect::<Vec<_>>(),
         "keep_source": entry.keep_source,

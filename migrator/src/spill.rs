@@ -126,10 +126,11 @@ impl<V: Serialize + DeserializeOwned> KeyedSpill<V> {
 
 /// Removes scratch directories in `parent` that a killed process left behind, except `keep`.
 pub fn remove_stale(parent: &Path, keep: &Path) -> io::Result<()> {
+    let keep = keep.canonicalize()?;
     for item in std::fs::read_dir(parent)? {
         let path = item?.path();
         let stale = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(SCRATCH_PREFIX));
-        if stale && path != keep {
+        if stale && path.canonicalize()? != keep {
             std::fs::remove_dir_all(&path)?;
         }
     }

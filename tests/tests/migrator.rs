@@ -24,7 +24,7 @@ use edgesync_migrator::journal::SledJournal;
 use edgesync_migrator::plan::{plan, Class};
 use edgesync_migrator::rules::builtin;
 use edgesync_migrator::rules::convert::{convert, Converted};
-use edgesync_migrator::rules::RuleOptions;
+use edgesync_migrator::rules::{RuleOptions, RuleSet};
 use edgesync_migrator::value::TypedValue;
 use edgesync_migrator::verify::verify;
 use futures_executor::block_on;
@@ -65,7 +65,7 @@ fn apply_options(batch: usize) -> ApplyOptions {
         keep_source: false,
         overwrite: false,
         progress: false,
-        lock_key: format!("{PREFIX}migrator:lock"),
+        lock_key: edgesync_migrator::apply::lock_key(),
     }
 }
 
@@ -75,6 +75,10 @@ fn migrator_binary() -> PathBuf {
     let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("migrator");
     assert!(path.exists(), "{} is missing: run `cargo build -p edgesync-migrator` (make e2e does)", path.display());
     path
+}
+
+fn generic() -> RuleSet {
+    builtin::load("generic").unwrap()
 }
 
 fn owned_by_rules(key: &str) -> bool {
@@ -89,7 +93,7 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
     let original = block_on(dump(store, now_ms)).unwrap();
     assert_eq!(original.len() as u64, truth.keys);
 
-    let report = block_on(plan(store, &builtin::rules(), &options(), 500, now_ms(), &std::env::temp_dir())).unwrap();
+    let report = block_on(plan(store, &generic(), &options(), 500, now_ms(), &std::env::temp_dir())).unwrap();
     for (rule, classes) in &truth.counts {
         let counts = serde_json::to_value(&report.rules[rule]).unwrap();
         for (class, expected) in classes {
@@ -169,7 +173,7 @@ fn sigkill_at_several_points_then_resume(backend: &RedisBackend) {
     block_on(generate(reference.as_ref(), 20_000, 11, PREFIX)).unwrap();
     let journal_a = tempfile::tempdir().unwrap();
     let journal = SledJournal::open(journal_a.path()).unwrap();
-    block_on(apply(reference.as_ref(), &journal, &builtin::rules(), &options(), &apply_options(200))).unwrap();
+    block_on(apply(reference.as_ref(), &journal, &generic(), &options(), &apply_options(200))).unwrap();
     let expected: Dump = block_on(dump(reference.as_ref(), now_ms)).unwrap();
 
     // The same data on database 4, killed with SIGKILL three times mid-run, then finished.
@@ -206,7 +210,7 @@ fn sigkill_at_several_points_then_resume(backend: &RedisBackend) {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // A killed run leaves its lock to expire; an operator waits, the test clears it.
-        let _: () = connection.del(format!("{PREFIX}migrator:lock")).unwrap();
+        let _: () = connection.del(edgesync_migrator::apply::lock_key()).unwrap();
     }
     let finished = Command::new(migrator_binary())
         .args(["apply", "--no-progress", "--json", "--url", &url(backend, 4), "--journal"])
@@ -258,11 +262,11 @@ fn a_live_writer_loses_no_update(backend: &RedisBackend) {
     let journal = SledJournal::open(journal.path()).unwrap();
     let mut slow = apply_options(50);
     slow.rate = Some(2_000.0);
-    block_on(apply(store.as_ref(), &journal, &builtin::rules(), &options(), &slow)).unwrap();
+    block_on(apply(store.as_ref(), &journal, &generic(), &options(), &slow)).unwrap();
     stop.store(true, Ordering::SeqCst);
     let last = writer.join().unwrap();
     // A second run picks up what the writer recreated after its first move.
-    let again = block_on(apply(store.as_ref(), &journal, &builtin::rules(), &options(), &apply_options(50))).unwrap();
+    let again = block_on(apply(store.as_ref(), &journal, &generic(), &options(), &apply_options(50))).unwrap();
 
     let rule = builtin::rules().into_iter().find(|r| r.name == "user-position").unwrap();
     for (key, value) in &last {
@@ -294,11 +298,11 @@ fn upstash_rest_backend(backend: &RedisBackend) {
     let store = store.as_ref();
     // The gateway serves database 0; give this test its own keys there.
     block_on(generate(store, 1_000, 5, PREFIX)).unwrap();
-    let report = block_on(plan(store, &builtin::rules(), &options(), 200, now_ms(), &std::env::temp_dir())).unwrap();
+    let report = block_on(plan(store, &generic(), &options(), 200, now_ms(), &std::env::temp_dir())).unwrap();
     assert!(report.total.migrate > 0);
     let journal = tempfile::tempdir().unwrap();
     let journal = SledJournal::open(journal.path()).unwrap();
-    let applied = block_on(apply(store, &journal, &builtin::rules(), &options(), &apply_options(200))).unwrap();
+    let applied = block_on(apply(store, &journal, &generic(), &options(), &apply_options(200))).unwrap();
     assert_eq!(applied.migrated, report.total.migrate + report.total.already_migrated);
     let verified = block_on(verify(store, &journal, 200)).unwrap();
     assert!(verified.is_clean(), "{verified:?}");
@@ -402,9 +406,8 @@ fn rate_limits_apply(backend: &RedisBackend) {
     let db = 7;
     let store = open(&url(backend, db), None).unwrap();
     block_on(generate(store.as_ref(), 1_500, 13, PREFIX)).unwrap();
-    let owned = block_on(plan(store.as_ref(), &builtin::rules(), &options(), 500, now_ms(), &std::env::temp_dir()))
-        .unwrap()
-        .total;
+    let owned =
+        block_on(plan(store.as_ref(), &generic(), &options(), 500, now_ms(), &std::env::temp_dir())).unwrap().total;
     let scanned = owned.migrate + owned.already_migrated + owned.conflict + owned.unparseable + owned.wrong_type;
     let journal = tempfile::tempdir().unwrap();
     let rate = 1_000;

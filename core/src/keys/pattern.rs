@@ -1,6 +1,8 @@
 //! [`KeyPattern`]: a key template such as `user:{user}:position:{symbol}:{side}` that both
 //! matches keys (capturing named segments) and renders keys from values. Segments are split
 //! on `:`, so a placeholder captures exactly one segment and can never swallow a separator.
+//! A placeholder may be constrained to listed values, `{side:long|short|net}`: a key whose
+//! segment is another value does not match, and rendering another value is an error.
 //! The legacy parsers and the migrator's rules are built on it.
 
 use std::collections::BTreeMap;
@@ -10,7 +12,8 @@ use super::{validate_segment, KeyError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
-    Placeholder(String),
+    /// A named segment, and the values it may take (`None`: any valid segment).
+    Placeholder(String, Option<Vec<String>>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,23 +35,65 @@ pub enum PatternError {
     Malformed { pattern: String, segment: String },
     #[error("no value for {{{name}}} in `{pattern}`")]
     Missing { pattern: String, name: String },
+    #[error("{{{name}}} is `{value}`, not one of {allowed} (in `{pattern}`)")]
+    NotAllowed { pattern: String, name: String, value: String, allowed: String },
     #[error(transparent)]
     Segment(#[from] KeyError),
+}
+
+/// Splits a pattern on the `:` that are not inside `{…}` (a constraint's own `:`).
+fn pattern_segments(text: &str) -> Vec<&str> {
+    let mut segments = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => {
+                segments.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    segments.push(&text[start..]);
+    segments
 }
 
 impl KeyPattern {
     pub fn parse(text: &str) -> Result<Self, PatternError> {
         let mut parts = Vec::new();
-        for segment in text.split(':') {
+        for segment in pattern_segments(text) {
             if segment.is_empty() {
                 return Err(PatternError::EmptySegment { pattern: text.into() });
             }
-            match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                    if parts.contains(&Part::Placeholder(name.to_owned())) {
+            let inner = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            let (name, allowed) = match inner.map(|i| i.split_once(':').map_or((i, None), |(n, a)| (n, Some(a)))) {
+                Some((name, allowed)) => (name, allowed),
+                None => ("", None),
+            };
+            let well_named = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            match inner {
+                Some(_) if well_named => {
+                    if parts.iter().any(|p| matches!(p, Part::Placeholder(n, _) if n == name)) {
                         return Err(PatternError::Repeated { pattern: text.into(), name: name.into() });
                     }
-                    parts.push(Part::Placeholder(name.to_owned()));
+                    let allowed = match allowed {
+                        None => None,
+                        Some(list) => {
+                            let values: Vec<String> = list.split('|').map(str::to_owned).collect();
+                            for value in &values {
+                                if validate_segment("allowed value", value).is_err() || value.contains(['{', '}']) {
+                                    return Err(PatternError::Malformed {
+                                        pattern: text.into(),
+                                        segment: segment.into(),
+                                    });
+                                }
+                            }
+                            Some(values)
+                        }
+                    };
+                    parts.push(Part::Placeholder(name.to_owned(), allowed));
                 }
                 _ if segment.contains(['{', '}']) => {
                     return Err(PatternError::Malformed { pattern: text.into(), segment: segment.into() });
@@ -66,9 +111,32 @@ impl KeyPattern {
     /// Placeholder names in order.
     pub fn placeholders(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Placeholder(name) => Some(name.as_str()),
+            Part::Placeholder(name, _) => Some(name.as_str()),
             Part::Literal(_) => None,
         })
+    }
+
+    /// The values `name` is constrained to, if it is.
+    pub fn allowed(&self, name: &str) -> Option<&[String]> {
+        self.parts.iter().find_map(|p| match p {
+            Part::Placeholder(n, allowed) if n == name => allowed.as_deref(),
+            _ => None,
+        })
+    }
+
+    /// True when some key could match both patterns (same length, no literal disagreeing
+    /// with a literal or a constraint).
+    pub fn overlaps(&self, other: &KeyPattern) -> bool {
+        self.parts.len() == other.parts.len()
+            && self.parts.iter().zip(&other.parts).all(|pair| match pair {
+                (Part::Literal(a), Part::Literal(b)) => a == b,
+                (Part::Literal(text), Part::Placeholder(_, allowed))
+                | (Part::Placeholder(_, allowed), Part::Literal(text)) => {
+                    allowed.as_ref().is_none_or(|values| values.contains(text))
+                }
+                (Part::Placeholder(_, Some(a)), Part::Placeholder(_, Some(b))) => a.iter().any(|v| b.contains(v)),
+                _ => true,
+            })
     }
 
     /// Captures each placeholder's segment when `key` has this shape; `None` otherwise.
@@ -82,8 +150,9 @@ impl KeyPattern {
             match part {
                 Part::Literal(text) if text == segment => {}
                 Part::Literal(_) => return None,
-                Part::Placeholder(_) if segment.is_empty() => return None,
-                Part::Placeholder(name) => {
+                Part::Placeholder(..) if segment.is_empty() => return None,
+                Part::Placeholder(_, Some(allowed)) if !allowed.iter().any(|a| a == segment) => return None,
+                Part::Placeholder(name, _) => {
                     captures.insert(name.clone(), segment.to_owned());
                 }
             }
@@ -97,11 +166,19 @@ impl KeyPattern {
         for part in &self.parts {
             match part {
                 Part::Literal(text) => segments.push(text.clone()),
-                Part::Placeholder(name) => {
+                Part::Placeholder(name, allowed) => {
                     let value = values
                         .get(name)
                         .ok_or_else(|| PatternError::Missing { pattern: self.text.clone(), name: name.clone() })?;
                     validate_segment("placeholder value", value)?;
+                    if let Some(allowed) = allowed.as_ref().filter(|a| !a.contains(value)) {
+                        return Err(PatternError::NotAllowed {
+                            pattern: self.text.clone(),
+                            name: name.clone(),
+                            value: value.clone(),
+                            allowed: allowed.join("|"),
+                        });
+                    }
                     segments.push(value.clone());
                 }
             }
@@ -117,7 +194,7 @@ impl KeyPattern {
             .iter()
             .map(|p| match p {
                 Part::Literal(text) => crate::store::glob::escape(text),
-                Part::Placeholder(_) => "*".to_owned(),
+                Part::Placeholder(..) => "*".to_owned(),
             })
             .collect::<Vec<_>>()
             .join(":")
@@ -141,6 +218,23 @@ mod tests {
         let mut bad = c.clone();
         bad.insert("side".into(), "lo*ng".into());
         assert!(p.render(&bad).is_err());
+    }
+
+    #[test]
+    fn constrained_placeholders_match_and_render_only_their_values() {
+        let p = KeyPattern::parse("user:{user}:position:{symbol}:{side:long|short}").unwrap();
+        assert_eq!(p.allowed("side"), Some(&["long".to_owned(), "short".to_owned()][..]));
+        assert!(p.capture("user:1:position:BTC:long").is_some());
+        assert!(p.capture("user:1:position:BTC:position_state").is_none());
+        let mut values = p.capture("user:1:position:BTC:short").unwrap();
+        values.insert("side".into(), "net".into());
+        assert!(matches!(p.render(&values), Err(PatternError::NotAllowed { .. })));
+        assert_eq!(p.scan_glob(), "user:*:position:*:*");
+        let state = KeyPattern::parse("user:{user}:position:{symbol}:{state:position_state|closing}").unwrap();
+        assert!(!p.overlaps(&state));
+        assert!(p.overlaps(&KeyPattern::parse("user:{u}:position:{s}:{x}").unwrap()));
+        assert!(KeyPattern::parse("a:{x:}").is_err());
+        assert!(KeyPattern::parse("a:{x:a*b}").is_err());
     }
 
     #[test]

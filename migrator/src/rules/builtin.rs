@@ -1,103 +1,78 @@
-//! The built-in rules (seeds 001 and 003), in the order keys are matched.
+//! The rule sets that ship with the migrator, as the TOML files in `migrator/rules/` (the
+//! same format as `--rules FILE`, so `migrator rules show NAME` prints a file an operator can
+//! copy and adapt):
+//!
+//! - `generic` (the default): legacy position and order keys into edgesync's namespace.
+//! - `tradingboost`: seed 003's standardized schema, in place, as its new code reads it.
+//! - `qrl-api`: seeds 000/001's keys into edgesync's namespace as edgesync's records.
 
-use std::collections::BTreeMap;
+use std::path::Path;
 
-use edgesync_core::keys::pattern::KeyPattern;
+use super::{file, Rule, RuleSet};
 
-use super::{Conversion, Rule};
+/// The built-in sets: name, what it is for, and its TOML.
+pub const SETS: [(&str, &str); 3] = [
+    ("generic", include_str!("../../rules/generic.toml")),
+    ("tradingboost", include_str!("../../rules/tradingboost.toml")),
+    ("qrl-api", include_str!("../../rules/qrl-api.toml")),
+];
 
-fn pattern(text: &str) -> KeyPattern {
-    KeyPattern::parse(text).expect("built-in patterns are valid")
+/// The set used when `--rules` is not given.
+pub const DEFAULT: &str = "generic";
+
+/// The TOML of a built-in set.
+pub fn text(name: &str) -> Option<&'static str> {
+    SETS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
 }
 
-fn rule(name: &str, from: &str, to: &str, defaults: &[(&str, &str)], types: &[&str], conversion: Conversion) -> Rule {
-    Rule {
-        name: name.to_owned(),
-        from: pattern(from),
-        to: pattern(to),
-        defaults: defaults.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        types: types.iter().map(|t| t.to_string()).collect(),
-        conversion,
+/// A built-in set, parsed.
+pub fn load(name: &str) -> Result<RuleSet, String> {
+    let text = text(name).ok_or_else(|| format!("no built-in rule set `{name}` ({})", names().join(", ")))?;
+    file::parse(text, name).map_err(|e| format!("built-in set `{name}`: {e}"))
+}
+
+pub fn names() -> Vec<&'static str> {
+    SETS.iter().map(|(name, _)| *name).collect()
+}
+
+/// `--rules NAME|FILE`: a built-in set by name, otherwise a TOML file.
+pub fn resolve(name_or_path: &str) -> Result<RuleSet, String> {
+    if text(name_or_path).is_some() {
+        return load(name_or_path);
     }
+    let path = Path::new(name_or_path);
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{name_or_path}: {e} (not a built-in set either: {})", names().join(", ")))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("rules");
+    file::parse(&text, stem).map_err(|e| format!("{name_or_path}: {e}"))
 }
 
+/// The default set's rules (tests and benchmarks).
 pub fn rules() -> Vec<Rule> {
-    let position = "position:{user}:{exchange}:{symbol}:{side}";
-    vec![
-        rule(
-            "order-placed",
-            "{exchange}:user:{user}:symbol:{symbol}:order_placed",
-            "orders:{exchange}:user:{user}:symbol:{symbol}:order_placed",
-            &[],
-            &["hash"],
-            Conversion::Keep,
-        ),
-        rule(
-            "orders",
-            "{exchange}:user:{user}:symbol:{symbol}:orders",
-            "orders:{exchange}:user:{user}:symbol:{symbol}:orders",
-            &[],
-            &["zset"],
-            Conversion::Keep,
-        ),
-        rule(
-            "order-placed-index",
-            "{exchange}:user:{user}:symbol:{symbol}:order_placed_index",
-            "orders:{exchange}:user:{user}:symbol:{symbol}:order_placed_index",
-            &[],
-            &["set"],
-            Conversion::Keep,
-        ),
-        rule(
-            "bot-price-latest",
-            "bot:{symbol}:price:latest",
-            "price:mexc:{symbol}:latest",
-            &[],
-            &["string"],
-            Conversion::Keep,
-        ),
-        rule(
-            "mexc-raw-latest",
-            "mexc:raw:{endpoint}:latest",
-            "raw:mexc:{endpoint}:latest",
-            &[],
-            &["string"],
-            Conversion::Keep,
-        ),
-        rule(
-            "mexc-raw-history",
-            "mexc:raw:{endpoint}:history",
-            "raw:mexc:{endpoint}:history",
-            &[],
-            &["zset"],
-            Conversion::Keep,
-        ),
-        rule(
-            "user-position",
-            "user:{user}:position:{symbol}:{side}",
-            position,
-            &[("exchange", "okx")],
-            &["string", "hash"],
-            Conversion::JsonToHash,
-        ),
-        rule(
-            "positions-array",
-            "{exchange}:positions:{user}",
-            position,
-            &[],
-            &["string"],
-            Conversion::ExplodeJsonArray {
-                index: pattern("position-index:{user}:{exchange}"),
-                member: pattern("{symbol}:{side}"),
-            },
-        ),
-        rule(
-            "position",
-            "position:{user}:{symbol}",
-            position,
-            &[("exchange", "okx")],
-            &["string", "hash"],
-            Conversion::JsonToHash,
-        ),
-    ]
+    load(DEFAULT).expect("the default set parses").rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_set_parses_and_owns_its_shapes() {
+        for name in names() {
+            let set = load(name).unwrap();
+            assert_eq!(set.name, name);
+            assert!(!set.families.is_empty(), "{name} names its legacy families");
+        }
+        let owner = |set: &str, key: &str| {
+            load(set).unwrap().rules.iter().find(|r| r.from.capture(key).is_some()).map(|r| r.name.clone())
+        };
+        assert_eq!(owner("tradingboost", "okx:positions:7").as_deref(), Some("grid-positions"));
+        assert_eq!(owner("tradingboost", "position:7:BTC-USDT-SWAP").as_deref(), Some("trading-cache-position"));
+        assert_eq!(owner("tradingboost", "user:7:position:BTC-USDT-SWAP:short").as_deref(), Some("hyperrsi-position"));
+        assert_eq!(owner("tradingboost", "user:7:position:BTC-USDT-SWAP:position_state"), None);
+        assert!(load("tradingboost").unwrap().excludes("user:7:position:BTC-USDT-SWAP:long:tp_data"));
+        assert_eq!(owner("qrl-api", "bot:QRLUSDT:price:history").as_deref(), Some("bot-price-history"));
+        assert_eq!(owner("qrl-api", "bot:QRLUSDT:position:layers"), None);
+        assert!(resolve("no-such-set-or-file").unwrap_err().contains("tradingboost"));
+    }
 }
