@@ -15,6 +15,15 @@ use serde_json::Value;
 use crate::process::{free_port, wait_until, Service};
 
 /// Repository root (this crate lives in `tests/`).
+/// The `migrator` binary, built by `make e2e` (`cargo build -p edgesync-migrator`) next to
+/// the test binaries.
+pub fn migrator_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("migrator");
+    assert!(path.exists(), "{} is missing: run `cargo build -p edgesync-migrator` (make e2e does)", path.display());
+    path
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

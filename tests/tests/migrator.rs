@@ -6,7 +6,6 @@
 //! reported and left alone; `--rate` holds.
 //! Each test uses its own Redis database (`redis://…/N`).
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use edgesync_core::store::StoreExt;
 use edgesync_e2e::binaries;
-use edgesync_e2e::harness::{RedisBackend, REDIS_TOKEN};
+use edgesync_e2e::harness::{migrator_binary, RedisBackend, REDIS_TOKEN};
 use edgesync_e2e::suite::run_suite;
 use edgesync_migrator::apply::{apply, now_ms, ApplyOptions};
 use edgesync_migrator::connect::open;
@@ -67,14 +66,6 @@ fn apply_options(batch: usize) -> ApplyOptions {
         progress: false,
         lock_key: edgesync_migrator::apply::lock_key(),
     }
-}
-
-/// The `migrator` binary, built by `make e2e` (`cargo build -p edgesync-migrator`).
-fn migrator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("migrator");
-    assert!(path.exists(), "{} is missing: run `cargo build -p edgesync-migrator` (make e2e does)", path.display());
-    path
 }
 
 fn generic() -> RuleSet {
