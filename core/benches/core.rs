@@ -1,7 +1,8 @@
 //! Benchmarks of the hot, pure paths: building and classifying keys, and the codec round
 //! trip of what the price task stores and the API reads. Each group has a baseline measured
 //! in the same run (a bare `format!`, a bare `serde_json` of plain strings), so the numbers
-//! read as a ratio: what validation and exact decimals cost.
+//! read as a ratio: what validation and exact decimals cost. The glob group pins the matcher's
+//! linear time: a hostile pattern within 2× of `*` on the same key.
 
 use std::hint::black_box;
 
@@ -58,5 +59,17 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keys, codec);
+/// The glob matcher on a 256-byte key: `*` (the baseline) against the pattern that takes a
+/// backtracking matcher exponential time (CVE-2022-36021). Both compile and match.
+fn glob(c: &mut Criterion) {
+    let key = "a".repeat(256);
+    let mut group = c.benchmark_group("glob");
+    group.bench_function("baseline_star", |b| b.iter(|| edgesync_core::glob::matches(black_box("*"), black_box(&key))));
+    group.bench_function("hostile_stars", |b| {
+        b.iter(|| edgesync_core::glob::matches(black_box("*a*a*a*a*a*a*a*a*a*a*b"), black_box(&key)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, keys, codec, glob);
 criterion_main!(benches);

@@ -2,30 +2,18 @@
 //! reads the environment. Every invalid value is an error naming its variable, so a bad
 //! deployment fails loudly at the first request instead of misbehaving quietly.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rust_decimal::Decimal;
-
+pub use crate::env::ConfigError;
+use crate::env::{positive_int, whole_number};
 use crate::exchange::{validate_symbol, ExchangeConfig, MEXC_BASE_URL};
 use crate::keys::{KeyError, KeySpace, Segment, DEFAULT_NAMESPACE};
+use crate::market::ReadThroughConfig;
 use crate::secret::Secret;
+use crate::store::tiered::TierConfig;
 use crate::store::upstash::UpstashConfig;
-use crate::sync::Task;
+use crate::sync::settings::SyncConfig;
 use crate::ttl::TtlTable;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {variable}: {reason}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(variable: &'static str, reason: impl Into<String>) -> Self {
-        Self { variable, reason: reason.into() }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,155 +39,6 @@ pub struct Config {
     /// timestamp may be from now.
     pub admin_window: Duration,
     pub read_through: ReadThroughConfig,
-}
-
-/// What anonymous read-through may cost: which symbols it fetches and how many exchange
-/// calls one isolate may make for misses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadThroughConfig {
-    /// `SYMBOLS` plus `READ_THROUGH_SYMBOLS`: the only symbols the market routes fetch.
-    pub symbols: Vec<Segment>,
-    /// `READ_THROUGH_MISSES_PER_MINUTE` (default 120): exchange calls per isolate per minute
-    /// for cache misses (a token bucket holding one minute's worth); beyond it a miss is a 503.
-    pub misses_per_minute: u32,
-}
-
-/// What the cron runs and how patiently.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncConfig {
-    /// `CRON_TASKS`: `cron=task,task;cron=task` (default `*/3 * * * *=balance,price,cost`).
-    /// Each expression must also be a trigger in `wrangler.toml`.
-    pub schedules: Vec<(String, Vec<Task>)>,
-    /// `SYNC_BUDGET_MS` (default 25000): how long one cron invocation may spend, waits included.
-    pub budget: Duration,
-    /// `MEXC_RETRIES` (default 2): retries of a failed exchange GET (5xx, timeout).
-    pub exchange_retries: u32,
-    /// `QUOTE_ASSETS`: quote assets, to split `QRLUSDT` into `QRL` + `USDT` (longest suffix wins).
-    pub quote_assets: Vec<String>,
-    /// `OPENING_COSTS`: `SYMBOL=avg_cost,…`, the average cost of holdings older than the
-    /// trade history MEXC keeps (one month). Without one, such holdings are reported as
-    /// quantity of unknown cost.
-    pub opening_costs: BTreeMap<String, Decimal>,
-    /// `MAX_TRADE_PAGES` (default 5): pages of 100 fills read per symbol per run.
-    pub max_trade_pages: u32,
-}
-
-/// The default schedule: every task every 3 minutes, as the seeds ran.
-pub const DEFAULT_CRON_TASKS: &str = "*/3 * * * *=balance,price,cost";
-const DEFAULT_QUOTE_ASSETS: &str = "USDT,USDC,USDE,FDUSD,TUSD,BUSD,DAI,USD1,BTC,ETH,EUR,TRY,BRL,MX";
-
-/// Collapses whitespace so `*/3  * * * *` and `*/3 * * * *` are the same schedule.
-pub fn normalize_cron(expression: &str) -> String {
-    expression.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `QRLUSDT` → (`QRL`, `USDT`): the longest quote asset that is a proper suffix.
-pub fn split_symbol<'s>(symbol: &'s str, quote_assets: &[String]) -> Option<(&'s str, &'s str)> {
-    quote_assets
-        .iter()
-        .filter(|quote| symbol.len() > quote.len() && symbol.ends_with(quote.as_str()))
-        .max_by_key(|quote| quote.len())
-        .map(|quote| symbol.split_at(symbol.len() - quote.len()))
-}
-
-impl SyncConfig {
-    fn parse(get: impl Fn(&str) -> Option<String> + Copy, symbols: &[Segment]) -> Result<Self, ConfigError> {
-        let mut schedules: Vec<(String, Vec<Task>)> = Vec::new();
-        let spec = get("CRON_TASKS").unwrap_or_else(|| DEFAULT_CRON_TASKS.to_owned());
-        for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let (cron, tasks) = entry
-                .split_once('=')
-                .ok_or_else(|| ConfigError::new("CRON_TASKS", format!("`{entry}` is not `cron=task,task`")))?;
-            let cron = normalize_cron(cron);
-            if cron.split(' ').count() != 5 {
-                return Err(ConfigError::new("CRON_TASKS", format!("`{cron}` is not a 5-field cron expression")));
-            }
-            let tasks = tasks
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| {
-                    Task::from_name(t).ok_or_else(|| {
-                        ConfigError::new("CRON_TASKS", format!("unknown task `{t}` (balance, price, cost)"))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if tasks.is_empty() {
-                return Err(ConfigError::new("CRON_TASKS", format!("`{cron}` runs no task")));
-            }
-            if schedules.iter().any(|(c, _)| *c == cron) {
-                return Err(ConfigError::new("CRON_TASKS", format!("`{cron}` is listed twice")));
-            }
-            schedules.push((cron, tasks));
-        }
-        let quote_assets: Vec<String> = get("QUOTE_ASSETS")
-            .unwrap_or_else(|| DEFAULT_QUOTE_ASSETS.to_owned())
-            .split(',')
-            .map(|q| q.trim().to_owned())
-            .filter(|q| !q.is_empty())
-            .collect();
-        for symbol in symbols {
-            if split_symbol(symbol.as_str(), &quote_assets).is_none() {
-                return Err(ConfigError::new(
-                    "QUOTE_ASSETS",
-                    format!("no quote asset ends {symbol}; add its quote asset to QUOTE_ASSETS"),
-                ));
-            }
-        }
-        let mut opening_costs = BTreeMap::new();
-        for entry in get("OPENING_COSTS").unwrap_or_default().split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let parsed = entry.split_once('=').and_then(|(symbol, cost)| {
-                let cost = crate::codec::parse_decimal(cost.trim()).ok().filter(|c| !c.is_sign_negative())?;
-                Some((symbol.trim().to_owned(), cost))
-            });
-            let (symbol, cost) = parsed
-                .ok_or_else(|| ConfigError::new("OPENING_COSTS", format!("`{entry}` is not `SYMBOL=average_cost`")))?;
-            opening_costs.insert(symbol, cost);
-        }
-        Ok(Self {
-            schedules,
-            budget: Duration::from_millis(positive_int(&get, "SYNC_BUDGET_MS", 25_000)?),
-            exchange_retries: match get("MEXC_RETRIES") {
-                None => 2,
-                Some(text) => text
-                    .parse()
-                    .map_err(|_| ConfigError::new("MEXC_RETRIES", format!("`{text}` is not a whole number")))?,
-            },
-            quote_assets,
-            opening_costs,
-            max_trade_pages: positive_int(&get, "MAX_TRADE_PAGES", 5)? as u32,
-        })
-    }
-
-    /// The tasks `cron` runs; `None` for an expression `CRON_TASKS` does not list.
-    pub fn tasks_for(&self, cron: &str) -> Option<&[Task]> {
-        let cron = normalize_cron(cron);
-        self.schedules.iter().find(|(c, _)| *c == cron).map(|(_, tasks)| tasks.as_slice())
-    }
-}
-
-/// How the isolate-local memory tier behaves in front of Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TierConfig {
-    /// `MEMORY_TIER_TTL` (seconds, default 2): how long an L1 entry answers as fresh; capped
-    /// by the entry's own TTL. Short, because other isolates write Redis too. 0 makes every
-    /// read go to Redis (L1 then only serves stale-if-error).
-    pub memory_fresh_for: Duration,
-    /// `MEMORY_TIER_MAX_ENTRIES` (default 10000): the L1 bound (LRU eviction).
-    pub memory_max_entries: usize,
-    /// `STALE_GRACE_SECONDS` (default 3600): how old an L1 entry may be and still be served,
-    /// flagged stale, while Redis fails.
-    pub stale_grace: Duration,
-}
-
-impl Default for TierConfig {
-    fn default() -> Self {
-        Self {
-            memory_fresh_for: Duration::from_secs(2),
-            memory_max_entries: crate::store::memory::DEFAULT_MAX_ENTRIES,
-            stale_grace: Duration::from_secs(3600),
-        }
-    }
 }
 
 /// Default bound on one outbound HTTP request (Redis or exchange).
@@ -319,35 +158,11 @@ fn key_error(variable: &'static str, error: KeyError) -> ConfigError {
     ConfigError::new(variable, error.to_string())
 }
 
-/// A whole number that may be zero.
-fn whole_number(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match get(variable) {
-        None => Ok(default),
-        Some(text) => {
-            text.parse::<u64>().map_err(|_| ConfigError::new(variable, format!("`{text}` is not a whole number")))
-        }
-    }
-}
-
-/// A whole number greater than zero.
-fn positive_int(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match whole_number(get, variable, default)? {
-        0 => Err(ConfigError::new(variable, "must be greater than zero")),
-        n => Ok(n),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::settings::{split_symbol, DEFAULT_QUOTE_ASSETS};
+    use crate::sync::task::Task;
     use std::collections::HashMap;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

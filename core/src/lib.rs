@@ -14,9 +14,12 @@
 //! - [`warm`]: cache warming.
 //! - [`sync`]: the cron tasks that copy exchange data into the store, one request per task.
 //! - [`api`]: the HTTP API as plain request → response functions, and its route table.
-//! - [`config`]: the typed configuration, parsed once from the environment at the edge.
+//! - [`config`]: the composition root: every subsystem's settings, assembled once from the
+//!   environment at the edge. Nothing imports it.
+//! - [`env`]: reading settings from environment variables (the shared error and readers).
 //! - [`ttl`]: the TTL table: data classes, their lifetimes and env overrides.
 //! - [`codec`]: exact decimals and timestamps on the wire.
+//! - [`glob`]: Redis glob matching, linear-time, and escaping.
 //! - [`records`]: the shapes readers demand of stored JSON.
 //! - [`log`]: the sink for operator-facing events (the edge supplies it).
 //! - [`clock`]: time as a trait, because `SystemTime::now()` panics on wasm32.
@@ -26,7 +29,9 @@ pub mod api;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod env;
 pub mod exchange;
+pub mod glob;
 pub mod http;
 pub mod keys;
 pub mod log;

@@ -26,6 +26,17 @@ pub const DEFAULT_OHLCV_LIMIT: u32 = 100;
 pub const DEFAULT_DEALS_LIMIT: u32 = 50;
 pub const DEFAULT_ORDERBOOK_LIMIT: u32 = 20;
 
+/// What anonymous read-through may cost: which symbols it fetches and how many exchange
+/// calls one isolate may make for misses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadThroughConfig {
+    /// `SYMBOLS` plus `READ_THROUGH_SYMBOLS`: the only symbols the market routes fetch.
+    pub symbols: Vec<Segment>,
+    /// `READ_THROUGH_MISSES_PER_MINUTE` (default 120): exchange calls per isolate per minute
+    /// for cache misses (a token bucket holding one minute's worth); beyond it a miss is a 503.
+    pub misses_per_minute: u32,
+}
+
 /// The limits market data is fetched and cached at.
 pub const LIMIT_STEPS: [u32; 9] = [5, 10, 20, 50, 100, 200, 500, 1000, 5000];
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use crate::env::ConfigError;
 
 /// Every class of data edgesync stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgesync_core::clock::{Backoff, FixedClock, SystemClock, ThreadSleep};
-use edgesync_core::config::{Config, TierConfig};
+use edgesync_core::config::Config;
 use edgesync_core::keys::{Exchange, KeySpace, Segment};
 use edgesync_core::secret::Secret;
 use edgesync_core::store::conformance::{self, Subject};
 use edgesync_core::store::invalidate::{clear_all, clear_symbol, delete_pattern, Scope};
 use edgesync_core::store::stats;
+use edgesync_core::store::tiered::TierConfig;
 use edgesync_core::store::tiered::{MemoryTier, ReadError, Tier, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient, UpstashConfig};
 use edgesync_core::store::{Command, Store, StoreError};

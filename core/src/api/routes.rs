@@ -158,7 +158,28 @@ pub(super) async fn call(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
     use super::*;
+
+    #[test]
+    fn the_openapi_document_has_exactly_these_routes() {
+        let document: Value = serde_json::from_str(openapi::DOCUMENT).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        let documented: BTreeSet<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object().unwrap().keys().map(move |m| (m.to_ascii_uppercase(), path.clone()))
+            })
+            .collect();
+        let routed: BTreeSet<(String, String)> =
+            ROUTES.iter().map(|r| (r.method.to_owned(), r.pattern.to_owned())).collect();
+        assert_eq!(documented, routed);
+    }
 
     #[test]
     fn resolves_paths_methods_and_params() {

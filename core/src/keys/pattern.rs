@@ -193,7 +193,7 @@ impl KeyPattern {
         self.parts
             .iter()
             .map(|p| match p {
-                Part::Literal(text) => crate::store::glob::escape(text),
+                Part::Literal(text) => crate::glob::escape(text),
                 Part::Placeholder(..) => "*".to_owned(),
             })
             .collect::<Vec<_>>()

@@ -88,7 +88,7 @@ pub async fn clear_symbol(
     symbol: &Segment,
     scope: Scope,
 ) -> Result<Invalidated, InvalidateError> {
-    let symbol = super::glob::escape(symbol.as_str());
+    let symbol = crate::glob::escape(symbol.as_str());
     let globs = [keys.under(&format!("*:{symbol}:*")), keys.under(&format!("*:{symbol}"))];
     delete_matching(store, keys, &globs, scope).await
 }

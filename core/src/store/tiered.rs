@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lru::LruCache;
@@ -31,7 +32,6 @@ use serde_json::json;
 
 use super::{Command, Replies, Reply, Store, StoreError};
 use crate::clock::Clock;
-use crate::config::TierConfig;
 use crate::log::{EventLog, Silent};
 use crate::records::Record;
 use crate::ttl::DataClass;
@@ -58,6 +58,30 @@ pub enum ReadError {
     /// A permanent value exists but cannot be read as its record.
     #[error(transparent)]
     Unreadable(#[from] Unreadable),
+}
+
+/// How the isolate-local memory tier behaves in front of Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierConfig {
+    /// `MEMORY_TIER_TTL` (seconds, default 2): how long an L1 entry answers as fresh; capped
+    /// by the entry's own TTL. Short, because other isolates write Redis too. 0 makes every
+    /// read go to Redis (L1 then only serves stale-if-error).
+    pub memory_fresh_for: Duration,
+    /// `MEMORY_TIER_MAX_ENTRIES` (default 10000): the L1 bound (LRU eviction).
+    pub memory_max_entries: usize,
+    /// `STALE_GRACE_SECONDS` (default 3600): how old an L1 entry may be and still be served,
+    /// flagged stale, while Redis fails.
+    pub stale_grace: Duration,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        Self {
+            memory_fresh_for: Duration::from_secs(2),
+            memory_max_entries: super::memory::DEFAULT_MAX_ENTRIES,
+            stale_grace: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Which tier answered a read.

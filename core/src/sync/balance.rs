@@ -11,10 +11,10 @@
 
 use serde_json::json;
 
+use super::settings::split_symbol;
 use super::snapshot::Snapshot;
 use super::{raw, SyncError};
 use crate::codec::iso8601_ms;
-use crate::config::split_symbol;
 use crate::keys::{Exchange, Segment};
 use crate::store::Command;
 use crate::App;

@@ -25,10 +25,10 @@ use serde_json::{json, Value};
 
 use super::balance::SPOT_SIDE;
 use super::cost_basis::CostBasis;
+use super::settings::split_symbol;
 use super::snapshot::Snapshot;
 use super::{raw, SyncError};
 use crate::codec::iso8601_ms;
-use crate::config::split_symbol;
 use crate::exchange::model::Trade;
 use crate::keys::{Exchange, Segment};
 use crate::store::Command;

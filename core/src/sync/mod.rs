@@ -13,6 +13,8 @@
 //! - [`raw`]: raw-response records and their capped history.
 //! - [`status`]: the per-task status hash.
 //! - [`snapshot`]: the invocation's exchange reads, each made once and shared by the tasks.
+//! - [`settings`]: what the cron runs and how (parsed from the environment).
+//! - [`task`]: the tasks by name.
 //!
 //! Tasks return a [`TaskReport`]; logging it is the edge's job.
 
@@ -21,14 +23,18 @@ pub mod cost;
 pub mod cost_basis;
 pub mod price;
 pub mod raw;
+pub mod settings;
 pub mod snapshot;
 pub mod status;
+pub mod task;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+
 use serde::Serialize;
+pub use task::Task;
 
 use crate::clock::Backoff;
 use crate::exchange::client::RetryPolicy;
@@ -36,31 +42,6 @@ use crate::exchange::MexcClient;
 use crate::store::{all_ok, Command, Store};
 use crate::App;
 use snapshot::Snapshot;
-
-/// The sync tasks, by the name used in keys, `CRON_TASKS` and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    Balance,
-    Price,
-    Cost,
-}
-
-impl Task {
-    pub const ALL: [Task; 3] = [Task::Balance, Task::Price, Task::Cost];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Task::Balance => "balance",
-            Task::Price => "price",
-            Task::Cost => "cost",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Task> {
-        Task::ALL.into_iter().find(|t| t.name() == name)
-    }
-}
 
 /// What one task run did: one JSON log line per task per cron invocation.
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::zset::{format_score, SortedSet};
 use super::{Entry, Keyspace, Value};
-use crate::store::glob;
+use crate::glob::Glob;
 use crate::store::{Command, CommandError, Reply};
 
 type Outcome = Result<Reply, CommandError>;
@@ -578,10 +578,11 @@ fn scan(ks: &mut Keyspace, now: i64, args: &[String]) -> Outcome {
         }
     }
     ks.purge_expired(now);
+    let glob = pattern.as_deref().map(Glob::new);
     let mut keys: Vec<String> = ks
         .entries
         .iter()
-        .filter(|(key, _)| pattern.as_deref().is_none_or(|p| glob::matches(p, key)))
+        .filter(|(key, _)| glob.as_ref().is_none_or(|g| g.matches(key.as_bytes())))
         .filter(|(_, entry)| {
             type_filter.as_deref().is_none_or(|t| {
                 t == match entry.value {
