@@ -17,8 +17,10 @@
 //! - [`generate`], [`dump`]: a seeded legacy dataset with its ground truth, and typed dumps
 //!   to compare whole databases (tests and benchmarks).
 //! - [`http`]: core's HTTP transport over a blocking native client, for the REST backend.
-//! - [`memory`]: allocator settings that keep the process's memory flat (glibc).
+//! - [`allocator`]: allocator settings that keep the process's memory flat (glibc).
+//! - [`render`]: reports as text for people (JSON with `--json`).
 
+pub mod allocator;
 pub mod apply;
 pub mod collisions;
 pub mod connect;
@@ -27,9 +29,9 @@ pub mod families;
 pub mod generate;
 pub mod http;
 pub mod journal;
-pub mod memory;
 pub mod pace;
 pub mod plan;
+pub mod render;
 pub mod rollback;
 pub mod rules;
 pub mod script;

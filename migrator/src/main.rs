@@ -136,23 +136,21 @@ enum RulesAction {
     Show { name: String },
 }
 
-fn rules_step(action: &RulesAction) -> ExitCode {
+fn rules_step(action: &RulesAction) -> Result<ExitCode, StepError> {
     match action {
         RulesAction::List => {
             for name in builtin::names() {
-                match builtin::load(name) {
-                    Ok(set) => println!("{name:14} {}", set.description),
-                    Err(error) => return fail(exit::FAILED, error),
-                }
+                let set = builtin::load(name).map_err(StepError::Failed)?;
+                println!("{name:14} {}", set.description);
             }
-            ExitCode::from(exit::OK)
+            Ok(ExitCode::from(exit::OK))
         }
         RulesAction::Show { name } => match builtin::text(name) {
             Some(text) => {
                 print!("{text}");
-                ExitCode::from(exit::OK)
+                Ok(ExitCode::from(exit::OK))
             }
-            None => fail(exit::USAGE, format!("no built-in rule set `{name}` ({})", builtin::names().join(", "))),
+            None => Err(StepError::Usage(format!("no built-in rule set `{name}` ({})", builtin::names().join(", ")))),
         },
     }
 }
@@ -164,26 +162,37 @@ fn journal_dir(path: &std::path::Path) -> Result<PathBuf, String> {
     path.canonicalize().map_err(|e| format!("cannot resolve the journal {}: {e}", path.display()))
 }
 
-fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("migrator: {message}");
-    ExitCode::from(code)
+/// Why a step could not run: bad usage (exit 2) or a failure to run at all (exit 3).
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
-fn print<T: Serialize + std::fmt::Debug>(json: bool, report: &T) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report).expect("reports serialize"));
-    } else {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report)
-                .expect("reports serialize")
-                .replace(['{', '}', '"', ','], "")
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+impl StepError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            StepError::Usage(_) => exit::USAGE,
+            StepError::Failed(_) => exit::FAILED,
+        }
     }
+}
+
+fn failed(error: impl std::fmt::Display) -> StepError {
+    StepError::Failed(error.to_string())
+}
+
+/// Prints a step's report and turns whether it found problems into the exit code.
+fn report<T: Serialize>(json: bool, report: &T, clean: bool) -> Result<ExitCode, StepError> {
+    let value = serde_json::to_value(report).expect("reports serialize");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON prints"));
+    } else {
+        print!("{}", edgesync_migrator::render::text(&value));
+    }
+    Ok(ExitCode::from(if clean { exit::OK } else { exit::PROBLEMS }))
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -200,89 +209,76 @@ fn positive_rate(text: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    edgesync_migrator::memory::tune();
+    edgesync_migrator::allocator::tune();
     let cli = Cli::parse();
+    run(&cli).unwrap_or_else(|error| {
+        eprintln!("migrator: {error}");
+        ExitCode::from(error.exit_code())
+    })
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, StepError> {
     let global = &cli.global;
     if global.batch == 0 {
-        return fail(exit::USAGE, "--batch must be at least 1");
+        return Err(StepError::Usage("--batch must be at least 1".into()));
     }
     if let Step::Rules { action } = &cli.step {
         return rules_step(action);
     }
-    let set: RuleSet = match builtin::resolve(&global.rules) {
-        Ok(set) => set,
-        Err(error) => return fail(exit::USAGE, format!("--rules: {error}")),
-    };
+    let set: RuleSet = builtin::resolve(&global.rules).map_err(|e| StepError::Usage(format!("--rules: {e}")))?;
     let prefix = match (&global.target_prefix, set.target) {
         (Some(prefix), _) => prefix.clone(),
         (None, Target::InPlace) => String::new(),
-        (None, Target::Namespace) => match KeySpace::new(&global.namespace) {
-            Ok(keys) => format!("{}:", keys.prefix()),
-            Err(error) => return fail(exit::USAGE, format!("--namespace: {error}")),
-        },
+        (None, Target::Namespace) => {
+            let keys = KeySpace::new(&global.namespace).map_err(|e| StepError::Usage(format!("--namespace: {e}")))?;
+            format!("{}:", keys.prefix())
+        }
     };
-    // Opened by the steps that keep one (not `plan`, which writes nothing anywhere).
-    let journal = || journal_dir(&global.journal).and_then(|path| SledJournal::open(&path).map_err(|e| e.to_string()));
     let rule_options = RuleOptions {
         target_prefix: prefix.clone(),
         default_side: global.default_side.clone(),
         limits: SizeLimits { max_string_bytes: global.max_value_bytes, max_elements: global.max_elements },
     };
+    // Opened by the steps that keep one (not `plan`, which writes nothing anywhere).
+    let journal = || -> Result<SledJournal, StepError> {
+        let path = journal_dir(&global.journal).map_err(StepError::Failed)?;
+        SledJournal::open(&path).map_err(failed)
+    };
 
     if let Step::Status = cli.step {
-        let journal = match journal() {
-            Ok(journal) => journal,
-            Err(error) => return fail(exit::FAILED, error),
-        };
-        let mut report = StatusReport::default();
+        let journal = journal()?;
+        let mut status = StatusReport::default();
         for page in entries(&journal, false, 10_000) {
-            match page {
-                Ok(page) => {
-                    for entry in page {
-                        report.entries += 1;
-                        *report.states.entry(format!("{:?}", entry.state).to_lowercase()).or_default() += 1;
-                    }
-                }
-                Err(error) => return fail(exit::FAILED, error),
+            for entry in page.map_err(failed)? {
+                status.entries += 1;
+                *status.states.entry(format!("{:?}", entry.state).to_lowercase()).or_default() += 1;
             }
         }
-        print(global.json, &report);
-        let unfinished = report.states.get("pending").copied().unwrap_or(0);
-        return ExitCode::from(if unfinished > 0 { exit::PROBLEMS } else { exit::OK });
+        let unfinished = status.states.get("pending").copied().unwrap_or(0);
+        return report(global.json, &status, unfinished == 0);
     }
 
-    let Some(url) = &global.url else {
-        return fail(exit::USAGE, "no Redis: give --url or set MIGRATOR_REDIS_URL");
-    };
+    let url =
+        global.url.as_ref().ok_or_else(|| StepError::Usage("no Redis: give --url or set MIGRATOR_REDIS_URL".into()))?;
     let trust = match &global.tls_ca {
-        Some(path) => match Trust::from_pem_file(path) {
-            Ok(trust) => trust,
-            Err(error) => return fail(exit::USAGE, error),
-        },
+        Some(path) => Trust::from_pem_file(path).map_err(|e| StepError::Usage(e.to_string()))?,
         None => Trust::default(),
     };
-    let store = match open_with(url, global.token.as_deref(), &trust) {
-        Ok(store) => store,
-        Err(edgesync_migrator::connect::ConnectError::Usage(message)) => return fail(exit::USAGE, message),
-        Err(error) => return fail(exit::FAILED, error),
-    };
+    let store = open_with(url, global.token.as_deref(), &trust).map_err(|error| match error {
+        edgesync_migrator::connect::ConnectError::Usage(message) => StepError::Usage(message),
+        other => failed(other),
+    })?;
     let store = store.as_ref();
 
     match &cli.step {
         Step::Plan => {
-            match block_on(plan::plan(store, &set, &rule_options, global.batch, now_ms(), &std::env::temp_dir())) {
-                Ok(report) => {
-                    print(global.json, &report);
-                    ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
-                }
-                Err(error) => fail(exit::FAILED, format!("{}: {error}", redacted(url))),
-            }
+            let planned =
+                block_on(plan::plan(store, &set, &rule_options, global.batch, now_ms(), &std::env::temp_dir()))
+                    .map_err(|e| failed(format!("{}: {e}", redacted(url))))?;
+            report(global.json, &planned, !planned.has_problems())
         }
         Step::Apply { rate, keep_source, overwrite, no_progress } => {
-            let journal = match journal() {
-                Ok(journal) => journal,
-                Err(error) => return fail(exit::FAILED, error),
-            };
+            let journal = journal()?;
             let options = ApplyOptions {
                 batch: global.batch,
                 rate: *rate,
@@ -291,47 +287,22 @@ fn main() -> ExitCode {
                 progress: !no_progress && !global.json,
                 lock_key: lock_key(),
             };
-            match block_on(apply(store, &journal as &dyn Journal, &set, &rule_options, &options)) {
-                Ok(report) => {
-                    print(global.json, &report);
-                    ExitCode::from(if report.has_problems() { exit::PROBLEMS } else { exit::OK })
-                }
-                Err(error) => fail(exit::FAILED, error),
-            }
+            let applied =
+                block_on(apply(store, &journal as &dyn Journal, &set, &rule_options, &options)).map_err(failed)?;
+            report(global.json, &applied, !applied.has_problems())
         }
         Step::Verify => {
-            let journal = match journal() {
-                Ok(journal) => journal,
-                Err(error) => return fail(exit::FAILED, error),
-            };
-            match block_on(verify::verify(store, &journal, global.batch)) {
-                Ok(report) => {
-                    print(global.json, &report);
-                    ExitCode::from(if report.is_clean() { exit::OK } else { exit::PROBLEMS })
-                }
-                Err(error) => fail(exit::FAILED, error),
-            }
+            let verified = block_on(verify::verify(store, &journal()?, global.batch)).map_err(failed)?;
+            report(global.json, &verified, verified.is_clean())
         }
         Step::Rollback { force } => {
-            let journal = match journal() {
-                Ok(journal) => journal,
-                Err(error) => return fail(exit::FAILED, error),
-            };
-            match block_on(rollback::rollback(store, &journal, global.batch, *force)) {
-                Ok(report) => {
-                    print(global.json, &report);
-                    ExitCode::from(if report.refused > 0 { exit::PROBLEMS } else { exit::OK })
-                }
-                Err(error) => fail(exit::FAILED, error),
-            }
+            let rolled = block_on(rollback::rollback(store, &journal()?, global.batch, *force)).map_err(failed)?;
+            report(global.json, &rolled, rolled.refused == 0)
         }
-        Step::Generate { keys, seed } => match block_on(generate::generate(store, *keys, *seed, &prefix)) {
-            Ok(truth) => {
-                print(global.json, &truth);
-                ExitCode::from(exit::OK)
-            }
-            Err(error) => fail(exit::FAILED, error),
-        },
-        Step::Status | Step::Rules { .. } => unreachable!("handled above"),
+        Step::Generate { keys, seed } => {
+            let truth = block_on(generate::generate(store, *keys, *seed, &prefix)).map_err(failed)?;
+            report(global.json, &truth, true)
+        }
+        Step::Status | Step::Rules { .. } => Err(StepError::Failed("handled before connecting".into())),
     }
 }
