@@ -1,7 +1,7 @@
 //! Market data the API serves read-through and the warmer preloads: what each kind is called
 //! on the exchange, which key and TTL class it is cached under, and how long a fetched value
 //! may live — including the OHLCV rule that the cache never outlives the newest (still open)
-//! candle, so an open candle is never served stale for hours (seed 002 cached it for 24 h).
+//! candle, so an open candle is never served stale for hours (a flat 24 h TTL would).
 //!
 //! Limits are cached on a ladder ([`LIMIT_STEPS`]): a request for `limit=901` is fetched and
 //! cached as `1000` and cut to 901 when answered, so odd limits share a key and an exchange

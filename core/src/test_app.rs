@@ -9,7 +9,7 @@ use crate::clock::{FixedClock, ThreadSleep};
 use crate::config::Config;
 use crate::http::HttpClient;
 use crate::store::memory::MemoryStore;
-use crate::store::tiered::{MemoryTier, Tiered};
+use crate::store::tiered::{IsolateCache, Tiered};
 use crate::App;
 
 /// The fixed time of every test app, ms since the epoch.
@@ -21,7 +21,7 @@ pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnO
         .unwrap_or_else(|e| panic!("test configuration: {e}"));
     let clock = Arc::new(FixedClock::at(NOW_MS));
     let store = MemoryStore::new(clock.clone(), 10_000);
-    let memory = MemoryTier::new(config.tiers);
+    let memory = IsolateCache::new(config.tiers);
     let tiers = Tiered::memory_only(&memory, &store, &*clock);
     let flights = Flights::default();
     let app = App { config: &config, store: &tiers, http, clock: &*clock, sleep: &ThreadSleep, flights: &flights };

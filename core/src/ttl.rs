@@ -1,5 +1,5 @@
-//! The TTL table: the one place that says how long each class of data lives (seed 002's
-//! classes and variable names, seed 004's "one central table"). Cache classes have a default
+//! The TTL table: the one place that says how long each class of data lives, so no writer
+//! can pick its own (the variable names are the ones bots already use). Cache classes have a default
 //! and an environment override; permanent classes — what the cron syncs — have no TTL and
 //! cannot be given one: an override for them is a configuration error, because expiring
 //! synced data is exactly the bug edgesync exists to prevent.

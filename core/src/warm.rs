@@ -1,4 +1,4 @@
-//! Cache warming (seed 002): for the configured symbols and the given market-data classes,
+//! Cache warming, so the first readers after a deploy or an invalidation do not all miss: for the configured symbols and the given market-data classes,
 //! fill what is missing, skip what is cached, and report `{success, failed, skipped}`. One
 //! round trip checks what exists, the missing queries are fetched concurrently, and one
 //! round trip writes them, each with its class TTL.

@@ -1,4 +1,4 @@
-//! The migrator: moves the seed bots' legacy keys (seeds 000, 001 and 003) to the schema their
+//! The migrator: moves trading bots' legacy keys (TradingBoost-Strategy, qrl-api, …) to the schema their
 //! new readers — or edgesync's worker — read, journaled so a run can resume after a crash, be
 //! verified, and be rolled back exactly. The binary (`main.rs`) is the CLI over these modules:
 //!

@@ -1,4 +1,4 @@
-//! The Upstash-REST gateway speaks the documented protocol (shared/reference/upstash-rest.md)
+//! The Upstash-REST gateway speaks the documented protocol (docs/upstash-rest.md)
 //! in front of a real redis-server; and core's `UpstashClient` works against it.
 
 use base64::Engine as _;

@@ -157,7 +157,7 @@ fn grid_phase2_all_positions(redis: &mut redis::Connection, user: &str, exchange
     result
 }
 
-/// `TradingCache.get_position` (shared/cache/trading_cache.py at 42d81ac): GET + JSON parse.
+/// `TradingCache.get_position` (TradingBoost's shared/cache/trading_cache.py at 42d81ac): GET + JSON parse.
 fn trading_cache_get_position(redis: &mut redis::Connection, user: &str, symbol: &str, side: &str) -> Option<Value> {
     let text: Option<String> = redis.get(format!("position:{user}:okx:{symbol}:{side}")).unwrap();
     text.map(|t| serde_json::from_str(&t).unwrap())

@@ -14,7 +14,7 @@ use edgesync_core::store::conformance::{self, Subject};
 use edgesync_core::store::invalidate::{clear_all, clear_symbol, delete_pattern, Scope};
 use edgesync_core::store::stats;
 use edgesync_core::store::tiered::TierConfig;
-use edgesync_core::store::tiered::{MemoryTier, ReadError, Tier, Tiered};
+use edgesync_core::store::tiered::{IsolateCache, ReadError, Tier, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient, UpstashConfig};
 use edgesync_core::store::{Command, Store, StoreError};
 use edgesync_core::sync::price::PriceRecord;
@@ -193,7 +193,7 @@ fn unreadable_values_keep_permanent_data_and_drop_cache(fixture: &Fixture) {
     let mut redis = fixture.backend.redis();
     let _: () = redis::cmd("SET").arg(latest).arg(broken).query(&mut redis).unwrap();
     let _: () = redis::cmd("SET").arg(cached).arg(broken).arg("EX").arg(30).query(&mut redis).unwrap();
-    let memory = MemoryTier::new(TierConfig::default());
+    let memory = IsolateCache::new(TierConfig::default());
     let tiered = Tiered::new(&memory, &store, &SystemClock);
     let error = block_on(tiered.read_json::<PriceRecord>(latest, DataClass::PriceLatest)).unwrap_err();
     assert!(matches!(&error, ReadError::Unreadable(u) if u.key == latest), "{error}");
@@ -231,7 +231,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
     fixture.exchange.reset();
     let config = config(fixture, &[("SYMBOLS", "QRLUSDT,BTCUSDT"), ("REDIS_NAMESPACE", "warm")]).unwrap();
     let store = client(&fixture.backend);
-    let memory = MemoryTier::new(config.tiers);
+    let memory = IsolateCache::new(config.tiers);
     let tiered = Tiered::new(&memory, &store, &SystemClock);
     let app = App {
         config: &config,
@@ -274,7 +274,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
 
 fn tiered_store_rides_out_a_redis_outage(fixture: &Fixture) {
     let clock = Arc::new(FixedClock::at(1_800_000_000_000));
-    let memory = MemoryTier::new(TierConfig {
+    let memory = IsolateCache::new(TierConfig {
         memory_fresh_for: Duration::from_secs(2),
         memory_max_entries: 1000,
         stale_grace: Duration::from_secs(600),

@@ -14,7 +14,7 @@ use edgesync_core::clock::{Backoff, Clock, Sleep};
 use edgesync_core::config::{Config, ConfigError};
 use edgesync_core::log::EventLog;
 use edgesync_core::store::memory::MemoryStore;
-use edgesync_core::store::tiered::{MemoryTier, Tiered};
+use edgesync_core::store::tiered::{IsolateCache, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient};
 use edgesync_core::App;
 use worker::Env;
@@ -51,9 +51,9 @@ impl Sleep for WorkerSleep {
 
 /// The isolate's memory tier. It outlives requests on purpose: that is what lets it answer
 /// while Redis is down. Sized by the first request's config (config is fixed per deployment).
-fn memory_tier(config: &Config) -> &'static MemoryTier {
-    static TIER: OnceLock<MemoryTier> = OnceLock::new();
-    TIER.get_or_init(|| MemoryTier::new(config.tiers))
+fn memory_tier(config: &Config) -> &'static IsolateCache {
+    static TIER: OnceLock<IsolateCache> = OnceLock::new();
+    TIER.get_or_init(|| IsolateCache::new(config.tiers))
 }
 
 /// The isolate's in-flight exchange calls (single-flight of read-through misses).

@@ -34,7 +34,7 @@ fn percent_encode(value: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The vector from MEXC's documentation (shared/fixtures/mexc/README.md).
+    /// The vector from MEXC's documentation (fixtures/mexc/README.md).
     #[test]
     fn matches_mexc_documented_vector() {
         let message = "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=11&recvWindow=5000&timestamp=1644489390087";

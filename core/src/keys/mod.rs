@@ -8,9 +8,7 @@
 //! `ttl`) or value shapes (that is each writer's business).
 //!
 //! - [`pattern`]: key templates with named placeholders (match and render).
-//! - [`legacy`]: parsers for the legacy key shapes of seeds 001 and 003.
 
-pub mod legacy;
 pub mod pattern;
 
 use std::fmt;

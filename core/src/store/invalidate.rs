@@ -1,4 +1,4 @@
-//! Namespace-safe invalidation (seed 002): delete by pattern, by symbol, or everything — but
+//! Namespace-safe invalidation: delete by pattern, by symbol, or everything — but
 //! only ever inside `{namespace}:{version}:`, and only *cache*. Keys are found with `SCAN`
 //! and removed with `UNLINK` one page at a time; never `KEYS` (blocks Redis) and never
 //! `FLUSHDB` (takes other tenants' data with it).

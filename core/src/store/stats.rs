@@ -1,4 +1,4 @@
-//! Store statistics (seed 002's `get_stats`, plus the eviction risk it missed): key counts
+//! Store statistics, including the eviction risk that silently loses permanent data: key counts
 //! overall and in the key space (by data class), memory use, the eviction policy and evicted
 //! keys from `INFO`, and the memory tier's hit/miss and corruption counters.
 //!
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::tiered::{MemoryTier, TierStats};
+use super::tiered::{IsolateCache, TierStats};
 use super::{Store, StoreError, StoreExt};
 use crate::keys::KeySpace;
 
@@ -49,7 +49,7 @@ fn total_keys(fields: &BTreeMap<&str, &str>) -> u64 {
 pub async fn collect(
     store: &dyn Store,
     keys: &KeySpace,
-    memory_tier: Option<&MemoryTier>,
+    memory_tier: Option<&IsolateCache>,
 ) -> Result<StoreStats, StoreError> {
     let info = store.info(None).await?;
     let fields = info_fields(&info);
@@ -60,7 +60,7 @@ pub async fn collect(
         used_memory_peak_bytes: number("used_memory_peak"),
         maxmemory_policy: fields.get("maxmemory_policy").map(|v| v.trim().to_owned()),
         evicted_keys: number("evicted_keys"),
-        memory_tier: memory_tier.map(MemoryTier::stats),
+        memory_tier: memory_tier.map(IsolateCache::stats),
         ..StoreStats::default()
     };
     let glob = keys.under("*");

@@ -1,5 +1,5 @@
-//! The tiered store (seed 004, done right): an isolate-local memory tier (L1) in front of
-//! Redis (L2, the source of truth).
+//! The tiered store: the isolate's own cache (L1, [`IsolateCache`]: the "memory tier" of
+//! `MEMORY_TIER_TTL`) in front of Redis (L2, the source of truth).
 //!
 //! - **One write path.** [`Tiered`] is a [`Store`]: every command goes to Redis, and string
 //!   writes (`SET`, `UNLINK`/`DEL`) are mirrored into L1 by the same call — also when Redis
@@ -16,7 +16,7 @@
 //!   be discarded (unlinked, counted as `discarded`) and read as a miss: it can be fetched
 //!   again. A cache-class value without a TTL is treated as expired: it would never refresh.
 //!
-//! [`MemoryTier`] outlives requests (a static in the worker); [`Tiered`] is the per-request
+//! [`IsolateCache`] outlives requests (a static in the worker); [`Tiered`] is the per-request
 //! view that pairs it with that request's Redis client.
 
 use std::collections::BTreeMap;
@@ -160,14 +160,15 @@ struct State {
     reported: LruCache<String, ()>,
 }
 
-/// The isolate-local L1 and its counters. `std::sync::Mutex`: held only for map operations,
+/// The isolate-local L1 and its counters (not the [`super::memory::MemoryStore`], which
+/// stands in for Redis itself when none is configured). `std::sync::Mutex`: held only for map operations,
 /// never across an await.
-pub struct MemoryTier {
+pub struct IsolateCache {
     config: TierConfig,
     state: Mutex<State>,
 }
 
-impl MemoryTier {
+impl IsolateCache {
     pub fn new(config: TierConfig) -> Self {
         let capacity = NonZeroUsize::new(config.memory_max_entries.max(1)).expect("max(1) is non-zero");
         let reported = LruCache::new(NonZeroUsize::new(REPORTED_KEYS).expect("a non-zero constant"));
@@ -247,7 +248,7 @@ impl MemoryTier {
 
 /// L1 in front of one request's L2.
 pub struct Tiered<'a> {
-    memory: &'a MemoryTier,
+    memory: &'a IsolateCache,
     redis: &'a dyn Store,
     clock: &'a dyn Clock,
     log: &'a dyn EventLog,
@@ -257,13 +258,13 @@ pub struct Tiered<'a> {
 
 impl<'a> Tiered<'a> {
     /// The memory tier in front of Redis.
-    pub fn new(memory: &'a MemoryTier, redis: &'a dyn Store, clock: &'a dyn Clock) -> Self {
+    pub fn new(memory: &'a IsolateCache, redis: &'a dyn Store, clock: &'a dyn Clock) -> Self {
         Self { memory, redis, clock, log: &Silent, l2_is_redis: true }
     }
 
     /// No Redis configured: `store` (a memory store) is the only tier; reads are labelled
     /// [`Tier::Memory`], and `memory` only keeps the counters.
-    pub fn memory_only(memory: &'a MemoryTier, store: &'a dyn Store, clock: &'a dyn Clock) -> Self {
+    pub fn memory_only(memory: &'a IsolateCache, store: &'a dyn Store, clock: &'a dyn Clock) -> Self {
         Self { memory, redis: store, clock, log: &Silent, l2_is_redis: false }
     }
 
@@ -274,7 +275,7 @@ impl<'a> Tiered<'a> {
     }
 
     /// The memory tier's counters.
-    pub fn memory_tier(&self) -> &MemoryTier {
+    pub fn memory_tier(&self) -> &IsolateCache {
         self.memory
     }
 
@@ -474,7 +475,7 @@ mod tests {
         }
     }
 
-    fn setup() -> (Arc<FixedClock>, MemoryTier, Switchable) {
+    fn setup() -> (Arc<FixedClock>, IsolateCache, Switchable) {
         let clock = Arc::new(FixedClock::at(1_000_000));
         let config = TierConfig {
             memory_fresh_for: Duration::from_secs(2),
@@ -482,7 +483,7 @@ mod tests {
             stale_grace: Duration::from_secs(60),
         };
         let l2 = Switchable { store: MemoryStore::new(clock.clone(), 100), down: AtomicBool::new(false) };
-        (clock, MemoryTier::new(config), l2)
+        (clock, IsolateCache::new(config), l2)
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The balance task (seed 000): `/api/v3/account` becomes
+//! The balance task: `/api/v3/account`, complete, becomes
 //! - `P:account:{exchange}:{account}`: `{fetched_at, fetched_at_iso, account}` where `account`
 //!   is MEXC's response verbatim — every field that arrived (`makerCommission`, `canTrade`,
 //!   `permissions`, …, including ones this code does not know) and every asset — permanent;

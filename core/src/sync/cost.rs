@@ -1,4 +1,4 @@
-//! The cost task (seed 001's cost / P&L): per configured symbol, every fill in MEXC's
+//! The cost task (average cost and P&L): per configured symbol, every fill in MEXC's
 //! one-month `/api/v3/myTrades` window is read — by time, because MEXC's trade ids are
 //! strings and cannot page: from the window's start, pages of at most 100, each next page
 //! starting at the last fill's millisecond (fills seen twice at that boundary are dropped by

@@ -1,4 +1,4 @@
-//! The cron tasks that copy exchange data into the store (seeds 000 and 001).
+//! The cron tasks that copy exchange data into the store.
 //!
 //! Every task fetches everything it needs first and only then writes: all its writes — data,
 //! raw responses, histories with their trims, and its `P:sync:{task}:status` hash — go out as

@@ -1,4 +1,4 @@
-//! The price task (seed 001's dual storage): for each configured symbol the 24 h ticker
+//! The price task, stored twice so a reader always has a price: for each configured symbol the 24 h ticker
 //! becomes `P:price:{exchange}:{symbol}:latest` (permanent, so a reader always finds the last
 //! synced price however late the cron is), `…:cached` (the same record with the `price` TTL),
 //! an entry in `…:history` (capped), the ticker cache (`ticker` TTL) and the raw response.

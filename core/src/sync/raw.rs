@@ -1,4 +1,4 @@
-//! Raw responses (seed 001): every exchange response a task used is stored verbatim as
+//! Raw responses, kept so any derived value can be checked against what MEXC said: every exchange response a task used is stored verbatim as
 //! `{fetched_at, fetched_at_iso, endpoint, metadata, response}` at `P:raw:…:latest`
 //! (permanent) and appended to `P:raw:…:history` (scored by ms, trimmed to `HISTORY_LIMIT`
 //! in the same request). Symbol-scoped endpoints are stored per symbol, `{endpoint}.{SYMBOL}`

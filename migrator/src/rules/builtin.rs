@@ -3,8 +3,9 @@
 //! copy and adapt):
 //!
 //! - `generic` (the default): legacy position and order keys into edgesync's namespace.
-//! - `tradingboost`: seed 003's standardized schema, in place, as its new code reads it.
-//! - `qrl-api`: seeds 000/001's keys into edgesync's namespace as edgesync's records.
+//! - `tradingboost`: TradingBoost-Strategy's standardized schema, in place, as its new code
+//!   reads it.
+//! - `qrl-api`: qrl-api's keys into edgesync's namespace as edgesync's records.
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! against a convenience of our own. It passes any command through, so it also serves as a
 //! REST front for self-hosted Redis.
 //!
-//! Protocol (shared/reference/upstash-rest.md): `POST /` (JSON array command), `POST
+//! Protocol (docs/upstash-rest.md): `POST /` (JSON array command), `POST
 //! /pipeline`, `POST /multi-exec` (atomic), the path form `/{cmd}/{arg}/…` (GET, HEAD, POST,
 //! PUT; a POST body is the last argument, query pairs follow it), `Authorization: Bearer` or
 //! `_token`, `Upstash-Encoding: base64`, `Upstash-Response-Format: resp2`, `{"result"}` /
