@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::ApiResponse;
-use crate::store::{Command, StoreError};
+use crate::records::status::TaskStatus;
+use crate::store::{Command, Reply, StoreError};
 use crate::sync::Task;
 use crate::App;
 
@@ -44,12 +45,16 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     let now = app.clock.now_ms();
     let mut statuses = Map::new();
     for (task, reply) in Task::ALL.iter().zip(replies) {
-        // A status hash that cannot be read counts as absent.
-        let fields: BTreeMap<String, String> =
-            reply.ok().and_then(|r| r.into_pairs().ok()).unwrap_or_default().into_iter().collect();
+        // A status hash that cannot be read (another type, fields that are not numbers)
+        // counts as absent: the task's next run rewrites it.
+        let fields: BTreeMap<String, String> = match reply.map_err(|e| e.0).and_then(Reply::into_pairs) {
+            Ok(pairs) => pairs.into_iter().collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        let status = TaskStatus::from_fields(&fields).unwrap_or_default();
         let interval = intervals.get(task.name()).copied();
-        let last_ok = fields.get("last_ok").and_then(|v| v.parse::<i64>().ok());
-        let failing = fields.get("consecutive_failures").is_some_and(|n| n != "0");
+        let last_ok = status.last_ok;
+        let failing = status.consecutive_failures > 0;
         let state = match (interval, last_ok) {
             (None, _) => "unscheduled",
             (Some(_), None) if fields.is_empty() => "pending",

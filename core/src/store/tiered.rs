@@ -161,8 +161,8 @@ struct State {
 }
 
 /// The isolate-local L1 and its counters (not the [`super::memory::MemoryStore`], which
-/// stands in for Redis itself when none is configured). `std::sync::Mutex`: held only for map operations,
-/// never across an await.
+/// stands in for Redis itself when none is configured). `std::sync::Mutex`: held only for
+/// map operations, never across an await.
 pub struct IsolateCache {
     config: TierConfig,
     state: Mutex<State>,

@@ -14,8 +14,10 @@ use serde_json::json;
 use super::settings::split_symbol;
 use super::snapshot::Snapshot;
 use super::{raw, SyncError};
-use crate::codec::iso8601_ms;
+use crate::codec::{encode_json, iso8601_ms};
 use crate::keys::{Exchange, Segment};
+use crate::records::account::AccountRecord;
+use crate::records::position::SpotHolding;
 use crate::store::Command;
 use crate::App;
 
@@ -28,15 +30,14 @@ pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>,
     let keys = &app.config.keys;
     let account_id = &app.config.account_id;
     let fetched_at = fetched.fetched_at_ms;
-    let record = json!({
-        "exchange": Exchange::Mexc.as_str(),
-        "account_id": account_id.as_str(),
-        "fetched_at": fetched_at,
-        "fetched_at_iso": iso8601_ms(fetched_at),
-        "account": fetched.raw,
-    });
-    let mut commands =
-        vec![Command::set(&keys.account(Exchange::Mexc, account_id), record.to_string().as_bytes(), None)];
+    let record = AccountRecord {
+        account: fetched.raw.clone(),
+        account_id: account_id.to_string(),
+        exchange: Exchange::Mexc.as_str().to_owned(),
+        fetched_at,
+        fetched_at_iso: iso8601_ms(fetched_at),
+    };
+    let mut commands = vec![Command::set(&keys.account(Exchange::Mexc, account_id), &encode_json(&record), None)];
     let side = Segment::new("side", SPOT_SIDE).expect("a valid constant");
     let mut index_members = Vec::new();
     for symbol in &app.config.symbols {
@@ -44,19 +45,17 @@ pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>,
             .ok_or_else(|| SyncError::Incomplete(format!("cannot split {symbol} into base and quote")))?;
         let (base_free, base_locked) = fetched.value.holding(base);
         let (quote_free, quote_locked) = fetched.value.holding(quote);
-        commands.push(Command::hset(
-            &keys.position(account_id, Exchange::Mexc, symbol, &side),
-            &[
-                ("symbol", symbol.to_string()),
-                ("base_asset", base.to_owned()),
-                ("quote_asset", quote.to_owned()),
-                ("base_free", base_free.to_string()),
-                ("base_locked", base_locked.to_string()),
-                ("quote_free", quote_free.to_string()),
-                ("quote_locked", quote_locked.to_string()),
-                ("updated_at", fetched_at.to_string()),
-            ],
-        ));
+        let holding = SpotHolding {
+            symbol: symbol.to_string(),
+            base_asset: base.to_owned(),
+            quote_asset: quote.to_owned(),
+            base_free,
+            base_locked,
+            quote_free,
+            quote_locked,
+            updated_at: fetched_at,
+        };
+        commands.push(Command::hset(&keys.position(account_id, Exchange::Mexc, symbol, &side), &holding.fields()));
         index_members.push(format!("{symbol}:{SPOT_SIDE}"));
     }
     commands.push(Command::sadd(&keys.position_index(account_id, Exchange::Mexc), &index_members));

@@ -21,16 +21,18 @@ use std::collections::HashSet;
 
 use futures_util::future::{try_join, try_join_all};
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::balance::SPOT_SIDE;
 use super::cost_basis::CostBasis;
 use super::settings::split_symbol;
 use super::snapshot::Snapshot;
 use super::{raw, SyncError};
-use crate::codec::iso8601_ms;
+use crate::codec::{encode_json, iso8601_ms};
 use crate::exchange::model::Trade;
 use crate::keys::{Exchange, Segment};
+use crate::records::cost::{CostRecord, CostWindow, LastTrade};
+use crate::records::position::PositionCost;
 use crate::store::Command;
 use crate::App;
 
@@ -41,10 +43,6 @@ pub const PAGE_SIZE: u32 = 100;
 
 fn percent(numerator: Decimal, denominator: Decimal) -> Option<Decimal> {
     (denominator > Decimal::ZERO).then(|| (numerator / denominator * Decimal::ONE_HUNDRED).round_dp(8).normalize())
-}
-
-fn text(value: Option<Decimal>) -> Value {
-    value.map_or(Value::Null, |v| Value::String(v.normalize().to_string()))
 }
 
 /// One symbol's inputs: its fills in the window (oldest first), last price, and the writes
@@ -88,19 +86,11 @@ pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>,
             opening_cost,
         );
         commands.extend(inputs.raw_writes);
-        commands.push(Command::set(
-            &keys.cost(Exchange::Mexc, account_id, symbol),
-            record.to_string().as_bytes(),
-            None,
-        ));
+        commands.push(Command::set(&keys.cost(Exchange::Mexc, account_id, symbol), &encode_json(&record), None));
         let side = Segment::new("side", SPOT_SIDE).expect("a valid constant");
-        commands.push(Command::hset(
-            &keys.position(account_id, Exchange::Mexc, symbol, &side),
-            &[
-                ("avg_cost", record["avg_cost"].as_str().unwrap_or_default().to_owned()),
-                ("cost_updated_at", now.to_string()),
-            ],
-        ));
+        let position_cost = PositionCost { avg_cost: record.avg_cost, cost_updated_at: now };
+        commands
+            .push(Command::hset(&keys.position(account_id, Exchange::Mexc, symbol, &side), &position_cost.fields()));
     }
     Ok(commands)
 }
@@ -177,7 +167,7 @@ fn report(
     holdings: Decimal,
     price: Option<Decimal>,
     opening_cost: Option<Decimal>,
-) -> Value {
+) -> CostRecord {
     // Coins held beyond what the window's fills explain were bought before it; coins the
     // fills explain but the account no longer holds left without a trade (a withdrawal or
     // transfer) and leave at the average cost, realizing nothing.
@@ -199,36 +189,40 @@ fn report(
     let value = price.map(|p| holdings * p);
     let unrealized = price.map(|p| priced_qty * p - cost_basis);
     let total = unrealized.map(|u| u + basis.realized_pnl);
-    json!({
-        "symbol": window.symbol.as_str(),
-        "base_asset": window.base,
-        "quote_asset": window.quote,
-        "holdings": text(Some(holdings)),
-        "qty": text(Some(priced_qty)),
-        "unknown_cost_qty": text(Some(unknown_cost_qty)),
-        "opening_avg_cost": text(opening_cost),
-        "avg_cost": text(avg_cost),
-        "cost_basis": text(Some(cost_basis)),
-        "price": text(price),
-        "value": text(value),
-        "unrealized_pnl": text(unrealized),
-        "unrealized_pnl_pct": text(unrealized.and_then(|u| percent(u, cost_basis))),
-        "realized_pnl": text(Some(basis.realized_pnl)),
-        "total_pnl": text(total),
-        "roi_pct": text(total.and_then(|t| percent(t, invested))),
-        "invested": text(Some(invested)),
-        "unmatched_sell_qty": text(Some(basis.unmatched_sell_qty)),
-        "left_without_trade_qty": text(Some(left_without_trade)),
-        "other_fees": basis.other_fees,
-        "window": {
-            "start": window.start_ms,
-            "start_iso": iso8601_ms(window.start_ms),
-            "fills": basis.trades_applied,
+    CostRecord {
+        avg_cost,
+        base_asset: window.base.to_owned(),
+        computed_at: window.now,
+        computed_at_iso: iso8601_ms(window.now),
+        cost_basis,
+        holdings,
+        invested,
+        last_trade: basis.last_trade_ms.map(|ms| LastTrade {
+            ids: basis.last_trade_ids.clone(),
+            time: ms,
+            time_iso: iso8601_ms(ms),
+        }),
+        left_without_trade_qty: left_without_trade,
+        opening_avg_cost: opening_cost,
+        other_fees: basis.other_fees.clone(),
+        price,
+        qty: priced_qty,
+        quote_asset: window.quote.to_owned(),
+        realized_pnl: basis.realized_pnl,
+        roi_pct: total.and_then(|t| percent(t, invested)),
+        symbol: window.symbol.to_string(),
+        total_pnl: total,
+        unknown_cost_qty,
+        unmatched_sell_qty: basis.unmatched_sell_qty,
+        unrealized_pnl: unrealized,
+        unrealized_pnl_pct: unrealized.and_then(|u| percent(u, cost_basis)),
+        value,
+        window: CostWindow {
+            fills: basis.trades_applied,
+            start: window.start_ms,
+            start_iso: iso8601_ms(window.start_ms),
         },
-        "last_trade": basis.last_trade_ms.map(|ms| json!({ "time": ms, "time_iso": iso8601_ms(ms), "ids": basis.last_trade_ids })),
-        "computed_at": window.now,
-        "computed_at_iso": iso8601_ms(window.now),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +238,7 @@ mod tests {
     use crate::store::Reply;
     use crate::sync::{run_cron, Task};
     use crate::test_app::{with_app, NOW_MS as NOW};
+    use serde_json::Value;
 
     /// A unit-test double of MEXC's read side: canned account and ticker, and fills filtered
     /// by `startTime` and `limit`, oldest first, as MEXC pages them. Counts calls per path.

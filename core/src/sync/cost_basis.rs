@@ -36,7 +36,8 @@ pub struct CostBasis {
     #[serde(with = "rust_decimal::serde::str")]
     pub unmatched_sell_qty: Decimal,
     /// Commissions paid in assets that are neither base nor quote.
-    pub other_fees: BTreeMap<String, String>,
+    #[serde(with = "crate::records::decimal::map")]
+    pub other_fees: BTreeMap<String, Decimal>,
     /// The newest fill applied, and the ids of the fills applied at that millisecond.
     pub last_trade_ms: Option<i64>,
     pub last_trade_ids: Vec<String>,
@@ -67,9 +68,7 @@ impl CostBasis {
         let c = trade.commission.unwrap_or_default();
         let fee_asset = trade.commission_asset.as_deref().unwrap_or(quote);
         if !c.is_zero() && fee_asset != base && fee_asset != quote {
-            let entry = self.other_fees.entry(fee_asset.to_owned()).or_insert_with(|| "0".into());
-            let total = entry.parse::<Decimal>().unwrap_or_default() + c;
-            *entry = total.normalize().to_string();
+            *self.other_fees.entry(fee_asset.to_owned()).or_insert(Decimal::ZERO) += c;
         }
         if trade.is_buyer {
             let (arrives, cost) = match fee_asset {
@@ -169,7 +168,7 @@ mod tests {
         let mut basis = CostBasis::default();
         basis.apply(&trade("x", 5, true, "1", "2", "0.5", "MX"), "QRL", "USDT", None).unwrap();
         basis.apply(&trade("y", 5, true, "1", "2", "0.25", "MX"), "QRL", "USDT", None).unwrap();
-        assert_eq!(basis.other_fees["MX"], "0.75");
+        assert_eq!(basis.other_fees["MX"].normalize().to_string(), "0.75");
         assert_eq!(basis.last_trade_ids, vec!["x".to_owned(), "y".to_owned()]);
     }
 }

@@ -4,12 +4,13 @@
 //! in the same request). Symbol-scoped endpoints are stored per symbol, `{endpoint}.{SYMBOL}`
 //! (e.g. `ticker_24hr.QRLUSDT`), so one symbol never overwrites another's latest response.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{history_append, SyncError};
-use crate::codec::iso8601_ms;
+use crate::codec::{encode_json, iso8601_ms};
 use crate::exchange::Fetched;
 use crate::keys::{Exchange, Segment};
+use crate::records::raw::RawRecord;
 use crate::store::Command;
 use crate::App;
 
@@ -30,14 +31,14 @@ pub fn writes<T>(
     metadata: Value,
 ) -> Result<Vec<Command>, SyncError> {
     let segment = endpoint_segment(fetched.endpoint, symbol)?;
-    let record = json!({
-        "fetched_at": fetched.fetched_at_ms,
-        "fetched_at_iso": iso8601_ms(fetched.fetched_at_ms),
-        "endpoint": fetched.endpoint,
-        "metadata": metadata,
-        "response": fetched.raw,
-    })
-    .to_string();
+    let record = RawRecord {
+        endpoint: fetched.endpoint.to_owned(),
+        fetched_at: fetched.fetched_at_ms,
+        fetched_at_iso: iso8601_ms(fetched.fetched_at_ms),
+        metadata,
+        response: fetched.raw.clone(),
+    };
+    let record = String::from_utf8(encode_json(&record)).expect("JSON is UTF-8");
     let keys = &app.config.keys;
     let mut commands = vec![Command::set(&keys.raw_latest(Exchange::Mexc, &segment), record.as_bytes(), None)];
     commands.extend(history_append(

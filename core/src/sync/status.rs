@@ -5,37 +5,20 @@
 //! failing task is noticed. Timestamps are ms since the epoch.
 
 use super::SyncError;
+use crate::records::status::RunFields;
 use crate::store::Command;
 
 pub fn success(key: &str, started: i64, finished: i64, keys_written: usize) -> Vec<Command> {
     vec![
-        Command::hset(
-            key,
-            &[
-                ("last_started", started.to_string()),
-                ("last_ok", finished.to_string()),
-                ("duration_ms", (finished - started).to_string()),
-                ("keys_written", keys_written.to_string()),
-                ("consecutive_failures", "0".to_owned()),
-            ],
-        ),
+        Command::hset(key, &RunFields::Succeeded { started, finished, keys_written }.fields()),
         Command::new("HINCRBY").arg(key).arg("runs").arg(1),
     ]
 }
 
 pub fn failure(key: &str, started: i64, finished: i64, error: &SyncError) -> Vec<Command> {
-    let code = error.code().map(|c| c.to_string()).unwrap_or_default();
+    let run = RunFields::Failed { started, finished, error: error.to_string(), code: error.code() };
     vec![
-        Command::hset(
-            key,
-            &[
-                ("last_started", started.to_string()),
-                ("last_error", error.to_string()),
-                ("last_error_code", code),
-                ("last_error_at", finished.to_string()),
-                ("duration_ms", (finished - started).to_string()),
-            ],
-        ),
+        Command::hset(key, &run.fields()),
         Command::new("HINCRBY").arg(key).arg("runs").arg(1),
         Command::new("HINCRBY").arg(key).arg("failures").arg(1),
         Command::new("HINCRBY").arg(key).arg("consecutive_failures").arg(1),

@@ -1,8 +1,22 @@
-//! The shapes a reader demands of stored JSON. A [`Record`] is decoded on every read through
-//! the tiers; a value that is not its shape is *unreadable*, which for a permanent class means
-//! "answer an error naming the key, leave the value alone" and for a cache class "discard it"
-//! (see `store::tiered`). The documents below are served verbatim, so they keep the whole
-//! stored JSON and check only the fields edgesync's readers rely on.
+//! Everything edgesync stores, as types: what the writers write and what the readers demand.
+//!
+//! - Written records: [`account::AccountRecord`], [`raw::RawRecord`], [`cost::CostRecord`]
+//!   (JSON strings), [`position::SpotHolding`] and [`position::PositionCost`] (the position
+//!   hash), [`status::RunFields`] and [`status::TaskStatus`] (the status hash); the price
+//!   record is `sync::price::PriceRecord`. Each pins the exact JSON or fields it writes.
+//! - Read checks: a [`Record`] is decoded on every read through the tiers; a value that is
+//!   not its shape is *unreadable*, which for a permanent class means "answer an error naming
+//!   the key, leave the value alone" and for a cache class "discard it" (see `store::tiered`).
+//!   The documents below are served verbatim, so they keep the whole stored JSON and check
+//!   only the fields edgesync's readers rely on.
+//! - [`decimal`]: exact decimals as text in records.
+
+pub mod account;
+pub mod cost;
+pub mod decimal;
+pub mod position;
+pub mod raw;
+pub mod status;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

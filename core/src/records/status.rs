@@ -1,0 +1,93 @@
+//! [`TaskStatus`]: the hash `P:sync:{task}:status` describing a task's runs. Because the
+//! `scheduled` handler cannot fail visibly, this hash is how a failing task is noticed. The
+//! writers set the fields of one run ([`RunFields`]) and count runs with `HINCRBY`;
+//! timestamps are ms since the epoch.
+
+use std::collections::BTreeMap;
+
+/// What one run sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFields {
+    Succeeded { started: i64, finished: i64, keys_written: usize },
+    Failed { started: i64, finished: i64, error: String, code: Option<i64> },
+}
+
+impl RunFields {
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            RunFields::Succeeded { started, finished, keys_written } => vec![
+                ("last_started", started.to_string()),
+                ("last_ok", finished.to_string()),
+                ("duration_ms", (finished - started).to_string()),
+                ("keys_written", keys_written.to_string()),
+                ("consecutive_failures", "0".to_owned()),
+            ],
+            RunFields::Failed { started, finished, error, code } => vec![
+                ("last_started", started.to_string()),
+                ("last_error", error.clone()),
+                ("last_error_code", code.map(|c| c.to_string()).unwrap_or_default()),
+                ("last_error_at", finished.to_string()),
+                ("duration_ms", (finished - started).to_string()),
+            ],
+        }
+    }
+}
+
+/// The hash as a reader needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskStatus {
+    pub last_started: Option<i64>,
+    pub last_ok: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_code: Option<i64>,
+    pub last_error_at: Option<i64>,
+    pub runs: u64,
+    pub failures: u64,
+    pub consecutive_failures: u64,
+}
+
+impl TaskStatus {
+    /// Reads the hash; a field that is present but not a number is an error naming it.
+    pub fn from_fields(fields: &BTreeMap<String, String>) -> Result<Self, String> {
+        fn number<T: std::str::FromStr>(fields: &BTreeMap<String, String>, name: &str) -> Result<Option<T>, String> {
+            match fields.get(name).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(text) => text.parse().map(Some).map_err(|_| format!("field `{name}` is `{text}`, not a number")),
+            }
+        }
+        Ok(Self {
+            last_started: number(fields, "last_started")?,
+            last_ok: number(fields, "last_ok")?,
+            last_error: fields.get("last_error").cloned(),
+            last_error_code: number(fields, "last_error_code")?,
+            last_error_at: number(fields, "last_error_at")?,
+            runs: number(fields, "runs")?.unwrap_or(0),
+            failures: number(fields, "failures")?.unwrap_or(0),
+            consecutive_failures: number(fields, "consecutive_failures")?.unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_write_these_fields_and_read_back() {
+        let failed = RunFields::Failed { started: 10, finished: 25, error: "MEXC said no".into(), code: Some(700002) };
+        let mut fields: BTreeMap<String, String> =
+            failed.fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert_eq!(fields["last_error_code"], "700002");
+        assert_eq!(fields["duration_ms"], "15");
+        fields.insert("runs".into(), "3".into());
+        fields.insert("consecutive_failures".into(), "2".into());
+        let status = TaskStatus::from_fields(&fields).unwrap();
+        assert_eq!((status.last_error_code, status.runs, status.consecutive_failures), (Some(700002), 3, 2));
+        assert_eq!(status.last_ok, None);
+        let ok = RunFields::Succeeded { started: 1, finished: 2, keys_written: 9 };
+        let fields: BTreeMap<String, String> = ok.fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert_eq!(TaskStatus::from_fields(&fields).unwrap().last_ok, Some(2));
+        let bad = BTreeMap::from([("runs".to_owned(), "many".to_owned())]);
+        assert!(TaskStatus::from_fields(&bad).unwrap_err().contains("runs"));
+    }
+}
