@@ -114,8 +114,8 @@ pub struct RespStore {
 
 fn to_cmd(command: &Command) -> redis::Cmd {
     let mut cmd = redis::cmd(command.name());
-    for arg in &command.args()[1..] {
-        cmd.arg(arg.as_bytes());
+    for arg in command.args() {
+        cmd.arg(arg.as_slice());
     }
     cmd
 }

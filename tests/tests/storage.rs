@@ -50,6 +50,7 @@ fn main() {
             ("stats_flag_evictable_permanent_data", stats_flag_evictable_permanent_data),
             ("warming_fills_missing_and_skips_cached", warming_fills_missing_and_skips_cached),
             ("tiered_store_rides_out_a_redis_outage", tiered_store_rides_out_a_redis_outage),
+            ("binary_values_survive_every_tier", binary_values_survive_every_tier),
         ],
     )
 }
@@ -312,4 +313,34 @@ fn tiered_store_rides_out_a_redis_outage(fixture: &Fixture) {
     let back = block_on(tiered.read(key, DataClass::PriceLatest)).unwrap().unwrap();
     assert_eq!((back.tier, back.value.as_slice()), (Tier::Redis, b"after".as_slice()));
     let _ = block_on(store.execute(&Command::new("PING")));
+}
+
+/// Every byte value, written through the tiers and the Upstash client (alone and inside a
+/// pipeline, with a TTL), comes back byte-identical from redis-server itself, through the
+/// gateway, and from the isolate cache.
+fn binary_values_survive_every_tier(fixture: &Fixture) {
+    let all: Vec<u8> = (0..=255).collect();
+    let store = client(&fixture.backend);
+    let memory = IsolateCache::new(TierConfig::default());
+    let tiered = Tiered::new(&memory, &store, &SystemClock);
+    block_on(tiered.set("bin:alone", &all, None)).unwrap();
+    let commands = [
+        Command::set("bin:text", b"plain", None),
+        Command::set("bin:piped", &all, Some(Duration::from_secs(60))),
+        Command::new("GET").arg("bin:piped"),
+    ];
+    let replies = block_on(tiered.pipeline(&commands)).unwrap();
+    assert_eq!(replies[2], Ok(edgesync_core::store::Reply::Bulk(all.clone())), "order kept around the binary SET");
+    let mut redis = fixture.backend.redis();
+    for key in ["bin:alone", "bin:piped"] {
+        let stored: Vec<u8> = redis::cmd("GET").arg(key).query(&mut redis).unwrap();
+        assert_eq!(stored, all, "{key} in redis-server");
+        assert_eq!(block_on(store.get(key)).unwrap(), Some(all.clone()), "{key} through the gateway");
+        let read = block_on(tiered.read(key, DataClass::Raw)).unwrap().unwrap();
+        assert_eq!((read.value, read.tier), (all.clone(), Tier::L1), "{key} from the isolate cache");
+    }
+    assert!((55..=60).contains(&redis_ttl(fixture, "bin:piped")));
+    let refused = block_on(store.transaction(&[Command::set("bin:tx", &all, None)])).unwrap_err();
+    assert!(refused.to_string().contains("not UTF-8"), "{refused}");
+    assert_eq!(redis_get(fixture, "bin:tx"), None);
 }

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use serde_json::json;
 
+use super::command::Effect;
 use super::{Command, Replies, Reply, Store, StoreError};
 use crate::clock::Clock;
 use crate::log::{EventLog, Silent};
@@ -215,33 +216,20 @@ impl IsolateCache {
         self.state().entries.get(key).cloned()
     }
 
-    /// Applies what `command` did to a key to L1 (see the module doc).
+    /// Applies what `command` did to L1 (see the module doc), from its [`Effect`]: a `SET`
+    /// built by `Command::set` is stored with its TTL; anything else that writes (including
+    /// conditional `SET`s, whose outcome depends on Redis) drops its keys.
     fn mirror(&self, command: &Command, now: i64) {
-        let args = command.args();
-        match (command.name(), &args[1..]) {
-            ("SET", [key, value, options @ ..]) => {
-                let mut expires_at_ms = None;
-                let mut conditional = false;
-                let mut options = options.iter();
-                while let Some(option) = options.next() {
-                    match option.to_ascii_uppercase().as_str() {
-                        "EX" => {
-                            expires_at_ms = options.next().and_then(|s| s.parse::<i64>().ok()).map(|s| now + s * 1000)
-                        }
-                        "PX" => expires_at_ms = options.next().and_then(|s| s.parse::<i64>().ok()).map(|ms| now + ms),
-                        _ => conditional = true,
-                    }
+        match command.effect() {
+            Effect::Read => {}
+            Effect::Set { ttl } => match (command.keys().first(), command.args().get(1)) {
+                (Some(key), Some(value)) => {
+                    let expires_at_ms = ttl.map(|ttl| now + ttl.as_millis() as i64);
+                    self.put(key, value.clone(), now, expires_at_ms);
                 }
-                if conditional {
-                    // NX/XX/KEEPTTL outcomes depend on Redis's state: don't guess.
-                    self.forget(key);
-                } else {
-                    self.put(key, value.as_bytes().to_vec(), now, expires_at_ms);
-                }
-            }
-            ("DEL" | "UNLINK", keys) => keys.iter().for_each(|key| self.forget(key)),
-            (name, [key, ..]) if !command.is_read_only() && name != "EVAL" => self.forget(key),
-            _ => {}
+                _ => command.keys().iter().for_each(|key| self.forget(key)),
+            },
+            Effect::Delete | Effect::Change => command.keys().iter().for_each(|key| self.forget(key)),
         }
     }
 }
@@ -437,7 +425,7 @@ impl Tiered<'_> {
             if applied {
                 self.memory.mirror(command, now);
             } else {
-                self.memory.forget(command.args().get(1).map(String::as_str).unwrap_or_default());
+                command.keys().iter().for_each(|key| self.memory.forget(key));
             }
         }
     }
@@ -569,6 +557,18 @@ mod tests {
         let events = log.0.borrow();
         assert_eq!(events.len(), 2, "once per key: {events:?}");
         assert_eq!(events[0]["key"], "bad");
+    }
+
+    #[test]
+    fn binary_values_come_back_byte_identical() {
+        let all: Vec<u8> = (0..=255).collect();
+        let (clock, memory, redis) = setup();
+        let tiered = Tiered::new(&memory, &redis, &*clock);
+        block_on(tiered.set("bin", &all, None)).unwrap();
+        assert_eq!(block_on(tiered.read("bin", DataClass::Raw)).unwrap().unwrap().value, all, "from L1");
+        assert_eq!(block_on(redis.store.get("bin")).unwrap(), Some(all.clone()), "from the memory store");
+        let alone = Tiered::memory_only(&memory, &redis.store, &*clock);
+        assert_eq!(block_on(alone.read("bin", DataClass::Raw)).unwrap().unwrap().value, all, "memory only");
     }
 
     #[test]

@@ -3,8 +3,16 @@
 //! Protocol (see `docs/upstash-rest.md`): `POST /` with a JSON array runs one command,
 //! `POST /pipeline` with an array of arrays runs many in order, `POST /multi-exec` runs many
 //! atomically. Auth is `Authorization: Bearer <token>`. The client always asks for
-//! `Upstash-Encoding: base64`, so values that are not valid UTF-8 survive the JSON trip, and
-//! it chains the `upstash-sync-token` header for read-your-writes on replicated databases.
+//! `Upstash-Encoding: base64`, so values that are not valid UTF-8 survive the answer's JSON
+//! trip, and it chains the `upstash-sync-token` header for read-your-writes on replicated
+//! databases.
+//!
+//! Requests are JSON, which cannot carry bytes that are not UTF-8, and the protocol has no
+//! encoding for request arguments. A command with such an argument (a binary `SET` value)
+//! goes in the protocol's path form instead — `POST /SET/{key}?EX=30` with the value as the
+//! raw body, which Upstash appends as the argument after the path's — alone, in its place
+//! in a pipeline's order. A transaction cannot be split, so one carrying such an argument
+//! is refused before anything is sent.
 //!
 //! The client owns the wire format and status mapping. It never logs, and the token never
 //! appears in an error.
@@ -134,7 +142,10 @@ impl<H: HttpClient> UpstashClient<H> {
         let mut chunk_bytes = 2;
         let mut start = 0;
         for (index, command) in commands.iter().enumerate() {
-            let json = command_json(command);
+            let json = command_json(command).ok_or_else(|| StoreError::Rejected {
+                status: 400,
+                message: format!("`{}` has an argument that is not UTF-8", command.name()),
+            })?;
             let size = json.to_string().len() + 1;
             if !chunk.is_empty() && chunk_bytes + size > self.max_request_bytes {
                 if path == "/multi-exec" {
@@ -178,25 +189,122 @@ impl<H: HttpClient> UpstashClient<H> {
     }
 }
 
+impl<H: HttpClient> UpstashClient<H> {
+    /// One command in the path form, its binary argument as the body (see the module doc).
+    async fn send_in_path_form(&self, command: &Command) -> Result<Result<Reply, CommandError>, StoreError> {
+        let (path, body) = path_form(command)?;
+        let mut request = HttpRequest::new(Method::Post, format!("{}{path}", self.url), self.timeout)
+            .header("Authorization", format!("Bearer {}", self.token.expose()))
+            .header("Content-Type", "application/octet-stream")
+            .header("Upstash-Encoding", "base64")
+            .body(body);
+        if let Some(token) = self.sync_token.lock().ok().and_then(|t| t.clone()) {
+            request = request.header(SYNC_TOKEN_HEADER, token);
+        }
+        let response = self.http.send(request).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if let Some(token) = response.header(SYNC_TOKEN_HEADER) {
+            if let Ok(mut slot) = self.sync_token.lock() {
+                *slot = Some(token.to_owned());
+            }
+        }
+        if (500..=599).contains(&response.status) {
+            return Err(StoreError::Unavailable(format!("HTTP {}", response.status)));
+        }
+        item_reply(&parse_body(&response)?)
+    }
+}
+
 #[async_trait(?Send)]
 impl<H: HttpClient> Store for UpstashClient<H> {
     async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
-        self.batch("/pipeline", commands).await
+        let mut replies = Vec::with_capacity(commands.len());
+        let mut start = 0;
+        // Runs of JSON-safe commands go as pipelines; a command that is not goes alone.
+        while start < commands.len() {
+            let end =
+                commands[start..].iter().position(|c| command_json(c).is_none()).map_or(commands.len(), |i| start + i);
+            if end > start {
+                replies.extend(self.batch("/pipeline", &commands[start..end]).await?);
+            }
+            if end < commands.len() {
+                replies.push(self.send_in_path_form(&commands[end]).await?);
+            }
+            start = end + 1;
+        }
+        Ok(replies)
     }
 
     async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        if let Some(command) = commands.iter().find(|c| command_json(c).is_none()) {
+            return Err(StoreError::Rejected {
+                status: 400,
+                message: format!(
+                    "`{}` has an argument that is not UTF-8, which a REST transaction cannot carry",
+                    command.name()
+                ),
+            });
+        }
         self.batch("/multi-exec", commands).await
     }
 
     async fn execute(&self, command: &Command) -> Result<Reply, StoreError> {
-        let response = self.post_with_retries("", &command_json(command), command.is_read_only()).await?;
-        let body = parse_body(&response)?;
-        item_reply(&body)?.map_err(|error| StoreError::Command { command: command.name().to_owned(), error })
+        let reply = match command_json(command) {
+            Some(json) => item_reply(&parse_body(&self.post_with_retries("", &json, command.is_read_only()).await?)?)?,
+            None => self.send_in_path_form(command).await?,
+        };
+        reply.map_err(|error| StoreError::Command { command: command.name().to_owned(), error })
     }
 }
 
-fn command_json(command: &Command) -> Value {
-    Value::Array(command.args().iter().cloned().map(Value::String).collect())
+/// The command as a JSON array, or `None` when an argument is not UTF-8.
+fn command_json(command: &Command) -> Option<Value> {
+    command
+        .parts()
+        .iter()
+        .map(|part| std::str::from_utf8(part).ok().map(|text| Value::String(text.to_owned())))
+        .collect::<Option<Vec<_>>>()
+        .map(Value::Array)
+}
+
+/// Path segments are percent-encoded except for what is plainly safe.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b':');
+
+/// `/{NAME}/{arg}…` up to the one argument that is not UTF-8 (the body), the rest as query
+/// pairs — the only places the path form puts arguments.
+fn path_form(command: &Command) -> Result<(String, Vec<u8>), StoreError> {
+    let refuse = |why: &str| StoreError::Rejected {
+        status: 400,
+        message: format!("`{}` cannot be sent over Upstash REST: {why}", command.name()),
+    };
+    let args = command.args();
+    let binary = args
+        .iter()
+        .position(|a| std::str::from_utf8(a).is_err())
+        .ok_or_else(|| refuse("nothing to send as the body"))?;
+    fn utf8(arg: &[u8]) -> Option<&str> {
+        std::str::from_utf8(arg).ok()
+    }
+    let text = |arg| utf8(arg).ok_or_else(|| refuse("more than one argument is not UTF-8"));
+    let mut path = format!("/{}", command.name());
+    for arg in &args[..binary] {
+        path.push('/');
+        path.extend(percent_encoding::utf8_percent_encode(text(arg.as_slice())?, SEGMENT));
+    }
+    let rest = &args[binary + 1..];
+    if !rest.len().is_multiple_of(2) {
+        return Err(refuse("the arguments after the binary one are not pairs"));
+    }
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for pair in rest.chunks(2) {
+        query.append_pair(text(pair[0].as_slice())?, text(pair[1].as_slice())?);
+    }
+    let query = query.finish();
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query);
+    }
+    Ok((path, args[binary].clone()))
 }
 
 /// Maps HTTP status to errors and returns the JSON body of a response worth reading:

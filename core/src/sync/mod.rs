@@ -109,7 +109,7 @@ pub async fn run_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> Tas
     let status_key = app.config.keys.sync_status(task.name());
     let (mut commands, keys_written, failure) = match outcome {
         Ok(commands) => {
-            let keys: BTreeSet<&str> = commands.iter().filter_map(|c| c.args().get(1).map(String::as_str)).collect();
+            let keys: BTreeSet<&str> = commands.iter().flat_map(Command::keys).collect();
             let count = keys.len();
             (commands, count, None)
         }

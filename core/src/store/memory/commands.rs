@@ -41,10 +41,17 @@ fn count(n: usize) -> Outcome {
 
 pub(super) fn apply(ks: &mut Keyspace, now: i64, command: &Command) -> Outcome {
     let name = command.name();
-    let args = &command.args()[1..];
+    // Keys, fields, members and options are text here (edgesync's are UTF-8); a string
+    // value keeps its exact bytes (`SET`'s value is taken from the command as it is).
+    let args: Vec<String> = command.args().iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let args = args.as_slice();
     match name {
         "PING" => Ok(bulk("PONG")),
-        "GET" | "MGET" | "SET" | "INCR" | "INCRBY" => strings(ks, now, name, args),
+        "SET" => match (args, command.args().get(1)) {
+            ([key, _, options @ ..], Some(value)) => set(ks, now, key, value, options),
+            _ => wrong_args(name),
+        },
+        "GET" | "MGET" | "INCR" | "INCRBY" => strings(ks, now, name, args),
         "DEL" | "UNLINK" | "EXISTS" | "TYPE" | "TTL" | "PTTL" | "EXPIRE" | "PEXPIRE" | "PEXPIREAT" | "PERSIST" => {
             keys(ks, now, name, args)
         }
@@ -81,14 +88,13 @@ fn strings(ks: &mut Keyspace, now: i64, name: &str, args: &[String]) -> Outcome 
                 })
                 .collect(),
         )),
-        ("SET", [key, value, options @ ..]) => set(ks, now, key, value, options),
         ("INCR", [key]) => incr_by(ks, now, key, 1),
         ("INCRBY", [key, by]) => incr_by(ks, now, key, int(by)?),
         _ => wrong_args(name),
     }
 }
 
-fn set(ks: &mut Keyspace, now: i64, key: &str, value: &str, options: &[String]) -> Outcome {
+fn set(ks: &mut Keyspace, now: i64, key: &str, value: &[u8], options: &[String]) -> Outcome {
     let (mut expires_at_ms, mut only_new, mut only_existing, mut keep_ttl) = (None, false, false, false);
     let mut options = options.iter();
     while let Some(option) = options.next() {
@@ -119,7 +125,7 @@ fn set(ks: &mut Keyspace, now: i64, key: &str, value: &str, options: &[String]) 
         return Ok(Reply::Nil);
     }
     let expires_at_ms = if keep_ttl { existing.flatten() } else { expires_at_ms };
-    ks.insert(key.to_owned(), Entry { value: Value::Str(value.as_bytes().to_vec()), expires_at_ms });
+    ks.insert(key.to_owned(), Entry { value: Value::Str(value.to_vec()), expires_at_ms });
     ok()
 }
 
