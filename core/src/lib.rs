@@ -4,6 +4,7 @@
 //!
 //! A map of the crate:
 //!
+//! - [`domain`]: the shared vocabulary: key segments, exchanges, data classes (a leaf).
 //! - [`keys`]: the key schema, the contract for every key edgesync writes, and segment
 //!   validation.
 //! - [`store`]: the [`store::Store`] trait (Redis commands, pipelines, transactions), the
@@ -29,6 +30,7 @@ pub mod api;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod domain;
 pub mod env;
 pub mod exchange;
 pub mod glob;

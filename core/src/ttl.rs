@@ -6,28 +6,8 @@
 
 use std::time::Duration;
 
+pub use crate::domain::DataClass;
 use crate::env::ConfigError;
-
-/// Every class of data edgesync stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DataClass {
-    // Cache classes (expire).
-    Default,
-    Ticker,
-    Ohlcv,
-    Deals,
-    Orderbook,
-    Price,
-    // Permanent classes (never expire).
-    Account,
-    Position,
-    PriceLatest,
-    PriceHistory,
-    Cost,
-    Raw,
-    SyncStatus,
-    Orders,
-}
 
 /// How long a class lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,49 +47,6 @@ const PERMANENT_VARIABLES: [(&str, DataClass); 8] = [
     ("REDIS_CACHE_TTL_SYNC", DataClass::SyncStatus),
     ("REDIS_CACHE_TTL_ORDERS", DataClass::Orders),
 ];
-
-impl DataClass {
-    pub const ALL: [DataClass; 14] = [
-        DataClass::Default,
-        DataClass::Ticker,
-        DataClass::Ohlcv,
-        DataClass::Deals,
-        DataClass::Orderbook,
-        DataClass::Price,
-        DataClass::Account,
-        DataClass::Position,
-        DataClass::PriceLatest,
-        DataClass::PriceHistory,
-        DataClass::Cost,
-        DataClass::Raw,
-        DataClass::SyncStatus,
-        DataClass::Orders,
-    ];
-
-    pub fn is_permanent(self) -> bool {
-        !CACHE_CLASSES.iter().any(|(class, _, _)| *class == self)
-    }
-
-    /// The class's name in stats and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            DataClass::Default => "default",
-            DataClass::Ticker => "ticker",
-            DataClass::Ohlcv => "ohlcv",
-            DataClass::Deals => "deals",
-            DataClass::Orderbook => "orderbook",
-            DataClass::Price => "price",
-            DataClass::Account => "account",
-            DataClass::Position => "position",
-            DataClass::PriceLatest => "price_latest",
-            DataClass::PriceHistory => "price_history",
-            DataClass::Cost => "cost",
-            DataClass::Raw => "raw",
-            DataClass::SyncStatus => "sync_status",
-            DataClass::Orders => "orders",
-        }
-    }
-}
 
 /// The configured TTL of every cache class.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,13 +107,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_seed_002() {
+    fn defaults_and_permanence_agree() {
         let t = table(&[]).unwrap();
         let secs = |c| t.ttl(c).unwrap().as_secs();
         assert_eq!([secs(DataClass::Default), secs(DataClass::Ticker), secs(DataClass::Ohlcv)], [60, 5, 86_400]);
         assert_eq!([secs(DataClass::Deals), secs(DataClass::Orderbook), secs(DataClass::Price)], [10, 5, 30]);
-        for class in DataClass::ALL.into_iter().filter(|c| c.is_permanent()) {
-            assert_eq!(t.lifetime(class), Lifetime::Permanent, "{class:?}");
+        for class in DataClass::ALL {
+            assert_eq!(t.lifetime(class) == Lifetime::Permanent, class.is_permanent(), "{class:?}");
         }
     }
 

@@ -20,8 +20,8 @@ use super::model::{Account, ErrorBody, ServerTime, Ticker24h, Trade};
 use super::sign::{hmac_sha256_hex, query_string};
 use super::{ExchangeConfig, ExchangeError};
 use crate::clock::{splitmix64, Backoff, Clock, Sleep};
+use crate::domain::Segment;
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method};
-use crate::keys::Segment;
 
 /// MEXC's code for a timestamp outside `recvWindow`.
 const TIMESTAMP_OUTSIDE_WINDOW: i64 = 700_003;

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 pub use client::{Fetched, MexcClient};
 
+use crate::domain::Segment;
 use crate::http::TransportError;
-use crate::keys::Segment;
 use crate::secret::Secret;
 
 /// MEXC's public production endpoint.

@@ -11,8 +11,6 @@
 
 pub mod pattern;
 
-use std::fmt;
-
 use crate::ttl::DataClass;
 
 /// The schema version; bump it when a stored shape changes incompatibly.
@@ -21,70 +19,7 @@ pub const SCHEMA_VERSION: &str = "v1";
 /// The namespace used when `REDIS_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "qrl";
 
-/// Longest accepted segment, in bytes.
-pub const MAX_SEGMENT_BYTES: usize = 128;
-
-/// Why a value cannot be a key segment.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    #[error("{what} is empty")]
-    Empty { what: &'static str },
-    #[error("{what} is {len} bytes long; at most {MAX_SEGMENT_BYTES} are allowed")]
-    TooLong { what: &'static str, len: usize },
-    #[error("{what} contains {found:?}, which is not allowed in a key segment")]
-    ForbiddenChar { what: &'static str, found: char },
-}
-
-/// Checks one variable key segment: non-empty, at most [`MAX_SEGMENT_BYTES`], and free of
-/// `:`, glob characters (`* ? [ ] \`), whitespace and control characters.
-pub fn validate_segment(what: &'static str, value: &str) -> Result<(), KeyError> {
-    if value.is_empty() {
-        return Err(KeyError::Empty { what });
-    }
-    if value.len() > MAX_SEGMENT_BYTES {
-        return Err(KeyError::TooLong { what, len: value.len() });
-    }
-    match value.chars().find(|c| matches!(c, ':' | '*' | '?' | '[' | ']' | '\\') || c.is_whitespace() || c.is_control())
-    {
-        Some(found) => Err(KeyError::ForbiddenChar { what, found }),
-        None => Ok(()),
-    }
-}
-
-/// A validated segment, so builders cannot be handed an unchecked string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Segment(String);
-
-impl Segment {
-    pub fn new(what: &'static str, value: &str) -> Result<Self, KeyError> {
-        validate_segment(what, value)?;
-        Ok(Self(value.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Segment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The exchanges edgesync knows; their key segment is always lowercase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exchange {
-    Mexc,
-}
-
-impl Exchange {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Exchange::Mexc => "mexc",
-        }
-    }
-}
+pub use crate::domain::{validate_segment, Exchange, KeyError, Segment, MAX_SEGMENT_BYTES};
 
 /// Builds keys under `{namespace}:{version}:`. Cheap to clone; build one from config.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -133,7 +133,7 @@ fn incr_by(ks: &mut Keyspace, now: i64, key: &str, by: i64) -> Outcome {
     let (current, expires_at_ms) = match ks.live(now, key) {
         None => (0, None),
         Some(Entry { value: Value::Str(bytes), expires_at_ms }) => {
-            (int(std::str::from_utf8(bytes).unwrap_or_default())?, *expires_at_ms)
+            (int(std::str::from_utf8(bytes).map_err(|_| CommandError(NOT_INTEGER.into()))?)?, *expires_at_ms)
         }
         Some(_) => return error(WRONGTYPE),
     };
