@@ -327,7 +327,7 @@ fn redis_outage_serves_stale_or_503(stack: &Stack) {
     assert!(stale.header("age").is_some());
     let none = stack.get("/v1/price/NEVERREADUSDT");
     assert_error(&none, 503, "store_unavailable");
-    assert_eq!(stack.get("/health").json()["status"], "degraded");
+    assert_eq!(stack.get("/health?deep=1").json()["status"], "degraded");
 
     stack.backend.restart_redis().unwrap();
     // Redis restarts empty (no persistence): sync again, polling until the gateway reconnects.

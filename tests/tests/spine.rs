@@ -21,6 +21,7 @@ fn main() {
             ("a_new_price_replaces_the_old_one", a_new_price_replaces_the_old_one),
             ("health_reports_the_redis_tier", health_reports_the_redis_tier),
             ("bad_requests_get_json_errors", bad_requests_get_json_errors),
+            ("a_price_read_costs_one_redis_request_at_most", a_price_read_costs_one_redis_request_at_most),
         ],
     )
 }
@@ -104,4 +105,39 @@ fn bad_requests_get_json_errors(stack: &Stack) {
     let unknown = stack.get("/v2/nothing");
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["error"]["code"], "not_found");
+}
+
+/// The steady state: `price:…:cached` has expired and only `latest` is there. With a cold
+/// isolate cache a read makes exactly one Redis request (both keys in one pipeline); the next
+/// read within the fresh window (`MEMORY_TIER_TTL`, 2 s) makes none; a value another writer
+/// puts in Redis is seen once the window has passed.
+fn a_price_read_costs_one_redis_request_at_most(stack: &Stack) {
+    let latest = "qrl:v1:price:mexc:COLDUSDT:latest";
+    let record =
+        |price: &str| json!({"symbol": "COLDUSDT", "price": price, "volume_24h": null, "ts": 1_700_000_000_000_i64});
+    let mut redis = stack.redis();
+    let _: () = redis::cmd("SET").arg(latest).arg(record("1.5").to_string()).query(&mut redis).unwrap();
+    let requests = || stack.gateway_stats()["requests"].as_u64().unwrap();
+
+    stack.reset_gateway_stats();
+    let first = stack.get("/v1/price/COLDUSDT");
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!((first.json()["price"].as_str(), first.json()["source"].as_str()), (Some("1.5"), Some("latest")));
+    assert_eq!(requests(), 1, "cached and latest in one request");
+    let second = stack.get("/v1/price/COLDUSDT");
+    assert_eq!(second.header("x-edgesync-tier"), Some("l1"));
+    assert_eq!(requests(), 1, "within the fresh window: no request (the absent cached key is remembered)");
+
+    // Another isolate's cron writes a new price straight into Redis.
+    let _: () = redis::cmd("SET").arg(latest).arg(record("1.75").to_string()).query(&mut redis).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = stack.get("/v1/price/COLDUSDT").json();
+        if answer["price"] == "1.75" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new price was never seen: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _: () = redis::cmd("DEL").arg(latest).query(&mut redis).unwrap();
 }

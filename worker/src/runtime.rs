@@ -1,9 +1,12 @@
-//! Builds core's services for one invocation from the worker's `Env`: the parsed config, the
+//! Builds core's services for one invocation from the worker's `Env`: the config (parsed once
+//! per isolate, and again only if the runtime hands over another `Env`), the
 //! tiers (the isolate's memory tier in front of Upstash REST over `Fetch`, or the isolate's
 //! memory store alone when no Redis is configured), the clock (`Date.now()`, since
 //! `SystemTime` panics on wasm), the timer for retry backoff (`Delay`) and the event log
 //! (`console.warn`, one JSON line per event).
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -68,14 +71,36 @@ fn memory_store(config: &Config) -> &'static MemoryStore {
     STORE.get_or_init(|| MemoryStore::new(Arc::new(WorkerClock), config.tiers.memory_max_entries))
 }
 
+thread_local! {
+    /// The config parsed from the `Env` it came from. An isolate is one thread and its `Env`
+    /// is one object for its lifetime, so this parses once; another `Env` parses again.
+    static CONFIG: RefCell<Option<(worker::wasm_bindgen::JsValue, Rc<Config>)>> = const { RefCell::new(None) };
+}
+
+fn config(env: &Env) -> Result<Rc<Config>, ConfigError> {
+    let env_value: &worker::wasm_bindgen::JsValue = env.as_ref();
+    let known = CONFIG.with(|slot| {
+        slot.borrow()
+            .as_ref()
+            .filter(|(seen, _)| worker::js_sys::Object::is(seen, env_value))
+            .map(|(_, config)| config.clone())
+    });
+    if let Some(config) = known {
+        return Ok(config);
+    }
+    let config = Rc::new(Config::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))?);
+    CONFIG.with(|slot| *slot.borrow_mut() = Some((env_value.clone(), config.clone())));
+    Ok(config)
+}
+
 pub struct Runtime {
-    config: Config,
+    config: Rc<Config>,
     redis: Option<UpstashClient<FetchClient>>,
 }
 
 impl Runtime {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let config = Config::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))?;
+        let config = config(env)?;
         let redis = config.redis.clone().map(|redis| {
             UpstashClient::new(FetchClient, redis).with_read_retries(ReadRetries {
                 sleep: Box::new(WorkerSleep),

@@ -3,6 +3,8 @@
 //! so health reads each task's status hash: a scheduled task whose last success is older than
 //! twice its schedule is `degraded`. Without Redis configured the worker keeps data only in
 //! this isolate's memory, and says so. Always 200 while the worker runs; `status` tells.
+//! The report is kept for the isolate cache's fresh window (`MEMORY_TIER_TTL`), so Redis is
+//! read at most once per window per isolate; `?deep=1` reads it now.
 
 use std::collections::BTreeMap;
 
@@ -73,7 +75,20 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     Ok(Value::Object(statuses))
 }
 
-pub async fn health(app: &App<'_>) -> ApiResponse {
+/// `deep`: read the task statuses from Redis now, rather than reuse this isolate's report
+/// from within the fresh window (`MEMORY_TIER_TTL`).
+pub async fn health(app: &App<'_>, deep: bool) -> ApiResponse {
+    let now = app.clock.now_ms();
+    let memory = app.store.memory_tier();
+    if let Some(body) = memory.derived("health", now).filter(|_| !deep) {
+        return ApiResponse::json(200, &body).with_header("cache-control", "no-store");
+    }
+    let body = report(app).await;
+    memory.keep_derived("health", body.clone(), now);
+    ApiResponse::json(200, &body).with_header("cache-control", "no-store")
+}
+
+async fn report(app: &App<'_>) -> Value {
     let version = env!("CARGO_PKG_VERSION");
     let body = match app.config.redis {
         None => json!({
@@ -95,7 +110,7 @@ pub async fn health(app: &App<'_>) -> ApiResponse {
             }),
         },
     };
-    ApiResponse::json(200, &body).with_header("cache-control", "no-store")
+    body
 }
 
 #[cfg(test)]

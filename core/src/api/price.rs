@@ -1,5 +1,7 @@
 //! `GET /v1/price/{symbol}`: the synced price, read through the tiers: `cached` (30 s TTL)
-//! first, then `latest` (permanent), so a price once synced is always answered; with Redis
+//! first, then `latest` (permanent), so a price once synced is always answered — both asked
+//! in one Redis request when the isolate cache knows neither, and remembered (present or
+//! absent) for the fresh window; with Redis
 //! down, what L1 holds is served flagged `memory-stale`, else 503. A `cached` value that does
 //! not decode is cache and is discarded; a `latest` value that does not decode is left as it
 //! is and answered as `unreadable_value` (see `store::tiered`). `X-Edgesync-Tier` and `Age`
@@ -11,7 +13,7 @@ use super::{ApiError, ApiResponse};
 use crate::codec::iso8601_ms;
 use crate::exchange::validate_symbol;
 use crate::keys::Exchange;
-use crate::store::tiered::{Read, ReadError};
+use crate::store::tiered::Read;
 use crate::sync::price::PriceRecord;
 use crate::ttl::DataClass;
 use crate::App;
@@ -19,21 +21,11 @@ use crate::App;
 pub async fn price(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError> {
     let symbol = validate_symbol(symbol).map_err(|reason| ApiError::bad_request("symbol", reason))?;
     let keys = &app.config.keys;
-    let sources = [
-        ("cached", keys.price_cached(Exchange::Mexc, &symbol), DataClass::Price),
-        ("latest", keys.price_latest(Exchange::Mexc, &symbol), DataClass::PriceLatest),
-    ];
-    let mut failure = None;
-    for (source, key, class) in sources {
-        match app.store.read_json::<PriceRecord>(&key, class).await {
-            Ok(Some(read)) => return Ok(answer(&read, source)),
-            Ok(None) => {}
-            Err(ReadError::Store(error)) => failure = Some(error),
-            Err(unreadable) => return Err(unreadable.into()),
-        }
-    }
-    match failure {
-        Some(error) => Err(error.into()),
+    let (cached, latest) = (keys.price_cached(Exchange::Mexc, &symbol), keys.price_latest(Exchange::Mexc, &symbol));
+    // Both in one Redis request when the isolate cache knows neither; none when it knows.
+    let candidates = [(cached.as_str(), DataClass::Price), (latest.as_str(), DataClass::PriceLatest)];
+    match app.store.read_json_first::<PriceRecord>(&candidates).await? {
+        Some((index, read)) => Ok(answer(&read, if index == 0 { "cached" } else { "latest" })),
         None => Err(ApiError::not_found(format!("no price for {symbol} has been synced yet"))),
     }
 }

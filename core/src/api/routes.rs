@@ -133,7 +133,7 @@ pub(super) async fn call(
     }
     let param = |name: &str| params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or_default();
     match route.handler {
-        Handler::Health => Ok(health::health(app).await),
+        Handler::Health => Ok(health::health(app, request.query_param("deep").is_some_and(|v| v != "0")).await),
         Handler::OpenApi => Ok(openapi::document()),
         Handler::Price => price::price(app, param("symbol")).await,
         Handler::PriceHistory => price::history(app, param("symbol"), request).await,

@@ -127,7 +127,8 @@ pub struct Read<T> {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    value: Vec<u8>,
+    /// `None`: Redis said the key does not exist (a negative entry).
+    value: Option<Vec<u8>>,
     stored_at_ms: i64,
     /// The value's own expiry (its TTL in Redis); `None` for permanent values.
     expires_at_ms: Option<i64>,
@@ -159,6 +160,8 @@ struct State {
     entries: LruCache<String, Entry>,
     stats: TierStats,
     reported: LruCache<String, ()>,
+    /// Answers derived from Redis reads (the health report), by name, with when.
+    derived: BTreeMap<&'static str, (i64, serde_json::Value)>,
 }
 
 /// The isolate-local L1 and its counters (not the [`super::memory::MemoryStore`], which
@@ -175,7 +178,12 @@ impl IsolateCache {
         let reported = LruCache::new(NonZeroUsize::new(REPORTED_KEYS).expect("a non-zero constant"));
         Self {
             config,
-            state: Mutex::new(State { entries: LruCache::new(capacity), stats: TierStats::default(), reported }),
+            state: Mutex::new(State {
+                entries: LruCache::new(capacity),
+                stats: TierStats::default(),
+                reported,
+                derived: BTreeMap::new(),
+            }),
         }
     }
 
@@ -187,6 +195,18 @@ impl IsolateCache {
     pub fn stats(&self) -> TierStats {
         let state = self.state();
         TierStats { entries: state.entries.len(), ..state.stats.clone() }
+    }
+
+    /// An answer derived from Redis reads, if it was kept within the fresh window.
+    pub fn derived(&self, name: &'static str, now: i64) -> Option<serde_json::Value> {
+        let state = self.state();
+        let (at, value) = state.derived.get(name)?;
+        (now - at < self.fresh_for_ms()).then(|| value.clone())
+    }
+
+    /// Keeps an answer derived from Redis reads for the fresh window.
+    pub fn keep_derived(&self, name: &'static str, value: serde_json::Value, now: i64) {
+        self.state().derived.insert(name, (now, value));
     }
 
     /// Counts `n` unreadable permanent values of `class` (history members are counted here
@@ -205,7 +225,40 @@ impl IsolateCache {
     }
 
     fn put(&self, key: &str, value: Vec<u8>, now: i64, expires_at_ms: Option<i64>) {
-        self.state().entries.put(key.to_owned(), Entry { value, stored_at_ms: now, expires_at_ms });
+        self.state().entries.put(key.to_owned(), Entry { value: Some(value), stored_at_ms: now, expires_at_ms });
+    }
+
+    /// Remembers that `key` does not exist, for the fresh window only.
+    fn put_absent(&self, key: &str, now: i64) {
+        self.state().entries.put(key.to_owned(), Entry { value: None, stored_at_ms: now, expires_at_ms: None });
+    }
+
+    fn fresh_for_ms(&self) -> i64 {
+        self.config.memory_fresh_for.as_millis() as i64
+    }
+
+    /// What L1 knows of `key` at `now`: `Some(Some(read))` a fresh value, `Some(None)` a
+    /// fresh absence, `None` nothing fresh (ask Redis).
+    fn fresh(&self, key: &str, now: i64) -> Option<Option<Read<Vec<u8>>>> {
+        let entry = self.get(key)?;
+        let age_ms = now - entry.stored_at_ms;
+        let fresh = age_ms < self.fresh_for_ms() && entry.expires_at_ms.is_none_or(|at| now < at);
+        fresh.then(|| {
+            entry.value.map(|value| Read {
+                value,
+                tier: Tier::L1,
+                age_ms,
+                ttl_ms: entry.expires_at_ms.map(|at| at - now),
+            })
+        })
+    }
+
+    /// A value young enough to serve while Redis fails (never an absence).
+    fn stale(&self, key: &str, now: i64) -> Option<Read<Vec<u8>>> {
+        let entry = self.get(key)?;
+        let age_ms = now - entry.stored_at_ms;
+        let value = entry.value.filter(|_| age_ms <= self.config.stale_grace.as_millis() as i64)?;
+        Some(Read { value, tier: Tier::MemoryStale, age_ms, ttl_ms: Some(0) })
     }
 
     fn forget(&self, key: &str) {
@@ -229,7 +282,8 @@ impl IsolateCache {
                 }
                 _ => command.keys().iter().for_each(|key| self.forget(key)),
             },
-            Effect::Delete | Effect::Change => command.keys().iter().for_each(|key| self.forget(key)),
+            Effect::Delete => command.keys().iter().for_each(|key| self.put_absent(key, now)),
+            Effect::Change => command.keys().iter().for_each(|key| self.forget(key)),
         }
     }
 }
@@ -278,78 +332,119 @@ impl Tiered<'_> {
     /// has it; `Err` when Redis failed and L1 has nothing young enough to serve, or when a
     /// permanent key holds another Redis type.
     pub async fn read(&self, key: &str, class: DataClass) -> Result<Option<Read<Vec<u8>>>, ReadError> {
-        let now = self.clock.now_ms();
+        Ok(self.read_first(&[(key, class)]).await?.map(|(_, read)| read))
+    }
+
+    /// The first of `candidates` that exists, with its index, in **at most one** Redis request:
+    /// L1 answers while it knows (a fresh value answers, a fresh absence passes to the next
+    /// candidate); from the first candidate it does not know, every remaining one is read in
+    /// one pipeline (`GET` + `PTTL` each) and remembered, present or absent. With Redis
+    /// failing, the first candidate L1 still holds a value for (within the stale grace) answers.
+    pub async fn read_first(
+        &self,
+        candidates: &[(&str, DataClass)],
+    ) -> Result<Option<(usize, Read<Vec<u8>>)>, ReadError> {
         if !self.l2_is_redis {
-            return match self.redis.get(key).await {
-                Ok(Some(value)) => {
-                    self.memory.count(class, |c| c.l2_hits += 1);
-                    Ok(Some(Read { value, tier: Tier::Memory, age_ms: 0, ttl_ms: None }))
-                }
-                Ok(None) => {
-                    self.memory.count(class, |c| c.l2_misses += 1);
-                    Ok(None)
-                }
-                Err(StoreError::Command { error, .. }) => self.unreadable(key, class, "a string", error.0).await,
-                Err(error) => Err(error.into()),
-            };
+            return self.read_first_from_memory(candidates).await;
         }
-        let cached = self.memory.get(key);
-        if let Some(entry) = &cached {
-            let age_ms = now - entry.stored_at_ms;
-            let fresh = age_ms < self.memory.config.memory_fresh_for.as_millis() as i64
-                && entry.expires_at_ms.is_none_or(|at| now < at);
-            if fresh {
-                self.memory.count(class, |c| c.l1_hits += 1);
-                let ttl_ms = entry.expires_at_ms.map(|at| at - now);
-                return Ok(Some(Read { value: entry.value.clone(), tier: Tier::L1, age_ms, ttl_ms }));
+        let now = self.clock.now_ms();
+        let mut start = candidates.len();
+        for (i, (key, class)) in candidates.iter().enumerate() {
+            match self.memory.fresh(key, now) {
+                Some(Some(read)) => {
+                    self.memory.count(*class, |c| c.l1_hits += 1);
+                    return Ok(Some((i, read)));
+                }
+                Some(None) => self.memory.count(*class, |c| c.l1_hits += 1),
+                None => {
+                    start = i;
+                    break;
+                }
             }
         }
-        self.memory.count(class, |c| c.l1_misses += 1);
-        let commands = [Command::new("GET").arg(key), Command::new("PTTL").arg(key)];
-        match self.redis.pipeline(&commands).await {
-            Ok(mut replies) => {
-                let pttl = replies.pop();
-                match replies.pop() {
-                    Some(Ok(Reply::Bulk(value))) => {
-                        let expires_at_ms = match pttl {
-                            Some(Ok(Reply::Int(ms))) if ms > 0 => Some(now + ms),
-                            _ => None,
-                        };
-                        if expires_at_ms.is_none() && !class.is_permanent() {
-                            // A cache value that never expires would never be refreshed.
-                            self.memory.count(class, |c| c.l2_misses += 1);
-                            self.memory.forget(key);
-                            return Ok(None);
-                        }
-                        self.memory.count(class, |c| c.l2_hits += 1);
-                        self.memory.put(key, value.clone(), now, expires_at_ms);
-                        Ok(Some(Read { value, tier: Tier::Redis, age_ms: 0, ttl_ms: expires_at_ms.map(|at| at - now) }))
+        let unknown = &candidates[start..];
+        if unknown.is_empty() {
+            return Ok(None);
+        }
+        for (_, class) in unknown {
+            self.memory.count(*class, |c| c.l1_misses += 1);
+        }
+        let commands: Vec<Command> =
+            unknown.iter().flat_map(|(key, _)| [Command::new("GET").arg(key), Command::new("PTTL").arg(key)]).collect();
+        let replies = match self.redis.pipeline(&commands).await {
+            Ok(replies) => replies,
+            Err(error) => {
+                for (i, (key, class)) in unknown.iter().enumerate() {
+                    if let Some(read) = self.memory.stale(key, now) {
+                        self.memory.count(*class, |c| c.stale_served += 1);
+                        return Ok(Some((start + i, read)));
                     }
-                    Some(Ok(_)) => {
-                        self.memory.count(class, |c| c.l2_misses += 1);
+                }
+                return Err(error.into());
+            }
+        };
+        let mut replies = replies.into_iter();
+        let mut found = None;
+        for (i, (key, class)) in unknown.iter().enumerate() {
+            let (value, pttl) = (replies.next(), replies.next());
+            let read = match value {
+                Some(Ok(Reply::Bulk(value))) => {
+                    let expires_at_ms = match pttl {
+                        Some(Ok(Reply::Int(ms))) if ms > 0 => Some(now + ms),
+                        _ => None,
+                    };
+                    if expires_at_ms.is_none() && !class.is_permanent() {
+                        // A cache value that never expires would never be refreshed.
+                        self.memory.count(*class, |c| c.l2_misses += 1);
                         self.memory.forget(key);
-                        Ok(None)
-                    }
-                    // WRONGTYPE: the key holds something this reader cannot use.
-                    Some(Err(error)) => self.unreadable(key, class, "a string", error.0).await,
-                    None => {
-                        Err(StoreError::UnexpectedReply { command: "GET".into(), detail: "no reply".into() }.into())
+                        None
+                    } else {
+                        self.memory.count(*class, |c| c.l2_hits += 1);
+                        self.memory.put(key, value.clone(), now, expires_at_ms);
+                        let ttl_ms = expires_at_ms.map(|at| at - now);
+                        Some(Read { value, tier: Tier::Redis, age_ms: 0, ttl_ms })
                     }
                 }
+                Some(Ok(_)) => {
+                    self.memory.count(*class, |c| c.l2_misses += 1);
+                    self.memory.put_absent(key, now);
+                    None
+                }
+                // WRONGTYPE: the key holds something this reader cannot use.
+                Some(Err(error)) => match self.unreadable::<()>(key, *class, "a string", error.0).await {
+                    Ok(_) => None,
+                    Err(unreadable) if found.is_none() => return Err(unreadable),
+                    Err(_) => None,
+                },
+                None => {
+                    return Err(StoreError::UnexpectedReply { command: "GET".into(), detail: "no reply".into() }.into())
+                }
+            };
+            if found.is_none() {
+                found = read.map(|read| (start + i, read));
             }
-            Err(error) => match cached {
-                Some(entry) if now - entry.stored_at_ms <= self.memory.config.stale_grace.as_millis() as i64 => {
-                    self.memory.count(class, |c| c.stale_served += 1);
-                    Ok(Some(Read {
-                        value: entry.value,
-                        tier: Tier::MemoryStale,
-                        age_ms: now - entry.stored_at_ms,
-                        ttl_ms: Some(0),
-                    }))
-                }
-                _ => Err(error.into()),
-            },
         }
+        Ok(found)
+    }
+
+    async fn read_first_from_memory(
+        &self,
+        candidates: &[(&str, DataClass)],
+    ) -> Result<Option<(usize, Read<Vec<u8>>)>, ReadError> {
+        for (i, (key, class)) in candidates.iter().enumerate() {
+            match self.redis.get(key).await {
+                Ok(Some(value)) => {
+                    self.memory.count(*class, |c| c.l2_hits += 1);
+                    return Ok(Some((i, Read { value, tier: Tier::Memory, age_ms: 0, ttl_ms: None })));
+                }
+                Ok(None) => self.memory.count(*class, |c| c.l2_misses += 1),
+                Err(StoreError::Command { error, .. }) => {
+                    self.unreadable::<()>(key, *class, "a string", error.0).await?;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(None)
     }
 
     /// [`Tiered::read`] and decode the value as `T` (see the module doc for what happens when
@@ -360,6 +455,30 @@ impl Tiered<'_> {
             Ok(value) => Ok(Some(Read { value, tier: read.tier, age_ms: read.age_ms, ttl_ms: read.ttl_ms })),
             Err(error) => self.unreadable(key, class, T::EXPECTED, error.to_string()).await,
         }
+    }
+
+    /// [`Tiered::read_first`] and decode the answer as `T`. A cache value that does not decode
+    /// is discarded and the next candidate answers (from what the same request brought).
+    pub async fn read_json_first<T: Record>(
+        &self,
+        candidates: &[(&str, DataClass)],
+    ) -> Result<Option<(usize, Read<T>)>, ReadError> {
+        let mut offset = 0;
+        while offset < candidates.len() {
+            let Some((i, read)) = self.read_first(&candidates[offset..]).await? else { return Ok(None) };
+            let (key, class) = candidates[offset + i];
+            match serde_json::from_slice::<T>(&read.value) {
+                Ok(value) => {
+                    let read = Read { value, tier: read.tier, age_ms: read.age_ms, ttl_ms: read.ttl_ms };
+                    return Ok(Some((offset + i, read)));
+                }
+                Err(error) => {
+                    self.unreadable::<()>(key, class, T::EXPECTED, error.to_string()).await?;
+                    offset += i + 1;
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The one rule for values that are there but cannot be read: a cache value is discarded
@@ -524,6 +643,8 @@ mod tests {
         clock.advance_ms(2_000);
         assert_eq!(block_on(tiered.read("k", DataClass::Default)).unwrap(), None);
         redis.down.store(true, Ordering::SeqCst);
+        assert_eq!(block_on(tiered.read("k", DataClass::Default)).unwrap(), None, "absence is remembered, briefly");
+        clock.advance_ms(2_000);
         assert!(block_on(tiered.read("k", DataClass::Default)).is_err(), "no stale copy remains");
     }
 
@@ -557,6 +678,50 @@ mod tests {
         let events = log.0.borrow();
         assert_eq!(events.len(), 2, "once per key: {events:?}");
         assert_eq!(events[0]["key"], "bad");
+    }
+
+    /// Counts the requests that reach the store behind the tiers.
+    struct Counting<'s> {
+        store: &'s Switchable,
+        requests: std::cell::Cell<u32>,
+    }
+
+    #[async_trait(?Send)]
+    impl Store for Counting<'_> {
+        async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            self.requests.set(self.requests.get() + 1);
+            self.store.pipeline(commands).await
+        }
+        async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            self.pipeline(commands).await
+        }
+    }
+
+    #[test]
+    fn absence_is_remembered_for_the_fresh_window_and_replaced_by_writes() {
+        let (clock, memory, redis) = setup();
+        block_on(redis.store.set("latest", b"1", None)).unwrap();
+        let counting = Counting { store: &redis, requests: Default::default() };
+        let tiered = Tiered::new(&memory, &counting, &*clock);
+        let candidates = [("cached", DataClass::Price), ("latest", DataClass::PriceLatest)];
+        let (index, read) = block_on(tiered.read_first(&candidates)).unwrap().unwrap();
+        assert_eq!((index, read.tier, counting.requests.get()), (1, Tier::Redis, 1), "one request for both");
+        let (index, read) = block_on(tiered.read_first(&candidates)).unwrap().unwrap();
+        assert_eq!((index, read.tier, counting.requests.get()), (1, Tier::L1, 1), "both known: no request");
+        // A write through the tiers replaces the negative entry at once.
+        block_on(tiered.set("cached", b"2", Some(Duration::from_secs(30)))).unwrap();
+        let (index, read) = block_on(tiered.read_first(&candidates)).unwrap().unwrap();
+        assert_eq!((index, read.value.as_slice(), counting.requests.get()), (0, b"2".as_slice(), 2));
+        // An absence is remembered for the fresh window only.
+        block_on(redis.store.unlink(&["cached".to_owned()])).unwrap();
+        block_on(tiered.pipeline(&[Command::unlink(&["cached"])])).unwrap();
+        assert_eq!(block_on(tiered.read("cached", DataClass::Price)).unwrap(), None);
+        let requests = counting.requests.get();
+        block_on(redis.store.set("cached", b"3", Some(Duration::from_secs(30)))).unwrap(); // another isolate
+        assert_eq!(block_on(tiered.read("cached", DataClass::Price)).unwrap(), None, "still within the window");
+        assert_eq!(counting.requests.get(), requests);
+        clock.advance_ms(2_000);
+        assert_eq!(block_on(tiered.read("cached", DataClass::Price)).unwrap().unwrap().value, b"3");
     }
 
     #[test]
