@@ -71,5 +71,49 @@ fn glob(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keys, codec, glob);
+/// Stands in for the network in the handler bench: nothing here may call out.
+struct NoNetwork;
+
+#[async_trait::async_trait(?Send)]
+impl edgesync_core::http::HttpClient for NoNetwork {
+    async fn send(
+        &self,
+        _: edgesync_core::http::HttpRequest,
+    ) -> Result<edgesync_core::http::HttpResponse, edgesync_core::http::TransportError> {
+        Err(edgesync_core::http::TransportError::Failed("no network in benches".into()))
+    }
+}
+
+/// The handler's own cost per request (routing, validation, the tiers' bookkeeping, decoding
+/// and encoding the record, headers), with the value in the isolate cache — what the edge
+/// adds to a read besides Redis. Baseline: serializing a JSON body of the same size.
+fn handler(c: &mut Criterion) {
+    use edgesync_core::api::{flight::Flights, handle, ApiRequest};
+    use edgesync_core::clock::{FixedClock, ThreadSleep};
+    use edgesync_core::config::Config;
+    use edgesync_core::store::memory::MemoryStore;
+    use edgesync_core::store::tiered::{IsolateCache, Tiered};
+    use edgesync_core::store::Store;
+    use edgesync_core::App;
+
+    let config = Config::from_lookup(|_| None).unwrap();
+    let clock = std::sync::Arc::new(FixedClock::at(1_700_000_000_000));
+    let store = MemoryStore::new(clock.clone(), 1000);
+    let record = PriceRecord { symbol: "QRLUSDT".into(), price: Decimal::new(12345, 6), volume_24h: None, ts: 1 };
+    let key = config.keys.price_latest(Exchange::Mexc, &Segment::new("s", "QRLUSDT").unwrap());
+    futures_executor::block_on(store.set(&key, &serde_json::to_vec(&record).unwrap(), None)).unwrap();
+    let memory = IsolateCache::new(config.tiers);
+    let tiers = Tiered::memory_only(&memory, &store, &*clock);
+    let flights = Flights::default();
+    let app = App { config: &config, store: &tiers, http: &NoNetwork, clock: &*clock, sleep: &ThreadSleep, flights: &flights };
+    let request = ApiRequest::get("/v1/price/QRLUSDT");
+    let mut group = c.benchmark_group("handler");
+    group.bench_function("baseline_json_body", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&serde_json::json!({"symbol": "QRLUSDT", "price": "0.012345"}))).unwrap())
+    });
+    group.bench_function("price", |b| b.iter(|| futures_executor::block_on(handle(&app, black_box(&request)))));
+    group.finish();
+}
+
+criterion_group!(benches, keys, codec, glob, handler);
 criterion_main!(benches);
