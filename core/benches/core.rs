@@ -105,11 +105,20 @@ fn handler(c: &mut Criterion) {
     let memory = IsolateCache::new(config.tiers);
     let tiers = Tiered::memory_only(&memory, &store, &*clock);
     let flights = Flights::default();
-    let app = App { config: &config, store: &tiers, http: &NoNetwork, clock: &*clock, sleep: &ThreadSleep, flights: &flights };
+    let app = App {
+        config: &config,
+        store: &tiers,
+        http: &NoNetwork,
+        clock: &*clock,
+        sleep: &ThreadSleep,
+        flights: &flights,
+    };
     let request = ApiRequest::get("/v1/price/QRLUSDT");
     let mut group = c.benchmark_group("handler");
     group.bench_function("baseline_json_body", |b| {
-        b.iter(|| serde_json::to_vec(black_box(&serde_json::json!({"symbol": "QRLUSDT", "price": "0.012345"}))).unwrap())
+        b.iter(|| {
+            serde_json::to_vec(black_box(&serde_json::json!({"symbol": "QRLUSDT", "price": "0.012345"}))).unwrap()
+        })
     });
     group.bench_function("price", |b| b.iter(|| futures_executor::block_on(handle(&app, black_box(&request)))));
     group.finish();

@@ -104,7 +104,8 @@ fn main() {
         start_wrangler_dev(Some(&peer_config), &peer_vars, &dir.path().join("peer.log")).expect("JS peer worker");
 
     let price = format!("{}/v1/price/QRLUSDT", stack.worker_url);
-    let peer = ureq::get(&format!("{peer_url}/")).call().expect("JS peer answers").into_body().read_to_string().unwrap();
+    let peer =
+        ureq::get(&format!("{peer_url}/")).call().expect("JS peer answers").into_body().read_to_string().unwrap();
     assert!(peer.contains("QRLUSDT"), "the JS peer reads the same key: {peer}");
     let expire_cached = || {
         let _: () = redis::cmd("DEL").arg(cached).query(&mut stack.redis()).expect("DEL cached");

@@ -1,11 +1,11 @@
 //! [`FetchClient`]: core's [`HttpClient`] over `worker::Fetch`, with the per-request timeout
-//! enforced by racing the fetch against a timer and aborting the loser.
+//! enforced by the runtime's own `AbortSignal.timeout()` (connect to last body byte), so no
+//! timer of ours races each request.
 
 use async_trait::async_trait;
 use edgesync_core::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError};
-use futures_util::future::{select, Either};
 use worker::js_sys::Uint8Array;
-use worker::{AbortController, Delay, Fetch, Headers, Request, RequestInit};
+use worker::{AbortSignal, Fetch, Headers, Request, RequestInit};
 
 pub struct FetchClient;
 
@@ -28,23 +28,24 @@ impl HttpClient for FetchClient {
         }
         let outbound = Request::new_with_init(&request.url, &init).map_err(failed)?;
 
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let exchange = Box::pin(async move {
+        let signal = AbortSignal::from(worker::web_sys::AbortSignal::timeout_with_u32(
+            u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX),
+        ));
+        let exchange = async {
             let fetch = Fetch::Request(outbound);
             let mut response = fetch.send_with_signal(&signal).await?;
             let status = response.status_code();
             let headers = response.headers().entries().collect();
             let body = response.bytes().await?;
             Ok::<_, worker::Error>(HttpResponse { status, headers, body })
-        });
-        let outcome = match select(exchange, Box::pin(Delay::from(request.timeout))).await {
-            Either::Left((outcome, _)) => outcome.map_err(failed),
-            Either::Right(_) => {
-                controller.abort();
-                Err(TransportError::Timeout(request.timeout))
-            }
         };
+        let outcome = exchange.await.map_err(|error| {
+            if signal.aborted() {
+                TransportError::Timeout(request.timeout)
+            } else {
+                failed(error)
+            }
+        });
         outcome
     }
 }

@@ -338,7 +338,7 @@ impl Tiered<'_> {
     /// The first of `candidates` that exists, with its index, in **at most one** Redis request:
     /// L1 answers while it knows (a fresh value answers, a fresh absence passes to the next
     /// candidate); from the first candidate it does not know, every remaining one is read in
-    /// one pipeline (`GET` + `PTTL` each) and remembered, present or absent. With Redis
+    /// one pipeline (`GET`, and `PTTL` for cache classes) and remembered, present or absent. With Redis
     /// failing, the first candidate L1 still holds a value for (within the stale grace) answers.
     pub async fn read_first(
         &self,
@@ -369,8 +369,14 @@ impl Tiered<'_> {
         for (_, class) in unknown {
             self.memory.count(*class, |c| c.l1_misses += 1);
         }
-        let commands: Vec<Command> =
-            unknown.iter().flat_map(|(key, _)| [Command::new("GET").arg(key), Command::new("PTTL").arg(key)]).collect();
+        // `PTTL` only where the TTL matters: a cache value's lifetime; permanent data has none.
+        let mut commands = Vec::with_capacity(unknown.len() * 2);
+        for (key, class) in unknown {
+            commands.push(Command::new("GET").arg(key));
+            if !class.is_permanent() {
+                commands.push(Command::new("PTTL").arg(key));
+            }
+        }
         let replies = match self.redis.pipeline(&commands).await {
             Ok(replies) => replies,
             Err(error) => {
@@ -386,7 +392,8 @@ impl Tiered<'_> {
         let mut replies = replies.into_iter();
         let mut found = None;
         for (i, (key, class)) in unknown.iter().enumerate() {
-            let (value, pttl) = (replies.next(), replies.next());
+            let value = replies.next();
+            let pttl = if class.is_permanent() { None } else { replies.next() };
             let read = match value {
                 Some(Ok(Reply::Bulk(value))) => {
                     let expires_at_ms = match pttl {
