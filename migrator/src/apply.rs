@@ -24,7 +24,7 @@ use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalEr
 use crate::pace::Pace;
 use crate::plan::{classify, Candidate, Class, Classified, PlanError, Scanner};
 use crate::rules::{Rule, RuleOptions, RuleSet, OWN_KEYS_PREFIX};
-use crate::script::{answer, is_noscript, move_command, Scripts};
+use crate::script::{answers, is_noscript, move_many_command, Scripts};
 use crate::spill::KeyedSpill;
 
 /// How many times a source that keeps changing is re-read before it is reported.
@@ -195,19 +195,22 @@ impl Run<'_> {
             return Ok(Vec::new());
         }
         self.journal.record(&entries, true)?;
-        let mut commands: Vec<Command> = entries.iter().map(|e| move_command(e, &self.scripts)).collect();
-        let mut replies = self.store.pipeline(&commands).await?;
-        if replies.iter().any(|r| r.as_ref().is_err_and(|e| is_noscript(&e.0))) {
-            // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend; a
-            // move that ran before is recognised as `already`.
-            self.scripts = Scripts::load(self.store).await?;
-            commands = entries.iter().map(|e| move_command(e, &self.scripts)).collect();
-            replies = self.store.pipeline(&commands).await?;
+        // The whole batch in one script call: one round trip and one script start for all.
+        let mut reply = self.store.execute(&move_many_command(&entries, &self.scripts)).await;
+        if let Err(StoreError::Command { error, .. }) = &reply {
+            if is_noscript(&error.0) {
+                // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend; a
+                // move that ran before is recognised as `already`.
+                self.scripts = Scripts::load(self.store).await?;
+                reply = self.store.execute(&move_many_command(&entries, &self.scripts)).await;
+            }
+        }
+        let outcomes = answers(reply?).map_err(ApplyError::Script)?;
+        if outcomes.len() != entries.len() {
+            return Err(ApplyError::Script(format!("{} answers for {} moves", outcomes.len(), entries.len())));
         }
         let mut changed = Vec::new();
-        for (entry, reply) in entries.iter_mut().zip(replies) {
-            let reply = reply.map_err(|e| ApplyError::Script(format!("{}: {e}", entry.source)))?;
-            let outcome = answer(reply).map_err(ApplyError::Script)?;
+        for (entry, outcome) in entries.iter_mut().zip(outcomes) {
             match outcome.status.as_str() {
                 "ok" => {
                     for (member, added) in entry.index.iter_mut().zip(&outcome.added) {

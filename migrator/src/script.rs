@@ -2,7 +2,9 @@
 //! keys can never interleave with half a move. Both take one JSON spec (`ARGV[1]`) and declare
 //! every key they touch in `KEYS` (as Redis Cluster and Upstash expect).
 //!
-//! **Move** — checks the source still holds exactly the journaled value (else `changed`),
+//! **Move** — one source per `move_one` call; a batch of them runs in one script call
+//! ([`move_many_command`], answers in order), each compared and moved on its own — checks
+//! the source still holds exactly the journaled value (else `changed`),
 //! refuses a target that exists with a different value unless `overwrite` (`conflict`),
 //! writes the targets (with the original absolute expiry, `PEXPIREAT`, unless the rule makes
 //! them permanent), adds index members (reporting which were new, so rollback removes only
@@ -80,36 +82,49 @@ local function write(key, v, expire_at)
 end
 "#;
 
-const MOVE: &str = r#"
-local spec = cjson.decode(ARGV[1])
-local source = spec['source']
-local current = read(source, spec['original']['type'])
-if current == nil then
+/// The move of one source, as a function both scripts below call.
+const MOVE_ONE: &str = r#"
+local function move_one(spec)
+  local source = spec['source']
+  local current = read(source, spec['original']['type'])
+  if current == nil then
+    for _, t in ipairs(spec['targets']) do
+      if not holds(t['key'], t['value']) then return {status = 'missing'} end
+    end
+    return {status = 'already'}
+  end
+  if current == false or not same(current, expected(spec['original'])) then return {status = 'changed'} end
   for _, t in ipairs(spec['targets']) do
-    if not holds(t['key'], t['value']) then return cjson.encode({status = 'missing'}) end
+    if t['key'] ~= source and redis.call('EXISTS', t['key']) == 1 and not holds(t['key'], t['value']) and not spec['overwrite'] then
+      return {status = 'conflict', key = t['key']}
+    end
   end
-  return cjson.encode({status = 'already'})
-end
-if current == false or not same(current, expected(spec['original'])) then return cjson.encode({status = 'changed'}) end
-for _, t in ipairs(spec['targets']) do
-  if t['key'] ~= source and redis.call('EXISTS', t['key']) == 1 and not holds(t['key'], t['value']) and not spec['overwrite'] then
-    return cjson.encode({status = 'conflict', key = t['key']})
+  for _, t in ipairs(spec['targets']) do write(t['key'], t['value'], spec['expire_at']) end
+  local added = {}
+  for i, x in ipairs(spec['index']) do
+    local existed = redis.call('EXISTS', x['key'])
+    added[i] = redis.call('SADD', x['key'], x['member'])
+    -- An index created for expiring targets expires with them, or it would outlive them.
+    if existed == 0 and spec['expire_at'] ~= cjson.null and spec['expire_at'] ~= nil then
+      redis.call('PEXPIREAT', x['key'], spec['expire_at'])
+    end
   end
+  local kept = spec['keep_source']
+  for _, t in ipairs(spec['targets']) do if t['key'] == source then kept = true end end
+  if not kept then redis.call('DEL', source) end
+  return {status = 'ok', added = added}
 end
-for _, t in ipairs(spec['targets']) do write(t['key'], t['value'], spec['expire_at']) end
-local added = {}
-for i, x in ipairs(spec['index']) do
-  local existed = redis.call('EXISTS', x['key'])
-  added[i] = redis.call('SADD', x['key'], x['member'])
-  -- An index created for expiring targets expires with them, or it would outlive them.
-  if existed == 0 and spec['expire_at'] ~= cjson.null and spec['expire_at'] ~= nil then
-    redis.call('PEXPIREAT', x['key'], spec['expire_at'])
-  end
-end
-local kept = spec['keep_source']
-for _, t in ipairs(spec['targets']) do if t['key'] == source then kept = true end end
-if not kept then redis.call('DEL', source) end
-return cjson.encode({status = 'ok', added = added})
+"#;
+
+const MOVE: &str = r#"
+return cjson.encode(move_one(cjson.decode(ARGV[1])))
+"#;
+
+/// Many moves in one call: each compared and moved on its own, the answers in order.
+const MOVE_MANY: &str = r#"
+local out = {}
+for i, spec in ipairs(cjson.decode(ARGV[1])) do out[i] = move_one(spec) end
+return cjson.encode(out)
 "#;
 
 const RESTORE: &str = r#"
@@ -154,6 +169,7 @@ fn keys_of(entry: &Entry) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scripts {
     pub move_sha: String,
+    pub move_many_sha: String,
     pub restore_sha: String,
 }
 
@@ -162,17 +178,19 @@ impl Scripts {
     /// its script cache).
     pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
         let load = |script: &str| Command::new("SCRIPT").arg("LOAD").arg(format!("{COMMON}\n{script}"));
-        let replies = store.pipeline(&[load(MOVE), load(RESTORE)]).await?;
+        let replies = store
+            .pipeline(&[load(&format!("{MOVE_ONE}\n{MOVE}")), load(&format!("{MOVE_ONE}\n{MOVE_MANY}")), load(RESTORE)])
+            .await?;
         let mut shas = replies.into_iter().map(|reply| match reply {
             Ok(reply) => reply
                 .into_string()
                 .map_err(|detail| StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail }),
             Err(error) => Err(StoreError::Command { command: "SCRIPT LOAD".into(), error }),
         });
-        let (Some(move_sha), Some(restore_sha)) = (shas.next(), shas.next()) else {
+        let (Some(move_sha), Some(move_many_sha), Some(restore_sha)) = (shas.next(), shas.next(), shas.next()) else {
             return Err(StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail: "no reply".into() });
         };
-        Ok(Self { move_sha: move_sha?, restore_sha: restore_sha? })
+        Ok(Self { move_sha: move_sha?, move_many_sha: move_many_sha?, restore_sha: restore_sha? })
     }
 }
 
@@ -188,7 +206,20 @@ fn eval(sha: &str, keys: &[String], spec: &Value) -> Command {
 
 /// The move of one journaled entry.
 pub fn move_command(entry: &Entry, scripts: &Scripts) -> Command {
-    let spec = json!({
+    eval(&scripts.move_sha, &keys_of(entry), &move_spec(entry))
+}
+
+/// The moves of many journaled entries in one script call (answers with [`answers`]).
+pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
+    let mut keys: Vec<String> = entries.iter().flat_map(keys_of).collect();
+    keys.sort();
+    keys.dedup();
+    let specs = Value::Array(entries.iter().map(move_spec).collect());
+    eval(&scripts.move_many_sha, &keys, &specs)
+}
+
+fn move_spec(entry: &Entry) -> Value {
+    json!({
         "source": entry.source,
         "original": entry.original.value,
         "expire_at": if entry.drop_expiry { None } else { entry.original.expire_at_ms },
@@ -196,8 +227,7 @@ pub fn move_command(entry: &Entry, scripts: &Scripts) -> Command {
         "index": entry.index.iter().map(|i| json!({"key": i.key, "member": i.member})).collect::<Vec<_>>(),
         "keep_source": entry.keep_source,
         "overwrite": entry.overwrite,
-    });
-    eval(&scripts.move_sha, &keys_of(entry), &spec)
+    })
 }
 
 /// The restore of one journaled entry.
@@ -230,9 +260,23 @@ pub struct ScriptAnswer {
 pub fn answer(reply: Reply) -> Result<ScriptAnswer, String> {
     let text = reply.into_string()?;
     let value: Value = serde_json::from_str(&text).map_err(|e| format!("script answered {text:?}: {e}"))?;
-    Ok(ScriptAnswer {
+    Ok(script_answer(&value))
+}
+
+/// The answers of a [`move_many_command`], in entry order.
+pub fn answers(reply: Reply) -> Result<Vec<ScriptAnswer>, String> {
+    let text = reply.into_string()?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("script answered {text:?}: {e}"))?;
+    value
+        .as_array()
+        .map(|items| items.iter().map(script_answer).collect())
+        .ok_or_else(|| format!("script answered {text:?}"))
+}
+
+fn script_answer(value: &Value) -> ScriptAnswer {
+    ScriptAnswer {
         status: value["status"].as_str().unwrap_or_default().to_owned(),
         added: value["added"].as_array().map(|a| a.iter().map(|x| x.as_i64() == Some(1)).collect()).unwrap_or_default(),
         key: value["key"].as_str().map(str::to_owned),
-    })
+    }
 }

@@ -45,6 +45,7 @@ fn main() {
                 keys_above_the_size_limits_are_reported_and_left_alone,
             ),
             ("rate_limits_apply", rate_limits_apply),
+            ("one_script_call_moves_a_batch_key_by_key", one_script_call_moves_a_batch_key_by_key),
         ],
     )
 }
@@ -414,4 +415,50 @@ fn rate_limits_apply(backend: &RedisBackend) {
     assert_eq!(report["migrated"].as_u64(), Some(owned.migrate + owned.already_migrated), "{report}");
     let floor = Duration::from_secs_f64(0.9 * scanned as f64 / rate as f64);
     assert!(elapsed >= floor, "{scanned} keys at {rate}/s took {elapsed:?}, less than {floor:?}");
+}
+
+/// The batch move script on real redis-server: one call, each key compared and moved on its
+/// own — a key that moves, one a live writer changed since it was journaled, one whose target
+/// holds something else — and the answers come back in order.
+fn one_script_call_moves_a_batch_key_by_key(backend: &RedisBackend) {
+    use edgesync_migrator::journal::{Entry, EntryState};
+    use edgesync_migrator::script::{answers, move_many_command, Scripts};
+    use edgesync_migrator::value::Stored;
+
+    let db = url(backend, 12);
+    let store = open(&db, None).unwrap();
+    let mut redis = redis::Client::open(db.as_str()).unwrap().get_connection().unwrap();
+    let _: () = redis.set("batch:a", "1").unwrap();
+    let _: () = redis.set("batch:b", "2").unwrap();
+    let _: () = redis.set("batch:c", "3").unwrap();
+    let _: () = redis.set("moved:c", "someone else's").unwrap();
+    let entry = |seq: u64, source: &str, journaled: &str| Entry {
+        seq,
+        rule: "test".into(),
+        source: source.into(),
+        original: Stored { value: TypedValue::String(journaled.into()), expire_at_ms: None },
+        targets: vec![(source.replace("batch:", "moved:"), TypedValue::String(journaled.into()))],
+        previous_targets: Vec::new(),
+        index: Vec::new(),
+        keep_source: false,
+        overwrite: false,
+        drop_expiry: false,
+        state: EntryState::Pending,
+        note: None,
+    };
+    // `b` was journaled as "old": a live writer has changed it since.
+    let entries = [entry(1, "batch:a", "1"), entry(2, "batch:b", "old"), entry(3, "batch:c", "3")];
+    let scripts = block_on(Scripts::load(store.as_ref())).unwrap();
+    let reply = block_on(store.execute(&move_many_command(&entries, &scripts))).unwrap();
+    let statuses: Vec<String> = answers(reply).unwrap().into_iter().map(|a| a.status).collect();
+    assert_eq!(statuses, ["ok", "changed", "conflict"]);
+    let read = |redis: &mut redis::Connection, key: &str| -> Option<String> { redis.get(key).unwrap() };
+    assert_eq!((read(&mut redis, "batch:a"), read(&mut redis, "moved:a").as_deref()), (None, Some("1")));
+    assert_eq!((read(&mut redis, "batch:b").as_deref(), read(&mut redis, "moved:b")), (Some("2"), None));
+    assert_eq!(read(&mut redis, "batch:c").as_deref(), Some("3"), "a conflict moves nothing");
+    assert_eq!(read(&mut redis, "moved:c").as_deref(), Some("someone else's"));
+    // Run again: the moved key is recognised as already moved, the rest answer the same.
+    let reply = block_on(store.execute(&move_many_command(&entries, &scripts))).unwrap();
+    let statuses: Vec<String> = answers(reply).unwrap().into_iter().map(|a| a.status).collect();
+    assert_eq!(statuses, ["already", "changed", "conflict"]);
 }
