@@ -35,10 +35,17 @@ pub struct Candidate {
 /// (in order) whose pattern captures it; keys a glob returns but no pattern captures, keys the
 /// set excludes and the migrator's own keys are skipped. SCAN may return a key twice; callers
 /// that count must de-duplicate.
+///
+/// When some rule's glob has to match the whole keyspace anyway (it starts with a
+/// placeholder: `{exchange}:positions:{user}` scans `*:positions:*`), one pass over `*`
+/// serves every rule — the cost of that one scan instead of one per rule. When every rule
+/// starts with a literal (`bot:…`, `mexc:raw:…`), each scans only its own keys.
 pub struct Scanner<'r> {
     set: &'r RuleSet,
     rules: &'r [Rule],
-    rule: usize,
+    /// The globs scanned in turn, and the rule each one is for (`None`: all of them).
+    globs: Vec<(String, Option<usize>)>,
+    glob: usize,
     cursor: u64,
     started: bool,
     pub page_size: usize,
@@ -46,20 +53,25 @@ pub struct Scanner<'r> {
 
 impl<'r> Scanner<'r> {
     pub fn new(set: &'r RuleSet, page_size: usize) -> Self {
-        Self { set, rules: &set.rules, rule: 0, cursor: 0, started: false, page_size }
+        let per_rule: Vec<(String, Option<usize>)> =
+            set.rules.iter().enumerate().map(|(i, r)| (r.from.scan_glob(), Some(i))).collect();
+        let globs = if per_rule.iter().any(|(glob, _)| glob.starts_with('*')) {
+            vec![("*".to_owned(), None)]
+        } else {
+            per_rule
+        };
+        Self { set, rules: &set.rules, globs, glob: 0, cursor: 0, started: false, page_size }
     }
 
     pub async fn next_page(&mut self, store: &dyn Store) -> Result<Option<Vec<Candidate>>, StoreError> {
         loop {
-            if self.rule >= self.rules.len() {
-                return Ok(None);
-            }
+            let Some((glob, only)) = self.globs.get(self.glob).cloned() else { return Ok(None) };
             if self.started && self.cursor == 0 {
-                self.rule += 1;
+                self.glob += 1;
                 self.started = false;
                 continue;
             }
-            let page = store.scan(self.cursor, &self.rules[self.rule].from.scan_glob(), self.page_size).await?;
+            let page = store.scan(self.cursor, &glob, self.page_size).await?;
             self.started = true;
             self.cursor = page.cursor;
             let owned = page
@@ -68,7 +80,7 @@ impl<'r> Scanner<'r> {
                 .filter(|key| !is_own_key(key) && !self.set.excludes(key))
                 .filter_map(|key| {
                     let owner = self.rules.iter().position(|r| r.from.capture(&key).is_some())?;
-                    (owner == self.rule).then(|| {
+                    only.is_none_or(|rule| rule == owner).then(|| {
                         let captures = self.rules[owner].from.capture(&key).unwrap_or_default();
                         Candidate { rule: owner, key, captures }
                     })
