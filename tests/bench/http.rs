@@ -66,9 +66,10 @@ fn mean(samples: &[Measured]) -> Measured {
     }
 }
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 7] = [
     "hello-world worker",
     "JS @upstash/redis peer",
+    "JS peer, edgesync's pipeline",
     "price, steady state",
     "price, right after cron",
     "price, memory tier off",
@@ -102,6 +103,12 @@ fn main() {
     let peer_config = repo_root().join("tests/bench/upstash-js/wrangler.toml");
     let (_peer, peer_url) =
         start_wrangler_dev(Some(&peer_config), &peer_vars, &dir.path().join("peer.log")).expect("JS peer worker");
+    let mut pipeline_vars = peer_vars.clone();
+    pipeline_vars.push(("PIPELINE".into(), "1".into()));
+    pipeline_vars.push(("CACHED_KEY".into(), cached.into()));
+    let (_pipeline_peer, pipeline_peer_url) =
+        start_wrangler_dev(Some(&peer_config), &pipeline_vars, &dir.path().join("peer-pipeline.log"))
+            .expect("JS pipeline peer worker");
 
     let price = format!("{}/v1/price/QRLUSDT", stack.worker_url);
     let peer =
@@ -116,13 +123,14 @@ fn main() {
         samples[0].push(wrk(&format!("{hello_url}/")));
         samples[1].push(wrk(&format!("{peer_url}/")));
         expire_cached();
+        samples[2].push(wrk(&format!("{pipeline_peer_url}/")));
         assert_eq!(ureq::get(&price).call().expect("steady read").status(), 200);
-        samples[2].push(wrk(&price));
-        stack.fire_cron("*/3 * * * *"); // `cached` fresh for 30 s
         samples[3].push(wrk(&price));
+        stack.fire_cron("*/3 * * * *"); // `cached` fresh for 30 s
+        samples[4].push(wrk(&price));
         expire_cached();
-        samples[4].push(wrk(&format!("{}/v1/price/QRLUSDT", memory_off.url)));
-        samples[5].push(wrk(&format!("{}/health", stack.worker_url)));
+        samples[5].push(wrk(&format!("{}/v1/price/QRLUSDT", memory_off.url)));
+        samples[6].push(wrk(&format!("{}/health", stack.worker_url)));
     }
     let measured: Vec<Measured> = samples.iter().map(|s| mean(s)).collect();
     let (hello, js) = (&measured[0], &measured[1]);
