@@ -22,6 +22,11 @@ impl Method {
     }
 }
 
+/// The response headers core reads (the Upstash sync token, MEXC's `Retry-After`): a
+/// transport may return only these, which spares the worker copying every header of every
+/// response across the JS boundary.
+pub const RESPONSE_HEADERS: [&str; 2] = ["upstash-sync-token", "retry-after"];
+
 /// One outbound request. `timeout` bounds the whole exchange, connect to last body byte.
 #[derive(Debug, Clone)]
 pub struct HttpRequest {

@@ -3,7 +3,7 @@
 //! timer of ours races each request.
 
 use async_trait::async_trait;
-use edgesync_core::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError};
+use edgesync_core::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, RESPONSE_HEADERS};
 use worker::js_sys::Uint8Array;
 use worker::{AbortSignal, Fetch, Headers, Request, RequestInit};
 
@@ -35,7 +35,11 @@ impl HttpClient for FetchClient {
             let fetch = Fetch::Request(outbound);
             let mut response = fetch.send_with_signal(&signal).await?;
             let status = response.status_code();
-            let headers = response.headers().entries().collect();
+            let all = response.headers();
+            let headers = RESPONSE_HEADERS
+                .iter()
+                .filter_map(|name| all.get(name).ok().flatten().map(|value| (name.to_string(), value)))
+                .collect();
             let body = response.bytes().await?;
             Ok::<_, worker::Error>(HttpResponse { status, headers, body })
         };

@@ -4,7 +4,7 @@
 //! An isolate has 128 MB; buffering a hostile upload whole would cost it and its memory tier,
 //! so nothing here holds more than the cap.
 
-use edgesync_core::api::{ApiError, ApiRequest, MAX_BODY_BYTES};
+use edgesync_core::api::{ApiError, ApiRequest, MAX_BODY_BYTES, REQUEST_HEADERS};
 use worker::js_sys::{Reflect, Uint8Array};
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
@@ -23,9 +23,13 @@ pub async fn read(req: &mut Request) -> Result<ApiRequest, ApiError> {
     if url.as_str().len() > MAX_URL_BYTES {
         return Err(ApiError::new(414, "uri_too_long", format!("URLs are limited to {MAX_URL_BYTES} bytes")));
     }
-    let headers: Vec<(String, String)> = req.headers().entries().collect();
-    let declared = headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-length"));
-    if let Some((_, length)) = declared {
+    // Only the headers core reads cross the JS boundary.
+    let all = req.headers();
+    let headers: Vec<(String, String)> = REQUEST_HEADERS
+        .iter()
+        .filter_map(|name| all.get(name).ok().flatten().map(|value| (name.to_string(), value)))
+        .collect();
+    if let Some(length) = all.get("content-length").ok().flatten() {
         if length.trim().parse::<u64>().map_or(true, |n| n > MAX_BODY_BYTES as u64) {
             return Err(too_large(&format!("Content-Length is {}", length.chars().take(20).collect::<String>())));
         }

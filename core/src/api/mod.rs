@@ -79,6 +79,9 @@ impl ApiResponse {
     }
 }
 
+/// The request headers the handlers read: an edge may pass only these.
+pub const REQUEST_HEADERS: [&str; 3] = ["authorization", "x-edgesync-timestamp", "x-edgesync-signature"];
+
 /// Largest request body accepted (admin bodies are tiny JSON).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
