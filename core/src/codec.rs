@@ -79,6 +79,15 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
         .map_err(|_| format!("`{text}` is not a decimal number"))
 }
 
+/// `text` cut to at most `max_chars` characters, `…` marking the cut — for quoting input
+/// (or anything long) in a message.
+pub fn shorten(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}
+
 /// Milliseconds since the epoch as ISO-8601 UTC with millisecond precision,
 /// e.g. `2024-01-02T03:04:05.678Z`. Out-of-range values render as the epoch.
 pub fn iso8601_ms(ms: i64) -> String {

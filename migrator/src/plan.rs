@@ -79,11 +79,9 @@ impl<'r> Scanner<'r> {
                 .into_iter()
                 .filter(|key| !is_own_key(key) && !self.set.excludes(key))
                 .filter_map(|key| {
-                    let owner = self.rules.iter().position(|r| r.from.capture(&key).is_some())?;
-                    only.is_none_or(|rule| rule == owner).then(|| {
-                        let captures = self.rules[owner].from.capture(&key).unwrap_or_default();
-                        Candidate { rule: owner, key, captures }
-                    })
+                    let (owner, captures) =
+                        self.rules.iter().enumerate().find_map(|(i, r)| r.from.capture(&key).map(|c| (i, c)))?;
+                    only.is_none_or(|rule| rule == owner).then_some(Candidate { rule: owner, key, captures })
                 })
                 .collect::<Vec<_>>();
             if !owned.is_empty() {

@@ -25,11 +25,7 @@ impl ApiError {
     /// (a parser's "unknown field `…`"), which callers also cut with [`super::params::echo`].
     pub fn bad_request(parameter: &str, reason: impl std::fmt::Display) -> Self {
         let reason = reason.to_string();
-        let reason = match reason.char_indices().nth(200) {
-            Some((cut, _)) => format!("{}…", &reason[..cut]),
-            None => reason,
-        };
-        Self::new(400, "bad_request", format!("invalid {parameter}: {reason}"))
+        Self::new(400, "bad_request", format!("invalid {parameter}: {}", crate::codec::shorten(&reason, 200)))
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {

@@ -87,8 +87,7 @@ pub fn exchange_error(error: ExchangeError) -> ApiError {
 /// The cached value of `key`, checked as `T`.
 async fn cached<T: Record + Into<Value>>(app: &App<'_>, key: &str, class: DataClass) -> Option<Read<Value>> {
     // A store failure is not the caller's problem here: the exchange can still answer.
-    let read = app.store.read_json::<T>(key, class).await.ok()??;
-    Some(Read { value: read.value.into(), tier: read.tier, age_ms: read.age_ms, ttl_ms: read.ttl_ms })
+    Some(app.store.read_json::<T>(key, class).await.ok()??.map(Into::into))
 }
 
 pub async fn read_through(app: &App<'_>, request: MarketRequest) -> Result<ApiResponse, ApiError> {

@@ -24,10 +24,7 @@ pub const MAX_ECHO_CHARS: usize = 64;
 /// `text` as an error message may quote it: at most [`MAX_ECHO_CHARS`] characters, the rest
 /// replaced by `…`, so a hostile 10 kB parameter never comes back whole.
 pub fn echo(text: &str) -> String {
-    match text.char_indices().nth(MAX_ECHO_CHARS) {
-        None => text.to_owned(),
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-    }
+    crate::codec::shorten(text, MAX_ECHO_CHARS).into_owned()
 }
 
 pub fn symbol(text: &str) -> Result<Segment, ApiError> {

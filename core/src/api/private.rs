@@ -34,7 +34,7 @@ async fn document<T: Record + Into<Value>>(
     class: DataClass,
 ) -> Result<Option<ApiResponse>, ApiError> {
     let read = app.store.read_json::<T>(key, class).await?;
-    Ok(read.map(|r| tiered(Read { value: r.value.into(), tier: r.tier, age_ms: r.age_ms, ttl_ms: r.ttl_ms })))
+    Ok(read.map(|read| tiered(read.map(Into::into))))
 }
 
 pub async fn account(app: &App<'_>) -> Result<ApiResponse, ApiError> {

@@ -80,8 +80,7 @@ pub fn validate_symbol(text: &str) -> Result<Segment, String> {
     let well_formed =
         (2..=32).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if !well_formed {
-        let shown: String = text.chars().take(33).collect();
-        let shown = if shown.len() < text.len() { format!("{shown}…") } else { shown };
+        let shown = crate::codec::shorten(text, 33);
         return Err(format!("`{shown}` is not a MEXC symbol (2-32 upper-case letters and digits, e.g. QRLUSDT)"));
     }
     Segment::new("symbol", text).map_err(|e| e.to_string())

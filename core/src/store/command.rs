@@ -60,7 +60,7 @@ const READ_ONLY: [&str; 24] = [
 const ALL_KEYS: [&str; 5] = ["DEL", "UNLINK", "EXISTS", "MGET", "TOUCH"];
 
 /// Commands without keys.
-const NO_KEYS: [&str; 7] = ["PING", "SCAN", "INFO", "DBSIZE", "CONFIG", "SCRIPT", "FLUSHDB"];
+const NO_KEYS: [&str; 6] = ["PING", "SCAN", "INFO", "DBSIZE", "CONFIG", "SCRIPT"];
 
 impl Command {
     /// Starts a command; the name is sent upper-cased. Its effect follows from the name: a

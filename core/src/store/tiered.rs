@@ -125,6 +125,13 @@ pub struct Read<T> {
     pub ttl_ms: Option<i64>,
 }
 
+impl<T> Read<T> {
+    /// The same read with its value converted (decoded, or wrapped for serving).
+    pub fn map<U>(self, convert: impl FnOnce(T) -> U) -> Read<U> {
+        Read { value: convert(self.value), tier: self.tier, age_ms: self.age_ms, ttl_ms: self.ttl_ms }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     /// `None`: Redis said the key does not exist (a negative entry).
@@ -459,7 +466,7 @@ impl Tiered<'_> {
     pub async fn read_json<T: Record>(&self, key: &str, class: DataClass) -> Result<Option<Read<T>>, ReadError> {
         let Some(read) = self.read(key, class).await? else { return Ok(None) };
         match serde_json::from_slice::<T>(&read.value) {
-            Ok(value) => Ok(Some(Read { value, tier: read.tier, age_ms: read.age_ms, ttl_ms: read.ttl_ms })),
+            Ok(value) => Ok(Some(read.map(|_| value))),
             Err(error) => self.unreadable(key, class, T::EXPECTED, error.to_string()).await,
         }
     }
@@ -475,10 +482,7 @@ impl Tiered<'_> {
             let Some((i, read)) = self.read_first(&candidates[offset..]).await? else { return Ok(None) };
             let (key, class) = candidates[offset + i];
             match serde_json::from_slice::<T>(&read.value) {
-                Ok(value) => {
-                    let read = Read { value, tier: read.tier, age_ms: read.age_ms, ttl_ms: read.ttl_ms };
-                    return Ok(Some((offset + i, read)));
-                }
+                Ok(value) => return Ok(Some((offset + i, read.map(|_| value)))),
                 Err(error) => {
                     self.unreadable::<()>(key, class, T::EXPECTED, error.to_string()).await?;
                     offset += i + 1;

@@ -116,11 +116,16 @@ impl<H: HttpClient> UpstashClient<H> {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<HttpResponse, StoreError> {
+        self.send(path, "application/json", body.to_string().into_bytes()).await
+    }
+
+    /// One authenticated request in base64 mode, chaining the sync token both ways.
+    async fn send(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<HttpResponse, StoreError> {
         let mut request = HttpRequest::new(Method::Post, format!("{}{path}", self.url), self.timeout)
             .header("Authorization", format!("Bearer {}", self.token.expose()))
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .header("Upstash-Encoding", "base64")
-            .body(body.to_string().into_bytes());
+            .body(body);
         if let Some(token) = self.sync_token.lock().ok().and_then(|t| t.clone()) {
             request = request.header(SYNC_TOKEN_HEADER, token);
         }
@@ -193,20 +198,7 @@ impl<H: HttpClient> UpstashClient<H> {
     /// One command in the path form, its binary argument as the body (see the module doc).
     async fn send_in_path_form(&self, command: &Command) -> Result<Result<Reply, CommandError>, StoreError> {
         let (path, body) = path_form(command)?;
-        let mut request = HttpRequest::new(Method::Post, format!("{}{path}", self.url), self.timeout)
-            .header("Authorization", format!("Bearer {}", self.token.expose()))
-            .header("Content-Type", "application/octet-stream")
-            .header("Upstash-Encoding", "base64")
-            .body(body);
-        if let Some(token) = self.sync_token.lock().ok().and_then(|t| t.clone()) {
-            request = request.header(SYNC_TOKEN_HEADER, token);
-        }
-        let response = self.http.send(request).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        if let Some(token) = response.header(SYNC_TOKEN_HEADER) {
-            if let Ok(mut slot) = self.sync_token.lock() {
-                *slot = Some(token.to_owned());
-            }
-        }
+        let response = self.send(&path, "application/octet-stream", body).await?;
         if (500..=599).contains(&response.status) {
             return Err(StoreError::Unavailable(format!("HTTP {}", response.status)));
         }

@@ -193,8 +193,5 @@ pub fn is_own_key(key: &str) -> bool {
 
 /// `text` in backticks for a message, cut to 64 characters.
 pub fn quote(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((cut, _)) => format!("`{}…`", &text[..cut]),
-        None => format!("`{text}`"),
-    }
+    format!("`{}`", edgesync_core::codec::shorten(text, 64))
 }
