@@ -112,6 +112,7 @@ fn handler(c: &mut Criterion) {
         clock: &*clock,
         sleep: &ThreadSleep,
         flights: &flights,
+        waiter: &edgesync_core::single_flight::Unbounded,
     };
     let request = ApiRequest::get("/v1/price/QRLUSDT");
     let mut group = c.benchmark_group("handler");

@@ -25,6 +25,7 @@
 //! - [`log`]: the sink for operator-facing events (the edge supplies it).
 //! - [`clock`]: time as a trait, because `SystemTime::now()` panics on wasm32.
 //! - [`secret`]: a string that never prints itself.
+//! - [`single_flight`]: concurrent identical calls in one isolate share one call.
 
 pub mod api;
 pub mod clock;
@@ -40,6 +41,7 @@ pub mod log;
 pub mod market;
 pub mod records;
 pub mod secret;
+pub mod single_flight;
 pub mod store;
 pub mod sync;
 #[cfg(test)]
@@ -61,4 +63,6 @@ pub struct App<'a> {
     pub sleep: &'a dyn clock::Sleep,
     /// Single-flight of read-through exchange calls (isolate-lifetime).
     pub flights: &'a api::flight::Flights,
+    /// How a request waits for another's call it joined (the edge's: see [`single_flight`]).
+    pub waiter: &'a dyn single_flight::Waiter,
 }

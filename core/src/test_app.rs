@@ -24,6 +24,14 @@ pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnO
     let memory = IsolateCache::new(config.tiers);
     let tiers = Tiered::memory_only(&memory, &store, &*clock);
     let flights = Flights::default();
-    let app = App { config: &config, store: &tiers, http, clock: &*clock, sleep: &ThreadSleep, flights: &flights };
+    let app = App {
+        config: &config,
+        store: &tiers,
+        http,
+        clock: &*clock,
+        sleep: &ThreadSleep,
+        flights: &flights,
+        waiter: &crate::single_flight::Unbounded,
+    };
     check(&app)
 }

@@ -39,8 +39,17 @@ fn millis(text: &str) -> f64 {
 fn wrk(url: &str) -> Measured {
     let seconds = std::env::var("BENCH_SECONDS").unwrap_or_else(|_| "10".into());
     let connections = std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "8".into());
+    // Prints the first few non-2xx answers, so a failing case says what it answered.
+    let script = std::env::temp_dir().join("edgesync-bench-errors.lua");
+    std::fs::write(
+        &script,
+        "local shown = 0\nresponse = function(status, headers, body)\n  if status >= 300 and shown < 3 then\n    shown = shown + 1\n    io.write(\"non-2xx: \", status, \" \", body, \"\\n\")\n  end\nend\n",
+    )
+    .expect("write the wrk script");
     let output = Command::new("wrk")
-        .args(["-t2", "-c", &connections, "-d", &format!("{seconds}s"), "--latency", url])
+        .args(["-t2", "-c", &connections, "-d", &format!("{seconds}s"), "--latency", "-s"])
+        .arg(&script)
+        .arg(url)
         .output()
         .unwrap_or_else(|e| panic!("wrk is missing ({e}): `make bench` installs it (apt-get install wrk)"));
     let text = String::from_utf8_lossy(&output.stdout);

@@ -49,6 +49,7 @@ fn main() {
             ("invalidation_stays_inside_the_namespace", invalidation_stays_inside_the_namespace),
             ("bad_input_is_a_400_naming_the_parameter", bad_input_is_a_400_naming_the_parameter),
             ("unknown_routes_and_methods", unknown_routes_and_methods),
+            ("concurrent_reads_share_one_redis_request", concurrent_reads_share_one_redis_request),
             ("redis_outage_serves_stale_or_503", redis_outage_serves_stale_or_503),
         ],
     )
@@ -203,6 +204,44 @@ fn private_routes_answer_their_shapes(stack: &Stack) {
     assert!(stats.get("maxmemory_policy").is_some() && stats.get("memory_tier").is_some());
     assert_error(&private_get(stack, "/v1/cost/NOSYNCUSDT"), 404, "not_found");
     assert_error(&private_get(stack, "/v1/raw/nothing_here/latest"), 404, "not_found");
+}
+
+/// Concurrent reads of the same key in one isolate wait for one Redis read instead of each
+/// sending their own — with the memory tier off (this suite's), so nothing is cached — and
+/// every one answers its own request correctly (workerd cancels a request that only waits on
+/// another's work, or that answers with what another request built: neither may happen).
+fn concurrent_reads_share_one_redis_request(stack: &Stack) {
+    const READERS: usize = 16;
+    let latest = "api:v1:price:mexc:BURSTUSDT:latest";
+    let record = json!({"symbol": "BURSTUSDT", "price": "0.0421", "volume_24h": null, "ts": now_ms()});
+    let _: () = stack.redis().set(latest, record.to_string()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        stack.reset_gateway_stats();
+        let answers: Vec<HttpAnswer> = std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..READERS).map(|_| scope.spawn(|| stack.get("/v1/price/BURSTUSDT"))).collect();
+            readers.into_iter().map(|reader| reader.join().unwrap()).collect()
+        });
+        for answer in &answers {
+            assert_eq!(answer.status, 200, "every reader gets its own answer: {}", answer.body);
+            assert_eq!(answer.json()["price"], "0.0421");
+        }
+        let requests = stack.gateway_stats()["requests"].as_u64().unwrap();
+        assert!(requests <= READERS as u64, "never more than one request per read: {requests}");
+        if requests < READERS as u64 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rounds} bursts of {READERS} reads never shared a request");
+    }
+    let stats = private_get(stack, "/v1/stats").json();
+    assert!(stats["memory_tier"]["classes"]["price_latest"]["coalesced"].as_u64().unwrap() > 0, "{stats}");
+    let log = stack.worker_log();
+    for sign in ["different request", "hung", "Cannot perform I/O"] {
+        assert!(!log.contains(sign), "the worker log shows a cross-request problem ({sign}):\n{log}");
+    }
+    let _: () = stack.redis().del(latest).unwrap();
 }
 
 fn admin_signatures_are_checked_and_single_use(stack: &Stack) {

@@ -241,6 +241,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
         clock: &SystemClock,
         sleep: &ThreadSleep,
         flights: &Default::default(),
+        waiter: &edgesync_core::single_flight::Unbounded,
     };
     block_on(clear_all(&store, &config.keys, Scope::IncludePermanent)).unwrap();
     let qrl = Segment::new("symbol", "QRLUSDT").unwrap();

@@ -12,6 +12,7 @@
 mod fetch_client;
 mod inbound;
 mod runtime;
+mod waiter;
 
 use edgesync_core::api::{self, ApiError, ApiResponse};
 use worker::{event, Context, Env, Headers, Request, Response, Result, ScheduleContext, ScheduledEvent};

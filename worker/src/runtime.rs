@@ -23,6 +23,7 @@ use edgesync_core::App;
 use worker::Env;
 
 use crate::fetch_client::FetchClient;
+use crate::waiter::WorkerWaiter;
 
 /// `Date.now()`: the only wall clock on wasm32-unknown-unknown.
 pub struct WorkerClock;
@@ -114,9 +115,11 @@ impl Runtime {
     /// The tiers for this invocation.
     pub fn tiers(&self) -> Tiered<'_> {
         let memory = memory_tier(&self.config);
-        match &self.redis {
-            Some(redis) => Tiered::new(memory, redis, &WorkerClock),
-            None => Tiered::memory_only(memory, memory_store(&self.config), &WorkerClock),
+        match (&self.redis, &self.config.redis) {
+            (Some(redis), Some(settings)) => {
+                Tiered::new(memory, redis, &WorkerClock).with_waiter(&WorkerWaiter, settings.timeout)
+            }
+            _ => Tiered::memory_only(memory, memory_store(&self.config), &WorkerClock),
         }
         .with_log(&ConsoleLog)
     }
@@ -129,6 +132,7 @@ impl Runtime {
             clock: &WorkerClock,
             sleep: &WorkerSleep,
             flights: flights(),
+            waiter: &WorkerWaiter,
         }
     }
 }

@@ -16,6 +16,12 @@
 //!   be discarded (unlinked, counted as `discarded`) and read as a miss: it can be fetched
 //!   again. A cache-class value without a TTL is treated as expired: it would never refresh.
 //!
+//! - **Concurrent reads share one request.** Requests in the same isolate that need the same
+//!   keys from Redis at the same time wait for one pipeline ([`SingleFlight`]) instead of
+//!   each sending their own — with the memory tier off too: it caches nothing, a read only
+//!   joins a Redis read already in flight, and never one that started before this isolate's
+//!   last write.
+//!
 //! [`IsolateCache`] outlives requests (a static in the worker); [`Tiered`] is the per-request
 //! view that pairs it with that request's Redis client.
 
@@ -35,6 +41,7 @@ use super::{Command, Replies, Reply, Store, StoreError};
 use crate::clock::Clock;
 use crate::log::{EventLog, Silent};
 use crate::records::Record;
+use crate::single_flight::{Role, SingleFlight, Unbounded, Waiter};
 use crate::ttl::DataClass;
 
 /// Keys whose unreadable value this isolate has already reported (bounded, oldest forgotten).
@@ -149,6 +156,8 @@ pub struct ClassCounters {
     pub l2_hits: u64,
     pub l2_misses: u64,
     pub stale_served: u64,
+    /// Redis reads answered by another request's read of the same keys then in flight.
+    pub coalesced: u64,
 }
 
 /// What the memory tier has seen since the isolate started.
@@ -169,6 +178,8 @@ struct State {
     reported: LruCache<String, ()>,
     /// Answers derived from Redis reads (the health report), by name, with when.
     derived: BTreeMap<&'static str, (i64, serde_json::Value)>,
+    /// Bumped by every write through the tiers: a read only joins a Redis read begun since.
+    writes: u64,
 }
 
 /// The isolate-local L1 and its counters (not the [`super::memory::MemoryStore`], which
@@ -177,6 +188,8 @@ struct State {
 pub struct IsolateCache {
     config: TierConfig,
     state: Mutex<State>,
+    /// Redis reads in flight, by the keys they read and the writes seen when they began.
+    reads: SingleFlight<Result<Replies, StoreError>>,
 }
 
 impl IsolateCache {
@@ -190,7 +203,9 @@ impl IsolateCache {
                 stats: TierStats::default(),
                 reported,
                 derived: BTreeMap::new(),
+                writes: 0,
             }),
+            reads: SingleFlight::default(),
         }
     }
 
@@ -240,6 +255,19 @@ impl IsolateCache {
         self.state().entries.put(key.to_owned(), Entry { value: None, stored_at_ms: now, expires_at_ms: None });
     }
 
+    /// Names a Redis read of `candidates` begun now: the same keys (and classes, which decide
+    /// the commands) after the same number of writes through this isolate's tiers.
+    fn read_flight_key(&self, candidates: &[(&str, DataClass)]) -> String {
+        let mut key = self.state().writes.to_string();
+        for (name, class) in candidates {
+            key.push('\0');
+            key.push_str(name);
+            key.push('\0');
+            key.push_str(class.name());
+        }
+        key
+    }
+
     fn fresh_for_ms(&self) -> i64 {
         self.config.memory_fresh_for.as_millis() as i64
     }
@@ -280,6 +308,9 @@ impl IsolateCache {
     /// built by `Command::set` is stored with its TTL; anything else that writes (including
     /// conditional `SET`s, whose outcome depends on Redis) drops its keys.
     fn mirror(&self, command: &Command, now: i64) {
+        if command.effect() != Effect::Read {
+            self.state().writes += 1;
+        }
         match command.effect() {
             Effect::Read => {}
             Effect::Set { ttl } => match (command.keys().first(), command.args().get(1)) {
@@ -303,23 +334,43 @@ pub struct Tiered<'a> {
     log: &'a dyn EventLog,
     /// False when L2 is itself a memory store: caching it in L1 would only duplicate it.
     l2_is_redis: bool,
+    /// How a read waits for another request's read of the same keys, and for how long before
+    /// asking Redis itself (see [`SingleFlight`]).
+    waiter: &'a dyn Waiter,
+    patience: Duration,
 }
 
 impl<'a> Tiered<'a> {
     /// The memory tier in front of Redis.
     pub fn new(memory: &'a IsolateCache, redis: &'a dyn Store, clock: &'a dyn Clock) -> Self {
-        Self { memory, redis, clock, log: &Silent, l2_is_redis: true }
+        Self { memory, redis, clock, log: &Silent, l2_is_redis: true, waiter: &Unbounded, patience: Duration::MAX }
     }
 
     /// No Redis configured: `store` (a memory store) is the only tier; reads are labelled
     /// [`Tier::Memory`], and `memory` only keeps the counters.
     pub fn memory_only(memory: &'a IsolateCache, store: &'a dyn Store, clock: &'a dyn Clock) -> Self {
-        Self { memory, redis: store, clock, log: &Silent, l2_is_redis: false }
+        Self {
+            memory,
+            redis: store,
+            clock,
+            log: &Silent,
+            l2_is_redis: false,
+            waiter: &Unbounded,
+            patience: Duration::MAX,
+        }
     }
 
     /// Reports unreadable permanent values to `log` (once per key per isolate).
     pub fn with_log(mut self, log: &'a dyn EventLog) -> Self {
         self.log = log;
+        self
+    }
+
+    /// How a read waits for another request's read of the same keys, and at most how long
+    /// (the edge passes its own [`Waiter`] and the Redis timeout).
+    pub fn with_waiter(mut self, waiter: &'a dyn Waiter, patience: Duration) -> Self {
+        self.waiter = waiter;
+        self.patience = patience;
         self
     }
 
@@ -384,7 +435,15 @@ impl Tiered<'_> {
                 commands.push(Command::new("PTTL").arg(key));
             }
         }
-        let replies = match self.redis.pipeline(&commands).await {
+        let flight = self.memory.read_flight_key(unknown);
+        let wait = || self.waiter.wait(self.patience);
+        let (replies, role) = self.memory.reads.run(&flight, || self.redis.pipeline(&commands), wait).await;
+        if role == Role::Joined {
+            for (_, class) in unknown {
+                self.memory.count(*class, |c| c.coalesced += 1);
+            }
+        }
+        let replies = match replies {
             Ok(replies) => replies,
             Err(error) => {
                 for (i, (key, class)) in unknown.iter().enumerate() {
@@ -759,5 +818,95 @@ mod tests {
         assert_eq!(block_on(tiered.read("forever", DataClass::Ticker)).unwrap(), None, "no TTL: expired");
         let permanent = block_on(tiered.read("forever", DataClass::Raw)).unwrap().unwrap();
         assert_eq!(permanent.value, b"{}");
+    }
+
+    /// Counts pipelines and holds each one until the gate opens, so reads overlap.
+    struct Gated<'a> {
+        store: &'a Switchable,
+        requests: std::cell::Cell<usize>,
+        open: std::cell::Cell<bool>,
+    }
+
+    #[async_trait(?Send)]
+    impl Store for Gated<'_> {
+        async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            self.requests.set(self.requests.get() + 1);
+            std::future::poll_fn(|cx| {
+                if self.open.get() {
+                    std::task::Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            self.store.pipeline(commands).await
+        }
+        async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            self.pipeline(commands).await
+        }
+    }
+
+    fn memory_tier_off() -> (Arc<FixedClock>, IsolateCache, Switchable) {
+        let (clock, _, redis) = setup();
+        let config = TierConfig {
+            memory_fresh_for: Duration::ZERO,
+            memory_max_entries: 100,
+            stale_grace: Duration::from_secs(60),
+        };
+        (clock, IsolateCache::new(config), redis)
+    }
+
+    #[test]
+    fn concurrent_reads_of_the_same_keys_share_one_request_with_the_memory_tier_off() {
+        use futures_util::FutureExt;
+        let (clock, memory, redis) = memory_tier_off();
+        block_on(redis.store.set("latest", b"1", None)).unwrap();
+        let gated = Gated { store: &redis, requests: Default::default(), open: Default::default() };
+        let tiered = Tiered::new(&memory, &gated, &*clock);
+        let candidates = [("cached", DataClass::Price), ("latest", DataClass::PriceLatest)];
+        let mut reads: Vec<_> = (0..3).map(|_| Box::pin(tiered.read_first(&candidates))).collect();
+        for read in &mut reads {
+            assert!(read.now_or_never().is_none());
+        }
+        assert_eq!(gated.requests.get(), 1, "the second and third read joined the first");
+        gated.open.set(true);
+        for read in reads {
+            let (index, read) = block_on(read).unwrap().unwrap();
+            assert_eq!((index, read.value.as_slice(), read.tier), (1, b"1".as_slice(), Tier::Redis));
+        }
+        assert_eq!(memory.stats().classes["price_latest"].coalesced, 2);
+        block_on(tiered.read_first(&candidates)).unwrap().unwrap();
+        assert_eq!(gated.requests.get(), 2, "nothing is cached: a later read asks Redis again");
+        let other = [("latest", DataClass::PriceLatest)];
+        gated.open.set(false);
+        let mut first = Box::pin(tiered.read_first(&candidates));
+        let mut second = Box::pin(tiered.read_first(&other));
+        assert!(first.as_mut().now_or_never().is_none() && second.as_mut().now_or_never().is_none());
+        assert_eq!(gated.requests.get(), 4, "other keys, another request");
+        gated.open.set(true);
+        block_on(first).unwrap();
+        block_on(second).unwrap();
+    }
+
+    #[test]
+    fn a_read_never_joins_one_that_began_before_a_write() {
+        use futures_util::FutureExt;
+        let (clock, memory, redis) = memory_tier_off();
+        block_on(redis.store.set("latest", b"old", None)).unwrap();
+        let gated = Gated { store: &redis, requests: Default::default(), open: Default::default() };
+        let tiered = Tiered::new(&memory, &gated, &*clock);
+        let mut before = Box::pin(tiered.read("latest", DataClass::PriceLatest));
+        assert!(before.as_mut().now_or_never().is_none(), "in flight");
+        // The write runs through the same gate: open it for the write only.
+        gated.open.set(true);
+        block_on(tiered.set("latest", b"new", None)).unwrap();
+        gated.open.set(false);
+        let mut after = Box::pin(tiered.read("latest", DataClass::PriceLatest));
+        assert!(after.as_mut().now_or_never().is_none());
+        assert_eq!(gated.requests.get(), 3, "read, write, and a read of its own");
+        gated.open.set(true);
+        assert_eq!(block_on(after).unwrap().unwrap().value, b"new");
+        block_on(before).unwrap();
     }
 }
