@@ -41,6 +41,21 @@ impl WireBytes {
     }
 }
 
+/// `#[serde(with = "wire_bytes")]`: a `Vec<u8>` field as [`WireBytes`].
+pub mod wire_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::WireBytes;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        WireBytes::encode(bytes).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        WireBytes::deserialize(deserializer)?.decode().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Reads a decimal that MEXC may send as `"1.5"`, `1.5`, `""` or `null`.
 ///
 /// `""` and `null` (and a missing field, with `#[serde(default)]`) become `None`; anything else

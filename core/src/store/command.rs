@@ -142,6 +142,15 @@ impl Command {
         Self::new("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count)
     }
 
+    /// A command from its parts as sent (name first), e.g. received over the durable tier's
+    /// wire; `None` when there is no name or it is not ASCII. Its effect follows from the name.
+    pub fn from_parts(parts: Vec<Vec<u8>>) -> Option<Self> {
+        let mut parts = parts.into_iter();
+        let name = parts.next()?;
+        let name = std::str::from_utf8(&name).ok().filter(|n| !n.is_empty() && n.is_ascii())?;
+        Some(parts.fold(Self::new(name), |command, arg| command.arg_bytes(&arg)))
+    }
+
     /// The upper-cased command name, e.g. `SET`.
     pub fn name(&self) -> &str {
         std::str::from_utf8(&self.args[0]).expect("names are ASCII")

@@ -10,12 +10,14 @@
 //! - [`upstash`]: the Upstash REST protocol client (the Redis tier, over [`crate::http`]).
 //! - [`memory`]: the in-memory store (`make dev` without Redis), a small Redis interpreter.
 //! - [`tiered`]: the memory tier in front of Redis, with stale-if-error reads.
+//! - [`durable`]: the durable copy (a Durable Object) behind both: outage writes, last-resort reads.
 //! - [`invalidate`]: SCAN + UNLINK deletion confined to the key space.
 //! - [`stats`]: key counts, memory, eviction policy and its risk, tier counters.
 
 pub mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod durable;
 pub mod invalidate;
 pub mod memory;
 pub mod reply;

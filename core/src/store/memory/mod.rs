@@ -8,6 +8,9 @@
 //! by the injected [`Clock`], persists nothing and is not shared between isolates. `EVAL` is
 //! not supported (it answers an error); nothing that runs on the memory store needs scripts.
 //!
+//! Its entries can be exported and loaded as [`StoredEntry`]s, which is how the durable tier
+//! ([`crate::store::durable`]) runs the same interpreter over rows it keeps elsewhere.
+//!
 //! - [`commands`]: the command interpreter.
 //! - [`zset`]: sorted sets in Redis order.
 
@@ -41,6 +44,68 @@ struct Entry {
     value: Value,
     /// Absolute expiry in ms since the epoch; `None` is permanent.
     expires_at_ms: Option<i64>,
+}
+
+/// One key's value and expiry in a portable form: what the durable tier stores per key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredEntry {
+    pub value: StoredValue,
+    /// Absolute expiry in ms since the epoch; `None` is permanent.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// A value of one of Redis's types, portable.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredValue {
+    /// Bytes (text as text, anything else as base64: [`crate::codec::WireBytes`]).
+    String(#[serde(with = "crate::codec::wire_bytes")] Vec<u8>),
+    Hash(BTreeMap<String, String>),
+    Set(BTreeSet<String>),
+    /// Members with their scores, in Redis order.
+    Zset(Vec<(String, f64)>),
+}
+
+impl StoredValue {
+    /// Redis's `TYPE` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoredValue::String(_) => "string",
+            StoredValue::Hash(_) => "hash",
+            StoredValue::Set(_) => "set",
+            StoredValue::Zset(_) => "zset",
+        }
+    }
+}
+
+impl From<&Entry> for StoredEntry {
+    fn from(entry: &Entry) -> Self {
+        let value = match &entry.value {
+            Value::Str(bytes) => StoredValue::String(bytes.clone()),
+            Value::Hash(fields) => StoredValue::Hash(fields.clone()),
+            Value::Set(members) => StoredValue::Set(members.clone()),
+            Value::ZSet(set) => StoredValue::Zset(set.iter().map(|(m, s)| (m.to_owned(), s)).collect()),
+        };
+        StoredEntry { value, expires_at_ms: entry.expires_at_ms }
+    }
+}
+
+impl From<StoredEntry> for Entry {
+    fn from(stored: StoredEntry) -> Self {
+        let value = match stored.value {
+            StoredValue::String(bytes) => Value::Str(bytes),
+            StoredValue::Hash(fields) => Value::Hash(fields),
+            StoredValue::Set(members) => Value::Set(members),
+            StoredValue::Zset(members) => {
+                let mut set = zset::SortedSet::default();
+                for (member, score) in members {
+                    set.insert(member, score);
+                }
+                Value::ZSet(set)
+            }
+        };
+        Entry { value, expires_at_ms: stored.expires_at_ms }
+    }
 }
 
 /// The keyspace plus the counters `INFO` reports.
@@ -80,6 +145,19 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Puts `key` in as `entry` (replacing what it held), e.g. loaded from durable rows.
+    pub fn load(&self, key: &str, entry: StoredEntry) {
+        let mut keyspace = self.keyspace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        keyspace.insert(key.to_owned(), entry.into());
+    }
+
+    /// What `key` holds now (`None`: absent or expired), in portable form.
+    pub fn export(&self, key: &str) -> Option<StoredEntry> {
+        let now = self.clock.now_ms();
+        let mut keyspace = self.keyspace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        keyspace.live(now, key).map(|entry| StoredEntry::from(&*entry))
     }
 }
 

@@ -1,0 +1,107 @@
+//! [`DurableStore`]: the durable copy as seen from the worker — a [`Store`] (the whole store
+//! when no Redis is configured) plus what the tiers and the replay need: deferred writes,
+//! pending keys and their acknowledgement, stats. The transport is the edge's (a Durable
+//! Object stub in the worker); it carries [`DurableRequest`]s and their answers.
+
+use async_trait::async_trait;
+
+use super::wire::{encode_command, DurableRequest, DurableResponse, DurableStats, PendingKey, WireReply};
+use crate::store::{Command, Replies, Store, StoreError};
+
+/// Carries one request to the copy and its answer back.
+#[async_trait(?Send)]
+pub trait DurableTransport {
+    async fn call(&self, request: &DurableRequest) -> Result<DurableResponse, StoreError>;
+}
+
+/// Which keys the copy keeps (the edge decides from the key schema: permanent data).
+pub type Keeps = Box<dyn Fn(&str) -> bool>;
+
+pub struct DurableStore {
+    transport: Box<dyn DurableTransport>,
+    keeps: Keeps,
+}
+
+fn unexpected(what: &str, response: DurableResponse) -> StoreError {
+    match response {
+        DurableResponse::Error { message } => StoreError::Unavailable(format!("durable copy: {message}")),
+        other => StoreError::UnexpectedReply { command: what.into(), detail: format!("{other:?}") },
+    }
+}
+
+impl DurableStore {
+    pub fn new(transport: Box<dyn DurableTransport>, keeps: Keeps) -> Self {
+        Self { transport, keeps }
+    }
+
+    /// True for keys the copy keeps.
+    pub fn keeps(&self, key: &str) -> bool {
+        (self.keeps)(key)
+    }
+
+    /// Runs `commands` on the copy; `deferred` marks the keys they write pending. Returns the
+    /// replies and the oldest write time of the rows read.
+    pub async fn run(&self, commands: &[Command], deferred: bool) -> Result<(Replies, Option<i64>), StoreError> {
+        let request = DurableRequest::Run { commands: commands.iter().map(encode_command).collect(), deferred };
+        match self.transport.call(&request).await? {
+            DurableResponse::Replies { replies, oldest_written_at_ms } if replies.len() == commands.len() => {
+                let replies = replies
+                    .into_iter()
+                    .map(WireReply::decode)
+                    .collect::<Result<Replies, String>>()
+                    .map_err(|detail| StoreError::UnexpectedReply { command: "durable run".into(), detail })?;
+                Ok((replies, oldest_written_at_ms))
+            }
+            other => Err(unexpected("durable run", other)),
+        }
+    }
+
+    pub async fn pending(&self, limit: usize) -> Result<Vec<PendingKey>, StoreError> {
+        match self.transport.call(&DurableRequest::Pending { limit }).await? {
+            DurableResponse::Pending { keys } => Ok(keys),
+            other => Err(unexpected("durable pending", other)),
+        }
+    }
+
+    /// Acknowledges replayed keys at their stamps; returns how many marks were cleared.
+    pub async fn replayed(&self, keys: Vec<(String, u64)>) -> Result<u64, StoreError> {
+        match self.transport.call(&DurableRequest::Replayed { keys }).await? {
+            DurableResponse::Replayed { cleared } => Ok(cleared),
+            other => Err(unexpected("durable replayed", other)),
+        }
+    }
+
+    pub async fn stats(&self) -> Result<DurableStats, StoreError> {
+        match self.transport.call(&DurableRequest::Stats).await? {
+            DurableResponse::Stats(stats) => Ok(stats),
+            other => Err(unexpected("durable stats", other)),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Store for DurableStore {
+    async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        Ok(self.run(commands, false).await?.0)
+    }
+
+    /// Atomic: the Durable Object runs one request at a time.
+    async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        self.pipeline(commands).await
+    }
+}
+
+/// The copy in this process, over [`super::copy::MapRows`]: a transport for native tests.
+pub struct InProcess {
+    pub rows: super::copy::MapRows,
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub max_keys: u64,
+}
+
+#[async_trait(?Send)]
+impl DurableTransport for std::rc::Rc<InProcess> {
+    async fn call(&self, request: &DurableRequest) -> Result<DurableResponse, StoreError> {
+        let copy = super::copy::DurableCopy::new(&self.rows, self.max_keys);
+        Ok(copy.handle(request.clone(), self.clock.now_ms()))
+    }
+}

@@ -1,0 +1,398 @@
+//! [`DurableCopy`]: the Durable Object's logic, over [`Rows`] (its SQLite tables; a map in
+//! tests). A batch of commands runs with Redis semantics on the memory store's interpreter:
+//! the rows of every key the batch names are loaded into a scratch store, the batch runs,
+//! and each key that changed is written back (or deleted) with the time. Keyless commands are
+//! answered from the rows themselves (`SCAN`, `DBSIZE`, `PING`) or refused.
+//!
+//! Bounded: at most `max_keys` rows. A write that would add a key beyond that is not kept;
+//! its command still answers (the write reached Redis, or is refused below), and the refusal
+//! is counted in [`DurableStats::refused_keys`], which `/health` shows — never silent.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use super::wire::{DurableRequest, DurableResponse, DurableStats, PendingKey};
+use crate::clock::FixedClock;
+use crate::glob::Glob;
+use crate::store::memory::{MemoryStore, StoredEntry};
+use crate::store::{Command, CommandError, Replies, Reply, Store};
+
+/// A row of the copy: one key's value and when the copy last wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub entry: StoredEntry,
+    pub written_at_ms: i64,
+}
+
+/// Storage failed; the message names what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("durable storage: {0}")]
+pub struct RowsError(pub String);
+
+/// The copy's storage. Synchronous, as SQLite in a Durable Object is.
+pub trait Rows {
+    fn load(&self, key: &str) -> Result<Option<Row>, RowsError>;
+    /// Writes (`Some`) or deletes (`None`) the row of `key`.
+    fn save(&self, key: &str, row: Option<&Row>) -> Result<(), RowsError>;
+    fn count(&self) -> Result<u64, RowsError>;
+    /// Keys in key order, from position `offset`.
+    fn keys(&self, offset: u64, limit: usize) -> Result<Vec<String>, RowsError>;
+    /// Marks `key` pending since `now` (kept if already pending) and renews its stamp.
+    fn mark_pending(&self, key: &str, now: i64) -> Result<(), RowsError>;
+    /// `(key, pending since, stamp)`, the longest pending first.
+    fn pending(&self, limit: usize) -> Result<Vec<(String, i64, u64)>, RowsError>;
+    fn pending_count(&self) -> Result<(u64, Option<i64>), RowsError>;
+    /// Clears the mark of `key` if its stamp is still `stamp`; true when cleared.
+    fn clear_pending(&self, key: &str, stamp: u64) -> Result<bool, RowsError>;
+    /// Adds `n` to the counter `name` and returns its value.
+    fn bump(&self, name: &str, n: u64) -> Result<u64, RowsError>;
+}
+
+/// Default bound on the copy's keys per namespace.
+pub const DEFAULT_MAX_KEYS: u64 = 10_000;
+
+pub struct DurableCopy<'a> {
+    rows: &'a dyn Rows,
+    max_keys: u64,
+}
+
+impl<'a> DurableCopy<'a> {
+    pub fn new(rows: &'a dyn Rows, max_keys: u64) -> Self {
+        Self { rows, max_keys }
+    }
+
+    /// Serves one request; storage failures become [`DurableResponse::Error`].
+    pub fn handle(&self, request: DurableRequest, now: i64) -> DurableResponse {
+        let outcome = match request {
+            DurableRequest::Run { commands, deferred } => {
+                let decoded: Result<Vec<Command>, String> =
+                    commands.iter().map(|parts| super::wire::decode_command(parts)).collect();
+                match decoded {
+                    Ok(commands) => {
+                        self.run(&commands, deferred, now).map(|(replies, oldest)| DurableResponse::Replies {
+                            replies: super::wire::encode_replies(&replies),
+                            oldest_written_at_ms: oldest,
+                        })
+                    }
+                    Err(message) => return DurableResponse::Error { message },
+                }
+            }
+            DurableRequest::Pending { limit } => self.pending(limit).map(|keys| DurableResponse::Pending { keys }),
+            DurableRequest::Replayed { keys } => {
+                let mut cleared = 0;
+                let result = keys.iter().try_for_each(|(key, stamp)| {
+                    cleared += u64::from(self.rows.clear_pending(key, *stamp)?);
+                    Ok::<_, RowsError>(())
+                });
+                result.map(|()| DurableResponse::Replayed { cleared })
+            }
+            DurableRequest::Stats => self.stats().map(DurableResponse::Stats),
+        };
+        outcome.unwrap_or_else(|error| DurableResponse::Error { message: error.to_string() })
+    }
+
+    pub fn stats(&self) -> Result<DurableStats, RowsError> {
+        let (pending, oldest_pending_ms) = self.rows.pending_count()?;
+        Ok(DurableStats {
+            keys: self.rows.count()?,
+            pending,
+            oldest_pending_ms,
+            refused_keys: self.rows.bump("refused_keys", 0)?,
+            max_keys: self.max_keys,
+        })
+    }
+
+    fn pending(&self, limit: usize) -> Result<Vec<PendingKey>, RowsError> {
+        let mut keys = Vec::new();
+        for (key, pending_since_ms, stamp) in self.rows.pending(limit)? {
+            let entry = self.rows.load(&key)?.map(|row| row.entry);
+            keys.push(PendingKey { key, entry, pending_since_ms, stamp });
+        }
+        Ok(keys)
+    }
+
+    /// Runs `commands` in order; returns the replies and the oldest write time of the rows
+    /// the batch read.
+    pub fn run(&self, commands: &[Command], deferred: bool, now: i64) -> Result<(Replies, Option<i64>), RowsError> {
+        // Room for every key the batch names: nothing in the scratch store is ever evicted.
+        let named: std::collections::BTreeSet<&str> = commands.iter().flat_map(Command::keys).collect();
+        let scratch = MemoryStore::new(Arc::new(FixedClock::at(now)), named.len());
+        let mut loaded: BTreeMap<String, Option<Row>> = BTreeMap::new();
+        for key in commands.iter().flat_map(Command::keys) {
+            if !loaded.contains_key(key) {
+                let row = self.rows.load(key)?;
+                if let Some(row) = &row {
+                    scratch.load(key, row.entry.clone());
+                }
+                loaded.insert(key.to_owned(), row);
+            }
+        }
+        let mut replies = Vec::with_capacity(commands.len());
+        let mut oldest: Option<i64> = None;
+        let mut written: Vec<&str> = Vec::new();
+        for command in commands {
+            let reply = match command.name() {
+                "SCAN" => self.scan(command),
+                "DBSIZE" => Ok(Ok(Reply::Int(self.rows.count()? as i64))),
+                "PING" => Ok(Ok(Reply::bulk("PONG"))),
+                _ if command.keys().is_empty() => {
+                    Ok(Err(CommandError(format!("ERR `{}` is not served by the durable copy", command.name()))))
+                }
+                _ => {
+                    for key in command.keys() {
+                        if let Some(Some(row)) = loaded.get(key) {
+                            oldest = Some(oldest.map_or(row.written_at_ms, |at| at.min(row.written_at_ms)));
+                        }
+                    }
+                    if !command.is_read_only() {
+                        written.extend(command.keys());
+                    }
+                    let mut answer = scratch
+                        .pipeline(std::slice::from_ref(command))
+                        .now_or_never()
+                        .expect("the memory store never waits")
+                        .map_err(|error| RowsError(error.to_string()))?;
+                    Ok(answer.pop().unwrap_or_else(|| Err(CommandError("ERR no reply".into()))))
+                }
+            }?;
+            replies.push(reply);
+        }
+        let mut count = None;
+        for (key, before) in &loaded {
+            let after = scratch.export(key);
+            if after.as_ref() == before.as_ref().map(|row| &row.entry) {
+                continue;
+            }
+            match after {
+                Some(entry) => {
+                    if before.is_none() {
+                        let keys = match count {
+                            Some(n) => n,
+                            None => self.rows.count()?,
+                        };
+                        if keys >= self.max_keys {
+                            self.rows.bump("refused_keys", 1)?;
+                            continue;
+                        }
+                        count = Some(keys + 1);
+                    }
+                    self.rows.save(key, Some(&Row { entry, written_at_ms: now }))?;
+                }
+                None => self.rows.save(key, None)?,
+            }
+        }
+        if deferred {
+            written.sort_unstable();
+            written.dedup();
+            for key in written {
+                self.rows.mark_pending(key, now)?;
+            }
+        }
+        Ok((replies, oldest))
+    }
+
+    /// `SCAN cursor [MATCH pattern] [COUNT n]` over the rows: the cursor is a position in key
+    /// order (rows added or removed between calls may shift it, as Redis allows for SCAN).
+    fn scan(&self, command: &Command) -> Result<Result<Reply, CommandError>, RowsError> {
+        let cursor: u64 = command.text(0).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut pattern = None;
+        let mut count = 10usize;
+        let mut i = 1;
+        while let Some(option) = command.text(i) {
+            match option.to_ascii_uppercase().as_str() {
+                "MATCH" => pattern = command.text(i + 1).map(Glob::new),
+                "COUNT" => count = command.text(i + 1).and_then(|n| n.parse().ok()).unwrap_or(10).max(1),
+                _ => {}
+            }
+            i += 2;
+        }
+        let page = self.rows.keys(cursor, count)?;
+        let next = if page.len() < count { 0 } else { cursor + page.len() as u64 };
+        let keys = page
+            .into_iter()
+            .filter(|key| pattern.as_ref().is_none_or(|glob| glob.matches(key.as_bytes())))
+            .map(Reply::bulk)
+            .collect();
+        Ok(Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(keys)])))
+    }
+}
+
+/// Rows in a map: the copy in native tests and in the e2e harness's checks.
+#[derive(Default)]
+pub struct MapRows {
+    rows: std::sync::Mutex<MapState>,
+}
+
+#[derive(Default)]
+struct MapState {
+    rows: BTreeMap<String, Row>,
+    pending: BTreeMap<String, (i64, u64)>,
+    counters: BTreeMap<String, u64>,
+}
+
+impl MapRows {
+    fn state(&self) -> std::sync::MutexGuard<'_, MapState> {
+        self.rows.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Rows for MapRows {
+    fn load(&self, key: &str) -> Result<Option<Row>, RowsError> {
+        Ok(self.state().rows.get(key).cloned())
+    }
+    fn save(&self, key: &str, row: Option<&Row>) -> Result<(), RowsError> {
+        let mut state = self.state();
+        match row {
+            Some(row) => state.rows.insert(key.to_owned(), row.clone()),
+            None => state.rows.remove(key),
+        };
+        Ok(())
+    }
+    fn count(&self) -> Result<u64, RowsError> {
+        Ok(self.state().rows.len() as u64)
+    }
+    fn keys(&self, offset: u64, limit: usize) -> Result<Vec<String>, RowsError> {
+        Ok(self.state().rows.keys().skip(offset as usize).take(limit).cloned().collect())
+    }
+    fn mark_pending(&self, key: &str, now: i64) -> Result<(), RowsError> {
+        let mut state = self.state();
+        let mark = state.pending.entry(key.to_owned()).or_insert((now, 0));
+        mark.1 += 1;
+        Ok(())
+    }
+    fn pending(&self, limit: usize) -> Result<Vec<(String, i64, u64)>, RowsError> {
+        let state = self.state();
+        let mut marks: Vec<(String, i64, u64)> =
+            state.pending.iter().map(|(key, (since, stamp))| (key.clone(), *since, *stamp)).collect();
+        marks.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        marks.truncate(limit);
+        Ok(marks)
+    }
+    fn pending_count(&self) -> Result<(u64, Option<i64>), RowsError> {
+        let state = self.state();
+        Ok((state.pending.len() as u64, state.pending.values().map(|(since, _)| *since).min()))
+    }
+    fn clear_pending(&self, key: &str, stamp: u64) -> Result<bool, RowsError> {
+        let mut state = self.state();
+        if state.pending.get(key).is_some_and(|(_, current)| *current == stamp) {
+            state.pending.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+    fn bump(&self, name: &str, n: u64) -> Result<u64, RowsError> {
+        let mut state = self.state();
+        let counter = state.counters.entry(name.to_owned()).or_default();
+        *counter += n;
+        Ok(*counter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::StoredValue;
+
+    fn run(copy: &DurableCopy, commands: &[Command], deferred: bool, now: i64) -> Replies {
+        copy.run(commands, deferred, now).unwrap().0
+    }
+
+    #[test]
+    fn commands_run_with_redis_semantics_and_persist_in_rows() {
+        let rows = MapRows::default();
+        let copy = DurableCopy::new(&rows, 100);
+        let history = "q:v1:price:mexc:QRLUSDT:history";
+        let replies = run(
+            &copy,
+            &[
+                Command::set("q:v1:price:mexc:QRLUSDT:latest", b"{\"ts\":1}", None),
+                Command::zadd(history, 1, "a"),
+                Command::zadd(history, 2, "b"),
+                Command::zadd(history, 3, "c"),
+                Command::ztrim_to_newest(history, 2),
+                Command::hset("q:v1:sync:price:status", &[("last_ok", "3")]),
+            ],
+            false,
+            1_000,
+        );
+        assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+        // A fresh copy over the same rows: what a restarted Durable Object sees.
+        let again = DurableCopy::new(&rows, 100);
+        let (replies, oldest) = again
+            .run(
+                &[Command::new("ZRANGE").arg(history).arg(0).arg(-1), Command::new("GET").arg("missing")],
+                false,
+                2_000,
+            )
+            .unwrap();
+        assert_eq!(replies[0], Ok(Reply::Array(vec![Reply::bulk("b"), Reply::bulk("c")])), "trimmed as in Redis");
+        assert_eq!(replies[1], Ok(Reply::Nil));
+        assert_eq!(oldest, Some(1_000), "the age of what was read");
+        assert_eq!(
+            rows.load(history).unwrap().unwrap().entry.value,
+            StoredValue::Zset(vec![("b".into(), 2.0), ("c".into(), 3.0)])
+        );
+        assert_eq!(rows.pending_count().unwrap().0, 0, "Redis acknowledged: nothing pending");
+    }
+
+    #[test]
+    fn deferred_writes_mark_their_keys_once_and_replays_clear_only_unrenewed_marks() {
+        let rows = MapRows::default();
+        let copy = DurableCopy::new(&rows, 100);
+        run(&copy, &[Command::set("a", b"1", None), Command::new("GET").arg("b")], true, 10);
+        run(&copy, &[Command::set("a", b"2", None), Command::set("c", b"3", None)], true, 20);
+        let DurableResponse::Pending { keys } = copy.handle(DurableRequest::Pending { limit: 10 }, 30) else {
+            panic!("pending keys")
+        };
+        let listed: Vec<(&str, i64)> = keys.iter().map(|k| (k.key.as_str(), k.pending_since_ms)).collect();
+        assert_eq!(listed, [("a", 10), ("c", 20)], "a read marks nothing; the longest pending first");
+        assert_eq!(keys[0].entry.as_ref().unwrap().value, StoredValue::String(b"2".to_vec()), "the final state");
+        // `a` is written again before the replay is acknowledged: its mark stays.
+        run(&copy, &[Command::set("a", b"4", None)], true, 40);
+        let stamps: Vec<(String, u64)> = keys.iter().map(|k| (k.key.clone(), k.stamp)).collect();
+        assert_eq!(
+            copy.handle(DurableRequest::Replayed { keys: stamps }, 50),
+            DurableResponse::Replayed { cleared: 1 }
+        );
+        assert_eq!(rows.pending(10).unwrap().iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn the_key_bound_refuses_new_keys_and_counts_them() {
+        let rows = MapRows::default();
+        let copy = DurableCopy::new(&rows, 2);
+        run(
+            &copy,
+            &[Command::set("a", b"1", None), Command::set("b", b"1", None), Command::set("c", b"1", None)],
+            false,
+            1,
+        );
+        assert_eq!(rows.count().unwrap(), 2);
+        run(&copy, &[Command::set("a", b"2", None)], false, 2);
+        assert_eq!(
+            rows.load("a").unwrap().unwrap().entry.value,
+            StoredValue::String(b"2".to_vec()),
+            "existing keys still change"
+        );
+        assert_eq!(copy.stats().unwrap().refused_keys, 1);
+    }
+
+    #[test]
+    fn expired_rows_read_as_absent_and_scan_lists_rows() {
+        let rows = MapRows::default();
+        let copy = DurableCopy::new(&rows, 100);
+        run(
+            &copy,
+            &[Command::set("t", b"1", Some(std::time::Duration::from_secs(1))), Command::set("p", b"1", None)],
+            false,
+            0,
+        );
+        assert_eq!(run(&copy, &[Command::new("GET").arg("t")], false, 5_000)[0], Ok(Reply::Nil));
+        let replies = run(&copy, &[Command::scan(0, "*", 10), Command::new("DBSIZE")], false, 5_000);
+        assert_eq!(replies[0], Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![Reply::bulk("p")])])));
+        assert_eq!(replies[1], Ok(Reply::Int(1)), "the expired row is gone once read");
+        assert!(run(&copy, &[Command::new("INFO")], false, 0)[0].is_err(), "other keyless commands are refused");
+    }
+}

@@ -1,0 +1,28 @@
+//! The durable tier: a copy of the permanent data that outlives Redis outages and isolates,
+//! kept by a SQLite-backed Durable Object (one per namespace) and reached over a typed wire.
+//!
+//! - **One write path.** Every write through the tiers goes to Redis and then to the copy
+//!   (only permanent keys: [`DurableStore::keeps`]). When Redis did not acknowledge a write,
+//!   the copy marks the written keys *pending*: an outbox of keys rather than of commands, so
+//!   it is bounded by the number of keys however long the outage lasts, and a replay writes
+//!   each key's final state — idempotent by construction ([`replay`]).
+//! - **Reads of last resort.** When Redis fails and the isolate has nothing young enough,
+//!   the copy answers, and the response says `X-Edgesync-Tier: durable-stale` with its `Age`.
+//! - **The whole store in `make dev`.** With no Redis configured, the copy is the store
+//!   (data survives a restart of `make dev`).
+//!
+//! Commands run on the copy with Redis semantics: [`copy::DurableCopy`] loads the rows of the
+//! keys a batch names into the memory store's interpreter, runs the batch, and writes back
+//! what changed — the interpreter the conformance suite checks against real Redis.
+//!
+//! - [`wire`]: the requests and responses between the worker and the Durable Object.
+//! - [`copy`]: the copy's logic over [`copy::Rows`] (SQLite in the Durable Object).
+//! - [`client`]: [`DurableStore`], the copy as a [`super::Store`] over a transport.
+//! - [`replay`]: pending keys back to Redis, newer value wins.
+
+pub mod client;
+pub mod copy;
+pub mod replay;
+pub mod wire;
+
+pub use client::{DurableStore, DurableTransport};
