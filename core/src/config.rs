@@ -10,6 +10,7 @@ use crate::exchange::{validate_symbol, ExchangeConfig, MEXC_BASE_URL};
 use crate::keys::{KeyError, KeySpace, Segment, DEFAULT_NAMESPACE};
 use crate::market::ReadThroughConfig;
 use crate::secret::Secret;
+use crate::store::durable::DurableConfig;
 use crate::store::tiered::TierConfig;
 use crate::store::upstash::UpstashConfig;
 use crate::sync::settings::SyncConfig;
@@ -39,6 +40,7 @@ pub struct Config {
     /// timestamp may be from now.
     pub admin_window: Duration,
     pub read_through: ReadThroughConfig,
+    pub durable: DurableConfig,
 }
 
 /// Default bound on one outbound HTTP request (Redis or exchange).
@@ -136,7 +138,17 @@ impl Config {
                 .map_err(|_| ConfigError::new("READ_THROUGH_MISSES_PER_MINUTE", "too large"))?,
         };
 
+        let durable = DurableConfig {
+            enabled: match get("DURABLE_COPY").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(_) => return Err(ConfigError::new("DURABLE_COPY", "must be `on` or `off`")),
+            },
+            max_keys: positive_int(&get, "DURABLE_MAX_KEYS", crate::store::durable::copy::DEFAULT_MAX_KEYS)?,
+        };
+
         Ok(Self {
+            durable,
             admin_window: Duration::from_secs(admin_window),
             read_through,
             sync: SyncConfig::parse(get, &symbols)?,

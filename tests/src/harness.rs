@@ -101,6 +101,10 @@ pub struct ExchangeStandin {
 /// The running parts. Fields drop in order: the worker first, Redis last.
 pub struct Stack {
     worker: Service,
+    /// The worker's vars and where wrangler keeps its local state (the Durable Object's
+    /// SQLite), so a restart is the same worker with the same data.
+    worker_vars: Vec<(String, String)>,
+    worker_state: PathBuf,
     pub exchange: ExchangeStandin,
     pub backend: RedisBackend,
     pub worker_url: String,
@@ -234,7 +238,14 @@ impl RedisBackend {
         let mut redis = self.redis.lock().unwrap_or_else(|p| p.into_inner());
         redis.stop();
         *redis = start_redis(self.redis_port, &self.tls, self.dir.path())?;
-        Ok(())
+        drop(redis);
+        // The gateway's connection to the old process is broken; it reconnects on a failed
+        // request. Ready is when a command goes through it again.
+        wait_until("the gateway to reach the restarted Redis", Duration::from_secs(20), || {
+            let auth = format!("Bearer {REDIS_TOKEN}");
+            let answer = self.gateway_call("POST", "/", &[("authorization", &auth)], Some(br#"["PING"]"#));
+            (answer.status == 200).then_some(())
+        })
     }
 
     /// The PEM file of the private CA that signed the TLS listener's certificate.
@@ -299,8 +310,29 @@ impl Stack {
             ("MEXC_API_SECRET".to_owned(), MEXC_API_SECRET.to_owned()),
         ];
         vars.extend(options.vars);
-        let (worker, worker_url) = start_wrangler_dev(None, &vars, &log("worker"))?;
-        Ok(Stack { worker, exchange, backend, worker_url, http })
+        let worker_state = backend.dir.path().join("wrangler-state");
+        let (worker, worker_url) = start_wrangler_dev_persisted(None, &vars, &log("worker"), Some(&worker_state))?;
+        Ok(Stack { worker, worker_vars: vars, worker_state, exchange, backend, worker_url, http })
+    }
+
+    /// Sets (or replaces) worker vars for the next [`Stack::restart_worker`]; an empty value
+    /// unsets a variable as far as the worker's config is concerned.
+    pub fn set_worker_vars(&mut self, vars: &[(&str, &str)]) {
+        for (name, value) in vars {
+            self.worker_vars.retain(|(existing, _)| existing != name);
+            self.worker_vars.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    /// Stops `wrangler dev` and starts it again with the same vars and local state: a fresh
+    /// isolate (nothing in memory), the Durable Object's data kept. The URL changes.
+    pub fn restart_worker(&mut self) -> Result<(), String> {
+        self.worker.stop();
+        let log = self.backend.log(&format!("worker-restarted-{}", free_port()));
+        let (worker, url) = start_wrangler_dev_persisted(None, &self.worker_vars, &log, Some(&self.worker_state))?;
+        self.worker = worker;
+        self.worker_url = url;
+        Ok(())
     }
 
     fn call(&self, method: &str, url: &str, body: Option<&Value>) -> HttpAnswer {
@@ -466,6 +498,17 @@ pub fn start_wrangler_dev(
     vars: &[(String, String)],
     log: &std::path::Path,
 ) -> Result<(Service, String), String> {
+    start_wrangler_dev_persisted(config, vars, log, None)
+}
+
+/// [`start_wrangler_dev`], keeping wrangler's local state (Durable Objects) in `state`
+/// rather than the repository's `.wrangler/state`.
+pub fn start_wrangler_dev_persisted(
+    config: Option<&std::path::Path>,
+    vars: &[(String, String)],
+    log: &std::path::Path,
+    state: Option<&std::path::Path>,
+) -> Result<(Service, String), String> {
     let root = repo_root();
     let wrangler = root.join("node_modules/.bin/wrangler");
     require_tool(wrangler.to_str().unwrap_or_default(), "run `npm ci` in the repository root (`make test` does this)")?;
@@ -487,6 +530,9 @@ pub fn start_wrangler_dev(
     ]);
     if let Some(config) = config {
         command.arg("--config").arg(config);
+    }
+    if let Some(state) = state {
+        command.arg("--persist-to").arg(state);
     }
     for (name, value) in vars {
         command.arg("--var").arg(format!("{name}:{value}"));
@@ -523,8 +569,9 @@ impl Stack {
             ("MEXC_API_SECRET".to_owned(), MEXC_API_SECRET.to_owned()),
         ];
         all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let log = self.backend.log(&format!("worker-{}", free_port()));
-        let (service, url) = start_wrangler_dev(None, &all, &log)?;
+        let name = format!("worker-{}", free_port());
+        let state = self.backend.dir.path().join(format!("{name}-state"));
+        let (service, url) = start_wrangler_dev_persisted(None, &all, &self.backend.log(&name), Some(&state))?;
         Ok(ExtraWorker { _service: service, url })
     }
 }

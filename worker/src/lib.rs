@@ -6,9 +6,13 @@
 //! - `#[event(scheduled)]` runs [`edgesync_core::sync::run_cron`] and logs one JSON line per task.
 //! - [`fetch_client`]: `worker::Fetch` as core's [`edgesync_core::http::HttpClient`].
 //! - [`runtime`]: builds core's services (config, store tier, clock, log) from the `Env`.
+//! - [`durable_object`]: the `EdgeStore` Durable Object (SQLite) holding the durable copy;
+//!   [`durable_transport`] reaches it from a request.
 //!
 //! No business logic lives here; it is all in core, where native tests reach it.
 
+mod durable_object;
+mod durable_transport;
 mod fetch_client;
 mod inbound;
 mod runtime;

@@ -16,12 +16,15 @@ use edgesync_core::api::{ApiError, ApiResponse};
 use edgesync_core::clock::{Backoff, Clock, Sleep};
 use edgesync_core::config::{Config, ConfigError};
 use edgesync_core::log::EventLog;
+use edgesync_core::store::durable::client::Keeps;
+use edgesync_core::store::durable::DurableStore;
 use edgesync_core::store::memory::MemoryStore;
 use edgesync_core::store::tiered::{IsolateCache, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient};
 use edgesync_core::App;
 use worker::Env;
 
+use crate::durable_transport::ObjectTransport;
 use crate::fetch_client::FetchClient;
 use crate::waiter::WorkerWaiter;
 
@@ -97,6 +100,8 @@ fn config(env: &Env) -> Result<Rc<Config>, ConfigError> {
 pub struct Runtime {
     config: Rc<Config>,
     redis: Option<UpstashClient<FetchClient>>,
+    /// The namespace's durable copy, when enabled and bound.
+    durable: Option<DurableStore>,
 }
 
 impl Runtime {
@@ -109,16 +114,30 @@ impl Runtime {
                 backoff: Backoff { base: Duration::from_millis(50), cap: Duration::from_millis(400) },
             })
         });
-        Ok(Self { config, redis })
+        let durable =
+            config.durable.enabled.then(|| ObjectTransport::for_namespace(env, config.keys.namespace())).flatten().map(
+                |transport| {
+                    let keys = config.keys.clone();
+                    let keeps: Keeps =
+                        Box::new(move |key| keys.classify(key).is_some_and(|class| class.is_permanent()));
+                    DurableStore::new(Box::new(transport), keeps)
+                },
+            );
+        Ok(Self { config, redis, durable })
     }
 
     /// The tiers for this invocation.
     pub fn tiers(&self) -> Tiered<'_> {
         let memory = memory_tier(&self.config);
-        match (&self.redis, &self.config.redis) {
-            (Some(redis), Some(settings)) => {
-                Tiered::new(memory, redis, &WorkerClock).with_waiter(&WorkerWaiter, settings.timeout)
+        match (&self.redis, &self.config.redis, &self.durable) {
+            (Some(redis), Some(settings), durable) => {
+                let tiers = Tiered::new(memory, redis, &WorkerClock).with_waiter(&WorkerWaiter, settings.timeout);
+                match durable {
+                    Some(durable) => tiers.with_durable(durable),
+                    None => tiers,
+                }
             }
+            (_, _, Some(durable)) => Tiered::embedded(memory, durable, &WorkerClock),
             _ => Tiered::memory_only(memory, memory_store(&self.config), &WorkerClock),
         }
         .with_log(&ConsoleLog)

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::ApiResponse;
-use crate::records::status::TaskStatus;
-use crate::store::{Command, Reply, StoreError};
+use crate::records::status::{TaskStatus, REDIS_DEFERRED};
+use crate::store::tiered::Tier;
+use crate::store::{Command, Reply, Store, StoreError};
 use crate::sync::Task;
 use crate::App;
 
@@ -43,7 +44,8 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     }
     let commands: Vec<Command> =
         Task::ALL.iter().map(|t| Command::new("HGETALL").arg(app.config.keys.sync_status(t.name()))).collect();
-    let replies = app.store.backing_store().pipeline(&commands).await?;
+    // Through the tiers: when Redis fails, the durable copy answers.
+    let replies = app.store.pipeline(&commands).await?;
     let now = app.clock.now_ms();
     let mut statuses = Map::new();
     for (task, reply) in Task::ALL.iter().zip(replies) {
@@ -62,6 +64,7 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
             (Some(_), None) if fields.is_empty() => "pending",
             (Some(minutes), Some(ok)) if now - ok > 2 * minutes * 60_000 => "degraded",
             (Some(_), None) => "degraded",
+            _ if status.redis_deferred => crate::records::status::REDIS_DEFERRED,
             _ if failing => "failing",
             _ => "ok",
         };
@@ -90,16 +93,38 @@ pub async fn health(app: &App<'_>, deep: bool) -> ApiResponse {
 
 async fn report(app: &App<'_>) -> Value {
     let version = env!("CARGO_PKG_VERSION");
-    let body = match app.config.redis {
-        None => json!({
+    let durable = match app.store.durable().or(app.store.embedded_durable()) {
+        Some(durable) => match durable.stats().await {
+            Ok(stats) => Some(json!(stats)),
+            Err(error) => Some(json!({ "error": error.to_string() })),
+        },
+        None => None,
+    };
+    let mut body = match (&app.config.redis, app.store.embedded_tier()) {
+        (None, Some(Tier::Durable)) => match task_statuses(app).await {
+            Ok(tasks) => json!({ "status": "ok", "store": "durable", "version": version, "tasks": tasks }),
+            Err(error) => {
+                json!({ "status": "degraded", "store": "durable", "version": version, "error": error.to_string() })
+            }
+        },
+        (None, _) => json!({
             "status": "ok",
             "store": "memory",
             "version": version,
-            "warning": "no Redis configured (UPSTASH_REDIS_REST_URL unset): data lives only in this isolate's memory",
+            "warning": "no Redis configured (UPSTASH_REDIS_REST_URL unset) and no durable copy: data lives only in this isolate's memory",
         }),
-        Some(_) => match task_statuses(app).await {
+        (Some(_), _) => match task_statuses(app).await {
+            Ok(tasks) if app.store.durable_age_ms().is_some() => json!({
+                "status": "degraded",
+                "store": "redis",
+                "version": version,
+                "redis": "unavailable: the durable copy answered",
+                "tasks": tasks,
+            }),
             Ok(tasks) => {
-                let degraded = tasks.as_object().is_some_and(|t| t.values().any(|s| s["state"] == "degraded"));
+                let degraded = tasks
+                    .as_object()
+                    .is_some_and(|t| t.values().any(|s| s["state"] == "degraded" || s["state"] == REDIS_DEFERRED));
                 json!({ "status": if degraded { "degraded" } else { "ok" }, "store": "redis", "version": version, "tasks": tasks })
             }
             Err(error) => json!({
@@ -110,6 +135,9 @@ async fn report(app: &App<'_>) -> Value {
             }),
         },
     };
+    if let (Some(durable), Some(object)) = (durable, body.as_object_mut()) {
+        object.insert("durable".into(), durable);
+    }
     body
 }
 

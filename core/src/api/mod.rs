@@ -27,6 +27,7 @@ use serde::Serialize;
 
 pub use error::ApiError;
 
+use crate::store::tiered::Tier;
 use crate::App;
 
 /// An HTTP request as the handlers see it.
@@ -95,5 +96,14 @@ pub async fn handle(app: &App<'_>, request: &ApiRequest) -> ApiResponse {
         Ok((route, params)) => routes::call(app, route, &params, request).await,
         Err(error) => Err(error),
     };
-    outcome.unwrap_or_else(ApiError::into_response)
+    let mut response = outcome.unwrap_or_else(ApiError::into_response);
+    if let Some(age_ms) = app.store.durable_age_ms() {
+        // Whatever the route, an answer the durable copy served says so, and how old it is.
+        response
+            .headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("x-edgesync-tier") && !name.eq_ignore_ascii_case("age"));
+        response.headers.push(("x-edgesync-tier".into(), Tier::DurableStale.as_str().into()));
+        response.headers.push(("age".into(), (age_ms / 1000).to_string()));
+    }
+    response
 }

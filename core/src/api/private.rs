@@ -12,7 +12,7 @@ use crate::codec::iso8601_ms;
 use crate::keys::{Exchange, Segment};
 use crate::records::{AccountDocument, CostDocument, RawDocument, Record};
 use crate::store::tiered::Read;
-use crate::store::{stats, Command, StoreExt};
+use crate::store::{stats, Command, Store, StoreExt};
 use crate::sync::Task;
 use crate::ttl::DataClass;
 use crate::App;
@@ -54,7 +54,8 @@ struct Skipped {
 pub async fn positions(app: &App<'_>) -> Result<ApiResponse, ApiError> {
     let keys = &app.config.keys;
     let account = &app.config.account_id;
-    let store = app.store.backing_store();
+    // Through the tiers: when Redis fails, the durable copy answers.
+    let store: &dyn Store = app.store;
     let members = store.smembers(&keys.position_index(account, Exchange::Mexc)).await?;
     let mut skipped = Vec::new();
     // Valid members and their commands are built together, so replies line up with them.
@@ -147,7 +148,8 @@ pub async fn history<T: Record + Serialize>(
 ) -> Result<HistoryPage, ApiError> {
     let (start, end) = params::time_range(request, from, to)?;
     let limit = params::limit(request, 100, 1000)?;
-    let mut members = app.store.backing_store().zrange_entries(key, start, end, limit as usize, true).await?;
+    let store: &dyn Store = app.store;
+    let mut members = store.zrange_entries(key, start, end, limit as usize, true).await?;
     members.reverse();
     let mut page = HistoryPage { entries: Vec::with_capacity(members.len()), skipped: 0 };
     for (member, score) in members {

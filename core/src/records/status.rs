@@ -21,6 +21,7 @@ impl RunFields {
                 ("duration_ms", (finished - started).to_string()),
                 ("keys_written", keys_written.to_string()),
                 ("consecutive_failures", "0".to_owned()),
+                ("redis", "ok".to_owned()),
             ],
             RunFields::Failed { started, finished, error, code } => vec![
                 ("last_started", started.to_string()),
@@ -28,10 +29,24 @@ impl RunFields {
                 ("last_error_code", code.map(|c| c.to_string()).unwrap_or_default()),
                 ("last_error_at", finished.to_string()),
                 ("duration_ms", (finished - started).to_string()),
+                ("redis", "ok".to_owned()),
             ],
         }
     }
+
+    /// Set after a run whose writes Redis did not acknowledge (the durable copy holds them).
+    pub fn deferred(at: i64) -> Vec<(&'static str, String)> {
+        vec![("redis", REDIS_DEFERRED.to_owned()), ("last_deferred_at", at.to_string())]
+    }
+
+    /// Set after pending writes were replayed to Redis.
+    pub fn replayed(at: i64, keys: u64) -> Vec<(&'static str, String)> {
+        vec![("last_replay_at", at.to_string()), ("replayed_keys", keys.to_string())]
+    }
 }
+
+/// The `redis` field's value while a task's last writes wait in the durable copy.
+pub const REDIS_DEFERRED: &str = "redis_deferred";
 
 /// The hash as a reader needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +59,10 @@ pub struct TaskStatus {
     pub runs: u64,
     pub failures: u64,
     pub consecutive_failures: u64,
+    /// The last run's writes wait in the durable copy for Redis.
+    pub redis_deferred: bool,
+    pub last_deferred_at: Option<i64>,
+    pub last_replay_at: Option<i64>,
 }
 
 impl TaskStatus {
@@ -64,6 +83,9 @@ impl TaskStatus {
             runs: number(fields, "runs")?.unwrap_or(0),
             failures: number(fields, "failures")?.unwrap_or(0),
             consecutive_failures: number(fields, "consecutive_failures")?.unwrap_or(0),
+            redis_deferred: fields.get("redis").is_some_and(|state| state == REDIS_DEFERRED),
+            last_deferred_at: number(fields, "last_deferred_at")?,
+            last_replay_at: number(fields, "last_replay_at")?,
         })
     }
 }

@@ -22,6 +22,12 @@
 //!   joins a Redis read already in flight, and never one that started before this isolate's
 //!   last write.
 //!
+//! - **The durable copy last.** With a [`DurableStore`] attached, writes of permanent keys
+//!   go to it too, after Redis; writes Redis did not acknowledge are kept there as pending
+//!   ([`Written::deferred`]) for replay. Reads Redis cannot answer, and that L1 has nothing
+//!   young enough for, are answered from it ([`Tier::DurableStale`]); the request then
+//!   reports that it was served so ([`Tiered::durable_age_ms`]).
+//!
 //! [`IsolateCache`] outlives requests (a static in the worker); [`Tiered`] is the per-request
 //! view that pairs it with that request's Redis client.
 
@@ -37,6 +43,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::command::Effect;
+use super::durable::DurableStore;
 use super::{Command, Replies, Reply, Store, StoreError};
 use crate::clock::Clock;
 use crate::log::{EventLog, Silent};
@@ -104,9 +111,15 @@ pub enum Tier {
     /// L1, older than fresh, served because Redis failed.
     #[serde(rename = "memory-stale")]
     MemoryStale,
-    /// The memory store that replaces Redis when none is configured (`make dev`).
+    /// The memory store that replaces Redis when none is configured and no durable copy is.
     #[serde(rename = "memory")]
     Memory,
+    /// The durable copy, as the whole store (no Redis configured: `make dev`).
+    #[serde(rename = "durable")]
+    Durable,
+    /// The durable copy, because Redis failed and L1 had nothing young enough.
+    #[serde(rename = "durable-stale")]
+    DurableStale,
 }
 
 impl Tier {
@@ -117,6 +130,8 @@ impl Tier {
             Tier::Redis => "redis",
             Tier::MemoryStale => "memory-stale",
             Tier::Memory => "memory",
+            Tier::Durable => "durable",
+            Tier::DurableStale => "durable-stale",
         }
     }
 }
@@ -338,26 +353,62 @@ pub struct Tiered<'a> {
     /// asking Redis itself (see [`SingleFlight`]).
     waiter: &'a dyn Waiter,
     patience: Duration,
+    /// The durable copy behind Redis, if any.
+    durable: Option<&'a DurableStore>,
+    /// How the embedded store (no Redis) labels its reads.
+    embedded_tier: Tier,
+    /// The durable copy when it is the embedded store.
+    embedded_durable: Option<&'a DurableStore>,
+    /// The age of the oldest durable-copy row this request was answered from, if any.
+    durable_age_ms: std::cell::Cell<Option<i64>>,
+}
+
+/// What a write through the tiers did.
+#[derive(Debug)]
+pub struct Written {
+    pub replies: Replies,
+    /// Redis did not acknowledge the writes; the durable copy holds them for replay.
+    pub deferred: bool,
 }
 
 impl<'a> Tiered<'a> {
     /// The memory tier in front of Redis.
     pub fn new(memory: &'a IsolateCache, redis: &'a dyn Store, clock: &'a dyn Clock) -> Self {
-        Self { memory, redis, clock, log: &Silent, l2_is_redis: true, waiter: &Unbounded, patience: Duration::MAX }
+        Self {
+            memory,
+            redis,
+            clock,
+            log: &Silent,
+            l2_is_redis: true,
+            waiter: &Unbounded,
+            patience: Duration::MAX,
+            durable: None,
+            embedded_tier: Tier::Memory,
+            embedded_durable: None,
+            durable_age_ms: Default::default(),
+        }
     }
 
     /// No Redis configured: `store` (a memory store) is the only tier; reads are labelled
     /// [`Tier::Memory`], and `memory` only keeps the counters.
     pub fn memory_only(memory: &'a IsolateCache, store: &'a dyn Store, clock: &'a dyn Clock) -> Self {
+        Self { l2_is_redis: false, ..Self::new(memory, store, clock) }
+    }
+
+    /// No Redis configured: the durable copy is the whole store (data outlives isolates and
+    /// restarts); reads are labelled [`Tier::Durable`].
+    pub fn embedded(memory: &'a IsolateCache, durable: &'a DurableStore, clock: &'a dyn Clock) -> Self {
         Self {
-            memory,
-            redis: store,
-            clock,
-            log: &Silent,
-            l2_is_redis: false,
-            waiter: &Unbounded,
-            patience: Duration::MAX,
+            embedded_tier: Tier::Durable,
+            embedded_durable: Some(durable),
+            ..Self::memory_only(memory, durable, clock)
         }
+    }
+
+    /// Keeps permanent writes in `durable` too, and answers from it what Redis cannot.
+    pub fn with_durable(mut self, durable: &'a DurableStore) -> Self {
+        self.durable = Some(durable);
+        self
     }
 
     /// Reports unreadable permanent values to `log` (once per key per isolate).
@@ -382,6 +433,81 @@ impl<'a> Tiered<'a> {
     /// The store behind the memory tier (Redis, or the memory store in `make dev`).
     pub fn backing_store(&self) -> &dyn Store {
         self.redis
+    }
+
+    /// Where operator-facing events of this request go.
+    pub fn events(&self) -> &dyn EventLog {
+        self.log
+    }
+
+    /// The durable copy behind Redis, if one is attached.
+    pub fn durable(&self) -> Option<&DurableStore> {
+        self.durable
+    }
+
+    /// The durable copy when it is the whole store (no Redis configured).
+    pub fn embedded_durable(&self) -> Option<&DurableStore> {
+        self.embedded_durable
+    }
+
+    /// How the reads of the store behind L1 are labelled when there is no Redis.
+    pub fn embedded_tier(&self) -> Option<Tier> {
+        (!self.l2_is_redis).then_some(self.embedded_tier)
+    }
+
+    /// `Some(age)` when this request read anything from the durable copy because Redis
+    /// failed: the age (ms) of the oldest row it read.
+    pub fn durable_age_ms(&self) -> Option<i64> {
+        self.durable_age_ms.get()
+    }
+
+    fn served_durable(&self, oldest_written_at_ms: Option<i64>) {
+        let age = oldest_written_at_ms.map_or(0, |at| (self.clock.now_ms() - at).max(0));
+        self.durable_age_ms.set(Some(self.durable_age_ms.get().map_or(age, |seen| seen.max(age))));
+    }
+
+    /// True for a write the durable copy keeps: it writes, and only keys the copy keeps.
+    fn kept_by(durable: &DurableStore, command: &Command) -> bool {
+        !command.is_read_only() && !command.keys().is_empty() && command.keys().iter().all(|k| durable.keeps(k))
+    }
+
+    /// Writes through every tier: Redis first, then the durable copy for the permanent keys;
+    /// when Redis is unavailable and the copy took them, the write is deferred, not failed.
+    pub async fn write(&self, commands: &[Command]) -> Result<Written, StoreError> {
+        let outcome = self.redis.pipeline(commands).await;
+        self.mirror_all(commands, &outcome);
+        let Some(durable) = self.durable else {
+            return outcome.map(|replies| Written { replies, deferred: false });
+        };
+        let kept: Vec<Command> = commands.iter().filter(|c| Self::kept_by(durable, c)).cloned().collect();
+        match outcome {
+            Ok(replies) => {
+                if !kept.is_empty() {
+                    if let Err(error) = durable.run(&kept, false).await {
+                        // Redis has the data; the copy catches up with the key's next write.
+                        self.log.warn(&json!({ "event": "durable_copy_lagging", "error": error.to_string() }));
+                    }
+                }
+                Ok(Written { replies, deferred: false })
+            }
+            Err(StoreError::Unavailable(reason)) if !kept.is_empty() => {
+                let (kept_replies, _) = durable.run(&kept, true).await.map_err(|error| {
+                    StoreError::Unavailable(format!("{reason}; the durable copy failed too: {error}"))
+                })?;
+                // Every command answers: the copy's reply where it ran, OK for the rest (cache
+                // writes only Redis would have held; they refill).
+                let mut kept_replies = kept_replies.into_iter();
+                let replies = commands
+                    .iter()
+                    .map(|c| match Self::kept_by(durable, c) {
+                        true => kept_replies.next().unwrap_or(Ok(Reply::Nil)),
+                        false => Ok(Reply::bulk("OK")),
+                    })
+                    .collect();
+                Ok(Written { replies, deferred: true })
+            }
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -452,7 +578,7 @@ impl Tiered<'_> {
                         return Ok(Some((start + i, read)));
                     }
                 }
-                return Err(error.into());
+                return self.read_first_from_durable(unknown, start, error).await;
             }
         };
         let mut replies = replies.into_iter();
@@ -500,6 +626,37 @@ impl Tiered<'_> {
         Ok(found)
     }
 
+    /// Redis failed with `error` and L1 holds nothing young enough: the durable copy's first
+    /// present candidate, else the error.
+    async fn read_first_from_durable(
+        &self,
+        unknown: &[(&str, DataClass)],
+        start: usize,
+        error: StoreError,
+    ) -> Result<Option<(usize, Read<Vec<u8>>)>, ReadError> {
+        let Some(durable) = self.durable else { return Err(error.into()) };
+        let kept: Vec<(usize, &str, DataClass)> = unknown
+            .iter()
+            .enumerate()
+            .filter(|(_, (key, _))| durable.keeps(key))
+            .map(|(i, (key, class))| (i, *key, *class))
+            .collect();
+        if kept.is_empty() {
+            return Err(error.into());
+        }
+        let commands: Vec<Command> = kept.iter().map(|(_, key, _)| Command::new("GET").arg(key)).collect();
+        let Ok((replies, oldest)) = durable.run(&commands, false).await else { return Err(error.into()) };
+        for ((i, _, class), reply) in kept.into_iter().zip(replies) {
+            if let Ok(Reply::Bulk(value)) = reply {
+                self.memory.count(class, |c| c.stale_served += 1);
+                self.served_durable(oldest);
+                let age_ms = self.durable_age_ms().unwrap_or(0);
+                return Ok(Some((start + i, Read { value, tier: Tier::DurableStale, age_ms, ttl_ms: None })));
+            }
+        }
+        Err(error.into())
+    }
+
     async fn read_first_from_memory(
         &self,
         candidates: &[(&str, DataClass)],
@@ -508,7 +665,7 @@ impl Tiered<'_> {
             match self.redis.get(key).await {
                 Ok(Some(value)) => {
                     self.memory.count(*class, |c| c.l2_hits += 1);
-                    return Ok(Some((i, Read { value, tier: Tier::Memory, age_ms: 0, ttl_ms: None })));
+                    return Ok(Some((i, Read { value, tier: self.embedded_tier, age_ms: 0, ttl_ms: None })));
                 }
                 Ok(None) => self.memory.count(*class, |c| c.l2_misses += 1),
                 Err(StoreError::Command { error, .. }) => {
@@ -584,10 +741,22 @@ impl Tiered<'_> {
 
 #[async_trait(?Send)]
 impl Store for Tiered<'_> {
+    /// Reads fall back on the durable copy when Redis is unavailable; writes go through
+    /// [`Tiered::write`] (a deferred write answers as the copy did).
     async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
-        let outcome = self.redis.pipeline(commands).await;
-        self.mirror_all(commands, &outcome);
-        outcome
+        if !commands.iter().all(Command::is_read_only) {
+            return self.write(commands).await.map(|written| written.replies);
+        }
+        match (self.redis.pipeline(commands).await, self.durable) {
+            (Err(StoreError::Unavailable(reason)), Some(durable)) => {
+                let (replies, oldest) = durable.run(commands, false).await.map_err(|error| {
+                    StoreError::Unavailable(format!("{reason}; the durable copy failed too: {error}"))
+                })?;
+                self.served_durable(oldest);
+                Ok(replies)
+            }
+            (outcome, _) => outcome,
+        }
     }
 
     async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {

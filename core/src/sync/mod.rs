@@ -16,6 +16,10 @@
 //! - [`settings`]: what the cron runs and how (parsed from the environment).
 //! - [`task`]: the tasks by name.
 //!
+//! With a durable copy attached, a run whose writes Redis did not acknowledge is *deferred*,
+//! not failed: the copy holds them, the status says `redis_deferred`, and the next cron first
+//! replays what the copy holds pending ([`crate::store::durable::replay`]).
+//!
 //! Tasks return a [`TaskReport`]; logging it is the edge's job.
 
 pub mod balance;
@@ -39,7 +43,7 @@ pub use task::Task;
 use crate::clock::Backoff;
 use crate::exchange::client::RetryPolicy;
 use crate::exchange::MexcClient;
-use crate::store::{all_ok, Command, Store};
+use crate::store::{all_ok, Command};
 use crate::App;
 use snapshot::Snapshot;
 
@@ -50,6 +54,9 @@ pub struct TaskReport {
     pub ok: bool,
     pub duration_ms: i64,
     pub keys_written: usize,
+    /// Redis did not take the writes; the durable copy holds them for replay.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// MEXC's error code, when the exchange sent one.
@@ -93,9 +100,39 @@ pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, Stri
     let Some(tasks) = app.config.sync.tasks_for(cron) else {
         return Err(format!("cron `{cron}` is not listed in CRON_TASKS; nothing ran"));
     };
+    replay_pending(app, tasks).await;
     let exchange = exchange_client(app);
     let snapshot = Snapshot::new(&exchange);
     Ok(join_all(tasks.iter().map(|task| run_task(app, &snapshot, *task))).await)
+}
+
+/// Writes what the durable copy holds pending to Redis (before this cron's own writes, so
+/// they land on top), and notes the replay in the statuses of `tasks`. A replay that cannot
+/// reach Redis leaves everything pending for the next cron.
+pub async fn replay_pending(app: &App<'_>, tasks: &[Task]) -> Option<crate::store::durable::replay::ReplayReport> {
+    let durable = app.store.durable()?;
+    let stats = durable.stats().await.ok()?;
+    if stats.pending == 0 {
+        return None;
+    }
+    let now = app.clock.now_ms();
+    let report = match crate::store::durable::replay::replay(app.store.backing_store(), durable, now).await {
+        Ok(report) => {
+            app.store.events().warn(&serde_json::json!({ "event": "durable_replay", "report": report }));
+            report
+        }
+        Err(error) => {
+            let event = serde_json::json!({ "event": "durable_replay_failed", "error": error.to_string() });
+            app.store.events().warn(&event);
+            return None;
+        }
+    };
+    let commands: Vec<Command> = tasks
+        .iter()
+        .flat_map(|task| status::replayed(&app.config.keys.sync_status(task.name()), now, report.cleared))
+        .collect();
+    let _ = app.store.write(&commands).await;
+    Some(report)
 }
 
 /// Runs one task: fetch, then one pipeline with its data and status (or only its status).
@@ -121,17 +158,26 @@ pub async fn run_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> Tas
         None => status::success(&status_key, started, finished, keys_written),
         Some(error) => status::failure(&status_key, started, finished, error),
     });
-    let written = app.store.pipeline(&commands).await.and_then(|replies| all_ok(&commands, replies));
+    let written = app.store.write(&commands).await;
+    let deferred = written.as_ref().is_ok_and(|written| written.deferred);
+    let written = written.and_then(|written| all_ok(&commands, written.replies));
     let failure = match (failure, written) {
         (Some(error), _) => Some(error),
         (None, Err(error)) => Some(SyncError::Store(error)),
         (None, Ok(_)) => None,
     };
+    if deferred {
+        // Only the copy: Redis just refused this run's writes.
+        if let Some(durable) = app.store.durable() {
+            let _ = durable.run(&status::deferred(&status_key, finished), true).await;
+        }
+    }
     TaskReport {
         task,
         ok: failure.is_none(),
         duration_ms,
         keys_written: if failure.is_none() { keys_written } else { 0 },
+        deferred,
         error_code: failure.as_ref().and_then(SyncError::code),
         error: failure.map(|e| e.to_string()),
     }

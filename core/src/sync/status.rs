@@ -24,3 +24,13 @@ pub fn failure(key: &str, started: i64, finished: i64, error: &SyncError) -> Vec
         Command::new("HINCRBY").arg(key).arg("consecutive_failures").arg(1),
     ]
 }
+
+/// After a run whose writes Redis did not acknowledge.
+pub fn deferred(key: &str, at: i64) -> Vec<Command> {
+    vec![Command::hset(key, &RunFields::deferred(at))]
+}
+
+/// After pending writes were replayed to Redis.
+pub fn replayed(key: &str, at: i64, keys: u64) -> Vec<Command> {
+    vec![Command::hset(key, &RunFields::replayed(at, keys))]
+}

@@ -26,3 +26,13 @@ pub mod replay;
 pub mod wire;
 
 pub use client::{DurableStore, DurableTransport};
+
+/// Whether the worker keeps the durable copy, and how big it may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableConfig {
+    /// `DURABLE_COPY` (`on`, the default, or `off`): used when the `EDGE_STORE` Durable
+    /// Object binding exists.
+    pub enabled: bool,
+    /// `DURABLE_MAX_KEYS` (default 10000): keys the copy holds at most, per namespace.
+    pub max_keys: u64,
+}

@@ -1,0 +1,255 @@
+//! The durable tier end to end: the worker in workerd with its SQLite Durable Object, real
+//! redis-server behind the gateway, the MEXC stand-in. Redis is stopped and started empty
+//! (it has no persistence) as an outage would leave it; `wrangler dev` is restarted for a
+//! fresh isolate with the Durable Object's data kept.
+
+use std::sync::Mutex;
+
+use edgesync_e2e::binaries;
+use edgesync_e2e::harness::{HttpAnswer, Stack, StackOptions};
+use edgesync_e2e::suite::run_suite;
+use redis::Commands;
+use serde_json::{json, Value};
+
+const READ_TOKEN: &str = "durable-read-token";
+const ALL: &str = "*/3 * * * *";
+const NAMESPACE: &str = "durable";
+const LATEST: &str = "durable:v1:price:mexc:QRLUSDT:latest";
+const HISTORY: &str = "durable:v1:price:mexc:QRLUSDT:history";
+
+fn main() {
+    run_suite(
+        || {
+            let stack = Stack::start(StackOptions {
+                binaries: binaries!(),
+                vars: [("REDIS_NAMESPACE", NAMESPACE), ("SYMBOLS", "QRLUSDT"), ("READ_TOKEN", READ_TOKEN)]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })?;
+            stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
+            Ok(Mutex::new(stack))
+        },
+        &[
+            ("an_outage_loses_no_cron_write", an_outage_loses_no_cron_write),
+            ("a_fresh_isolate_answers_every_route_from_the_copy", a_fresh_isolate_answers_every_route_from_the_copy),
+            ("a_newer_value_in_redis_wins_over_a_replayed_one", a_newer_value_in_redis_wins_over_a_replayed_one),
+            ("without_redis_the_copy_is_the_store_and_survives_a_restart", without_redis_the_copy_is_the_store),
+        ],
+    )
+}
+
+fn stack(fixture: &Mutex<Stack>) -> std::sync::MutexGuard<'_, Stack> {
+    fixture.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn private_get(stack: &Stack, path: &str) -> HttpAnswer {
+    stack.request("GET", path, &[("authorization", &format!("Bearer {READ_TOKEN}"))], b"")
+}
+
+fn set_price(stack: &Stack, last_price: &str) {
+    let ticker = json!({
+        "symbol": "QRLUSDT", "priceChange": "0.0001", "priceChangePercent": "0.01",
+        "prevClosePrice": "0.0122", "lastPrice": last_price, "bidPrice": "0.0123", "bidQty": "",
+        "askPrice": "0.0124", "askQty": "", "openPrice": "0.0122", "highPrice": "0.0130",
+        "lowPrice": "0.0119", "volume": "1000", "quoteVolume": null,
+        "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
+    });
+    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
+}
+
+/// Redis up and empty, one cron synced at `price`, and nothing left pending.
+fn synced(stack: &Stack, price: &str) {
+    stack.backend.restart_redis().expect("redis restarts");
+    set_price(stack, price);
+    stack.fire_cron(ALL);
+    let health = stack.get("/health?deep=1").json();
+    assert_eq!(
+        health["durable"]["pending"],
+        0,
+        "a healthy cron leaves nothing pending: {health}\n{}",
+        stack.worker_log()
+    );
+    assert_eq!(redis_latest(stack)["price"], price, "{health}");
+}
+
+fn redis_latest(stack: &Stack) -> Value {
+    let raw: Option<String> = stack.redis().get(LATEST).expect("GET works");
+    raw.map(|text| serde_json::from_str(&text).expect("stored price is JSON")).unwrap_or(Value::Null)
+}
+
+/// The price history in Redis, oldest first: (score, price).
+fn redis_history(stack: &Stack) -> Vec<(i64, String)> {
+    let members: Vec<(String, i64)> = stack.redis().zrange_withscores(HISTORY, 0, -1).expect("ZRANGE works");
+    members
+        .into_iter()
+        .map(|(member, score)| {
+            let record: Value = serde_json::from_str(&member).expect("history members are JSON");
+            (score, record["price"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// With Redis stopped, three crons at changing prices are deferred to the copy (the status
+/// says so); Redis comes back empty; the next cron replays first: every outage entry is in the
+/// history exactly once, in order, latest is the last synced price, and the status recovers.
+/// A second replay changes nothing.
+fn an_outage_loses_no_cron_write(fixture: &Mutex<Stack>) {
+    let stack = stack(fixture);
+    synced(&stack, "0.0200");
+    stack.backend.stop_redis();
+    let outage = ["0.0201", "0.0202", "0.0203"];
+    for price in outage {
+        set_price(&stack, price);
+        stack.fire_cron(ALL);
+    }
+    let status = private_get(&stack, "/v1/sync/status");
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.json()["price"]["state"], "redis_deferred", "{}", status.body);
+    assert_eq!(status.header("x-edgesync-tier"), Some("durable-stale"));
+    let health = stack.get("/health?deep=1").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["durable"]["pending"].as_u64().unwrap() > 0, "{health}");
+    let price = stack.get("/v1/price/QRLUSDT");
+    assert_eq!((price.status, price.json()["price"].as_str()), (200, Some("0.0203")), "{}", price.body);
+
+    stack.backend.restart_redis().expect("redis restarts");
+    assert_eq!(redis_latest(&stack), Value::Null, "Redis came back without the outage's writes");
+    set_price(&stack, "0.0204");
+    stack.fire_cron(ALL); // replays, then syncs
+    let history = redis_history(&stack);
+    let prices: Vec<&str> = history.iter().map(|(_, price)| price.as_str()).collect();
+    for price in outage {
+        assert_eq!(prices.iter().filter(|p| **p == price).count(), 1, "{price} once in {history:?}");
+    }
+    assert!(history.windows(2).all(|pair| pair[0].0 < pair[1].0), "in time order: {history:?}");
+    let order: Vec<&str> = prices.iter().copied().filter(|p| outage.contains(p) || *p == "0.0204").collect();
+    assert_eq!(order, ["0.0201", "0.0202", "0.0203", "0.0204"]);
+    assert_eq!(redis_latest(&stack)["price"], "0.0204", "the last synced price");
+    let status = private_get(&stack, "/v1/sync/status").json();
+    assert_eq!(status["price"]["state"], "ok", "{status}");
+    assert!(status["price"]["last_replay_at"].as_str().is_some(), "the replay is recorded: {status}");
+    assert!(status["price"]["last_deferred_at"].as_str().is_some(), "{status}");
+    let health = stack.get("/health?deep=1").json();
+    assert_eq!(health["durable"]["pending"], 0, "{health}");
+
+    let before = redis_history(&stack);
+    stack.fire_cron(ALL);
+    let after = redis_history(&stack);
+    for price in outage {
+        assert_eq!(after.iter().filter(|(_, p)| p == price).count(), 1, "still once after another cron");
+    }
+    assert!(after.len() <= before.len() + 1, "one new entry per cron: {before:?} → {after:?}");
+}
+
+const ROUTES: [&str; 7] = [
+    "/v1/price/QRLUSDT",
+    "/v1/price/QRLUSDT/history",
+    "/v1/account",
+    "/v1/positions",
+    "/v1/cost/QRLUSDT",
+    "/v1/raw/ticker_24hr.QRLUSDT/latest",
+    "/v1/sync/status",
+];
+
+/// What a route's answer says about the data (not how it was served).
+fn data_of(path: &str, answer: &HttpAnswer) -> Value {
+    let body = answer.json();
+    match path {
+        "/v1/price/QRLUSDT" => body["price"].clone(),
+        "/v1/price/QRLUSDT/history" => body["entries"].clone(),
+        "/v1/sync/status" => body["price"]["last_ok"].clone(),
+        _ => body,
+    }
+}
+
+/// Synced with Redis up; Redis stopped; `wrangler dev` restarted (a fresh isolate: nothing in
+/// memory): every route answers 200 from the copy, with the same data, `durable-stale` and an
+/// `Age`.
+fn a_fresh_isolate_answers_every_route_from_the_copy(fixture: &Mutex<Stack>) {
+    let mut stack = stack(fixture);
+    synced(&stack, "0.0300");
+    let before: Vec<(String, Value)> = ROUTES
+        .iter()
+        .map(|path| {
+            let answer = private_get(&stack, path);
+            assert_eq!(answer.status, 200, "{path} before the outage: {}", answer.body);
+            (path.to_string(), data_of(path, &answer))
+        })
+        .collect();
+    stack.backend.stop_redis();
+    stack.restart_worker().expect("wrangler dev restarts");
+    for (path, data) in &before {
+        let answer = private_get(&stack, path);
+        assert_eq!(answer.status, 200, "{path} in a fresh isolate during the outage: {}", answer.body);
+        assert_eq!(answer.header("x-edgesync-tier"), Some("durable-stale"), "{path}");
+        assert!(answer.header("age").is_some_and(|age| age.parse::<u64>().is_ok()), "{path}: an Age");
+        let now = data_of(path, &answer);
+        if path.ends_with("/history") {
+            // The copy may hold more: Redis restarted empty before this test, the copy did not.
+            let entries = now.as_array().expect("entries");
+            for entry in data.as_array().expect("entries") {
+                assert!(entries.contains(entry), "{path}: {entry} is still answered");
+            }
+        } else {
+            assert_eq!(&now, data, "{path} answers what was synced");
+        }
+    }
+    let never_synced = stack.get("/v1/price/NEVERUSDT");
+    assert_eq!(never_synced.status, 503, "data never synced cannot be answered: {}", never_synced.body);
+    stack.backend.restart_redis().expect("redis restarts");
+}
+
+/// A value written straight to Redis during the outage (another writer, a newer time) is not
+/// overwritten by the older one the copy replays; the history still gains the outage entry.
+fn a_newer_value_in_redis_wins_over_a_replayed_one(fixture: &Mutex<Stack>) {
+    let stack = stack(fixture);
+    synced(&stack, "0.0400");
+    stack.backend.stop_redis();
+    set_price(&stack, "0.0401");
+    stack.fire_cron(ALL);
+    stack.backend.restart_redis().expect("redis restarts");
+    let newer = json!({"symbol": "QRLUSDT", "price": "9.99", "volume_24h": null, "ts": 4_000_000_000_000_i64});
+    let _: () = stack.redis().set(LATEST, newer.to_string()).unwrap();
+    // The exchange fails this time: the cron replays, and the price task writes no data.
+    stack.inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 500, "times": 20}));
+    stack.fire_cron(ALL);
+    assert_eq!(redis_latest(&stack), newer, "the newer value stays");
+    let prices: Vec<String> = redis_history(&stack).into_iter().map(|(_, price)| price).collect();
+    assert_eq!(prices.iter().filter(|p| *p == "0.0401").count(), 1, "{prices:?}");
+    let health = stack.get("/health?deep=1").json();
+    assert_eq!(health["durable"]["pending"], 0, "kept-newer keys are replayed too: {health}");
+    stack.reset_exchange();
+}
+
+/// No Redis configured (what `make dev` runs without `.dev.vars`): the copy is the store —
+/// the cron syncs into it, reads say `durable`, `/health` says so, and a restart of
+/// `wrangler dev` finds the data still there.
+fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
+    let mut stack = stack(fixture);
+    stack.set_worker_vars(&[
+        ("UPSTASH_REDIS_REST_URL", ""),
+        ("UPSTASH_REDIS_REST_TOKEN", ""),
+        ("REDIS_NAMESPACE", "embedded"),
+    ]);
+    stack.restart_worker().expect("wrangler dev restarts without Redis");
+    let health = stack.get("/health").json();
+    assert_eq!((health["store"].as_str(), health["status"].as_str()), (Some("durable"), Some("ok")), "{health}");
+    set_price(&stack, "0.0500");
+    stack.fire_cron(ALL);
+    let price = stack.get("/v1/price/QRLUSDT");
+    assert_eq!((price.status, price.json()["price"].as_str()), (200, Some("0.0500")), "{}", price.body);
+    assert_eq!(price.header("x-edgesync-tier"), Some("durable"));
+    stack.restart_worker().expect("wrangler dev restarts");
+    let price = stack.get("/v1/price/QRLUSDT");
+    assert_eq!(
+        (price.status, price.json()["price"].as_str()),
+        (200, Some("0.0500")),
+        "after a restart: {}",
+        price.body
+    );
+    let history = stack.get("/v1/price/QRLUSDT/history").json();
+    assert_eq!(history["entries"].as_array().map(Vec::len), Some(1), "{history}");
+    let redis_keys: Vec<String> = stack.redis().keys("embedded:*").unwrap();
+    assert!(redis_keys.is_empty(), "nothing went to Redis: {redis_keys:?}");
+}
