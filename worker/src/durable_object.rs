@@ -50,7 +50,9 @@ impl DurableObject for EdgeStore {
         let response = match serde_json::from_slice::<DurableRequest>(&body) {
             Ok(request) => {
                 let rows = SqlRows { sql: &self.sql };
-                DurableCopy::new(&rows, self.max_keys).handle(request, worker::Date::now().as_millis() as i64)
+                DurableCopy::new(&rows, self.max_keys)
+                    .with_log(&crate::runtime::ConsoleLog)
+                    .handle(request, worker::Date::now().as_millis() as i64)
             }
             Err(error) => DurableResponse::Error { message: format!("not a durable request: {error}") },
         };

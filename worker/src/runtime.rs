@@ -38,7 +38,7 @@ impl Clock for WorkerClock {
 }
 
 /// Events go to the console as one JSON line each (Workers Logs / `wrangler tail`).
-struct ConsoleLog;
+pub(crate) struct ConsoleLog;
 
 impl EventLog for ConsoleLog {
     fn warn(&self, event: &serde_json::Value) {

@@ -16,6 +16,7 @@ use futures_util::FutureExt;
 use super::wire::{DurableRequest, DurableResponse, DurableStats, PendingKey};
 use crate::clock::FixedClock;
 use crate::glob::Glob;
+use crate::log::{EventLog, Silent};
 use crate::store::memory::{MemoryStore, StoredEntry};
 use crate::store::{Command, CommandError, Replies, Reply, Store};
 
@@ -56,11 +57,18 @@ pub const DEFAULT_MAX_KEYS: u64 = 10_000;
 pub struct DurableCopy<'a> {
     rows: &'a dyn Rows,
     max_keys: u64,
+    log: &'a dyn EventLog,
 }
 
 impl<'a> DurableCopy<'a> {
     pub fn new(rows: &'a dyn Rows, max_keys: u64) -> Self {
-        Self { rows, max_keys }
+        Self { rows, max_keys, log: &Silent }
+    }
+
+    /// Reports refused keys to `log`.
+    pub fn with_log(mut self, log: &'a dyn EventLog) -> Self {
+        self.log = log;
+        self
     }
 
     /// Serves one request; storage failures become [`DurableResponse::Error`].
@@ -173,7 +181,13 @@ impl<'a> DurableCopy<'a> {
                             None => self.rows.count()?,
                         };
                         if keys >= self.max_keys {
-                            self.rows.bump("refused_keys", 1)?;
+                            let refused = self.rows.bump("refused_keys", 1)?;
+                            self.log.warn(&serde_json::json!({
+                                "event": "durable_copy_full",
+                                "key": key,
+                                "max_keys": self.max_keys,
+                                "refused_keys": refused,
+                            }));
                             continue;
                         }
                         count = Some(keys + 1);
@@ -359,10 +373,21 @@ mod tests {
         assert_eq!(rows.pending(10).unwrap().iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["a"]);
     }
 
+    /// Keeps what it is told.
+    #[derive(Default)]
+    struct Recorded(std::cell::RefCell<Vec<serde_json::Value>>);
+
+    impl EventLog for Recorded {
+        fn warn(&self, event: &serde_json::Value) {
+            self.0.borrow_mut().push(event.clone());
+        }
+    }
+
     #[test]
-    fn the_key_bound_refuses_new_keys_and_counts_them() {
+    fn the_key_bound_refuses_new_keys_and_counts_and_logs_them() {
         let rows = MapRows::default();
-        let copy = DurableCopy::new(&rows, 2);
+        let log = Recorded::default();
+        let copy = DurableCopy::new(&rows, 2).with_log(&log);
         run(
             &copy,
             &[Command::set("a", b"1", None), Command::set("b", b"1", None), Command::set("c", b"1", None)],
@@ -377,6 +402,11 @@ mod tests {
             "existing keys still change"
         );
         assert_eq!(copy.stats().unwrap().refused_keys, 1);
+        let events = log.0.borrow();
+        assert_eq!(
+            (events.len(), events[0]["event"].as_str(), events[0]["key"].as_str()),
+            (1, Some("durable_copy_full"), Some("c"))
+        );
     }
 
     #[test]
