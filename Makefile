@@ -34,6 +34,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WASM := $(ROOT)/worker/build/index_bg.wasm
 WASM_SOURCES := $(shell find $(ROOT)/core/src $(ROOT)/worker/src -name '*.rs') \
 	$(ROOT)/core/Cargo.toml $(ROOT)/worker/Cargo.toml $(ROOT)/Cargo.lock
+PAGE := $(ROOT)/web/build/index.html
+PAGE_SOURCES := $(wildcard $(ROOT)/web/src/*) $(ROOT)/package-lock.json
 DEV_PORT ?= 8787
 # The bundle budget: 600 KB compressed (the free plan allows 3 MB; a small bundle starts fast).
 BUNDLE_LIMIT_BYTES := 614400
@@ -76,7 +78,14 @@ node_modules/.edgesync-installed: package.json package-lock.json
 
 # ---- build ----
 
-wasm: $(WASM) ## build the worker to wasm (skipped when nothing changed)
+wasm: $(WASM) $(PAGE) ## build the worker to wasm and its page's assets (skipped when nothing changed)
+
+# The page (`GET /`): served as the worker's static assets, bundled by the npm-pinned esbuild.
+$(PAGE): $(PAGE_SOURCES) | node-tools
+	@mkdir -p $(ROOT)/web/build
+	$(ESBUILD_BIN) $(ROOT)/web/src/app.js --bundle --minify --format=esm --outdir=$(ROOT)/web/build --log-level=warning
+	cp $(ROOT)/web/src/index.html $@
+	@echo "page: $$(cat $(ROOT)/web/build/* | gzip -9 | wc -c) bytes gzip -9"
 
 $(WASM): $(WASM_SOURCES) | rust-tools node-tools
 	cd worker && worker-build --release > $(ROOT)/target/worker-build.log 2>&1 || { tail -40 $(ROOT)/target/worker-build.log; exit 1; }
@@ -105,9 +114,10 @@ e2e: tools wasm ## end-to-end tests: redis-server, gateway, MEXC stand-in, worke
 		cargo test -p edgesync-e2e --tests --quiet; \
 	fi
 
-deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the 600 KB budget
+deploy-check: wasm ## bundle as `wrangler deploy` would (plus the page's assets), and fail above the 600 KB budget
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
 	$(NODE_BIN)/wrangler deploy --dry-run --outdir "$$out" > target/deploy-dry-run.log 2>&1 || { cat target/deploy-dry-run.log; exit 1; }; \
+	cp -r $(ROOT)/web/build "$$out/assets"; \
 	size=$$(tar -C "$$out" -cf - . | gzip -9 | wc -c); \
 	echo "bundle: $$size bytes compressed (limit $(BUNDLE_LIMIT_BYTES))"; \
 	[ "$$size" -le $(BUNDLE_LIMIT_BYTES) ] || { echo "bundle exceeds its budget of $(BUNDLE_LIMIT_BYTES) bytes compressed (the free plan allows 3 MB)"; exit 1; }

@@ -4,6 +4,7 @@
 //! call is what spends the isolate's [`MissBudget`]. Lives as long as the isolate.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
@@ -18,6 +19,8 @@ pub struct Flights {
     calls: SingleFlight<Outcome>,
     /// What read-through misses may still cost the exchange account.
     pub budget: MissBudget,
+    exchange_calls: AtomicU64,
+    refusals: AtomicU64,
 }
 
 impl Flights {
@@ -31,5 +34,23 @@ impl Flights {
     ) -> (Outcome, bool) {
         let (outcome, role) = self.calls.run(key, fetch, wait).await;
         (outcome, role == Role::Ran)
+    }
+
+    /// Counts an exchange call made for a miss (`/metrics`).
+    pub fn count_call(&self) {
+        self.exchange_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a miss the budget refused (`/metrics`).
+    pub fn count_refusal(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn exchange_calls(&self) -> u64 {
+        self.exchange_calls.load(Ordering::Relaxed)
+    }
+
+    pub fn budget_refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 }

@@ -1,5 +1,5 @@
-//! `GET /health`: liveness, which store the worker runs on, and whether the cron is keeping
-//! up. Cloudflare records every cron run as a success (the `scheduled` handler cannot fail),
+//! `GET /health`: liveness, which store the worker runs on, the symbols it syncs, and
+//! whether the cron is keeping up. Cloudflare records every cron run as a success (the `scheduled` handler cannot fail),
 //! so health reads each task's status hash: a scheduled task whose last success is older than
 //! twice its schedule is `degraded`. Without Redis configured the worker keeps data only in
 //! this isolate's memory, and says so. Always 200 while the worker runs; `status` tells.
@@ -135,8 +135,12 @@ async fn report(app: &App<'_>) -> Value {
             }),
         },
     };
-    if let (Some(durable), Some(object)) = (durable, body.as_object_mut()) {
-        object.insert("durable".into(), durable);
+    if let Some(object) = body.as_object_mut() {
+        let symbols: Vec<&str> = app.config.symbols.iter().map(|s| s.as_str()).collect();
+        object.insert("symbols".into(), json!(symbols));
+        if let Some(durable) = durable {
+            object.insert("durable".into(), durable);
+        }
     }
     body
 }

@@ -114,11 +114,13 @@ pub async fn read_through(app: &App<'_>, request: MarketRequest) -> Result<ApiRe
             &key,
             || async {
                 if let Err(wait_ms) = app.flights.budget.try_spend(app.clock.now_ms(), budget) {
+                    app.flights.count_refusal();
                     refused = Some(wait_ms);
                     // Waiting callers see this as the exchange's rate limit, which it stands for.
                     let retry_after_secs = Some((wait_ms as u64).div_ceil(1000).max(1));
                     return Err(ExchangeError::RateLimited { status: 429, retry_after_secs });
                 }
+                app.flights.count_call();
                 query.fetch(&exchange).await
             },
             || app.waiter.wait(app.config.exchange.timeout),

@@ -8,6 +8,7 @@
 //! - [`params`]: parameter parsing and validation.
 //! - [`flight`]: single-flight of exchange calls; [`budget`]: what misses may cost.
 //! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`).
+//! - [`metrics`]: `/metrics`, the counters in the Prometheus text format.
 //! - [`health`], [`price`], [`market`], [`private`], [`admin`]: one file per route group.
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod flight;
 pub mod health;
 pub mod market;
+pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod price;

@@ -3,7 +3,7 @@
 //! the worker a thin adapter.
 
 use super::params::echo;
-use super::{admin, auth, health, market, openapi, price, private, ApiError, ApiRequest, ApiResponse};
+use super::{admin, auth, health, market, metrics, openapi, price, private, ApiError, ApiRequest, ApiResponse};
 use crate::App;
 
 /// Who may call a route.
@@ -34,6 +34,7 @@ pub enum Handler {
     RawHistory,
     SyncStatus,
     Stats,
+    Metrics,
     SyncNow,
     Invalidate,
     Warm,
@@ -68,6 +69,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/raw/{endpoint}/history", Access::Private, Handler::RawHistory),
     route("GET", "/v1/sync/status", Access::Private, Handler::SyncStatus),
     route("GET", "/v1/stats", Access::Private, Handler::Stats),
+    route("GET", "/metrics", Access::Private, Handler::Metrics),
     route("POST", "/v1/admin/sync/{task}", Access::Admin, Handler::SyncNow),
     route("POST", "/v1/admin/invalidate", Access::Admin, Handler::Invalidate),
     route("POST", "/v1/admin/warm", Access::Admin, Handler::Warm),
@@ -150,6 +152,7 @@ pub(super) async fn call(
         Handler::RawHistory => private::raw_history(app, param("endpoint"), request).await,
         Handler::SyncStatus => private::sync_status(app).await,
         Handler::Stats => private::store_stats(app).await,
+        Handler::Metrics => metrics::metrics(app).await,
         Handler::SyncNow => admin::sync_now(app, param("task")).await,
         Handler::Invalidate => admin::invalidate(app, request).await,
         Handler::Warm => admin::warm_cache(app, request).await,

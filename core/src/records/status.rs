@@ -56,6 +56,8 @@ pub struct TaskStatus {
     pub last_error: Option<String>,
     pub last_error_code: Option<i64>,
     pub last_error_at: Option<i64>,
+    /// How long the last run took.
+    pub duration_ms: Option<i64>,
     pub runs: u64,
     pub failures: u64,
     pub consecutive_failures: u64,
@@ -80,6 +82,7 @@ impl TaskStatus {
             last_error: fields.get("last_error").cloned(),
             last_error_code: number(fields, "last_error_code")?,
             last_error_at: number(fields, "last_error_at")?,
+            duration_ms: number(fields, "duration_ms")?,
             runs: number(fields, "runs")?.unwrap_or(0),
             failures: number(fields, "failures")?.unwrap_or(0),
             consecutive_failures: number(fields, "consecutive_failures")?.unwrap_or(0),
