@@ -78,26 +78,26 @@ node_modules/.edgesync-installed: package.json package-lock.json
 
 # ---- build ----
 
-wasm: $(WASM) $(PAGE) ## build the worker to wasm and its page's assets (skipped when nothing changed)
+wasm: $(WASM) ## build the worker to wasm, its page included (skipped when nothing changed)
 
-# The page (`GET /`): served as the worker's static assets, bundled by the npm-pinned esbuild.
+# The page (`GET /`), bundled by the npm-pinned esbuild; the worker compiles it in.
 $(PAGE): $(PAGE_SOURCES) | node-tools
 	@mkdir -p $(ROOT)/web/build
 	$(ESBUILD_BIN) $(ROOT)/web/src/app.js --bundle --minify --format=esm --outdir=$(ROOT)/web/build --log-level=warning
 	cp $(ROOT)/web/src/index.html $@
 	@echo "page: $$(cat $(ROOT)/web/build/* | gzip -9 | wc -c) bytes gzip -9"
 
-$(WASM): $(WASM_SOURCES) | rust-tools node-tools
+$(WASM): $(WASM_SOURCES) $(PAGE) | rust-tools node-tools
 	cd worker && worker-build --release > $(ROOT)/target/worker-build.log 2>&1 || { tail -40 $(ROOT)/target/worker-build.log; exit 1; }
 	@echo "wasm: $$(stat -c %s $@) bytes, gzip -9: $$(gzip -9 -c $@ | wc -c) bytes"
 
 # ---- checks ----
 
-lint: ## cargo fmt --check and clippy with warnings denied
+lint: $(PAGE) ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-unit: ## native unit and integration tests of every crate except the e2e suite
+unit: $(PAGE) ## native unit and integration tests of every crate except the e2e suite
 	cargo test --workspace --exclude edgesync-e2e --quiet
 	cargo test -p edgesync-e2e --lib --bins --quiet
 
@@ -114,10 +114,9 @@ e2e: tools wasm ## end-to-end tests: redis-server, gateway, MEXC stand-in, worke
 		cargo test -p edgesync-e2e --tests --quiet; \
 	fi
 
-deploy-check: wasm ## bundle as `wrangler deploy` would (plus the page's assets), and fail above the 600 KB budget
+deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the 600 KB budget
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
 	$(NODE_BIN)/wrangler deploy --dry-run --outdir "$$out" > target/deploy-dry-run.log 2>&1 || { cat target/deploy-dry-run.log; exit 1; }; \
-	cp -r $(ROOT)/web/build "$$out/assets"; \
 	size=$$(tar -C "$$out" -cf - . | gzip -9 | wc -c); \
 	echo "bundle: $$size bytes compressed (limit $(BUNDLE_LIMIT_BYTES))"; \
 	[ "$$size" -le $(BUNDLE_LIMIT_BYTES) ] || { echo "bundle exceeds its budget of $(BUNDLE_LIMIT_BYTES) bytes compressed (the free plan allows 3 MB)"; exit 1; }

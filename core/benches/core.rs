@@ -113,6 +113,7 @@ fn handler(c: &mut Criterion) {
         sleep: &ThreadSleep,
         flights: &flights,
         waiter: &edgesync_core::single_flight::Unbounded,
+        page: &edgesync_core::api::page::PageAssets::NONE,
     };
     let request = ApiRequest::get("/v1/price/QRLUSDT");
     let mut group = c.benchmark_group("handler");

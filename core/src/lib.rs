@@ -65,4 +65,6 @@ pub struct App<'a> {
     pub flights: &'a api::flight::Flights,
     /// How a request waits for another's call it joined (the edge's: see [`single_flight`]).
     pub waiter: &'a dyn single_flight::Waiter,
+    /// The built page `/` serves (the edge's build output).
+    pub page: &'a api::page::PageAssets,
 }

@@ -32,6 +32,7 @@ pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnO
         sleep: &ThreadSleep,
         flights: &flights,
         waiter: &crate::single_flight::Unbounded,
+        page: &crate::api::page::PageAssets::NONE,
     };
     check(&app)
 }

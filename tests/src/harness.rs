@@ -361,7 +361,12 @@ impl Stack {
     pub fn fire_cron(&self, cron: &str) {
         let url = format!("{}/cdn-cgi/handler/scheduled?cron={}", self.worker_url, cron.replace(' ', "+"));
         let answer = self.call("GET", &url, None);
-        assert_eq!(answer.status, 200, "firing cron {cron:?}: {}", answer.body);
+        if answer.status != 200 {
+            let log = self.worker_log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("firing cron {cron:?}: {} {}\nworker log (end):\n{}", answer.status, answer.body, tail.join("\n"));
+        }
     }
 
     /// A direct connection to redis-server, bypassing every edgesync component.

@@ -242,6 +242,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
         sleep: &ThreadSleep,
         flights: &Default::default(),
         waiter: &edgesync_core::single_flight::Unbounded,
+        page: &edgesync_core::api::page::PageAssets::NONE,
     };
     block_on(clear_all(&store, &config.keys, Scope::IncludePermanent)).unwrap();
     let qrl = Segment::new("symbol", "QRLUSDT").unwrap();

@@ -66,7 +66,8 @@ function drawChart(card, symbol, entries) {
       width, height: 220,
       scales: { x: { time: true } },
       series: [{}, { label: symbol, stroke: "#0969da", width: 2, points: { show: points.length < 60 } }],
-      axes: [{}, { size: 70 }],
+      // Prices differ in the 4th or 5th digit: label with enough of them.
+      axes: [{}, { size: 80, values: (u, ticks) => ticks.map((v) => String(Number(v.toPrecision(6)))) }],
     }, data, box);
     charts.set(symbol, chart);
   } else {

@@ -5,6 +5,7 @@
 //!   still a JSON error, never the runtime's text 500.
 //! - `#[event(scheduled)]` runs [`edgesync_core::sync::run_cron`] and logs one JSON line per task.
 //! - [`fetch_client`]: `worker::Fetch` as core's [`edgesync_core::http::HttpClient`].
+//! - [`page`]: the page's built files, compiled in.
 //! - [`runtime`]: builds core's services (config, store tier, clock, log) from the `Env`.
 //! - [`durable_object`]: the `EdgeStore` Durable Object (SQLite) holding the durable copy;
 //!   [`durable_transport`] reaches it from a request.
@@ -15,6 +16,7 @@ mod durable_object;
 mod durable_transport;
 mod fetch_client;
 mod inbound;
+mod page;
 mod runtime;
 mod waiter;
 

@@ -152,6 +152,7 @@ impl Runtime {
             sleep: &WorkerSleep,
             flights: flights(),
             waiter: &WorkerWaiter,
+            page: &crate::page::ASSETS,
         }
     }
 }

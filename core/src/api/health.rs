@@ -78,16 +78,19 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     Ok(Value::Object(statuses))
 }
 
+/// The name the health report is kept under in the isolate cache.
+pub const REPORT: &str = "health";
+
 /// `deep`: read the task statuses from Redis now, rather than reuse this isolate's report
 /// from within the fresh window (`MEMORY_TIER_TTL`).
 pub async fn health(app: &App<'_>, deep: bool) -> ApiResponse {
     let now = app.clock.now_ms();
     let memory = app.store.memory_tier();
-    if let Some(body) = memory.derived("health", now).filter(|_| !deep) {
+    if let Some(body) = memory.derived(REPORT, now).filter(|_| !deep) {
         return ApiResponse::json(200, &body).with_header("cache-control", "no-store");
     }
     let body = report(app).await;
-    memory.keep_derived("health", body.clone(), now);
+    memory.keep_derived(REPORT, body.clone(), now);
     ApiResponse::json(200, &body).with_header("cache-control", "no-store")
 }
 

@@ -9,6 +9,7 @@
 //! - [`flight`]: single-flight of exchange calls; [`budget`]: what misses may cost.
 //! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`).
 //! - [`metrics`]: `/metrics`, the counters in the Prometheus text format.
+//! - [`page`]: `/`, the trader's page, and its script and style.
 //! - [`health`], [`price`], [`market`], [`private`], [`admin`]: one file per route group.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod health;
 pub mod market;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod params;
 pub mod price;
 pub mod private;

@@ -3,7 +3,7 @@
 //! the worker a thin adapter.
 
 use super::params::echo;
-use super::{admin, auth, health, market, metrics, openapi, price, private, ApiError, ApiRequest, ApiResponse};
+use super::{admin, auth, health, market, metrics, openapi, page, price, private, ApiError, ApiRequest, ApiResponse};
 use crate::App;
 
 /// Who may call a route.
@@ -19,6 +19,7 @@ pub enum Access {
 /// What a matched route runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
+    Page(page::Asset),
     Health,
     OpenApi,
     Price,
@@ -54,6 +55,9 @@ const fn route(method: &'static str, pattern: &'static str, access: Access, hand
 }
 
 pub const ROUTES: &[Route] = &[
+    route("GET", "/", Access::Public, Handler::Page(page::Asset::Html)),
+    route("GET", "/app.js", Access::Public, Handler::Page(page::Asset::Script)),
+    route("GET", "/app.css", Access::Public, Handler::Page(page::Asset::Style)),
     route("GET", "/health", Access::Public, Handler::Health),
     route("GET", "/openapi.json", Access::Public, Handler::OpenApi),
     route("GET", "/v1/price/{symbol}", Access::Public, Handler::Price),
@@ -153,6 +157,7 @@ pub(super) async fn call(
         Handler::SyncStatus => private::sync_status(app).await,
         Handler::Stats => private::store_stats(app).await,
         Handler::Metrics => metrics::metrics(app).await,
+        Handler::Page(asset) => Ok(page::serve(app.page, asset)),
         Handler::SyncNow => admin::sync_now(app, param("task")).await,
         Handler::Invalidate => admin::invalidate(app, request).await,
         Handler::Warm => admin::warm_cache(app, request).await,

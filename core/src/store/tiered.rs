@@ -241,6 +241,11 @@ impl IsolateCache {
         (now - at < self.fresh_for_ms()).then(|| value.clone())
     }
 
+    /// Drops a kept answer (its inputs just changed, e.g. a cron ran in this isolate).
+    pub fn forget_derived(&self, name: &'static str) {
+        self.state().derived.remove(name);
+    }
+
     /// Keeps an answer derived from Redis reads for the fresh window.
     pub fn keep_derived(&self, name: &'static str, value: serde_json::Value, now: i64) {
         self.state().derived.insert(name, (now, value));

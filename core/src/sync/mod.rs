@@ -103,7 +103,10 @@ pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, Stri
     replay_pending(app, tasks).await;
     let exchange = exchange_client(app);
     let snapshot = Snapshot::new(&exchange);
-    Ok(join_all(tasks.iter().map(|task| run_task(app, &snapshot, *task))).await)
+    let reports = join_all(tasks.iter().map(|task| run_task(app, &snapshot, *task))).await;
+    // The statuses just changed: this isolate's kept health report is out of date.
+    app.store.memory_tier().forget_derived(crate::api::health::REPORT);
+    Ok(reports)
 }
 
 /// Writes what the durable copy holds pending to Redis (before this cron's own writes, so

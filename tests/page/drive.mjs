@@ -1,0 +1,56 @@
+// Drives edgesync's page in Debian's headless Chromium (playwright-core, pinned in
+// package-lock.json) and prints what a user would see, as JSON, for tests/tests/page.rs:
+//   node tests/page/drive.mjs <page url> '<options json>'
+// options: token (put in sessionStorage before the page loads), typeToken (typed into the
+// form after the first refresh), screenshot (a PNG path), viewport ({width, height}).
+// Every request the browser makes is listed, so the test can check none leaves the worker.
+import { chromium } from "playwright-core";
+
+const [url, optionsText] = process.argv.slice(2);
+const options = JSON.parse(optionsText ?? "{}");
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  // Background networking would try hosts this machine cannot (and must not) reach.
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
+});
+try {
+  const context = await browser.newContext({ viewport: options.viewport ?? { width: 1200, height: 900 } });
+  const requests = [];
+  context.on("request", (request) => requests.push(request.url()));
+  if (typeof options.token === "string") {
+    await context.addInitScript((token) => sessionStorage.setItem("edgesync.read-token", token), options.token);
+  }
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(String(error)));
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.ready === "1", null, { timeout: 30_000 });
+  if (typeof options.typeToken === "string") {
+    const before = await page.evaluate(() => Number(document.body.dataset.refreshes));
+    await page.fill("#token", options.typeToken);
+    await page.click("#token-form button");
+    await page.waitForFunction((n) => Number(document.body.dataset.refreshes) > n, before, { timeout: 30_000 });
+  }
+  const seen = await page.evaluate(() => ({
+    charts: Object.fromEntries([...document.querySelectorAll(".card")].map((card) =>
+      [card.dataset.symbol, Number(card.querySelector(".chart").dataset.points)])),
+    canvases: document.querySelectorAll(".chart canvas").length,
+    prices: Object.fromEntries([...document.querySelectorAll(".card")].map((card) =>
+      [card.dataset.symbol, card.querySelector('[data-field="price"]').textContent])),
+    tasks: Object.fromEntries([...document.querySelectorAll("#tasks tr[data-task]")].map((row) =>
+      [row.dataset.task, row.children[1].dataset.state])),
+    store: document.getElementById("store").dataset.state,
+    banner: { state: document.getElementById("banner").dataset.state, text: document.getElementById("banner").textContent },
+    private: document.getElementById("private").dataset.state,
+    privateMessage: document.getElementById("private-message").textContent,
+    positions: document.querySelectorAll("[data-position]").length,
+    costs: document.querySelectorAll("[data-cost]").length,
+    token: sessionStorage.getItem("edgesync.read-token"),
+    scrollWidth: document.documentElement.scrollWidth,
+  }));
+  if (options.screenshot) await page.screenshot({ path: options.screenshot, fullPage: true });
+  console.log(JSON.stringify({ ...seen, errors, requests }));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,178 @@
+//! The trader's page and `/metrics` end to end: the worker in workerd with real Redis and the
+//! stand-in, the page driven in Debian's headless Chromium through playwright-core
+//! (`tests/page/drive.mjs`, which reports what the page shows and every request it made).
+//! The screenshot README.md shows is made here (`docs/page.png`).
+
+use std::process::Command;
+
+use edgesync_e2e::binaries;
+use edgesync_e2e::harness::{repo_root, Stack, StackOptions};
+use edgesync_e2e::suite::run_suite;
+use serde_json::{json, Value};
+
+const READ_TOKEN: &str = "page-read-token";
+const ALL: &str = "*/3 * * * *";
+const SYMBOLS: [&str; 2] = ["QRLUSDT", "BTCUSDT"];
+
+fn main() {
+    run_suite(
+        || {
+            for (tool, hint) in
+                [("/usr/bin/chromium", "apt-get install chromium (`make test` does this)"), ("node", "install Node.js")]
+            {
+                let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+                if !found.is_ok_and(|o| o.status.success()) {
+                    return Err(format!("{tool} is missing: {hint}"));
+                }
+            }
+            let stack = Stack::start(StackOptions {
+                binaries: binaries!(),
+                vars: [("REDIS_NAMESPACE", "page"), ("SYMBOLS", "QRLUSDT,BTCUSDT"), ("READ_TOKEN", READ_TOKEN)]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })?;
+            for price in ["0.0150", "0.0152", "0.0149"] {
+                set_price(&stack, price);
+                stack.fire_cron(ALL);
+            }
+            Ok(stack)
+        },
+        &[
+            ("the_chart_has_a_point_per_history_entry", the_chart_has_a_point_per_history_entry),
+            ("private_panels_ask_for_the_token", private_panels_ask_for_the_token),
+            ("the_page_fits_a_phone_screen", the_page_fits_a_phone_screen),
+            ("metrics_parse_and_move_with_reads", metrics_parse_and_move_with_reads),
+            ("redis_down_shows_the_stale_state", redis_down_shows_the_stale_state),
+        ],
+    )
+}
+
+fn set_price(stack: &Stack, last_price: &str) {
+    let ticker = json!({
+        "symbol": "QRLUSDT", "priceChange": "0.0001", "priceChangePercent": "0.67",
+        "prevClosePrice": "0.0149", "lastPrice": last_price, "bidPrice": "0.0149", "bidQty": "",
+        "askPrice": "0.0151", "askQty": "", "openPrice": "0.0149", "highPrice": "0.0155",
+        "lowPrice": "0.0147", "volume": "182000", "quoteVolume": null,
+        "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
+    });
+    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
+}
+
+/// What the page shows, as `drive.mjs` reports it.
+fn drive(stack: &Stack, options: Value) -> Value {
+    let script = repo_root().join("tests/page/drive.mjs");
+    let output = Command::new("node")
+        .current_dir(repo_root())
+        .arg(&script)
+        .arg(format!("{}/", stack.worker_url))
+        .arg(options.to_string())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "drive.mjs failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(seen["errors"], json!([]), "no script errors on the page: {seen}");
+    for url in seen["requests"].as_array().expect("requests") {
+        let url = url.as_str().unwrap();
+        assert!(url.starts_with(&format!("{}/", stack.worker_url)), "every request goes to the worker: {url}");
+    }
+    seen
+}
+
+fn history_count(stack: &Stack, symbol: &str) -> u64 {
+    stack.get(&format!("/v1/price/{symbol}/history?limit=1000")).json()["count"].as_u64().expect("a count")
+}
+
+/// After crons, each symbol's chart has one point per history entry, the sync states read
+/// `ok`, the store is healthy, and with the token the private panels are filled. The
+/// screenshot is saved for the README.
+fn the_chart_has_a_point_per_history_entry(stack: &Stack) {
+    let screenshot = repo_root().join("docs/page.png");
+    let seen = drive(stack, json!({ "token": READ_TOKEN, "screenshot": screenshot }));
+    for symbol in SYMBOLS {
+        let entries = history_count(stack, symbol);
+        assert!(entries >= 3, "{symbol} was synced by every cron: {entries}");
+        assert_eq!(seen["charts"][symbol].as_u64(), Some(entries), "{symbol}: {seen}");
+    }
+    assert_eq!(seen["canvases"], 2, "one drawn chart per symbol");
+    assert_eq!(seen["prices"]["QRLUSDT"], "0.0149", "the latest price, as the exact string");
+    for task in ["price", "balance", "cost"] {
+        assert_eq!(seen["tasks"][task], "ok", "{task}: {seen}");
+    }
+    assert_eq!((seen["store"].as_str(), seen["banner"]["state"].as_str()), (Some("ok"), Some("none")), "{seen}");
+    assert_eq!(seen["private"], "ok", "{seen}");
+    assert_eq!(seen["costs"], 2, "a cost row per symbol: {seen}");
+    assert!(seen["positions"].as_u64().unwrap() > 0, "positions from the synced account: {seen}");
+    let png = std::fs::read(&screenshot).expect("the screenshot was written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+}
+
+/// No token: the private panels ask for one. A wrong token: they say unauthorized. The right
+/// token typed once: the panels fill, and the token is kept in `sessionStorage`.
+fn private_panels_ask_for_the_token(stack: &Stack) {
+    let none = drive(stack, json!({}));
+    assert_eq!(none["private"], "need-token", "{none}");
+    assert_eq!((none["positions"].as_u64(), none["costs"].as_u64()), (Some(0), Some(0)));
+    let wrong = drive(stack, json!({ "token": "not-the-token" }));
+    assert_eq!(wrong["private"], "unauthorized", "{wrong}");
+    assert!(wrong["privateMessage"].as_str().unwrap().contains("Unauthorized"), "{wrong}");
+    let typed = drive(stack, json!({ "typeToken": READ_TOKEN }));
+    assert_eq!((typed["private"].as_str(), typed["token"].as_str()), (Some("ok"), Some(READ_TOKEN)), "{typed}");
+}
+
+/// On a phone-sized screen nothing needs scrolling sideways.
+fn the_page_fits_a_phone_screen(stack: &Stack) {
+    let seen = drive(stack, json!({ "token": READ_TOKEN, "viewport": { "width": 390, "height": 844 } }));
+    assert!(seen["scrollWidth"].as_u64().unwrap() <= 390, "no horizontal overflow: {seen}");
+    assert_eq!(seen["charts"]["QRLUSDT"].as_u64(), Some(history_count(stack, "QRLUSDT")));
+}
+
+fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .unwrap_or_else(|e| panic!("/metrics parses as the Prometheus text format ({e}):\n{text}"))
+}
+
+fn value_of(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// `/metrics` needs the token, parses as the text format, and its counters move as reads
+/// happen.
+fn metrics_parse_and_move_with_reads(stack: &Stack) {
+    assert_eq!(stack.get("/metrics").status, 401);
+    let get = || stack.request("GET", "/metrics", &[("authorization", &format!("Bearer {READ_TOKEN}"))], b"");
+    let first = get();
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.header("content-type").unwrap_or_default().starts_with("text/plain; version=0.0.4"));
+    let before = parse_metrics(&first.body);
+    assert!(value_of(&before, "edgesync_sync_runs_total", &[("task", "price")]) >= 3.0, "{}", first.body);
+    assert!(value_of(&before, "edgesync_sync_last_success_timestamp_seconds", &[("task", "price")]) > 1.7e9);
+    // A price read is of `cached` (class `price`) while it is fresh, else of `latest`.
+    let reads = |scrape: &prometheus_parse::Scrape| value_of(scrape, "edgesync_tier_reads_total", &[]);
+    for _ in 0..3 {
+        assert_eq!(stack.get("/v1/price/QRLUSDT").status, 200);
+    }
+    let after = parse_metrics(&get().body);
+    assert!(reads(&after) >= reads(&before) + 3.0, "price reads counted: {} → {}", reads(&before), reads(&after));
+}
+
+/// With Redis stopped the page says so: the stale banner and store state, data still shown.
+fn redis_down_shows_the_stale_state(stack: &Stack) {
+    stack.backend.stop_redis();
+    let seen = drive(stack, json!({ "token": READ_TOKEN }));
+    stack.backend.restart_redis().expect("redis restarts");
+    assert_eq!((seen["banner"]["state"].as_str(), seen["store"].as_str()), (Some("stale"), Some("stale")), "{seen}");
+    assert!(seen["banner"]["text"].as_str().unwrap().contains("Redis is down"), "{seen}");
+    assert!(seen["charts"]["QRLUSDT"].as_u64().unwrap() >= 3, "the synced history is still charted: {seen}");
+}
