@@ -40,7 +40,7 @@ DEV_PORT ?= 8787
 # The bundle budget: 600 KB compressed (the free plan allows 3 MB; a small bundle starts fast).
 BUNDLE_LIMIT_BYTES := 614400
 
-.PHONY: help dev test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check bench bench-migrator bench-core deploy clean
+.PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check bench bench-migrator bench-core deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ help: ## list the targets
 dev: tools wasm ## run the worker locally in workerd on 127.0.0.1:$(DEV_PORT)
 	@[ -f .dev.vars ] || echo "note: no .dev.vars (see .dev.vars.example): running on the durable copy (a Durable Object kept in .wrangler/state), no exchange keys"
 	$(NODE_BIN)/wrangler dev --ip 127.0.0.1 --port $(DEV_PORT) --inspector-ip 127.0.0.1 --test-scheduled
+
+demo: tools wasm ## the page with a moving demo market: no Redis, no keys, no network (127.0.0.1:$(DEV_PORT))
+	cargo build -p edgesync-e2e --bin mexc-standin --bin edgesync-demo --quiet
+	$(ROOT)/target/debug/edgesync-demo --port $(DEV_PORT)
 
 test: tools lint unit wasm e2e deploy-check ## install what is missing, then fmt, clippy, unit, e2e and bundle checks
 	@echo "make test: all checks passed"
@@ -60,6 +64,9 @@ apt-tools:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
 		echo "installing redis-server (apt)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@[ -x /usr/bin/chromium ] || { \
+		echo "installing chromium (apt, for the page's browser tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 rust-tools:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown

@@ -514,10 +514,20 @@ pub fn start_wrangler_dev_persisted(
     log: &std::path::Path,
     state: Option<&std::path::Path>,
 ) -> Result<(Service, String), String> {
+    start_wrangler_dev_at(config, vars, log, state, free_port())
+}
+
+/// [`start_wrangler_dev_persisted`] on `port` (127.0.0.1).
+pub fn start_wrangler_dev_at(
+    config: Option<&std::path::Path>,
+    vars: &[(String, String)],
+    log: &std::path::Path,
+    state: Option<&std::path::Path>,
+    port: u16,
+) -> Result<(Service, String), String> {
     let root = repo_root();
     let wrangler = root.join("node_modules/.bin/wrangler");
     require_tool(wrangler.to_str().unwrap_or_default(), "run `npm ci` in the repository root (`make test` does this)")?;
-    let port = free_port();
     let mut command = Command::new(&wrangler);
     command.current_dir(&root).args([
         "dev",

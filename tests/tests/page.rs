@@ -44,6 +44,7 @@ fn main() {
             ("the_page_fits_a_phone_screen", the_page_fits_a_phone_screen),
             ("metrics_parse_and_move_with_reads", metrics_parse_and_move_with_reads),
             ("redis_down_shows_the_stale_state", redis_down_shows_the_stale_state),
+            ("the_demo_fills_the_chart_within_a_minute", the_demo_fills_the_chart_within_a_minute),
         ],
     )
 }
@@ -61,11 +62,15 @@ fn set_price(stack: &Stack, last_price: &str) {
 
 /// What the page shows, as `drive.mjs` reports it.
 fn drive(stack: &Stack, options: Value) -> Value {
+    drive_at(&stack.worker_url, options)
+}
+
+fn drive_at(worker_url: &str, options: Value) -> Value {
     let script = repo_root().join("tests/page/drive.mjs");
     let output = Command::new("node")
         .current_dir(repo_root())
         .arg(&script)
-        .arg(format!("{}/", stack.worker_url))
+        .arg(format!("{worker_url}/"))
         .arg(options.to_string())
         .output()
         .expect("node runs");
@@ -75,7 +80,7 @@ fn drive(stack: &Stack, options: Value) -> Value {
     assert_eq!(seen["errors"], json!([]), "no script errors on the page: {seen}");
     for url in seen["requests"].as_array().expect("requests") {
         let url = url.as_str().unwrap();
-        assert!(url.starts_with(&format!("{}/", stack.worker_url)), "every request goes to the worker: {url}");
+        assert!(url.starts_with(&format!("{worker_url}/")), "every request goes to the worker: {url}");
     }
     seen
 }
@@ -175,4 +180,31 @@ fn redis_down_shows_the_stale_state(stack: &Stack) {
     assert_eq!((seen["banner"]["state"].as_str(), seen["store"].as_str()), (Some("stale"), Some("stale")), "{seen}");
     assert!(seen["banner"]["text"].as_str().unwrap().contains("Redis is down"), "{seen}");
     assert!(seen["charts"]["QRLUSDT"].as_u64().unwrap() >= 3, "the synced history is still charted: {seen}");
+}
+
+/// `make demo` as a newcomer runs it (its defaults; only the port and state are the test's):
+/// within a minute of starting, the page's charts hold at least ten points, and with the
+/// demo's token the positions and P&L are there. (This suite runs in a loopback-only network
+/// namespace under `make test`: the demo talks to nothing else.)
+fn the_demo_fills_the_chart_within_a_minute(_: &Stack) {
+    let started = std::time::Instant::now();
+    let state = tempfile::tempdir().unwrap();
+    let port = edgesync_e2e::process::free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edgesync-demo"));
+    command.args(["--port", &port.to_string()]).arg("--state").arg(state.path().join("durable"));
+    let _demo = edgesync_e2e::process::Service::spawn("edgesync-demo", command, &state.path().join("demo.log"))
+        .expect("the demo starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let points = edgesync_e2e::process::wait_until("ten synced prices", std::time::Duration::from_secs(60), || {
+        let answer = ureq::get(&format!("{url}/v1/price/QRLUSDT/history?limit=1000")).call().ok()?;
+        let body: Value = serde_json::from_str(&answer.into_body().read_to_string().ok()?).ok()?;
+        body["count"].as_u64().filter(|n| *n >= 10)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", std::fs::read_to_string(state.path().join("demo.log")).unwrap_or_default()));
+    let seen = drive_at(&url, json!({ "token": "demo" }));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "filled in {:?}", started.elapsed());
+    assert!(seen["charts"]["QRLUSDT"].as_u64().unwrap() >= points, "{seen}");
+    assert!(seen["charts"]["BTCUSDT"].as_u64().unwrap() >= 10, "{seen}");
+    assert_eq!((seen["private"].as_str(), seen["costs"].as_u64()), (Some("ok"), Some(2)), "{seen}");
+    assert_eq!(seen["store"], "ok", "the demo runs on the durable copy: {seen}");
 }
