@@ -241,9 +241,9 @@ impl IsolateCache {
         (now - at < self.fresh_for_ms()).then(|| value.clone())
     }
 
-    /// Drops a kept answer (its inputs just changed, e.g. a cron ran in this isolate).
-    pub fn forget_derived(&self, name: &'static str) {
-        self.state().derived.remove(name);
+    /// Drops every kept answer: their inputs just changed (a cron ran in this isolate).
+    pub fn forget_derived(&self) {
+        self.state().derived.clear();
     }
 
     /// Keeps an answer derived from Redis reads for the fresh window.

@@ -105,7 +105,7 @@ pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, Stri
     let snapshot = Snapshot::new(&exchange);
     let reports = join_all(tasks.iter().map(|task| run_task(app, &snapshot, *task))).await;
     // The statuses just changed: this isolate's kept health report is out of date.
-    app.store.memory_tier().forget_derived(crate::api::health::REPORT);
+    app.store.memory_tier().forget_derived();
     Ok(reports)
 }
 
