@@ -51,6 +51,7 @@ dev: tools wasm ## run the worker locally in workerd on 127.0.0.1:$(DEV_PORT)
 
 demo: tools wasm ## the page with a moving demo market: no Redis, no keys, no network (127.0.0.1:$(DEV_PORT))
 	cargo build -p edgesync-e2e --bin mexc-standin --bin edgesync-demo --quiet
+	cargo build -p edgesync-gateway --bin edgesync-gateway --quiet
 	$(ROOT)/target/debug/edgesync-demo --port $(DEV_PORT)
 
 test: tools lint unit wasm e2e deploy-check ## install what is missing, then fmt, clippy, unit, e2e and bundle checks
@@ -111,6 +112,7 @@ unit: $(PAGE) ## native unit and integration tests of every crate except the e2e
 e2e: tools wasm ## end-to-end tests: redis-server, gateway, MEXC stand-in, workerd
 	cargo test -p edgesync-e2e --tests --no-run --quiet
 	cargo build -p edgesync-migrator --bin migrator --quiet
+	cargo build -p edgesync-gateway --bin edgesync-gateway --quiet
 	@# Where possible, run in a network namespace that has only loopback, which proves no
 	@# test (nor wrangler) talks to anything beyond 127.0.0.1.
 	@if unshare --net true 2>/dev/null; then \
@@ -130,10 +132,12 @@ deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the 600 
 
 bench: tools wasm ## HTTP latency/throughput of the worker vs. a hello-world worker (wrk)
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench http
 
 bench-migrator: tools ## migrator apply on 1M keys vs. redis-benchmark and a naive loop, plus peak RSS
 	cargo build --release -p edgesync-migrator --bin migrator --quiet
+	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench migrator
 
 bench-core: ## criterion benchmarks of key building and the codec (numbers in docs/benchmarks.md)

@@ -28,11 +28,23 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Paths of this crate's binaries; build with [`crate::binaries!`] from a test target, where
-/// Cargo provides them.
+/// Paths of the binaries the stacks run: the gateway (its own crate, built by `make e2e`
+/// next to the test binaries) and this crate's stand-in (Cargo provides its path to tests).
 pub struct Binaries {
     pub gateway: &'static str,
     pub standin: &'static str,
+}
+
+/// The `edgesync-gateway` binary, built by `make e2e` (`cargo build -p edgesync-gateway`)
+/// next to the test binaries: the e2e suites run the binary users run.
+pub fn gateway_binary() -> &'static str {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().expect("target dir");
+    // Integration tests live in target/<profile>/deps, other binaries in target/<profile>.
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target dir") } else { dir };
+    let path = dir.join("edgesync-gateway");
+    assert!(path.exists(), "{} is missing: run `cargo build -p edgesync-gateway` (make e2e does)", path.display());
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
 }
 
 /// Expands to the [`Binaries`] of this package (only valid in its integration tests).
@@ -40,7 +52,7 @@ pub struct Binaries {
 macro_rules! binaries {
     () => {
         $crate::harness::Binaries {
-            gateway: env!("CARGO_BIN_EXE_upstash-gateway"),
+            gateway: $crate::harness::gateway_binary(),
             standin: env!("CARGO_BIN_EXE_mexc-standin"),
         }
     };
@@ -212,9 +224,9 @@ impl RedisBackend {
         let mut command = Command::new(binaries.gateway);
         command.args(["--listen", &format!("127.0.0.1:{gateway_port}"), "--redis-url", &redis_url]);
         command.env("GATEWAY_TOKEN", REDIS_TOKEN);
-        let mut gateway = Service::spawn("upstash-gateway", command, &log("gateway"))?;
+        let mut gateway = Service::spawn("edgesync-gateway", command, &log("gateway"))?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-        wait_ready(&http, &mut gateway, &format!("{gateway_url}/__gateway/stats"), Duration::from_secs(20))?;
+        wait_ready(&http, &mut gateway, &format!("{gateway_url}/?_token={REDIS_TOKEN}"), Duration::from_secs(20))?;
         Ok(RedisBackend {
             gateway,
             redis: Mutex::new(redis),
@@ -266,11 +278,41 @@ impl RedisBackend {
 
     /// `{"requests", "commands"}` the gateway has served since the last reset.
     pub fn gateway_stats(&self) -> Value {
-        call(&self.http, "GET", &format!("{}/__gateway/stats", self.gateway_url), None).json()
+        call(&self.http, "GET", &format!("{}/__gateway/stats?_token={REDIS_TOKEN}", self.gateway_url), None).json()
     }
 
     pub fn reset_gateway_stats(&self) {
-        call(&self.http, "POST", &format!("{}/__gateway/reset", self.gateway_url), None);
+        let auth = format!("Bearer {REDIS_TOKEN}");
+        let answer = self.gateway_call("POST", "/__gateway/reset", &[("authorization", &auth)], None);
+        assert_eq!(answer.status, 200, "resetting the gateway's counters: {}", answer.body);
+    }
+
+    /// Another `edgesync-gateway` in front of this Redis, with `args` (tokens, policy, TLS)
+    /// and `env`; returns it and its base URL (`https://` when `--tls-cert` is given), once
+    /// it says it listens.
+    pub fn start_gateway(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(Service, String), String> {
+        let port = free_port();
+        let mut command = Command::new(gateway_binary());
+        command.args(["--listen", &format!("127.0.0.1:{port}"), "--redis-url", &self.redis_url]).args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let log = self.log(&format!("gateway-{port}"));
+        let mut service = Service::spawn("edgesync-gateway", command, &log)?;
+        wait_until("the extra gateway to listen", Duration::from_secs(20), || {
+            if !service.is_running() {
+                return Some(Err(std::fs::read_to_string(&log).unwrap_or_default()));
+            }
+            std::fs::read_to_string(&log).ok().filter(|text| text.contains("listening on")).map(|_| Ok(()))
+        })?
+        .map_err(|log| format!("the gateway exited: {log}"))?;
+        let scheme = if args.contains(&"--tls-cert") { "https" } else { "http" };
+        Ok((service, format!("{scheme}://127.0.0.1:{port}")))
+    }
+
+    /// The per-run CA, and the certificate and key it signed for 127.0.0.1 (PEM files).
+    pub fn tls_files(&self) -> (&std::path::Path, &std::path::Path, &std::path::Path) {
+        (&self.tls.ca, &self.tls.certificate, &self.tls.key)
     }
 
     /// Any request to the gateway, e.g. to test the protocol itself.

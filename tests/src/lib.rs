@@ -12,7 +12,6 @@
 //!   (binary `mexc-standin`).
 
 pub mod admin;
-pub mod gateway;
 pub mod harness;
 pub mod native_http;
 pub mod process;

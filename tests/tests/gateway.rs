@@ -1,5 +1,7 @@
-//! The Upstash-REST gateway speaks the documented protocol (docs/upstash-rest.md)
-//! in front of a real redis-server; and core's `UpstashClient` works against it.
+//! `edgesync-gateway` speaks the documented Upstash REST protocol (docs/upstash-rest.md) in
+//! front of a real redis-server — to core's `UpstashClient` and to the official
+//! `@upstash/redis` SDK — isolates requests from each other, enforces its command policy per
+//! token, and serves TLS beyond loopback.
 
 use base64::Engine as _;
 use edgesync_core::secret::Secret;
@@ -24,6 +26,18 @@ fn main() {
             ("base64_and_resp2_encodings", base64_and_resp2_encodings),
             ("sync_token_on_every_response", sync_token_on_every_response),
             ("core_client_round_trips_through_the_gateway", core_client_round_trips_through_the_gateway),
+            ("the_upstash_sdk_runs_everyday_commands", the_upstash_sdk_runs_everyday_commands),
+            (
+                "connection_state_commands_change_nothing_for_others",
+                connection_state_commands_change_nothing_for_others,
+            ),
+            ("blocking_commands_wait_alone_and_bounded", blocking_commands_wait_alone_and_bounded),
+            (
+                "administrative_commands_are_denied_and_change_nothing",
+                administrative_commands_are_denied_and_change_nothing,
+            ),
+            ("read_only_tokens_only_read", read_only_tokens_only_read),
+            ("tls_beyond_loopback_with_a_per_run_ca", tls_beyond_loopback_with_a_per_run_ca),
         ],
     )
 }
@@ -187,4 +201,228 @@ fn core_client_round_trips_through_the_gateway(backend: &RedisBackend) {
     );
     let error = block_on(wrong_token.get("gw:core")).unwrap_err();
     assert!(matches!(error, StoreError::Rejected { status: 401, .. }), "{error:?}");
+}
+
+/// The SDK's answers, from `tests/gateway/sdk.mjs`.
+fn sdk(url: &str, token: &str, scenario: &str, extra_ca: Option<&std::path::Path>) -> serde_json::Value {
+    let root = edgesync_e2e::harness::repo_root();
+    let mut command = std::process::Command::new("node");
+    command.current_dir(&root).arg(root.join("tests/gateway/sdk.mjs")).args([url, token, scenario]);
+    if let Some(ca) = extra_ca {
+        command.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let output = command.output().expect("node runs (install Node.js)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "sdk.mjs failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn redis_get(backend: &RedisBackend, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query(&mut backend.redis()).unwrap()
+}
+
+/// The official SDK, as a user would call it: strings, JSON values, non-ASCII (the SDK asks
+/// for base64 responses), TTLs, hashes, sorted sets, sets, counters, pipelines, transactions,
+/// deletes — each answer what redis-server holds; `FLUSHALL` is denied to this token.
+fn the_upstash_sdk_runs_everyday_commands(backend: &RedisBackend) {
+    let seen = sdk(&backend.gateway_url, REDIS_TOKEN, "everyday", None);
+    assert_eq!(seen["set"], "OK", "{seen}");
+    assert_eq!(seen["str"], "hello");
+    assert_eq!(seen["json"], json!({"price": "0.0150", "n": 3}));
+    assert_eq!(redis_get(backend, "sdk:json").as_deref(), Some(r#"{"price":"0.0150","n":3}"#));
+    assert_eq!(seen["unicode"], "ünïcødé ✓");
+    assert_eq!(redis_get(backend, "sdk:uni").as_deref(), Some("ünïcødé ✓"));
+    assert!(seen["ttl"].as_i64().is_some_and(|ttl| (1..=100).contains(&ttl)), "{seen}");
+    assert_eq!(seen["hash"], json!({"a": 1, "b": "two"}), "the SDK parses numbers it reads");
+    assert_eq!(seen["zset"], json!(["one", 1, "two", 2]));
+    assert_eq!(seen["set_members"], json!(["x", "y"]));
+    assert_eq!(seen["incr"], 1);
+    assert_eq!(seen["pipeline"], json!(["OK", 2, 2]));
+    assert_eq!(seen["multi"], json!(["OK", 2, "ab"]));
+    assert_eq!((seen["del"].as_i64(), &seen["gone"]), (Some(1), &serde_json::Value::Null));
+    assert_eq!(redis_get(backend, "sdk:str"), None);
+    assert!(seen["flushall"]["error"].as_str().unwrap().contains("NOPERM"), "{seen}");
+    assert_eq!(redis_get(backend, "sdk:uni").as_deref(), Some("ünïcødé ✓"), "FLUSHALL changed nothing");
+}
+
+/// Time one authenticated command takes from a second client, with its answer.
+fn timed(backend: &RedisBackend, body: &[u8]) -> (std::time::Duration, u16, serde_json::Value) {
+    let started = std::time::Instant::now();
+    let answer = backend.gateway_call("POST", "/", &[AUTH], Some(body));
+    (started.elapsed(), answer.status, answer.json())
+}
+
+/// Each command that would change the shared connection is refused with an Upstash-shaped
+/// error, and a second client's writes and reads land in db 0, answer normally and fast.
+fn connection_state_commands_change_nothing_for_others(backend: &RedisBackend) {
+    for (i, command) in [
+        r#"["SUBSCRIBE","c"]"#,
+        r#"["PSUBSCRIBE","c*"]"#,
+        r#"["SELECT","1"]"#,
+        r#"["MULTI"]"#,
+        r#"["CLIENT","REPLY","OFF"]"#,
+        r#"["CLIENT","PAUSE","10000"]"#,
+        r#"["MONITOR"]"#,
+        r#"["HELLO","3"]"#,
+        r#"["RESET"]"#,
+        r#"["QUIT"]"#,
+        r#"["AUTH","x"]"#,
+        r#"["WATCH","k"]"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let refused = backend.gateway_call("POST", "/", &[AUTH], Some(command.as_bytes()));
+        assert_eq!(refused.status, 400, "{command}: {}", refused.body);
+        assert!(refused.json()["error"].as_str().unwrap().starts_with("ERR"), "{command}: {}", refused.body);
+        let key = format!("iso:{i}");
+        let (took, status, body) = timed(backend, format!(r#"["SET","{key}","v{i}"]"#).as_bytes());
+        assert_eq!((status, &body), (200, &json!({"result": "OK"})), "after {command}");
+        assert!(took < std::time::Duration::from_secs(1), "after {command}: {took:?}");
+        assert_eq!(redis_get(backend, &key), Some(format!("v{i}")), "after {command}: written to db 0");
+    }
+    let subscribed = backend.gateway_call("GET", "/subscribe/news", &[AUTH], None);
+    assert_eq!(subscribed.status, 400);
+    assert!(subscribed.json()["error"].as_str().unwrap().contains("not supported"), "{}", subscribed.body);
+    let inside = backend.gateway_call("POST", "/multi-exec", &[AUTH], Some(br#"[["SET","iso:t","1"],["SELECT","1"]]"#));
+    assert_eq!(inside.status, 400, "{}", inside.body);
+    assert_eq!(redis_get(backend, "iso:t"), None, "a refused transaction runs nothing");
+}
+
+/// `BLPOP q 0` (forever) waits on its own connection: meanwhile another client's commands
+/// answer at once, and the blocked one ends at the gateway's bound, or with the value pushed.
+fn blocking_commands_wait_alone_and_bounded(backend: &RedisBackend) {
+    let (_gateway, url) = backend
+        .start_gateway(&["--max-block-ms", "1500"], &[("GATEWAY_TOKEN", REDIS_TOKEN)])
+        .expect("a gateway with a short block bound");
+    let post = |body: &'static [u8]| {
+        let url = url.clone();
+        move || {
+            let started = std::time::Instant::now();
+            let answer = ureq::post(&format!("{url}/"))
+                .header("authorization", &format!("Bearer {REDIS_TOKEN}"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send(body)
+                .unwrap();
+            let status = answer.status().as_u16();
+            (started.elapsed(), status, answer.into_body().read_to_string().unwrap())
+        }
+    };
+    let blocked = std::thread::spawn(post(br#"["BLPOP","block:q","0"]"#));
+    let pushed = std::thread::spawn(post(br#"["BLPOP","block:p","0"]"#));
+    edgesync_e2e::process::wait_until("both BLPOPs blocking in Redis", std::time::Duration::from_secs(5), || {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut backend.redis()).ok()?;
+        (clients.lines().filter(|line| line.contains("cmd=blpop")).count() >= 2).then_some(())
+    })
+    .unwrap();
+    for i in 0..5 {
+        let (took, status, _) = timed(backend, format!(r#"["SET","block:{i}","x"]"#).as_bytes());
+        assert!(status == 200 && took < std::time::Duration::from_millis(500), "others are not held up: {took:?}");
+    }
+    let _: () = redis::cmd("RPUSH").arg("block:p").arg("v").query(&mut backend.redis()).unwrap();
+    let (took, status, body) = pushed.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"result":["block:p","v"]}"#), "took {took:?}");
+    let (took, status, body) = blocked.join().unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("limit"), "{body}");
+    assert!(took >= std::time::Duration::from_millis(1400) && took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+/// Administrative commands answer `NOPERM` (403, Upstash's error shape) and change nothing;
+/// `CONFIG GET` (edgesync's stats read it) still answers; an admin token may run them.
+fn administrative_commands_are_denied_and_change_nothing(backend: &RedisBackend) {
+    let _: () = redis::cmd("SET").arg("admin:kept").arg("1").query(&mut backend.redis()).unwrap();
+    let size = || -> i64 { redis::cmd("DBSIZE").query(&mut backend.redis()).unwrap() };
+    let before = size();
+    for command in [
+        r#"["FLUSHALL"]"#,
+        r#"["FLUSHDB"]"#,
+        r#"["CONFIG","SET","maxmemory","1"]"#,
+        r#"["SCRIPT","FLUSH"]"#,
+        r#"["DEBUG","SLEEP","0"]"#,
+        r#"["SHUTDOWN","NOSAVE"]"#,
+        r#"["REPLICAOF","127.0.0.1","1"]"#,
+        r#"["SAVE"]"#,
+        r#"["ACL","LIST"]"#,
+    ] {
+        let denied = backend.gateway_call("POST", "/", &[AUTH], Some(command.as_bytes()));
+        assert_eq!(denied.status, 403, "{command}: {}", denied.body);
+        assert!(denied.json()["error"].as_str().unwrap().starts_with("NOPERM"), "{}", denied.body);
+    }
+    let in_pipeline =
+        backend.gateway_call("POST", "/pipeline", &[AUTH], Some(br#"[["GET","admin:kept"],["FLUSHALL"]]"#));
+    assert_eq!(in_pipeline.json()[0], json!({"result": "1"}));
+    assert!(in_pipeline.json()[1]["error"].as_str().unwrap().starts_with("NOPERM"), "{}", in_pipeline.body);
+    assert_eq!(size(), before, "nothing was flushed");
+    let maxmemory: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory").query(&mut backend.redis()).unwrap();
+    assert_eq!(maxmemory[1], "0", "CONFIG SET changed nothing");
+    let config_get = backend.gateway_call("POST", "/", &[AUTH], Some(br#"["CONFIG","GET","maxmemory-policy"]"#));
+    assert_eq!(config_get.status, 200, "{}", config_get.body);
+    let stats = backend.gateway_call("GET", "/__gateway/stats", &[], None);
+    assert_eq!(stats.status, 401, "the counters need a token");
+
+    let (_gateway, url) =
+        backend.start_gateway(&[], &[("GATEWAY_ADMIN_TOKEN", "admin-token")]).expect("a gateway with an admin token");
+    let answer = ureq::post(&format!("{url}/"))
+        .header("authorization", "Bearer admin-token")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(br#"["CONFIG","SET","maxmemory-samples","6"]"#.as_slice())
+        .unwrap();
+    assert_eq!(answer.status(), 200, "an admin token may");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-samples").arg("5").query(&mut backend.redis()).unwrap();
+}
+
+/// A read-only token reads (through the official SDK) and is refused every write, which
+/// changes nothing.
+fn read_only_tokens_only_read(backend: &RedisBackend) {
+    let (_gateway, url) = backend
+        .start_gateway(&[], &[("GATEWAY_TOKEN", REDIS_TOKEN), ("GATEWAY_READ_ONLY_TOKEN", "reader")])
+        .expect("a gateway with a read-only token");
+    let _: () =
+        redis::cmd("SET").arg("sdk:json").arg(r#"{"price":"0.0150","n":3}"#).query(&mut backend.redis()).unwrap();
+    let _: () = redis::cmd("HSET").arg("sdk:hash").arg("a").arg("1").query(&mut backend.redis()).unwrap();
+    let seen = sdk(&url, "reader", "read-only", None);
+    assert_eq!(seen["get"], json!({"price": "0.0150", "n": 3}), "{seen}");
+    assert_eq!(seen["hgetall"]["a"], 1);
+    for write in ["set", "del"] {
+        assert!(seen[write]["error"].as_str().unwrap().contains("read-only"), "{write}: {seen}");
+    }
+    assert_eq!(redis_get(backend, "sdk:json").as_deref(), Some(r#"{"price":"0.0150","n":3}"#), "unchanged");
+    let exists: bool = redis::cmd("EXISTS").arg("sdk:hash").query(&mut backend.redis()).unwrap();
+    assert!(exists, "not deleted");
+}
+
+/// Beyond loopback the gateway needs TLS or an explicit `--insecure-listen`: plain text on
+/// 0.0.0.0 is refused before anything binds; with the per-run CA's certificate it serves
+/// HTTPS (bound to 127.0.0.1 here, as every server in the tests), and the SDK trusts it
+/// through that CA only.
+fn tls_beyond_loopback_with_a_per_run_ca(backend: &RedisBackend) {
+    let refused = std::process::Command::new(edgesync_e2e::harness::gateway_binary())
+        .args(["--listen", "0.0.0.0:0", "--redis-url", &backend.redis_url])
+        .env("GATEWAY_TOKEN", REDIS_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refusing to listen on 0.0.0.0:0 in plain text"), "{stderr}");
+
+    let (ca, certificate, key) = backend.tls_files();
+    let (_gateway, url) = backend
+        .start_gateway(
+            &["--tls-cert", certificate.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+            &[("GATEWAY_TOKEN", REDIS_TOKEN)],
+        )
+        .expect("a TLS gateway");
+    assert!(url.starts_with("https://127.0.0.1:"));
+    let seen = sdk(&url, REDIS_TOKEN, "everyday", Some(ca));
+    assert_eq!((seen["str"].as_str(), seen["pipeline"].clone()), (Some("hello"), json!(["OK", 2, 2])), "{seen}");
+    let plain = std::process::Command::new("node")
+        .args(["-e", &format!("fetch('{url}/').then(() => process.exit(0), () => process.exit(3))")])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(3), "without the CA the certificate is not trusted");
 }

@@ -72,7 +72,7 @@ fn main() -> Result<(), String> {
     let dir = std::env::current_exe().map_err(|e| e.to_string())?.parent().map(PathBuf::from).unwrap_or_default();
     let leak =
         |name: &str| -> &'static str { Box::leak(dir.join(name).to_string_lossy().into_owned().into_boxed_str()) };
-    let binaries = Binaries { gateway: leak("upstash-gateway"), standin: leak("mexc-standin") };
+    let binaries = Binaries { gateway: leak("edgesync-gateway"), standin: leak("mexc-standin") };
     let exchange = ExchangeStandin::start(&binaries)?;
 
     exchange.set_response(

@@ -1,0 +1,101 @@
+//! `edgesync-gateway`: the Upstash Redis REST protocol in front of a Redis server. See the
+//! crate documentation (and README.md, "The gateway") for what it allows and refuses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use edgesync_gateway::listen::{decide, Transport};
+use edgesync_gateway::policy::Policy;
+use edgesync_gateway::server::{router, GatewayConfig, Limits, Tokens};
+
+/// Serves the Upstash Redis REST API, backed by a Redis server.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free one). Beyond loopback only with TLS or
+    /// --insecure-listen.
+    #[arg(long, default_value = "127.0.0.1:8079")]
+    listen: SocketAddr,
+    /// The Redis server behind the gateway.
+    #[arg(long, env = "GATEWAY_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Token for every command the policy allows.
+    #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Token for read commands only.
+    #[arg(long, env = "GATEWAY_READ_ONLY_TOKEN", hide_env_values = true)]
+    read_only_token: Option<String>,
+    /// Token for every command, the denied ones included.
+    #[arg(long, env = "GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Also deny this command (`NAME` or `"NAME SUB"`) to the full token; repeatable.
+    #[arg(long)]
+    deny: Vec<String>,
+    /// Take this command off the default deny-list; repeatable.
+    #[arg(long)]
+    allow: Vec<String>,
+    /// How long a blocking command (BLPOP, …) may wait on its own connection, ms.
+    #[arg(long, default_value_t = 30_000)]
+    max_block_ms: u64,
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Commands in one /pipeline or /multi-exec request.
+    #[arg(long, default_value_t = Limits::default().max_commands)]
+    max_commands: usize,
+    #[arg(long, default_value_t = Limits::default().max_response_bytes)]
+    max_response_bytes: usize,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP beyond loopback (behind a proxy that terminates TLS).
+    #[arg(long)]
+    insecure_listen: bool,
+}
+
+fn fail(code: i32, message: impl std::fmt::Display) -> ! {
+    eprintln!("edgesync-gateway: {message}");
+    std::process::exit(code);
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let listen = decide(args.listen, args.tls_cert, args.tls_key, args.insecure_listen).unwrap_or_else(|e| fail(2, e));
+    let config = GatewayConfig {
+        redis_url: args.redis_url,
+        tokens: Tokens { full: args.token, read_only: args.read_only_token, admin: args.admin_token },
+        policy: Policy::new(&args.deny, &args.allow, Duration::from_millis(args.max_block_ms)),
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_commands: args.max_commands,
+            max_response_bytes: args.max_response_bytes,
+        },
+    };
+    let app = router(config).await.unwrap_or_else(|e| fail(2, e));
+    let listener = std::net::TcpListener::bind(listen.addr)
+        .unwrap_or_else(|e| fail(1, format!("cannot listen on {}: {e}", listen.addr)));
+    listener.set_nonblocking(true).unwrap_or_else(|e| fail(1, e));
+    let local = listener.local_addr().unwrap_or_else(|e| fail(1, e));
+    let served = match listen.transport {
+        Transport::Plain => {
+            println!("edgesync-gateway listening on http://{local}");
+            axum_server::from_tcp(listener).serve(app.into_make_service()).await
+        }
+        Transport::Tls { cert, key } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .unwrap_or_else(|e| fail(2, format!("cannot load {} / {}: {e}", cert.display(), key.display())));
+            println!("edgesync-gateway listening on https://{local}");
+            axum_server::from_tcp_rustls(listener, tls).serve(app.into_make_service()).await
+        }
+    };
+    if let Err(error) = served {
+        fail(1, error);
+    }
+}

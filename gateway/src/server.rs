@@ -1,0 +1,525 @@
+//! The Upstash Redis REST protocol (docs/upstash-rest.md): `POST /` (a JSON array command),
+//! `POST /pipeline`, `POST /multi-exec` (atomic), the path form `/{cmd}/{arg}/…` (GET, HEAD,
+//! POST, PUT; a POST body is the last argument, query pairs follow it), `Authorization:
+//! Bearer` or `_token`, `Upstash-Encoding: base64`, `Upstash-Response-Format: resp2`,
+//! `{"result"}` / `{"error"}` bodies, 400 on command errors, 401 on a bad token, 403 on a
+//! command the token may not run, 405 on other methods, 413 on a body over the limit, and an
+//! `upstash-sync-token` on every response. `/subscribe/…` and `/monitor` (server-sent events
+//! on Upstash) are refused with a 400 that says so.
+//!
+//! Each request's commands run in a task of their own: a driver panic fails that request
+//! (503) and nothing else; the shared connection reconnects by itself after Redis returns.
+//! Tokens are compared in constant time and never logged (nothing here logs requests).
+//! `GET /__gateway/stats` and `POST /__gateway/reset` count requests and commands, for a
+//! full or admin token.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Value};
+use serde_json::{json, Value as Json_};
+use subtle::ConstantTimeEq;
+
+use crate::encode::{to_json, to_resp2, Encoding};
+use crate::policy::{Access, Lane, Policy};
+
+/// The tokens clients present; at least one must be set.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    /// Every command the policy allows.
+    pub full: Option<String>,
+    /// Read commands only.
+    pub read_only: Option<String>,
+    /// Every command, the denied ones included.
+    pub admin: Option<String>,
+}
+
+/// Bounds on one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_commands: usize,
+    pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 10 * 1024 * 1024, max_commands: 1000, max_response_bytes: 10 * 1024 * 1024 }
+    }
+}
+
+/// What the gateway needs to run.
+pub struct GatewayConfig {
+    pub redis_url: String,
+    pub tokens: Tokens,
+    pub policy: Policy,
+    pub limits: Limits,
+}
+
+struct Gateway {
+    client: redis::Client,
+    redis: ConnectionManager,
+    tokens: Tokens,
+    policy: Policy,
+    limits: Limits,
+    requests: AtomicU64,
+    commands: AtomicU64,
+    sync_token: AtomicU64,
+}
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bad Redis URL: {0}")]
+    RedisUrl(#[from] RedisError),
+    #[error("no token given: set --token, --read-only-token or --admin-token")]
+    NoToken,
+}
+
+/// Builds the router; the caller binds it.
+pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
+    let tokens = &config.tokens;
+    if tokens.full.is_none() && tokens.read_only.is_none() && tokens.admin.is_none() {
+        return Err(StartError::NoToken);
+    }
+    let client = redis::Client::open(config.redis_url.as_str())?;
+    // Lazy and with short timeouts: the gateway starts before Redis and keeps answering (with
+    // 503s) while Redis is down, then reconnects when it returns.
+    let manager_config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200))
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    let redis = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+    let state = Arc::new(Gateway {
+        client,
+        redis,
+        tokens: config.tokens,
+        policy: config.policy,
+        limits: config.limits,
+        requests: AtomicU64::new(0),
+        commands: AtomicU64::new(0),
+        sync_token: AtomicU64::new(0),
+    });
+    Ok(Router::new()
+        .route("/__gateway/stats", get(stats))
+        .route("/__gateway/reset", post(reset))
+        .route("/subscribe/{*channel}", any(event_stream))
+        .route("/monitor", any(event_stream))
+        .route("/", any(single_in_body))
+        .route("/pipeline", any(pipeline))
+        .route("/multi-exec", any(multi_exec))
+        .route("/{*path}", any(path_form))
+        .with_state(state))
+}
+
+/// A protocol-level failure, rendered as `{"error": "…"}` with its status.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Reply = Result<Response, Failure>;
+
+/// True when `presented` equals `expected`, in time independent of where they differ.
+fn same_token(presented: &str, expected: Option<&String>) -> bool {
+    expected.is_some_and(|expected| bool::from(presented.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+impl Gateway {
+    /// Checks the token (header or `_token`) and the method, and counts the request.
+    fn admit(&self, method: &Method, headers: &HeaderMap, query: Option<&str>) -> Result<(Encoding, Access), Failure> {
+        if !matches!(*method, Method::GET | Method::POST | Method::PUT | Method::HEAD) {
+            return Err(Failure(StatusCode::METHOD_NOT_ALLOWED, "ERR method not allowed".into()));
+        }
+        let access = self.access(headers, query)?;
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let encoding = Encoding::from_headers(headers).map_err(|message| Failure(StatusCode::BAD_REQUEST, message))?;
+        Ok((encoding, access))
+    }
+
+    fn access(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Access, Failure> {
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]));
+        let query_token = query_pairs(query).into_iter().find(|(k, _)| k == "_token").map(|(_, v)| v);
+        let presented = bearer.map(str::to_owned).or(query_token).unwrap_or_default();
+        // Every comparison runs, so which token matched does not show in the timing.
+        let admin = same_token(&presented, self.tokens.admin.as_ref());
+        let full = same_token(&presented, self.tokens.full.as_ref());
+        let read_only = same_token(&presented, self.tokens.read_only.as_ref());
+        match (admin, full, read_only) {
+            (true, _, _) => Ok(Access::Admin),
+            (_, true, _) => Ok(Access::Full),
+            (_, _, true) => Ok(Access::ReadOnly),
+            _ => Err(Failure(StatusCode::UNAUTHORIZED, "WRONGPASS invalid or missing auth token".into())),
+        }
+    }
+
+    fn respond(&self, status: StatusCode, body: Response) -> Response {
+        let mut response = (status, body).into_response();
+        let token = self.sync_token.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Ok(value) = token.to_string().parse() {
+            response.headers_mut().insert("upstash-sync-token", value);
+        }
+        response
+    }
+
+    /// A JSON body, refused when it is larger than the response limit.
+    fn json_body(&self, status: StatusCode, body: &Json_) -> Reply {
+        let bytes = serde_json::to_vec(body).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if bytes.len() > self.limits.max_response_bytes {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "ERR the response ({} bytes) exceeds the limit of {} bytes",
+                    bytes.len(),
+                    self.limits.max_response_bytes
+                ),
+            ));
+        }
+        Ok(self.respond(status, ([("content-type", "application/json")], bytes).into_response()))
+    }
+
+    /// Runs `pipe` on the lane's connection in a task of its own, so a driver panic fails only
+    /// this request; a dedicated connection is dropped afterwards, at the latest at its bound.
+    async fn execute(&self, pipe: redis::Pipeline, lane: Lane) -> Result<Vec<redis::RedisResult<Value>>, Failure> {
+        let task = match lane {
+            Lane::Shared => {
+                let mut connection = self.redis.clone();
+                tokio::spawn(async move { pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await })
+            }
+            Lane::Dedicated(bound) => {
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    let run = async {
+                        // The bound below ends the wait; the driver's own timeout must not first.
+                        let config = redis::AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(Duration::from_secs(1)))
+                            .set_response_timeout(None);
+                        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+                        pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await
+                    };
+                    match tokio::time::timeout(bound, run).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(RedisError::from((redis::ErrorKind::Io, "blocked longer than --max-block"))),
+                    }
+                })
+            }
+        };
+        match task.await {
+            Ok(Ok(results)) => Ok(results),
+            Ok(Err(error)) => Err(match server_error_text(&error) {
+                Some(text) => Failure(StatusCode::BAD_REQUEST, text),
+                None if error.to_string().contains("--max-block") => Failure(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "ERR the blocking command waited the gateway's limit of {:?} and was ended",
+                        self.policy.max_block()
+                    ),
+                ),
+                None => unavailable(&error),
+            }),
+            Err(join) => Err(Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "ERR the Redis driver failed on this request ({}); retry",
+                    if join.is_panic() { "panic" } else { "cancelled" }
+                ),
+            )),
+        }
+    }
+
+    async fn run_one(&self, args: Vec<Vec<u8>>, encoding: Encoding, access: Access) -> Reply {
+        self.commands.fetch_add(1, Ordering::SeqCst);
+        let lane = self.policy.admit(&args, access, false).map_err(refused)?;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().add_command(command(&args));
+        let mut results = self.execute(pipe, lane).await?;
+        match results.pop() {
+            Some(Ok(value)) => {
+                if encoding.resp2 {
+                    return Ok(self.respond(
+                        StatusCode::OK,
+                        ([("content-type", "application/octet-stream")], to_resp2(&value)).into_response(),
+                    ));
+                }
+                self.json_body(StatusCode::OK, &json!({ "result": to_json(&value, encoding.base64) }))
+            }
+            Some(Err(error)) => match server_error_text(&error) {
+                Some(text) => self.json_body(StatusCode::BAD_REQUEST, &json!({ "error": text })),
+                None => Err(unavailable(&error)),
+            },
+            None => Err(Failure(StatusCode::SERVICE_UNAVAILABLE, "ERR no reply from Redis".into())),
+        }
+    }
+
+    async fn run_batch(&self, commands: Vec<Vec<Vec<u8>>>, atomic: bool, encoding: Encoding, access: Access) -> Reply {
+        if commands.is_empty() {
+            return Err(Failure(StatusCode::BAD_REQUEST, "ERR empty pipeline".into()));
+        }
+        if commands.len() > self.limits.max_commands {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("ERR {} commands in one request; the limit is {}", commands.len(), self.limits.max_commands),
+            ));
+        }
+        self.commands.fetch_add(commands.len() as u64, Ordering::SeqCst);
+        let verdicts: Vec<_> = commands.iter().map(|args| self.policy.admit(args, access, atomic)).collect();
+        if atomic {
+            // A transaction runs whole or not at all: one refused command refuses it.
+            if let Some(Err(refusal)) = verdicts.iter().find(|v| v.is_err()) {
+                return Err(refused(refusal.clone()));
+            }
+        }
+        let lane = verdicts
+            .iter()
+            .filter_map(|v| v.as_ref().ok())
+            .copied()
+            .find(|l| *l != Lane::Shared)
+            .unwrap_or(Lane::Shared);
+        let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
+        pipe.ignore_errors();
+        for (args, verdict) in commands.iter().zip(&verdicts) {
+            if verdict.is_ok() {
+                pipe.add_command(command(args));
+            }
+        }
+        let ran = if verdicts.iter().any(Result::is_ok) { self.execute(pipe, lane).await? } else { Vec::new() };
+        let mut ran = ran.into_iter();
+        let items: Vec<Json_> = verdicts
+            .iter()
+            .map(|verdict| match verdict {
+                Err(refusal) => json!({ "error": refusal.to_string() }),
+                Ok(_) => match ran.next() {
+                    Some(Ok(value)) => json!({ "result": to_json(&value, encoding.base64) }),
+                    Some(Err(error)) => {
+                        json!({ "error": server_error_text(&error).unwrap_or_else(|| error.to_string()) })
+                    }
+                    None => json!({ "error": "ERR no reply from Redis" }),
+                },
+            })
+            .collect();
+        self.json_body(StatusCode::OK, &Json_::Array(items))
+    }
+}
+
+fn refused(refusal: crate::policy::Refusal) -> Failure {
+    Failure(StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST), refusal.to_string())
+}
+
+fn command(args: &[Vec<u8>]) -> redis::Cmd {
+    let mut cmd = redis::cmd(&String::from_utf8_lossy(&args[0]));
+    for arg in &args[1..] {
+        cmd.arg(arg.as_slice());
+    }
+    cmd
+}
+
+/// Redis's own error line (`ERR …`, `WRONGTYPE …`), or `None` for I/O and client errors.
+fn server_error_text(error: &RedisError) -> Option<String> {
+    let code = error.code()?;
+    Some(match error.detail() {
+        Some(detail) => format!("{code} {detail}"),
+        None => code.to_owned(),
+    })
+}
+
+fn unavailable(error: &RedisError) -> Failure {
+    Failure(StatusCode::SERVICE_UNAVAILABLE, format!("ERR redis unavailable: {error}"))
+}
+
+/// Arguments as JSON sends them: strings as-is, numbers and booleans as their text.
+fn json_args(value: &Json_) -> Result<Vec<Vec<u8>>, Failure> {
+    let bad =
+        || Failure(StatusCode::BAD_REQUEST, "ERR command must be a non-empty JSON array of strings or numbers".into());
+    let items = value.as_array().filter(|items| !items.is_empty()).ok_or_else(bad)?;
+    items
+        .iter()
+        .map(|item| match item {
+            Json_::String(s) => Ok(s.clone().into_bytes()),
+            Json_::Number(n) => Ok(n.to_string().into_bytes()),
+            Json_::Bool(b) => Ok(b.to_string().into_bytes()),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+fn parse_json(body: &Bytes) -> Result<Json_, Failure> {
+    serde_json::from_slice(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("ERR invalid JSON body: {e}")))
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+fn percent_decode(segment: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(segment).collect()
+}
+
+/// The body, or a 413 once it passes the limit (read no further).
+async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, Failure> {
+    axum::body::to_bytes(body, gw.limits.max_body_bytes).await.map_err(|_| {
+        Failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("ERR request bodies are limited to {} bytes", gw.limits.max_body_bytes),
+        )
+    })
+}
+
+type Shared = State<Arc<Gateway>>;
+
+async fn single_in_body(
+    State(gw): Shared,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Reply {
+    let (encoding, access) = gw.admit(&method, &headers, q.as_deref())?;
+    if method == Method::GET || method == Method::HEAD {
+        // Liveness of the gateway itself, answered without Redis (as before it is reachable).
+        let _ = access;
+        let pong = if encoding.base64 { json!({ "result": "UE9ORw==" }) } else { json!({ "result": "PONG" }) };
+        return gw.json_body(StatusCode::OK, &pong);
+    }
+    let body = read_body(&gw, body).await?;
+    let args = json_args(&parse_json(&body)?)?;
+    gw.run_one(args, encoding, access).await
+}
+
+async fn batch(
+    gw: Arc<Gateway>,
+    method: Method,
+    headers: HeaderMap,
+    q: Option<String>,
+    body: Body,
+    atomic: bool,
+) -> Reply {
+    let (mut encoding, access) = gw.admit(&method, &headers, q.as_deref())?;
+    if encoding.resp2 {
+        if atomic {
+            encoding.resp2 = false; // not applicable to /multi-exec: JSON only
+        } else {
+            return Err(Failure(StatusCode::BAD_REQUEST, "ERR resp2 format is not supported for pipelines".into()));
+        }
+    }
+    let body = parse_json(&read_body(&gw, body).await?)?;
+    let commands = body
+        .as_array()
+        .ok_or_else(|| Failure(StatusCode::BAD_REQUEST, "ERR pipeline body must be an array of commands".into()))?
+        .iter()
+        .map(json_args)
+        .collect::<Result<Vec<_>, _>>()?;
+    gw.run_batch(commands, atomic, encoding, access).await
+}
+
+async fn pipeline(State(gw): Shared, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Reply {
+    batch(gw, method, headers, q, body, false).await
+}
+
+async fn multi_exec(State(gw): Shared, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Reply {
+    batch(gw, method, headers, q, body, true).await
+}
+
+/// `/{cmd}/{arg}/…`: segments are percent-decoded; a POST/PUT body is appended as the last
+/// argument, then the query's `key=value` pairs (except `_token`) as `key value`.
+async fn path_form(
+    State(gw): Shared,
+    Path(path): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Reply {
+    let (encoding, access) = gw.admit(&method, &headers, q.as_deref())?;
+    let mut args: Vec<Vec<u8>> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    if args.is_empty() {
+        return Err(Failure(StatusCode::BAD_REQUEST, "ERR no command".into()));
+    }
+    let body = read_body(&gw, body).await?;
+    if (method == Method::POST || method == Method::PUT) && !body.is_empty() {
+        args.push(body.to_vec());
+    }
+    for (key, value) in query_pairs(q.as_deref()) {
+        if key != "_token" {
+            args.push(key.into_bytes());
+            if !value.is_empty() {
+                args.push(value.into_bytes());
+            }
+        }
+    }
+    gw.run_one(args, encoding, access).await
+}
+
+/// Upstash streams these as server-sent events; a request/response gateway cannot share one
+/// subscription connection safely, so it says so instead of half-supporting it.
+async fn event_stream(State(gw): Shared, method: Method, headers: HeaderMap, RawQuery(q): RawQuery) -> Reply {
+    gw.admit(&method, &headers, q.as_deref())?;
+    Err(Failure(
+        StatusCode::BAD_REQUEST,
+        "ERR server-sent event streams (/subscribe, /monitor) are not supported by this gateway; PUBLISH is".into(),
+    ))
+}
+
+fn operator(gw: &Gateway, headers: &HeaderMap) -> Result<(), Failure> {
+    match gw.access(headers, None)? {
+        Access::Full | Access::Admin => Ok(()),
+        Access::ReadOnly => {
+            Err(Failure(StatusCode::FORBIDDEN, "NOPERM the gateway's counters need a full token".into()))
+        }
+    }
+}
+
+async fn stats(State(gw): Shared, headers: HeaderMap) -> Reply {
+    operator(&gw, &headers)?;
+    Ok(Json(json!({
+        "requests": gw.requests.load(Ordering::SeqCst),
+        "commands": gw.commands.load(Ordering::SeqCst),
+    }))
+    .into_response())
+}
+
+async fn reset(State(gw): Shared, headers: HeaderMap) -> Reply {
+    operator(&gw, &headers)?;
+    gw.requests.store(0, Ordering::SeqCst);
+    gw.commands.store(0, Ordering::SeqCst);
+    Ok(Json(json!({ "result": "OK" })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_decode_and_keep_order() {
+        assert_eq!(
+            query_pairs(Some("EX=100&_token=a%2Fb&x")),
+            vec![("EX".into(), "100".into()), ("_token".into(), "a/b".into()), ("x".into(), "".into())]
+        );
+        assert_eq!(percent_decode("a%20b+%zz"), b"a b+%zz");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        let token = Some("secret-token".to_owned());
+        assert!(same_token("secret-token", token.as_ref()));
+        assert!(!same_token("secret-toke", token.as_ref()));
+        assert!(!same_token("", None));
+    }
+}
