@@ -65,6 +65,8 @@ fn fail(code: i32, message: impl std::fmt::Display) -> ! {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    // One TLS provider for the listener and for `rediss://` connections to Redis.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let listen = decide(args.listen, args.tls_cert, args.tls_key, args.insecure_listen).unwrap_or_else(|e| fail(2, e));
     let config = GatewayConfig {
         redis_url: args.redis_url,
@@ -87,7 +89,6 @@ async fn main() {
             axum_server::from_tcp(listener).serve(app.into_make_service()).await
         }
         Transport::Tls { cert, key } => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .unwrap_or_else(|e| fail(2, format!("cannot load {} / {}: {e}", cert.display(), key.display())));
