@@ -477,8 +477,8 @@ async fn event_stream(State(gw): Shared, method: Method, headers: HeaderMap, Raw
     ))
 }
 
-fn operator(gw: &Gateway, headers: &HeaderMap) -> Result<(), Failure> {
-    match gw.access(headers, None)? {
+fn operator(gw: &Gateway, headers: &HeaderMap, query: Option<&str>) -> Result<(), Failure> {
+    match gw.access(headers, query)? {
         Access::Full | Access::Admin => Ok(()),
         Access::ReadOnly => {
             Err(Failure(StatusCode::FORBIDDEN, "NOPERM the gateway's counters need a full token".into()))
@@ -486,8 +486,8 @@ fn operator(gw: &Gateway, headers: &HeaderMap) -> Result<(), Failure> {
     }
 }
 
-async fn stats(State(gw): Shared, headers: HeaderMap) -> Reply {
-    operator(&gw, &headers)?;
+async fn stats(State(gw): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> Reply {
+    operator(&gw, &headers, q.as_deref())?;
     Ok(Json(json!({
         "requests": gw.requests.load(Ordering::SeqCst),
         "commands": gw.commands.load(Ordering::SeqCst),
@@ -495,8 +495,8 @@ async fn stats(State(gw): Shared, headers: HeaderMap) -> Reply {
     .into_response())
 }
 
-async fn reset(State(gw): Shared, headers: HeaderMap) -> Reply {
-    operator(&gw, &headers)?;
+async fn reset(State(gw): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> Reply {
+    operator(&gw, &headers, q.as_deref())?;
     gw.requests.store(0, Ordering::SeqCst);
     gw.commands.store(0, Ordering::SeqCst);
     Ok(Json(json!({ "result": "OK" })).into_response())
