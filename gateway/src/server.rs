@@ -52,7 +52,8 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 10 * 1024 * 1024, max_commands: 1000, max_response_bytes: 10 * 1024 * 1024 }
+        // Upstash documents no command count, only request size; the body limit bounds it too.
+        Self { max_body_bytes: 10 * 1024 * 1024, max_commands: 100_000, max_response_bytes: 10 * 1024 * 1024 }
     }
 }
 

@@ -38,6 +38,7 @@ fn main() {
             ),
             ("read_only_tokens_only_read", read_only_tokens_only_read),
             ("tls_beyond_loopback_with_a_per_run_ca", tls_beyond_loopback_with_a_per_run_ca),
+            ("limits_answer_upstash_shaped_errors", limits_answer_upstash_shaped_errors),
         ],
     )
 }
@@ -425,4 +426,39 @@ fn tls_beyond_loopback_with_a_per_run_ca(backend: &RedisBackend) {
         .output()
         .unwrap();
     assert_eq!(plain.status.code(), Some(3), "without the CA the certificate is not trusted");
+}
+
+/// Over the body, command-count or response limit: a JSON error, and nothing ran.
+fn limits_answer_upstash_shaped_errors(backend: &RedisBackend) {
+    let (_gateway, url) = backend
+        .start_gateway(
+            &["--max-body-bytes", "200", "--max-commands", "2", "--max-response-bytes", "64"],
+            &[("GATEWAY_TOKEN", REDIS_TOKEN)],
+        )
+        .expect("a gateway with small limits");
+    let post = |path: &str, body: &[u8]| {
+        let answer = ureq::post(&format!("{url}{path}"))
+            .header("authorization", &format!("Bearer {REDIS_TOKEN}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body)
+            .unwrap();
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&answer.into_body().read_to_string().unwrap()).unwrap();
+        (status, body)
+    };
+    let big = format!(r#"["SET","limits:big","{}"]"#, "x".repeat(300));
+    let (status, body) = post("/", big.as_bytes());
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("200 bytes"), "{body}");
+    let (status, body) =
+        post("/pipeline", br#"[["SET","limits:a","1"],["SET","limits:b","1"],["SET","limits:c","1"]]"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("limit is 2"), "{body}");
+    assert_eq!(redis_get(backend, "limits:a"), None, "an over-long pipeline runs nothing");
+    let _: () = redis::cmd("SET").arg("limits:wide").arg("y".repeat(100)).query(&mut backend.redis()).unwrap();
+    let (status, body) = post("/", br#"["GET","limits:wide"]"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("exceeds the limit of 64 bytes"), "{body}");
 }
