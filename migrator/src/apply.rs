@@ -131,6 +131,8 @@ struct Run<'a> {
     unmoved: KeyedSpill<Option<Unmoved>>,
     /// Under `--overwrite`: sources sharing a target with another (N:1), never moved.
     colliding: std::collections::HashMap<String, String>,
+    /// The families' keys no rule owns, once the scan has run.
+    not_owned: Option<crate::families::NotOwned>,
 }
 
 impl Run<'_> {
@@ -306,13 +308,17 @@ pub async fn apply(
         scripts: Scripts::load(store).await?,
         unmoved: KeyedSpill::new_in(journal.dir())?,
         colliding: Default::default(),
+        not_owned: None,
     };
     run.lock(true).await?;
     let outcome = apply_locked(&mut run).await;
     run.unlock().await;
     outcome?;
-    let not_owned = survey(store, set, &rule_options.target_prefix, options.batch, journal.dir()).await?;
-    let Run { unmoved, mut report, .. } = run;
+    let Run { unmoved, mut report, not_owned, .. } = run;
+    let not_owned = match not_owned {
+        Some(not_owned) => not_owned,
+        None => survey(store, set, &rule_options.target_prefix, options.batch, journal.dir()).await?,
+    };
     report_unmoved(unmoved, &mut report)?;
     report.set = set.name.clone();
     report.not_owned = not_owned;
@@ -363,7 +369,9 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         ProgressBar::hidden()
     };
     let mut pace = run.options.rate_limit().map(|rate| Pace::new(rate, run.options.batch, Instant::now()));
-    let mut scanner = Scanner::new(run.set, run.options.batch);
+    let scratch = run.journal.dir().to_owned();
+    let target_prefix = run.rule_options.target_prefix.clone();
+    let mut scanner = Scanner::new(run.set, run.options.batch).surveying(&target_prefix, &scratch)?;
     while let Some(page) = scanner.next_page(run.store).await? {
         progress.inc(page.len() as u64);
         let page_keys = page.len();
@@ -395,6 +403,9 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
             std::thread::sleep(wait);
         }
     }
+
+    // The families' keys no rule owns: seen by the scan above when it covered every key.
+    run.not_owned = Some(scanner.finish_survey(run.store, &target_prefix, &scratch).await?);
 
     // 3. Sources a live writer recreated after their move (SCAN may or may not have seen them).
     if !run.options.keep_source {

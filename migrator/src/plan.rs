@@ -17,7 +17,7 @@ use edgesync_core::store::{Store, StoreError, StoreExt};
 use serde::{Deserialize, Serialize};
 
 use crate::collisions::CollisionFinder;
-use crate::families::{survey, NotOwned};
+use crate::families::{survey, FamilySurvey, NotOwned};
 use crate::rules::convert::{convert, Converted};
 use crate::rules::{is_own_key, Expiry, Rule, RuleOptions, RuleSet};
 use crate::spill::KeyedSpill;
@@ -49,6 +49,8 @@ pub struct Scanner<'r> {
     cursor: u64,
     started: bool,
     pub page_size: usize,
+    /// Keys no rule owns, for the family survey, when this scan sees every key.
+    survey: Option<FamilySurvey<'r>>,
 }
 
 impl<'r> Scanner<'r> {
@@ -60,10 +62,33 @@ impl<'r> Scanner<'r> {
         } else {
             per_rule
         };
-        Self { set, rules: &set.rules, globs, glob: 0, cursor: 0, started: false, page_size }
+        Self { set, rules: &set.rules, globs, glob: 0, cursor: 0, started: false, page_size, survey: None }
     }
 
-    pub async fn next_page(&mut self, store: &dyn Store) -> Result<Option<Vec<Candidate>>, StoreError> {
+    /// Also surveys the families while scanning, when this scan sees every key anyway;
+    /// [`Scanner::finish_survey`] then answers without another pass.
+    pub fn surveying(mut self, target_prefix: &str, scratch: &Path) -> Result<Self, PlanError> {
+        if self.globs.len() == 1 && self.globs[0].0 == "*" {
+            self.survey = Some(FamilySurvey::new_in(self.set, target_prefix, scratch)?);
+        }
+        Ok(self)
+    }
+
+    /// The families' keys no rule owns: from this scan if it surveyed, else by their own
+    /// scans.
+    pub async fn finish_survey(
+        self,
+        store: &dyn Store,
+        target_prefix: &str,
+        scratch: &Path,
+    ) -> Result<NotOwned, PlanError> {
+        match self.survey {
+            Some(collected) => collected.finish(),
+            None => survey(store, self.set, target_prefix, self.page_size, scratch).await,
+        }
+    }
+
+    pub async fn next_page(&mut self, store: &dyn Store) -> Result<Option<Vec<Candidate>>, PlanError> {
         loop {
             let Some((glob, only)) = self.globs.get(self.glob).cloned() else { return Ok(None) };
             if self.started && self.cursor == 0 {
@@ -74,16 +99,23 @@ impl<'r> Scanner<'r> {
             let page = store.scan(self.cursor, &glob, self.page_size).await?;
             self.started = true;
             self.cursor = page.cursor;
-            let owned = page
-                .keys
-                .into_iter()
-                .filter(|key| !is_own_key(key) && !self.set.excludes(key))
-                .filter_map(|key| {
-                    let (owner, captures) =
-                        self.rules.iter().enumerate().find_map(|(i, r)| r.from.capture(&key).map(|c| (i, c)))?;
-                    only.is_none_or(|rule| rule == owner).then_some(Candidate { rule: owner, key, captures })
-                })
-                .collect::<Vec<_>>();
+            let mut owned = Vec::new();
+            for key in page.keys {
+                if is_own_key(&key) || self.set.excludes(&key) {
+                    continue;
+                }
+                match self.rules.iter().enumerate().find_map(|(i, r)| r.from.capture(&key).map(|c| (i, c))) {
+                    Some((owner, captures)) if only.is_none_or(|rule| rule == owner) => {
+                        owned.push(Candidate { rule: owner, key, captures })
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(survey) = &mut self.survey {
+                            survey.note_unowned(&key)?;
+                        }
+                    }
+                }
+            }
             if !owned.is_empty() {
                 return Ok(Some(owned));
             }
@@ -280,7 +312,7 @@ pub async fn plan(
     let rules = &set.rules;
     let mut seen = KeyedSpill::new_in(scratch).map_err(scratch_error)?;
     let mut collisions = CollisionFinder::new_in(scratch).map_err(scratch_error)?;
-    let mut scanner = Scanner::new(set, batch);
+    let mut scanner = Scanner::new(set, batch).surveying(&options.target_prefix, scratch)?;
     while let Some(page) = scanner.next_page(store).await? {
         for item in classify(store, rules, options, page, now_ms).await? {
             collisions.note(&item).map_err(scratch_error)?;
@@ -297,6 +329,6 @@ pub async fn plan(
             None => report.count(&rules[seen.rule].name, &key, seen.class, seen.reason.as_deref()),
         }
     }
-    report.not_owned = survey(store, set, &options.target_prefix, batch, scratch).await?;
+    report.not_owned = scanner.finish_survey(store, &options.target_prefix, scratch).await?;
     Ok(report)
 }

@@ -69,14 +69,31 @@ local function holds(key, v)
   return current ~= nil and current ~= false and same(current, expected(v))
 end
 
+-- One call per 1000 arguments rather than one per field or member (each redis.call costs
+-- more than the command it runs); chunks stay even, so field/value pairs never split.
+local function bulk(command, key, items)
+  local i, n = 1, #items
+  while i <= n do
+    local j = math.min(i + 999, n)
+    redis.call(command, key, unpack(items, i, j))
+    i = j + 1
+  end
+end
+
 local function write(key, v, expire_at)
   redis.call('DEL', key)
   local kind, value = v['type'], v['value']
   if kind == 'string' then redis.call('SET', key, value)
-  elseif kind == 'hash' then for f, x in pairs(value) do redis.call('HSET', key, f, x) end
-  elseif kind == 'set' then for _, x in ipairs(value) do redis.call('SADD', key, x) end
-  elseif kind == 'zset' then for _, p in ipairs(value) do redis.call('ZADD', key, p[2], p[1]) end
-  elseif kind == 'list' then for _, x in ipairs(value) do redis.call('RPUSH', key, x) end
+  elseif kind == 'hash' then
+    local flat = {}
+    for f, x in pairs(value) do flat[#flat + 1] = f; flat[#flat + 1] = x end
+    bulk('HSET', key, flat)
+  elseif kind == 'set' then bulk('SADD', key, value)
+  elseif kind == 'zset' then
+    local flat = {}
+    for _, p in ipairs(value) do flat[#flat + 1] = p[2]; flat[#flat + 1] = p[1] end
+    bulk('ZADD', key, flat)
+  elseif kind == 'list' then bulk('RPUSH', key, value)
   end
   if expire_at ~= cjson.null and expire_at ~= nil then redis.call('PEXPIREAT', key, expire_at) end
 end
