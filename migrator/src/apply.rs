@@ -439,8 +439,13 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
     let journal = run.journal;
     let end = journal.next_seq()?;
     let mut handled = std::collections::HashSet::new();
-    for page in entries(journal, true, run.options.batch.max(1)) {
-        let moved: Vec<Entry> = page?
+    let mut after = None;
+    loop {
+        // Heads only: nearly every entry is passed by, and decoding its original is the cost.
+        let page = journal.heads(after, run.options.batch.max(1), true)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        let moved: Vec<_> = page
             .into_iter()
             .filter(|e| e.seq < end && e.state == EntryState::Done && !e.keep_source)
             .filter(|e| !handled.contains(&e.source))
@@ -451,10 +456,13 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
         let exists: Vec<Command> = moved.iter().map(|e| Command::new("EXISTS").arg(&e.source)).collect();
         let replies = run.store.pipeline(&exists).await?;
         let mut recreated = Vec::new();
-        for (entry, reply) in moved.into_iter().zip(replies) {
-            let reply = reply.map_err(|e| ApplyError::Script(format!("EXISTS {}: {}", entry.source, e.0)))?;
+        for (head, reply) in moved.into_iter().zip(replies) {
+            let reply = reply.map_err(|e| ApplyError::Script(format!("EXISTS {}: {}", head.source, e.0)))?;
             if reply == Reply::Int(1) {
-                handled.insert(entry.source.clone());
+                handled.insert(head.source.clone());
+                let entry = journal
+                    .get(head.seq)?
+                    .ok_or_else(|| ApplyError::Journal(JournalError(format!("entry {} vanished", head.seq))))?;
                 recreated.push(entry);
             }
         }

@@ -73,6 +73,21 @@ pub struct Entry {
     pub note: Option<String>,
 }
 
+/// What a walk over the journal needs to decide whether to look closer at an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EntryHead {
+    pub seq: u64,
+    pub source: String,
+    pub state: EntryState,
+    pub keep_source: bool,
+}
+
+/// Something the journal stores per entry and can be read back as (an [`Entry`], or its
+/// [`EntryHead`]).
+trait Journaled: serde::de::DeserializeOwned {}
+impl Journaled for Entry {}
+impl Journaled for EntryHead {}
+
 #[derive(Debug, thiserror::Error)]
 #[error("journal: {0}")]
 pub struct JournalError(pub String);
@@ -93,6 +108,12 @@ pub trait Journal {
     /// Up to `limit` entries after sequence `after` (exclusive; `None` = from the start), in
     /// apply order — or, with `reverse`, before `after` going backwards. Empty at the end.
     fn page(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<Entry>, JournalError>;
+    /// [`Journal::page`], each entry read only as far as its [`EntryHead`]: for walks that
+    /// look at most entries only to pass them by (decoding originals and targets is most of
+    /// the cost of reading one).
+    fn heads(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<EntryHead>, JournalError>;
+    /// One entry by its sequence number.
+    fn get(&self, seq: u64) -> Result<Option<Entry>, JournalError>;
     /// The journal's directory: a run keeps its scratch files there, next to what it journals.
     fn dir(&self) -> &Path;
 }
@@ -241,7 +262,7 @@ impl SledJournal {
 /// A sequence number and its encoded entry.
 type Encoded = (u64, Vec<u8>);
 
-fn decode(bytes: &[u8]) -> Result<Entry, JournalError> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JournalError> {
     serde_json::from_slice(bytes).map_err(|e| JournalError(format!("corrupt entry: {e}")))
 }
 
@@ -308,10 +329,31 @@ impl Journal for SledJournal {
     }
 
     fn page(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<Entry>, JournalError> {
+        self.walk(after, limit, reverse)
+    }
+
+    fn heads(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<EntryHead>, JournalError> {
+        self.walk(after, limit, reverse)
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<Entry>, JournalError> {
+        let Some(number) = self.segment_of(seq) else { return Ok(None) };
+        self.with_segment(number, |segment| {
+            segment.entries.get(seq.to_be_bytes())?.map(|bytes| decode(&bytes)).transpose()
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl SledJournal {
+    fn walk<T: Journaled>(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<T>, JournalError> {
         use std::ops::Bound::{Excluded, Unbounded};
         let numbers = self.segments.borrow().clone();
         let mut page = Vec::new();
-        let visit = |number: u64, page: &mut Vec<Entry>| {
+        let visit = |number: u64, page: &mut Vec<T>| {
             self.with_segment(number, |segment| {
                 let bound = after.map(|seq| seq.to_be_bytes());
                 let tree = &segment.entries;
@@ -347,10 +389,6 @@ impl Journal for SledJournal {
             }
         }
         Ok(page)
-    }
-
-    fn dir(&self) -> &Path {
-        &self.root
     }
 }
 
@@ -503,5 +541,25 @@ mod tests {
         journal.record(&[entry(3), entry(4)], true).unwrap();
         assert_eq!(seqs(entries(&journal, false, 10)), vec![0, 1, 2, 3, 4]);
         assert_eq!(*journal.segments.borrow(), vec![0, 3]);
+    }
+
+    #[test]
+    fn heads_and_get_read_what_page_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SledJournal::open_with(dir.path(), 800).unwrap();
+        let mut written: Vec<Entry> = (0..12).map(entry).collect();
+        written[3].state = EntryState::Done;
+        written[3].keep_source = true;
+        journal.record(&written, true).unwrap();
+        let heads = journal.heads(Some(10), 20, true).unwrap();
+        let page = journal.page(Some(10), 20, true).unwrap();
+        let expected: Vec<EntryHead> = page
+            .iter()
+            .map(|e| EntryHead { seq: e.seq, source: e.source.clone(), state: e.state, keep_source: e.keep_source })
+            .collect();
+        assert_eq!(heads, expected, "across segments, backwards");
+        assert_eq!((heads[6].seq, heads[6].state, heads[6].keep_source), (3, EntryState::Done, true));
+        assert_eq!(journal.get(3).unwrap(), Some(written[3].clone()));
+        assert_eq!(journal.get(40).unwrap(), None);
     }
 }
