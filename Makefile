@@ -130,7 +130,7 @@ deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the 600 
 	echo "bundle: $$size bytes compressed (limit $(BUNDLE_LIMIT_BYTES))"; \
 	[ "$$size" -le $(BUNDLE_LIMIT_BYTES) ] || { echo "bundle exceeds its budget of $(BUNDLE_LIMIT_BYTES) bytes compressed (the free plan allows 3 MB)"; exit 1; }
 
-bench: tools wasm ## HTTP latency/throughput of the worker vs. a hello-world worker (wrk)
+bench: tools wasm ## HTTP latency/throughput of the worker vs. a hello-world and a JS @upstash/redis worker (wrk)
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench http
@@ -148,4 +148,4 @@ deploy: tools wasm ## deploy to Cloudflare (needs `wrangler login` and the secre
 
 clean: ## remove build outputs (keeps installed tools)
 	cargo clean
-	rm -rf worker/build .wrangler .xdg .cache
+	rm -rf worker/build web/build .wrangler .xdg .cache
