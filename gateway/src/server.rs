@@ -194,6 +194,15 @@ impl Gateway {
         Ok(self.respond(status, ([("content-type", "application/json")], bytes).into_response()))
     }
 
+    /// One command's result, as the client asked for it (RESP2, or JSON plain or base64).
+    fn result(&self, value: &Value, encoding: Encoding) -> Reply {
+        if encoding.resp2 {
+            let body = ([("content-type", "application/octet-stream")], to_resp2(value)).into_response();
+            return Ok(self.respond(StatusCode::OK, body));
+        }
+        self.json_body(StatusCode::OK, &json!({ "result": to_json(value, encoding.base64) }))
+    }
+
     /// Runs `pipe` on the lane's connection in a task of its own, so a driver panic fails only
     /// this request; a dedicated connection is dropped afterwards, at the latest at its bound.
     async fn execute(&self, pipe: redis::Pipeline, lane: Lane) -> Result<Vec<redis::RedisResult<Value>>, Failure> {
@@ -250,15 +259,7 @@ impl Gateway {
         pipe.ignore_errors().add_command(command(&args));
         let mut results = self.execute(pipe, lane).await?;
         match results.pop() {
-            Some(Ok(value)) => {
-                if encoding.resp2 {
-                    return Ok(self.respond(
-                        StatusCode::OK,
-                        ([("content-type", "application/octet-stream")], to_resp2(&value)).into_response(),
-                    ));
-                }
-                self.json_body(StatusCode::OK, &json!({ "result": to_json(&value, encoding.base64) }))
-            }
+            Some(Ok(value)) => self.result(&value, encoding),
             Some(Err(error)) => match server_error_text(&error) {
                 Some(text) => self.json_body(StatusCode::BAD_REQUEST, &json!({ "error": text })),
                 None => Err(unavailable(&error)),
@@ -394,10 +395,8 @@ async fn single_in_body(
 ) -> Reply {
     let (encoding, access) = gw.admit(&method, &headers, q.as_deref())?;
     if method == Method::GET || method == Method::HEAD {
-        // Liveness of the gateway itself, answered without Redis (as before it is reachable).
-        let _ = access;
-        let pong = if encoding.base64 { json!({ "result": "UE9ORw==" }) } else { json!({ "result": "PONG" }) };
-        return gw.json_body(StatusCode::OK, &pong);
+        // Liveness of the gateway itself, answered without Redis.
+        return gw.result(&Value::SimpleString("PONG".into()), encoding);
     }
     let body = read_body(&gw, body).await?;
     let args = json_args(&parse_json(&body)?)?;

@@ -416,6 +416,19 @@ impl Stack {
         self.backend.redis()
     }
 
+    /// Makes the stand-in's QRLUSDT 24 h ticker say `last_price` and `volume` (MEXC's shape,
+    /// with the empty strings and nulls MEXC sends for some fields).
+    pub fn set_ticker(&self, last_price: &str, volume: &str) {
+        let ticker = serde_json::json!({
+            "symbol": "QRLUSDT", "priceChange": "0.0001", "priceChangePercent": "0.01",
+            "prevClosePrice": "0.0122", "lastPrice": last_price, "bidPrice": "0.0123", "bidQty": "",
+            "askPrice": "0.0124", "askQty": "", "openPrice": "0.0122", "highPrice": "0.0130",
+            "lowPrice": "0.0119", "volume": volume, "quoteVolume": null,
+            "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
+        });
+        self.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
+    }
+
     /// See [`ExchangeStandin::set_response`].
     pub fn set_exchange_response(&self, path: &str, symbol: Option<&str>, body: &Value) {
         self.exchange.set_response(path, symbol, body);

@@ -47,21 +47,10 @@ fn private_get(stack: &Stack, path: &str) -> HttpAnswer {
     stack.request("GET", path, &[("authorization", &format!("Bearer {READ_TOKEN}"))], b"")
 }
 
-fn set_price(stack: &Stack, last_price: &str) {
-    let ticker = json!({
-        "symbol": "QRLUSDT", "priceChange": "0.0001", "priceChangePercent": "0.01",
-        "prevClosePrice": "0.0122", "lastPrice": last_price, "bidPrice": "0.0123", "bidQty": "",
-        "askPrice": "0.0124", "askQty": "", "openPrice": "0.0122", "highPrice": "0.0130",
-        "lowPrice": "0.0119", "volume": "1000", "quoteVolume": null,
-        "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
-    });
-    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
-}
-
 /// Redis up and empty, one cron synced at `price`, and nothing left pending.
 fn synced(stack: &Stack, price: &str) {
     stack.backend.restart_redis().expect("redis restarts");
-    set_price(stack, price);
+    stack.set_ticker(price, "1000");
     stack.fire_cron(ALL);
     let health = stack.get("/health?deep=1").json();
     assert_eq!(
@@ -100,7 +89,7 @@ fn an_outage_loses_no_cron_write(fixture: &Mutex<Stack>) {
     stack.backend.stop_redis();
     let outage = ["0.0201", "0.0202", "0.0203"];
     for price in outage {
-        set_price(&stack, price);
+        stack.set_ticker(price, "1000");
         stack.fire_cron(ALL);
     }
     let status = private_get(&stack, "/v1/sync/status");
@@ -115,7 +104,7 @@ fn an_outage_loses_no_cron_write(fixture: &Mutex<Stack>) {
 
     stack.backend.restart_redis().expect("redis restarts");
     assert_eq!(redis_latest(&stack), Value::Null, "Redis came back without the outage's writes");
-    set_price(&stack, "0.0204");
+    stack.set_ticker("0.0204", "1000");
     stack.fire_cron(ALL); // replays, then syncs
     let history = redis_history(&stack);
     let prices: Vec<&str> = history.iter().map(|(_, price)| price.as_str()).collect();
@@ -206,7 +195,7 @@ fn a_newer_value_in_redis_wins_over_a_replayed_one(fixture: &Mutex<Stack>) {
     let stack = stack(fixture);
     synced(&stack, "0.0400");
     stack.backend.stop_redis();
-    set_price(&stack, "0.0401");
+    stack.set_ticker("0.0401", "1000");
     stack.fire_cron(ALL);
     stack.backend.restart_redis().expect("redis restarts");
     let newer = json!({"symbol": "QRLUSDT", "price": "9.99", "volume_24h": null, "ts": 4_000_000_000_000_i64});
@@ -235,7 +224,7 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
     stack.restart_worker().expect("wrangler dev restarts without Redis");
     let health = stack.get("/health").json();
     assert_eq!((health["store"].as_str(), health["status"].as_str()), (Some("durable"), Some("ok")), "{health}");
-    set_price(&stack, "0.0500");
+    stack.set_ticker("0.0500", "1000");
     stack.fire_cron(ALL);
     let price = stack.get("/v1/price/QRLUSDT");
     assert_eq!((price.status, price.json()["price"].as_str()), (200, Some("0.0500")), "{}", price.body);

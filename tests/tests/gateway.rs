@@ -204,6 +204,19 @@ fn core_client_round_trips_through_the_gateway(backend: &RedisBackend) {
     assert!(matches!(error, StoreError::Rejected { status: 401, .. }), "{error:?}");
 }
 
+/// `POST {url}{path}` with `token`, to a gateway of the test's own: status and body.
+fn post_as(url: &str, token: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let answer = ureq::post(&format!("{url}{path}"))
+        .header("authorization", &format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(body)
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.into_body().read_to_string().unwrap())
+}
+
 /// The SDK's answers, from `tests/gateway/sdk.mjs`.
 fn sdk(url: &str, token: &str, scenario: &str, extra_ca: Option<&std::path::Path>) -> serde_json::Value {
     let root = edgesync_e2e::harness::repo_root();
@@ -300,15 +313,8 @@ fn blocking_commands_wait_alone_and_bounded(backend: &RedisBackend) {
         let url = url.clone();
         move || {
             let started = std::time::Instant::now();
-            let answer = ureq::post(&format!("{url}/"))
-                .header("authorization", &format!("Bearer {REDIS_TOKEN}"))
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .send(body)
-                .unwrap();
-            let status = answer.status().as_u16();
-            (started.elapsed(), status, answer.into_body().read_to_string().unwrap())
+            let (status, body) = post_as(&url, REDIS_TOKEN, "/", body);
+            (started.elapsed(), status, body)
         }
     };
     let blocked = std::thread::spawn(post(br#"["BLPOP","block:q","0"]"#));
@@ -366,14 +372,8 @@ fn administrative_commands_are_denied_and_change_nothing(backend: &RedisBackend)
 
     let (_gateway, url) =
         backend.start_gateway(&[], &[("GATEWAY_ADMIN_TOKEN", "admin-token")]).expect("a gateway with an admin token");
-    let answer = ureq::post(&format!("{url}/"))
-        .header("authorization", "Bearer admin-token")
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send(br#"["CONFIG","SET","maxmemory-samples","6"]"#.as_slice())
-        .unwrap();
-    assert_eq!(answer.status(), 200, "an admin token may");
+    let (status, _) = post_as(&url, "admin-token", "/", br#"["CONFIG","SET","maxmemory-samples","6"]"#);
+    assert_eq!(status, 200, "an admin token may");
     let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-samples").arg("5").query(&mut backend.redis()).unwrap();
 }
 
@@ -437,16 +437,8 @@ fn limits_answer_upstash_shaped_errors(backend: &RedisBackend) {
         )
         .expect("a gateway with small limits");
     let post = |path: &str, body: &[u8]| {
-        let answer = ureq::post(&format!("{url}{path}"))
-            .header("authorization", &format!("Bearer {REDIS_TOKEN}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send(body)
-            .unwrap();
-        let status = answer.status().as_u16();
-        let body: serde_json::Value = serde_json::from_str(&answer.into_body().read_to_string().unwrap()).unwrap();
-        (status, body)
+        let (status, body) = post_as(&url, REDIS_TOKEN, path, body);
+        (status, serde_json::from_str::<serde_json::Value>(&body).unwrap())
     };
     let big = format!(r#"["SET","limits:big","{}"]"#, "x".repeat(300));
     let (status, body) = post("/", big.as_bytes());

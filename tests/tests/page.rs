@@ -33,7 +33,7 @@ fn main() {
                     .collect(),
             })?;
             for price in ["0.0150", "0.0152", "0.0149"] {
-                set_price(&stack, price);
+                stack.set_ticker(price, "182000");
                 stack.fire_cron(ALL);
             }
             Ok(stack)
@@ -47,17 +47,6 @@ fn main() {
             ("the_demo_fills_the_chart_within_a_minute", the_demo_fills_the_chart_within_a_minute),
         ],
     )
-}
-
-fn set_price(stack: &Stack, last_price: &str) {
-    let ticker = json!({
-        "symbol": "QRLUSDT", "priceChange": "0.0001", "priceChangePercent": "0.67",
-        "prevClosePrice": "0.0149", "lastPrice": last_price, "bidPrice": "0.0149", "bidQty": "",
-        "askPrice": "0.0151", "askQty": "", "openPrice": "0.0149", "highPrice": "0.0155",
-        "lowPrice": "0.0147", "volume": "182000", "quoteVolume": null,
-        "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
-    });
-    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
 }
 
 /// What the page shows, as `drive.mjs` reports it.

@@ -26,17 +26,6 @@ fn main() {
     )
 }
 
-fn set_ticker(stack: &Stack, last_price: &str, volume: &str) {
-    let ticker = json!({
-        "symbol": "QRLUSDT", "priceChange": "0.0001", "priceChangePercent": "0.01",
-        "prevClosePrice": "0.0122", "lastPrice": last_price, "bidPrice": "0.0123", "bidQty": "",
-        "askPrice": "0.0124", "askQty": "", "openPrice": "0.0122", "highPrice": "0.0130",
-        "lowPrice": "0.0119", "volume": volume, "quoteVolume": null,
-        "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
-    });
-    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
-}
-
 fn stored_latest(stack: &Stack) -> Option<Value> {
     let mut redis = stack.redis();
     let raw: Option<String> = redis::cmd("GET").arg(LATEST).query(&mut redis).expect("GET works");
@@ -46,7 +35,7 @@ fn stored_latest(stack: &Stack) -> Option<Value> {
 fn cron_writes_the_permanent_price_and_the_route_reads_it(stack: &Stack) {
     let mut redis = stack.redis();
     let _: i64 = redis::cmd("DEL").arg(LATEST).query(&mut redis).unwrap();
-    set_ticker(stack, "0.012345678901", "98765.4321");
+    stack.set_ticker("0.012345678901", "98765.4321");
 
     stack.fire_cron(CRON);
 
@@ -75,9 +64,9 @@ fn cron_writes_the_permanent_price_and_the_route_reads_it(stack: &Stack) {
 }
 
 fn a_new_price_replaces_the_old_one(stack: &Stack) {
-    set_ticker(stack, "0.0200", "1");
+    stack.set_ticker("0.0200", "1");
     stack.fire_cron(CRON);
-    set_ticker(stack, "0.0300", "2");
+    stack.set_ticker("0.0300", "2");
     stack.fire_cron(CRON);
     let stored = stored_latest(stack).expect("price stored");
     assert_eq!(stored["price"], "0.0300");

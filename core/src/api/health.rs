@@ -96,7 +96,7 @@ pub async fn health(app: &App<'_>, deep: bool) -> ApiResponse {
 
 async fn report(app: &App<'_>) -> Value {
     let version = env!("CARGO_PKG_VERSION");
-    let durable = match app.store.durable().or(app.store.embedded_durable()) {
+    let durable = match app.store.durable_copy() {
         Some(durable) => match durable.stats().await {
             Ok(stats) => Some(json!(stats)),
             Err(error) => Some(json!({ "error": error.to_string() })),

@@ -56,6 +56,15 @@ impl Exposition {
         self
     }
 
+    /// A counter family with one sample per data class.
+    pub fn per_class(&mut self, name: &str, help: &str, counts: &std::collections::BTreeMap<&str, u64>) -> &mut Self {
+        self.family(name, "counter", help);
+        for (class, n) in counts {
+            self.sample(name, &[("class", class)], *n as f64);
+        }
+        self
+    }
+
     pub fn finish(self) -> String {
         self.0
     }
@@ -82,22 +91,16 @@ pub async fn metrics(app: &App<'_>) -> Result<ApiResponse, ApiError> {
             out.sample("edgesync_tier_reads_total", &[("class", class), ("outcome", outcome)], n as f64);
         }
     }
-    out.family(
+    out.per_class(
         "edgesync_unreadable_values_total",
-        "counter",
         "Permanent values that did not decode (left untouched), by class.",
+        &stats.unreadable,
     );
-    for (class, n) in &stats.unreadable {
-        out.sample("edgesync_unreadable_values_total", &[("class", class)], *n as f64);
-    }
-    out.family(
+    out.per_class(
         "edgesync_discarded_values_total",
-        "counter",
         "Cache values that did not decode and were discarded, by class.",
+        &stats.discarded,
     );
-    for (class, n) in &stats.discarded {
-        out.sample("edgesync_discarded_values_total", &[("class", class)], *n as f64);
-    }
     out.family("edgesync_memory_tier_entries", "gauge", "Entries in this isolate's memory tier.");
     out.sample("edgesync_memory_tier_entries", &[], stats.entries as f64);
     out.family(
@@ -153,7 +156,7 @@ pub async fn metrics(app: &App<'_>) -> Result<ApiResponse, ApiError> {
     for (task, status) in &statuses {
         out.sample("edgesync_sync_redis_deferred", &[("task", task)], u8::from(status.redis_deferred));
     }
-    if let Some(durable) = app.store.durable().or(app.store.embedded_durable()) {
+    if let Some(durable) = app.store.durable_copy() {
         if let Ok(stats) = durable.stats().await {
             out.family("edgesync_durable_keys", "gauge", "Keys the durable copy holds.");
             out.sample("edgesync_durable_keys", &[], stats.keys as f64);

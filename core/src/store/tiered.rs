@@ -360,9 +360,7 @@ pub struct Tiered<'a> {
     patience: Duration,
     /// The durable copy behind Redis, if any.
     durable: Option<&'a DurableStore>,
-    /// How the embedded store (no Redis) labels its reads.
-    embedded_tier: Tier,
-    /// The durable copy when it is the embedded store.
+    /// The durable copy when it is the embedded store (its reads are then [`Tier::Durable`]).
     embedded_durable: Option<&'a DurableStore>,
     /// The age of the oldest durable-copy row this request was answered from, if any.
     durable_age_ms: std::cell::Cell<Option<i64>>,
@@ -388,7 +386,6 @@ impl<'a> Tiered<'a> {
             waiter: &Unbounded,
             patience: Duration::MAX,
             durable: None,
-            embedded_tier: Tier::Memory,
             embedded_durable: None,
             durable_age_ms: Default::default(),
         }
@@ -403,11 +400,7 @@ impl<'a> Tiered<'a> {
     /// No Redis configured: the durable copy is the whole store (data outlives isolates and
     /// restarts); reads are labelled [`Tier::Durable`].
     pub fn embedded(memory: &'a IsolateCache, durable: &'a DurableStore, clock: &'a dyn Clock) -> Self {
-        Self {
-            embedded_tier: Tier::Durable,
-            embedded_durable: Some(durable),
-            ..Self::memory_only(memory, durable, clock)
-        }
+        Self { embedded_durable: Some(durable), ..Self::memory_only(memory, durable, clock) }
     }
 
     /// Keeps permanent writes in `durable` too, and answers from it what Redis cannot.
@@ -450,14 +443,14 @@ impl<'a> Tiered<'a> {
         self.durable
     }
 
-    /// The durable copy when it is the whole store (no Redis configured).
-    pub fn embedded_durable(&self) -> Option<&DurableStore> {
-        self.embedded_durable
+    /// The durable copy in either role: behind Redis, or the whole store.
+    pub fn durable_copy(&self) -> Option<&DurableStore> {
+        self.durable.or(self.embedded_durable)
     }
 
     /// How the reads of the store behind L1 are labelled when there is no Redis.
     pub fn embedded_tier(&self) -> Option<Tier> {
-        (!self.l2_is_redis).then_some(self.embedded_tier)
+        (!self.l2_is_redis).then_some(if self.embedded_durable.is_some() { Tier::Durable } else { Tier::Memory })
     }
 
     /// `Some(age)` when this request read anything from the durable copy because Redis
@@ -484,7 +477,9 @@ impl<'a> Tiered<'a> {
         let Some(durable) = self.durable else {
             return outcome.map(|replies| Written { replies, deferred: false });
         };
-        let kept: Vec<Command> = commands.iter().filter(|c| Self::kept_by(durable, c)).cloned().collect();
+        let is_kept: Vec<bool> = commands.iter().map(|c| Self::kept_by(durable, c)).collect();
+        let kept: Vec<Command> =
+            commands.iter().zip(&is_kept).filter(|(_, keep)| **keep).map(|(c, _)| c.clone()).collect();
         match outcome {
             Ok(replies) => {
                 if !kept.is_empty() {
@@ -502,9 +497,9 @@ impl<'a> Tiered<'a> {
                 // Every command answers: the copy's reply where it ran, OK for the rest (cache
                 // writes only Redis would have held; they refill).
                 let mut kept_replies = kept_replies.into_iter();
-                let replies = commands
+                let replies = is_kept
                     .iter()
-                    .map(|c| match Self::kept_by(durable, c) {
+                    .map(|keep| match keep {
                         true => kept_replies.next().unwrap_or(Ok(Reply::Nil)),
                         false => Ok(Reply::bulk("OK")),
                     })
@@ -670,7 +665,8 @@ impl Tiered<'_> {
             match self.redis.get(key).await {
                 Ok(Some(value)) => {
                     self.memory.count(*class, |c| c.l2_hits += 1);
-                    return Ok(Some((i, Read { value, tier: self.embedded_tier, age_ms: 0, ttl_ms: None })));
+                    let tier = self.embedded_tier().unwrap_or(Tier::Memory);
+                    return Ok(Some((i, Read { value, tier, age_ms: 0, ttl_ms: None })));
                 }
                 Ok(None) => self.memory.count(*class, |c| c.l2_misses += 1),
                 Err(StoreError::Command { error, .. }) => {

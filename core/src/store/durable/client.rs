@@ -90,18 +90,3 @@ impl Store for DurableStore {
         self.pipeline(commands).await
     }
 }
-
-/// The copy in this process, over [`super::copy::MapRows`]: a transport for native tests.
-pub struct InProcess {
-    pub rows: super::copy::MapRows,
-    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
-    pub max_keys: u64,
-}
-
-#[async_trait(?Send)]
-impl DurableTransport for std::rc::Rc<InProcess> {
-    async fn call(&self, request: &DurableRequest) -> Result<DurableResponse, StoreError> {
-        let copy = super::copy::DurableCopy::new(&self.rows, self.max_keys);
-        Ok(copy.handle(request.clone(), self.clock.now_ms()))
-    }
-}

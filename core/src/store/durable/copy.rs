@@ -233,12 +233,14 @@ impl<'a> DurableCopy<'a> {
     }
 }
 
-/// Rows in a map: the copy in native tests and in the e2e harness's checks.
+/// Rows in a map: the copy in native tests.
+#[cfg(test)]
 #[derive(Default)]
 pub struct MapRows {
     rows: std::sync::Mutex<MapState>,
 }
 
+#[cfg(test)]
 #[derive(Default)]
 struct MapState {
     rows: BTreeMap<String, Row>,
@@ -246,12 +248,14 @@ struct MapState {
     counters: BTreeMap<String, u64>,
 }
 
+#[cfg(test)]
 impl MapRows {
     fn state(&self) -> std::sync::MutexGuard<'_, MapState> {
         self.rows.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+#[cfg(test)]
 impl Rows for MapRows {
     fn load(&self, key: &str) -> Result<Option<Row>, RowsError> {
         Ok(self.state().rows.get(key).cloned())
