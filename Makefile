@@ -135,7 +135,8 @@ bench: tools wasm ## HTTP latency/throughput of the worker vs. a hello-world and
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench http
 
-bench-migrator: tools ## migrator apply on 1M keys vs. redis-benchmark and a naive loop, plus peak RSS
+bench-migrator: tools ## migrator plan/apply/verify/rollback on 1M keys (keys/s, RSS) vs. redis-benchmark, a naive loop and TradingBoost's script
+	@python3 -c "import venv, ensurepip" 2>/dev/null || { echo "installing python3-venv (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv >/dev/null; }
 	cargo build --release -p edgesync-migrator --bin migrator --quiet
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench migrator

@@ -19,12 +19,14 @@ use edgesync_core::store::{Command, Reply, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::connect::Connector;
 use crate::families::{survey, NotOwned};
 use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
 use crate::pace::Pace;
+use crate::pipeline::{Mover, ReadPlan, Reader, Sent, MOVES_IN_FLIGHT};
 use crate::plan::{classify, Candidate, Class, Classified, PlanError, Scanner};
 use crate::rules::{Rule, RuleOptions, RuleSet, OWN_KEYS_PREFIX};
-use crate::script::{answers, is_noscript, move_many_command, Scripts};
+use crate::script::{is_noscript, move_many_command, move_outcomes, MoveOutcome, Scripts};
 use crate::spill::KeyedSpill;
 
 /// How many times a source that keeps changing is re-read before it is reported.
@@ -47,6 +49,10 @@ pub struct ApplyOptions {
     pub progress: bool,
     /// The lock key ([`lock_key`]).
     pub lock_key: String,
+    /// Opens the reader's and the mover's own connections, so scanning, journaling and
+    /// moving overlap ([`crate::pipeline`]); `None`: everything on the store given to
+    /// [`apply`], one step after the other.
+    pub connector: Option<Connector>,
 }
 
 impl ApplyOptions {
@@ -115,6 +121,12 @@ struct Unmoved {
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A batch journaled and handed to the mover, not yet answered.
+struct InFlight {
+    entries: Vec<Entry>,
+    sent: Sent,
 }
 
 struct Run<'a> {
@@ -190,15 +202,73 @@ impl Run<'_> {
         }
     }
 
-    /// Journals `entries` (flushed), moves them, notes the outcomes. Returns the entries whose
-    /// source changed under the move, for a retry.
-    async fn move_entries(&mut self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, ApplyError> {
+    /// The entries to journal and move for a classified page; the keys that cannot be moved
+    /// are noted for the report.
+    fn entries_to_move(&mut self, items: Vec<Classified>) -> Result<Vec<Entry>, ApplyError> {
+        let mut entries = Vec::new();
+        for item in items {
+            if let Some(reason) = self.colliding.get(&item.candidate.key) {
+                let unmoved = Unmoved { class: Class::Conflict, reason: reason.clone() };
+                self.unmoved.insert(item.candidate.key.clone(), Some(unmoved))?;
+                continue;
+            }
+            match item.class {
+                Class::Migrate => entries.push(self.entry(&item)),
+                Class::Conflict if self.options.overwrite => entries.push(self.entry(&item)),
+                Class::AlreadyMigrated if !self.options.keep_source => entries.push(self.entry(&item)),
+                Class::AlreadyMigrated => self.report.already_migrated += 1,
+                // A conflict may be a source a live writer recreated after its move: decided
+                // at the end.
+                Class::Conflict | Class::Unparseable | Class::WrongType | Class::TooLarge => {
+                    let reason = item.reason.clone().unwrap_or_else(|| format!("{:?}", item.class));
+                    self.unmoved.insert(item.candidate.key, Some(Unmoved { class: item.class, reason }))?;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Journals new `entries` (flushed), then moves them: see [`Run::move_entries`].
+    async fn journal_and_move(&mut self, entries: Vec<Entry>) -> Result<Vec<Entry>, ApplyError> {
+        self.journal.append(&entries)?;
+        self.move_entries(entries).await
+    }
+
+    /// Moves journaled `entries` on this run's connection, notes the outcomes. Returns the
+    /// entries whose source changed under the move, for a retry.
+    async fn move_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<Entry>, ApplyError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        self.journal.record(&entries, true)?;
         // The whole batch in one script call: one round trip and one script start for all.
-        let mut reply = self.store.execute(&move_many_command(&entries, &self.scripts)).await;
+        let reply = self.store.execute(&move_many_command(&entries, &self.scripts)).await;
+        self.note_outcomes(entries, reply).await
+    }
+
+    /// Journals new `entries` (flushed) and hands their move to the mover.
+    async fn send_moves(&mut self, mover: &Mover<'_>, entries: Vec<Entry>) -> Result<Option<InFlight>, ApplyError> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        self.journal.append(&entries)?;
+        let sent = mover.send(move_many_command(&entries, &self.scripts)).await;
+        Ok(Some(InFlight { entries, sent }))
+    }
+
+    /// Takes a batch's answers from the mover, notes them, and retries what changed.
+    async fn finish_moves(&mut self, in_flight: InFlight) -> Result<(), ApplyError> {
+        let InFlight { entries, sent } = in_flight;
+        let changed = self.note_outcomes(entries, sent.answer()).await?;
+        self.retry_changed(changed).await
+    }
+
+    /// Notes the script's answer for each entry in the journal and the report. Returns the
+    /// entries whose source changed under the move.
+    async fn note_outcomes(
+        &mut self,
+        mut entries: Vec<Entry>,
+        mut reply: Result<Reply, StoreError>,
+    ) -> Result<Vec<Entry>, ApplyError> {
         if let Err(StoreError::Command { error, .. }) = &reply {
             if is_noscript(&error.0) {
                 // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend; a
@@ -207,46 +277,43 @@ impl Run<'_> {
                 reply = self.store.execute(&move_many_command(&entries, &self.scripts)).await;
             }
         }
-        let outcomes = answers(reply?).map_err(ApplyError::Script)?;
-        if outcomes.len() != entries.len() {
-            return Err(ApplyError::Script(format!("{} answers for {} moves", outcomes.len(), entries.len())));
-        }
+        let outcomes = move_outcomes(reply?, entries.len()).map_err(ApplyError::Script)?;
         let mut changed = Vec::new();
         for (entry, outcome) in entries.iter_mut().zip(outcomes) {
-            match outcome.status.as_str() {
-                "ok" => {
-                    for (member, added) in entry.index.iter_mut().zip(&outcome.added) {
-                        member.added = Some(*added);
+            match outcome {
+                MoveOutcome::Moved { added } => {
+                    for (member, added) in entry.index.iter_mut().zip(added) {
+                        member.added = Some(added);
                     }
                     entry.state = EntryState::Done;
                     self.report.migrated += 1;
                 }
-                "already" => {
+                MoveOutcome::Already => {
                     entry.state = EntryState::Done;
                     self.report.already_migrated += 1;
                 }
-                "conflict" => {
+                MoveOutcome::Conflict { target } => {
                     entry.state = EntryState::Conflict;
-                    entry.note = outcome.key.map(|k| format!("target {k} holds a different value"));
+                    entry.note = Some(format!("target {target} holds a different value"));
                     self.report.conflicts += 1;
                     self.report.problem(&entry.source.clone(), "conflict: a target holds a different value");
                 }
-                "changed" => changed.push(entry.clone()),
-                "missing" => {
+                MoveOutcome::Changed => changed.push(entry.clone()),
+                MoveOutcome::Missing => {
                     entry.state = EntryState::Changed;
                     entry.note = Some("the source vanished and the targets do not hold its conversion".into());
                     self.report.changed_given_up += 1;
                     self.report.problem(&entry.source.clone(), "source vanished before the move");
                 }
-                other => return Err(ApplyError::Script(format!("{}: status {other:?}", entry.source))),
             }
         }
         entries.retain(|e| e.state != EntryState::Pending);
-        self.journal.record(&entries, false)?;
+        self.journal.update(&entries, false)?;
         Ok(changed)
     }
 
-    /// Re-reads sources a live writer changed and moves them again, a few times.
+    /// Re-reads sources a live writer changed and moves them again, a few times. Each re-read
+    /// is a new entry; the one it replaces is noted as changed (nothing of it was written).
     async fn retry_changed(&mut self, mut changed: Vec<Entry>) -> Result<(), ApplyError> {
         for _ in 0..CHANGED_RETRIES {
             if changed.is_empty() {
@@ -254,29 +321,31 @@ impl Run<'_> {
             }
             self.report.changed_retried += changed.len() as u64;
             let candidates = self.candidates(&changed);
-            let seqs: Vec<(String, u64)> = changed.iter().map(|e| (e.source.clone(), e.seq)).collect();
-            let classified = classify(self.store, self.rules, self.rule_options, candidates, now_ms()).await?;
+            let classified = classify(self.store, self.rules, self.rule_options, candidates).await?;
             let mut again = Vec::new();
             for item in classified {
                 if item.class != Class::Migrate && !(item.class == Class::Conflict && self.options.overwrite) {
                     continue; // now unparseable or conflicting: counted by the next plan
                 }
-                let mut entry = self.entry(&item);
-                if let Some((_, seq)) = seqs.iter().find(|(s, _)| *s == entry.source) {
-                    entry.seq = *seq; // the same journal slot, with the new original
-                }
-                again.push(entry);
+                again.push(self.entry(&item));
             }
-            changed = self.move_entries(again).await?;
+            for entry in &mut changed {
+                entry.state = EntryState::Changed;
+                entry.note = Some(match again.iter().find(|e| e.source == entry.source) {
+                    Some(retry) => format!("changed during the move; re-read as entry {}", retry.seq),
+                    None => "changed during the move; no longer movable".into(),
+                });
+            }
+            self.journal.update(&changed, false)?;
+            changed = self.journal_and_move(again).await?;
         }
-        for entry in changed {
-            let mut entry = entry;
+        for entry in &mut changed {
             entry.state = EntryState::Changed;
             entry.note = Some("the source kept changing during the move".into());
             self.report.changed_given_up += 1;
-            self.report.problem(&entry.source, "kept changing during the move");
-            self.journal.record(&[entry], false)?;
+            self.report.problem(&entry.source.clone(), "kept changing during the move");
         }
+        self.journal.update(&changed, false)?;
         Ok(())
     }
 }
@@ -329,15 +398,8 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
     crate::spill::remove_stale(run.journal.dir(), run.unmoved.path())?;
     if run.options.overwrite {
         // Redis refuses a second source's differing target only without --overwrite.
-        run.colliding = crate::collisions::find(
-            run.store,
-            run.set,
-            run.rule_options,
-            run.options.batch,
-            now_ms(),
-            run.journal.dir(),
-        )
-        .await?;
+        run.colliding =
+            crate::collisions::find(run.store, run.set, run.rule_options, run.options.batch, run.journal.dir()).await?;
     }
     // 1. Finish what a crashed run left pending.
     let mut pending = Vec::new();
@@ -369,43 +431,36 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         ProgressBar::hidden()
     };
     let mut pace = run.options.rate_limit().map(|rate| Pace::new(rate, run.options.batch, Instant::now()));
-    let scratch = run.journal.dir().to_owned();
-    let target_prefix = run.rule_options.target_prefix.clone();
-    let mut scanner = Scanner::new(run.set, run.options.batch).surveying(&target_prefix, &scratch)?;
-    while let Some(page) = scanner.next_page(run.store).await? {
-        progress.inc(page.len() as u64);
-        let page_keys = page.len();
-        let classified = classify(run.store, run.rules, run.rule_options, page, now_ms()).await?;
-        let mut entries = Vec::new();
-        for item in classified {
-            if let Some(reason) = run.colliding.get(&item.candidate.key) {
-                let unmoved = Unmoved { class: Class::Conflict, reason: reason.clone() };
-                run.unmoved.insert(item.candidate.key.clone(), Some(unmoved))?;
-                continue;
-            }
-            match item.class {
-                Class::Migrate => entries.push(run.entry(&item)),
-                Class::Conflict if run.options.overwrite => entries.push(run.entry(&item)),
-                Class::AlreadyMigrated if !run.options.keep_source => entries.push(run.entry(&item)),
-                Class::AlreadyMigrated => run.report.already_migrated += 1,
-                // A conflict may be a source a live writer recreated after its move: decided
-                // at the end.
-                Class::Conflict | Class::Unparseable | Class::WrongType | Class::TooLarge => {
-                    let reason = item.reason.clone().unwrap_or_else(|| format!("{:?}", item.class));
-                    run.unmoved.insert(item.candidate.key, Some(Unmoved { class: item.class, reason }))?;
-                }
-            }
+    let plan = ReadPlan {
+        set: run.set.clone(),
+        rule_options: run.rule_options.clone(),
+        page_size: run.options.batch,
+        scratch: run.journal.dir().to_owned(),
+    };
+    let (mut reader, mover) = match &run.options.connector {
+        Some(connector) => (Reader::threaded(plan.clone(), connector.clone())?, Mover::threaded(connector.clone())?),
+        None => (Reader::inline(&plan, run.store)?, Mover::inline(run.store)),
+    };
+    let mut in_flight = std::collections::VecDeque::new();
+    while let Some(page) = reader.next().await? {
+        progress.inc(page.owned as u64);
+        let entries = run.entries_to_move(page.items)?;
+        in_flight.extend(run.send_moves(&mover, entries).await?);
+        while in_flight.len() >= MOVES_IN_FLIGHT {
+            let oldest = in_flight.pop_front().expect("in flight");
+            run.finish_moves(oldest).await?;
         }
-        let changed = run.move_entries(entries).await?;
-        run.retry_changed(changed).await?;
         run.lock(false).await?;
-        if let Some(wait) = pace.as_mut().and_then(|pace| pace.after(page_keys, Instant::now())) {
+        if let Some(wait) = pace.as_mut().and_then(|pace| pace.after(page.owned, Instant::now())) {
             std::thread::sleep(wait);
         }
     }
+    while let Some(oldest) = in_flight.pop_front() {
+        run.finish_moves(oldest).await?;
+    }
 
     // The families' keys no rule owns: seen by the scan above when it covered every key.
-    run.not_owned = Some(scanner.finish_survey(run.store, &target_prefix, &scratch).await?);
+    run.not_owned = Some(reader.finish().await?);
 
     // 3. Sources a live writer recreated after their move (SCAN may or may not have seen them).
     if !run.options.keep_source {
@@ -469,7 +524,7 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
         if recreated.is_empty() {
             continue;
         }
-        let classified = classify(run.store, run.rules, run.rule_options, run.candidates(&recreated), now_ms()).await?;
+        let classified = classify(run.store, run.rules, run.rule_options, run.candidates(&recreated)).await?;
         let mut entries = Vec::new();
         for item in classified {
             let Some(previous_move) = recreated.iter().find(|e| e.source == item.candidate.key) else { continue };
@@ -490,7 +545,7 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
                 run.unmoved.insert(item.candidate.key.clone(), Some(unmoved))?;
             }
         }
-        let changed = run.move_entries(entries).await?;
+        let changed = run.journal_and_move(entries).await?;
         run.retry_changed(changed).await?;
         run.lock(false).await?;
     }

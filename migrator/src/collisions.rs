@@ -81,14 +81,13 @@ pub async fn find(
     set: &RuleSet,
     options: &RuleOptions,
     batch: usize,
-    now_ms: i64,
     scratch: &Path,
 ) -> Result<HashMap<String, String>, crate::plan::PlanError> {
     let scratch_error = |error| crate::plan::PlanError::Scratch(scratch.display().to_string(), error);
     let mut finder = CollisionFinder::new_in(scratch).map_err(scratch_error)?;
     let mut scanner = Scanner::new(set, batch);
     while let Some(page) = scanner.next_page(store).await? {
-        for item in classify(store, &set.rules, options, page, now_ms).await? {
+        for item in classify(store, &set.rules, options, page).await? {
             finder.note(&item).map_err(scratch_error)?;
         }
     }

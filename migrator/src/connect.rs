@@ -65,6 +65,32 @@ fn ca_certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
         .collect()
 }
 
+/// How to open a connection: what a step that works on several connections at once (apply's
+/// reader and mover threads) opens each of them from.
+#[derive(Clone)]
+pub struct Connector {
+    url: String,
+    token: Option<String>,
+    trust: Trust,
+}
+
+impl Connector {
+    pub fn new(url: &str, token: Option<&str>, trust: &Trust) -> Self {
+        Self { url: url.to_owned(), token: token.map(str::to_owned), trust: trust.clone() }
+    }
+
+    pub fn open(&self) -> Result<Box<dyn Store>, ConnectError> {
+        open_with(&self.url, self.token.as_deref(), &self.trust)
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.token.as_ref().map(|_| "***");
+        f.debug_struct("Connector").field("url", &redacted(&self.url)).field("token", &token).finish()
+    }
+}
+
 /// Opens `url` as a store, trusting the bundled roots for TLS.
 pub fn open(url: &str, token: Option<&str>) -> Result<Box<dyn Store>, ConnectError> {
     open_with(url, token, &Trust::default())

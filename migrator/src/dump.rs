@@ -10,15 +10,15 @@ use crate::value::{read_many, Stored};
 
 pub type Dump = BTreeMap<String, Stored>;
 
-/// Every key (SCAN, never KEYS) with its typed value and expiry. `now_ms` is asked per page,
-/// so expiries stay exact however long the dump takes.
-pub async fn dump(store: &dyn Store, now_ms: impl Fn() -> i64) -> Result<Dump, StoreError> {
+/// Every key (SCAN, never KEYS) with its typed value and absolute expiry (read per page, so
+/// expiries stay exact however long the dump takes).
+pub async fn dump(store: &dyn Store) -> Result<Dump, StoreError> {
     let mut dump = Dump::new();
     let mut cursor = 0;
     loop {
         let page = store.scan(cursor, "*", 1000).await?;
         let fresh: Vec<String> = page.keys.into_iter().filter(|k| !dump.contains_key(k)).collect();
-        for (key, stored) in fresh.iter().zip(read_many(store, &fresh, now_ms()).await?) {
+        for (key, stored) in fresh.iter().zip(read_many(store, &fresh).await?) {
             if let Some(stored) = stored {
                 dump.insert(key.clone(), stored);
             }

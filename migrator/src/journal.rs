@@ -1,30 +1,40 @@
 //! The journal: every original the migrator touches, recorded — and flushed to disk — before
-//! the key is moved, with the conversion's targets and the entry's state. It is what makes a
+//! the key is moved, with the conversion's targets and the entry's outcome. It is what makes a
 //! run resumable after a crash (pending entries are finished first), verifiable (targets are
 //! compared with the journaled conversion) and reversible (originals are restored exactly).
 //!
 //! [`Journal`] is a small trait so the store behind it can change; [`SledJournal`] implements
-//! it with sled 0.34.7 (the stable line; unmaintained, hence the trait). Entries are keyed by
-//! a sequence number, so iteration is in apply order and rollback walks it backwards.
+//! it with sled 0.34.7 (the stable line; unmaintained, hence the trait).
 //!
-//! Memory stays flat however many keys are journaled: sled keeps bookkeeping for every page
-//! of a database in memory and its working memory grows with the bytes written to it, so the
-//! journal is split into segments — a new sled database once the newest has taken
-//! [`SEGMENT_BYTES`] — named by their first sequence number, and at most two are open: the
-//! newest, which takes new entries, and one other, for reading. Bounding segments by bytes
-//! rather than entries keeps a segment of large values (JSON arrays, long histories) as small
-//! as one of small values.
-use std::cell::RefCell;
+//! **Layout** (one sled database, `<journal>/sled`, one tree): entries get consecutive
+//! sequence numbers, in apply order, and are stored in *chunks* of consecutive entries (up to
+//! about [`CHUNK_BYTES`] of JSON each), two records per chunk, both keyed by the chunk's first
+//! sequence number (8 bytes, big-endian, so keys sort in apply order):
+//!
+//! - `e` + first seq → the chunk's entries as journaled (JSON array of [`Entry`]), written once;
+//! - `o` + first seq → their outcomes (JSON array of [`Outcome`], one per entry: state, note,
+//!   which index members were new), rewritten as moves and rollbacks finish.
+//!
+//! A batch of new entries is one atomic sled batch (its chunks and their all-pending outcomes)
+//! and one flush: after a crash a chunk is whole or absent, never half-written. Writing a
+//! chunk per record rather than an entry per record is what keeps sled cheap: a few inserts
+//! per batch instead of two per key, and a tree of a few thousand records for a million keys,
+//! so its memory stays flat without splitting the journal into databases.
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::value::{Stored, TypedValue};
 
-/// Bytes of entries (every write counted, updates included) after which new entries start a
-/// new segment. Measured: sled's working memory for a segment grows with the bytes written to
-/// it; at 8 MiB it is a few MB, and a million keys make ~150 segments, quick to open in turn.
+/// Bytes of JSON after which a chunk is closed (the last entry may pass it).
+pub const CHUNK_BYTES: usize = 4 * 1024;
+
+/// Bytes of entries appended to a segment after which the next batch starts a new one.
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+const ENTRIES: u8 = b'e';
+const OUTCOMES: u8 = b'o';
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,7 +44,8 @@ pub enum EntryState {
     Done,
     /// A target held a different value; nothing was written.
     Conflict,
-    /// The source kept changing under the move; given up after retries.
+    /// The source changed under the move (re-read as a later entry, or given up after
+    /// retries); nothing was written.
     Changed,
     RolledBack,
     /// Rollback refused: a target changed after the migration (use `--force`).
@@ -73,6 +84,36 @@ pub struct Entry {
     pub note: Option<String>,
 }
 
+/// What becomes of an entry after it is journaled: the part of it [`Journal::update`] writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub state: EntryState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Per index member, whether the move added it (`None`: not moved yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<Option<bool>>,
+}
+
+impl Outcome {
+    fn of(entry: &Entry) -> Self {
+        let added = if entry.index.iter().any(|m| m.added.is_some()) {
+            entry.index.iter().map(|m| m.added).collect()
+        } else {
+            Vec::new()
+        };
+        Self { state: entry.state, note: entry.note.clone(), added }
+    }
+
+    fn apply_to(self, entry: &mut Entry) {
+        entry.state = self.state;
+        entry.note = self.note;
+        for (member, added) in entry.index.iter_mut().zip(self.added) {
+            member.added = added;
+        }
+    }
+}
+
 /// What a walk over the journal needs to decide whether to look closer at an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EntryHead {
@@ -82,11 +123,30 @@ pub struct EntryHead {
     pub keep_source: bool,
 }
 
-/// Something the journal stores per entry and can be read back as (an [`Entry`], or its
-/// [`EntryHead`]).
-trait Journaled: serde::de::DeserializeOwned {}
-impl Journaled for Entry {}
-impl Journaled for EntryHead {}
+/// Something the journal can read a stored entry back as (an [`Entry`], or its
+/// [`EntryHead`]), with its outcome laid over it.
+trait Journaled: serde::de::DeserializeOwned {
+    fn seq(&self) -> u64;
+    fn take(&mut self, outcome: Outcome);
+}
+
+impl Journaled for Entry {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn take(&mut self, outcome: Outcome) {
+        outcome.apply_to(self);
+    }
+}
+
+impl Journaled for EntryHead {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn take(&mut self, outcome: Outcome) {
+        self.state = outcome.state;
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("journal: {0}")]
@@ -99,18 +159,21 @@ impl From<sled::Error> for JournalError {
 }
 
 pub trait Journal {
-    /// Stores entries (new or updated); with `durable`, flushes them to disk before returning.
-    /// Originals are recorded durably before a move; outcomes need not be, because a lost
-    /// "done" is re-derived on resume (the move script answers `already`).
-    fn record(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError>;
+    /// Stores new entries — numbered consecutively from [`Journal::next_seq`] — and flushes
+    /// them to disk before returning: a move is sent only after its original is durable.
+    fn append(&self, entries: &[Entry]) -> Result<(), JournalError>;
+    /// Records the outcomes (state, note, index members' `added`) of entries already
+    /// journaled; their other fields are as appended. With `durable`, flushes. Outcomes of
+    /// moves need not be durable: a lost "done" is re-derived on resume (the move script
+    /// answers `already`).
+    fn update(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError>;
     /// The sequence number the next new entry gets.
     fn next_seq(&self) -> Result<u64, JournalError>;
     /// Up to `limit` entries after sequence `after` (exclusive; `None` = from the start), in
     /// apply order — or, with `reverse`, before `after` going backwards. Empty at the end.
     fn page(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<Entry>, JournalError>;
     /// [`Journal::page`], each entry read only as far as its [`EntryHead`]: for walks that
-    /// look at most entries only to pass them by (decoding originals and targets is most of
-    /// the cost of reading one).
+    /// look at most entries only to pass them by.
     fn heads(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<EntryHead>, JournalError>;
     /// One entry by its sequence number.
     fn get(&self, seq: u64) -> Result<Option<Entry>, JournalError>;
@@ -147,11 +210,31 @@ pub fn entries(
     })
 }
 
-/// One segment database; `number` is the first sequence number it holds.
+fn key(kind: u8, first: u64) -> [u8; 9] {
+    let mut key = [kind; 9];
+    key[1..].copy_from_slice(&first.to_be_bytes());
+    key
+}
+
+fn first_of(key: &[u8]) -> Result<u64, JournalError> {
+    let bytes = key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok());
+    bytes.map(u64::from_be_bytes).ok_or_else(|| JournalError("a record with a malformed key".into()))
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JournalError> {
+    serde_json::to_vec(value).map_err(|e| JournalError(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JournalError> {
+    serde_json::from_slice(bytes).map_err(|e| JournalError(format!("corrupt record: {e}")))
+}
+
+/// One sled database of the journal: the chunks from sequence number `number` on, up to the
+/// next segment's.
 struct Segment {
     number: u64,
     db: sled::Db,
-    entries: sled::Tree,
+    tree: sled::Tree,
 }
 
 impl Segment {
@@ -159,35 +242,78 @@ impl Segment {
         let path = root.join(SEGMENTS_DIR).join(format!("{number:020}"));
         let db = sled::Config::new()
             .path(&path)
-            // A small cache: entries are written once and read back in order.
+            // A small cache: chunks are written once and read back in order.
             .cache_capacity(2 * 1024 * 1024)
             .open()
             .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
-        let entries = db.open_tree("entries")?;
-        Ok(Self { number, db, entries })
+        let tree = db.open_tree("journal")?;
+        Ok(Self { number, db, tree })
     }
 
-    fn last_seq(&self) -> Result<Option<u64>, JournalError> {
-        self.entries.last()?.map(|(key, _)| seq_of(&key)).transpose()
+    /// The first sequence number of the chunk holding `seq`, if this segment has one.
+    fn chunk_of(&self, seq: u64) -> Result<Option<u64>, JournalError> {
+        let last = self.tree.range(key(OUTCOMES, 0)..=key(OUTCOMES, seq)).next_back().transpose()?;
+        last.map(|(record, _)| first_of(&record)).transpose()
+    }
+
+    /// A chunk's entries (as `T`) with their outcomes laid over them.
+    fn read_chunk<T: Journaled>(&self, first: u64) -> Result<Vec<T>, JournalError> {
+        let (Some(entries), Some(outcomes)) =
+            (self.tree.get(key(ENTRIES, first))?, self.tree.get(key(OUTCOMES, first))?)
+        else {
+            return Err(JournalError(format!("chunk {first} is incomplete")));
+        };
+        let mut entries: Vec<T> = decode(&entries)?;
+        let outcomes: Vec<Outcome> = decode(&outcomes)?;
+        if entries.len() != outcomes.len() {
+            return Err(JournalError(format!("chunk {first}: {} entries, {} outcomes", entries.len(), outcomes.len())));
+        }
+        for (entry, outcome) in entries.iter_mut().zip(outcomes) {
+            entry.take(outcome);
+        }
+        Ok(entries)
+    }
+
+    /// The sequence number after this segment's last entry (`None`: it holds none).
+    fn end(&self) -> Result<Option<u64>, JournalError> {
+        let last = self.tree.range(key(OUTCOMES, 0)..=key(OUTCOMES, u64::MAX)).next_back().transpose()?;
+        last.map(|(record, outcomes)| Ok(first_of(&record)? + decode::<Vec<Outcome>>(&outcomes)?.len() as u64))
+            .transpose()
+    }
+
+    /// The chunks' first sequence numbers, from the one holding `after` on (or those before
+    /// it, backwards).
+    fn chunks(&self, after: Option<u64>, reverse: bool) -> Result<Vec<u64>, JournalError> {
+        let all = key(OUTCOMES, 0)..=key(OUTCOMES, u64::MAX);
+        let records: Vec<sled::IVec> = match (after, reverse) {
+            (None, false) => self.tree.range(all).keys().collect::<Result<_, _>>()?,
+            (None, true) => self.tree.range(all).keys().rev().collect::<Result<_, _>>()?,
+            (Some(after), false) => {
+                let from = self.chunk_of(after)?.unwrap_or(0);
+                self.tree.range(key(OUTCOMES, from)..=key(OUTCOMES, u64::MAX)).keys().collect::<Result<_, _>>()?
+            }
+            (Some(after), true) => {
+                self.tree.range(key(OUTCOMES, 0)..key(OUTCOMES, after)).keys().rev().collect::<Result<_, _>>()?
+            }
+        };
+        records.iter().map(|record| first_of(record)).collect()
     }
 }
 
-const SEGMENTS_DIR: &str = "segments";
-
-fn seq_of(key: &[u8]) -> Result<u64, JournalError> {
-    Ok(u64::from_be_bytes(key.try_into().map_err(|_| JournalError("bad sequence key".into()))?))
-}
+/// Where the segments live inside the journal directory (older layouts used `db` and
+/// `segments`).
+const SEGMENTS_DIR: &str = "chunks";
 
 pub struct SledJournal {
     root: PathBuf,
+    chunk_bytes: usize,
     segment_bytes: u64,
     /// Segments present, by first sequence number, ascending.
     segments: RefCell<Vec<u64>>,
-    /// Bytes written to the newest segment by this process (`None`: it was written before, so
-    /// the next new entry starts a fresh segment rather than measure the old one).
-    newest_bytes: std::cell::Cell<Option<u64>>,
+    /// Bytes appended to the newest segment by this process.
+    appended: Cell<u64>,
     /// The first sequence number not yet written, once known.
-    next_new: std::cell::Cell<Option<u64>>,
+    next_new: Cell<Option<u64>>,
     /// The newest segment (new entries go there) and one other, each opened on demand.
     newest: RefCell<Option<Segment>>,
     other: RefCell<Option<Segment>>,
@@ -196,24 +322,26 @@ pub struct SledJournal {
 impl SledJournal {
     /// Opens (or creates) the journal directory. One process at a time: sled locks it.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        Self::open_with(path, SEGMENT_BYTES)
+        Self::open_with(path, CHUNK_BYTES, SEGMENT_BYTES)
     }
 
-    /// Opens the journal, starting new segments after `segment_bytes` (tests use small ones).
-    pub fn open_with(path: &Path, segment_bytes: u64) -> Result<Self, JournalError> {
-        if path.join("db").exists() && !path.join(SEGMENTS_DIR).exists() {
-            return Err(JournalError(format!(
-                "{} is a journal of an older migrator (one sled database); finish or roll it back with that version",
-                path.display()
-            )));
+    /// Opens the journal with other chunk and segment sizes (tests use small ones).
+    pub fn open_with(path: &Path, chunk_bytes: usize, segment_bytes: u64) -> Result<Self, JournalError> {
+        for older in ["db", "segments"] {
+            if path.join(older).exists() {
+                return Err(JournalError(format!(
+                    "{} is a journal of an older migrator (another layout); finish or roll it back with that version",
+                    path.display()
+                )));
+            }
         }
-        std::fs::create_dir_all(path.join(SEGMENTS_DIR))
-            .map_err(|e| JournalError(format!("cannot create {}: {e}", path.join(SEGMENTS_DIR).display())))?;
-        // Absolute from here on: scratch files and segments are compared by path.
-        let path = &path.canonicalize().map_err(|e| JournalError(format!("cannot resolve {}: {e}", path.display())))?;
         let segments_dir = path.join(SEGMENTS_DIR);
+        std::fs::create_dir_all(&segments_dir)
+            .map_err(|e| JournalError(format!("cannot create {}: {e}", segments_dir.display())))?;
+        // Absolute from here on: scratch files are compared by path.
+        let root = path.canonicalize().map_err(|e| JournalError(format!("cannot resolve {}: {e}", path.display())))?;
         let mut segments = Vec::new();
-        let listing = std::fs::read_dir(&segments_dir)
+        let listing = std::fs::read_dir(root.join(SEGMENTS_DIR))
             .map_err(|e| JournalError(format!("cannot read {}: {e}", segments_dir.display())))?;
         for item in listing {
             let item = item.map_err(|e| JournalError(e.to_string()))?;
@@ -223,11 +351,12 @@ impl SledJournal {
         }
         segments.sort_unstable();
         Ok(Self {
-            root: path.to_owned(),
+            root,
+            chunk_bytes,
             segment_bytes,
             segments: RefCell::new(segments),
-            newest_bytes: std::cell::Cell::new(None),
-            next_new: std::cell::Cell::new(None),
+            appended: Cell::new(0),
+            next_new: Cell::new(None),
             newest: RefCell::new(None),
             other: RefCell::new(None),
         })
@@ -257,58 +386,130 @@ impl SledJournal {
         *slot = Some(Segment::open(&self.root, number)?);
         f(slot.as_ref().expect("opened above"))
     }
-}
 
-/// A sequence number and its encoded entry.
-type Encoded = (u64, Vec<u8>);
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JournalError> {
-    serde_json::from_slice(bytes).map_err(|e| JournalError(format!("corrupt entry: {e}")))
+    fn walk<T: Journaled>(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<T>, JournalError> {
+        let mut page = Vec::new();
+        let numbers = self.segments.borrow().clone();
+        let numbers: Vec<u64> = match (after, reverse) {
+            (None, false) => numbers,
+            (None, true) => numbers.into_iter().rev().collect(),
+            (Some(after), false) => {
+                let first = self.segment_of(after);
+                numbers.into_iter().filter(|n| first.is_none_or(|f| *n >= f)).collect()
+            }
+            (Some(after), true) => numbers.into_iter().rev().filter(|n| *n < after).collect(),
+        };
+        let wanted = |seq: u64| after.is_none_or(|a| if reverse { seq < a } else { seq > a });
+        for number in numbers {
+            if page.len() >= limit {
+                break;
+            }
+            self.with_segment(number, |segment| {
+                for first in segment.chunks(after, reverse)? {
+                    let chunk: Vec<T> = segment.read_chunk(first)?;
+                    let chunk: Box<dyn Iterator<Item = T>> =
+                        if reverse { Box::new(chunk.into_iter().rev()) } else { Box::new(chunk.into_iter()) };
+                    page.extend(chunk.filter(|e| wanted(e.seq())).take(limit - page.len()));
+                    if page.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(page)
+    }
 }
 
 impl Journal for SledJournal {
-    fn record(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError> {
-        let mut next_new = match self.next_new.get() {
-            Some(next) => next,
-            None => self.next_seq()?,
-        };
-        // (segment, [(seq, encoded entry)]), in the order given.
-        let mut groups: Vec<(u64, Vec<Encoded>)> = Vec::new();
-        for entry in entries {
-            let bytes = serde_json::to_vec(entry).map_err(|e| JournalError(e.to_string()))?;
-            let is_new = entry.seq >= next_new;
-            let full = self.newest_bytes.get().is_none_or(|written| written >= self.segment_bytes);
-            let number = match self.segment_of(entry.seq) {
-                Some(number) if !(is_new && full) => number,
-                _ => {
-                    // A new segment starting at this entry — unless the newest already starts
-                    // here: a crash right after creating it left it empty (it cannot hold
-                    // this entry, or it would not be new), and a second one of the same
-                    // number would list every entry twice.
-                    if self.segments.borrow().last() != Some(&entry.seq) {
-                        self.segments.borrow_mut().push(entry.seq);
-                    }
-                    self.newest_bytes.set(Some(0));
-                    entry.seq
-                }
-            };
-            if Some(number) == self.segments.borrow().last().copied() {
-                self.newest_bytes.set(self.newest_bytes.get().map(|written| written + bytes.len() as u64));
+    fn append(&self, entries: &[Entry]) -> Result<(), JournalError> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        let next = self.next_seq()?;
+        if entries.iter().enumerate().any(|(i, e)| e.seq != next + i as u64) {
+            return Err(JournalError(format!(
+                "new entries must be numbered from {next} on, consecutively (got {} and on)",
+                first.seq
+            )));
+        }
+        fn close(chunk: &mut Vec<&Entry>, batch: &mut sled::Batch) -> Result<(), JournalError> {
+            if let Some(head) = chunk.first() {
+                batch.insert(&key(ENTRIES, head.seq), encode(&chunk)?);
+                let outcomes: Vec<Outcome> = chunk.iter().map(|e| Outcome::of(e)).collect();
+                batch.insert(&key(OUTCOMES, head.seq), encode(&outcomes)?);
+                chunk.clear();
             }
-            next_new = next_new.max(entry.seq + 1);
-            match groups.last_mut() {
-                Some((group, items)) if *group == number => items.push((entry.seq, bytes)),
-                _ => groups.push((number, vec![(entry.seq, bytes)])),
+            Ok(())
+        }
+        let mut batch = sled::Batch::default();
+        let mut chunk: Vec<&Entry> = Vec::new();
+        let (mut bytes, mut total) = (0, 0);
+        for entry in entries {
+            let size = approximate_bytes(entry);
+            bytes += size;
+            total += size as u64;
+            chunk.push(entry);
+            if bytes >= self.chunk_bytes {
+                close(&mut chunk, &mut batch)?;
+                bytes = 0;
             }
         }
-        self.next_new.set(Some(next_new));
-        for (number, items) in groups {
+        close(&mut chunk, &mut batch)?;
+        // A batch goes whole into the newest segment, or starts a new one when that is full.
+        // (An empty newest segment — a crash right after it was created — starts at this
+        // batch's first entry already, and is reused.)
+        let newest = self.segments.borrow().last().copied();
+        let number = match newest {
+            Some(number) if self.appended.get() < self.segment_bytes || number == first.seq => number,
+            _ => {
+                self.segments.borrow_mut().push(first.seq);
+                self.appended.set(0);
+                first.seq
+            }
+        };
+        self.with_segment(number, |segment| {
+            segment.tree.apply_batch(batch)?;
+            segment.db.flush()?;
+            Ok(())
+        })?;
+        self.appended.set(self.appended.get() + total);
+        self.next_new.set(Some(next + entries.len() as u64));
+        Ok(())
+    }
+
+    fn update(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError> {
+        // Grouped by segment, then chunk: each chunk's outcomes read, changed, written once.
+        let mut groups: BTreeMap<u64, Vec<&Entry>> = BTreeMap::new();
+        for entry in entries {
+            let number = self
+                .segment_of(entry.seq)
+                .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
+            groups.entry(number).or_default().push(entry);
+        }
+        for (number, entries) in groups {
             self.with_segment(number, |segment| {
-                let mut batch = sled::Batch::default();
-                for (seq, bytes) in items {
-                    batch.insert(&seq.to_be_bytes(), bytes);
+                let mut chunks: BTreeMap<u64, Vec<&Entry>> = BTreeMap::new();
+                for entry in entries {
+                    let first = segment
+                        .chunk_of(entry.seq)?
+                        .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
+                    chunks.entry(first).or_default().push(entry);
                 }
-                segment.entries.apply_batch(batch)?;
+                let mut batch = sled::Batch::default();
+                for (first, updates) in chunks {
+                    let record = segment
+                        .tree
+                        .get(key(OUTCOMES, first))?
+                        .ok_or_else(|| JournalError(format!("chunk {first} vanished")))?;
+                    let mut outcomes: Vec<Outcome> = decode(&record)?;
+                    for entry in updates {
+                        let slot = outcomes
+                            .get_mut((entry.seq - first) as usize)
+                            .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
+                        *slot = Outcome::of(entry);
+                    }
+                    batch.insert(&key(OUTCOMES, first), encode(&outcomes)?);
+                }
+                segment.tree.apply_batch(batch)?;
                 if durable {
                     segment.db.flush()?;
                 }
@@ -319,13 +520,19 @@ impl Journal for SledJournal {
     }
 
     fn next_seq(&self) -> Result<u64, JournalError> {
+        if let Some(next) = self.next_new.get() {
+            return Ok(next);
+        }
         let numbers = self.segments.borrow().clone();
+        let mut next = 0;
         for number in numbers.into_iter().rev() {
-            if let Some(last) = self.with_segment(number, Segment::last_seq)? {
-                return Ok(last + 1);
+            if let Some(end) = self.with_segment(number, Segment::end)? {
+                next = end;
+                break;
             }
         }
-        Ok(0)
+        self.next_new.set(Some(next));
+        Ok(next)
     }
 
     fn page(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<Entry>, JournalError> {
@@ -339,7 +546,8 @@ impl Journal for SledJournal {
     fn get(&self, seq: u64) -> Result<Option<Entry>, JournalError> {
         let Some(number) = self.segment_of(seq) else { return Ok(None) };
         self.with_segment(number, |segment| {
-            segment.entries.get(seq.to_be_bytes())?.map(|bytes| decode(&bytes)).transpose()
+            let Some(first) = segment.chunk_of(seq)? else { return Ok(None) };
+            Ok(segment.read_chunk::<Entry>(first)?.into_iter().find(|e| e.seq == seq))
         })
     }
 
@@ -348,48 +556,21 @@ impl Journal for SledJournal {
     }
 }
 
-impl SledJournal {
-    fn walk<T: Journaled>(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<T>, JournalError> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let numbers = self.segments.borrow().clone();
-        let mut page = Vec::new();
-        let visit = |number: u64, page: &mut Vec<T>| {
-            self.with_segment(number, |segment| {
-                let bound = after.map(|seq| seq.to_be_bytes());
-                let tree = &segment.entries;
-                let range: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match (bound, reverse) {
-                    (None, false) => Box::new(tree.iter()),
-                    (None, true) => Box::new(tree.iter().rev()),
-                    (Some(b), false) => Box::new(tree.range::<&[u8], _>((Excluded(&b[..]), Unbounded))),
-                    (Some(b), true) => Box::new(tree.range::<&[u8], _>((Unbounded, Excluded(&b[..]))).rev()),
-                };
-                for item in range.take(limit - page.len()) {
-                    let (_, bytes) = item?;
-                    page.push(decode(&bytes)?);
-                }
-                Ok(())
-            })
-        };
-        if reverse {
-            // Segments holding sequence numbers below `after`.
-            for number in numbers.into_iter().rev().filter(|n| after.is_none_or(|a| *n < a)) {
-                visit(number, &mut page)?;
-                if page.len() >= limit {
-                    break;
-                }
-            }
-        } else {
-            // The segment holding `after` and those after it.
-            let first = after.and_then(|a| self.segment_of(a));
-            for number in numbers.into_iter().filter(|n| first.is_none_or(|f| *n >= f)) {
-                visit(number, &mut page)?;
-                if page.len() >= limit {
-                    break;
-                }
-            }
+/// About how many bytes of JSON an entry takes: its values' text plus a fixed overhead.
+fn approximate_bytes(entry: &Entry) -> usize {
+    fn value(value: &TypedValue) -> usize {
+        match value {
+            TypedValue::String(text) => text.len() + 8,
+            TypedValue::Hash(fields) => fields.iter().map(|(f, v)| f.len() + v.len() + 6).sum(),
+            TypedValue::Set(members) => members.iter().map(|m| m.len() + 3).sum(),
+            TypedValue::Zset(items) => items.iter().map(|(m, s)| m.len() + s.len() + 8).sum(),
+            TypedValue::List(items) => items.iter().map(|i| i.len() + 3).sum(),
         }
-        Ok(page)
     }
+    let targets: usize = entry.targets.iter().map(|(k, v)| k.len() + value(v)).sum();
+    let previous: usize = entry.previous_targets.iter().flatten().map(|p| value(&p.value)).sum();
+    let index: usize = entry.index.iter().map(|m| m.key.len() + m.member.len() + 30).sum();
+    160 + entry.rule.len() + entry.source.len() + value(&entry.original.value) + targets + previous + index
 }
 
 #[cfg(test)]
@@ -404,7 +585,7 @@ mod tests {
             original: Stored { value: TypedValue::String(format!("{{\"qty\":\"{seq}\"}}")), expire_at_ms: None },
             targets: Vec::new(),
             previous_targets: Vec::new(),
-            index: Vec::new(),
+            index: vec![IndexMember { key: format!("idx:{seq}"), member: "m".into(), added: None }],
             keep_source: false,
             overwrite: false,
             drop_expiry: false,
@@ -417,23 +598,31 @@ mod tests {
         pages.flat_map(|page| page.unwrap()).map(|e| e.seq).collect()
     }
 
+    /// Chunks of ~4 entries (each ~200 bytes), segments of a few chunks.
+    const SMALL_CHUNKS: usize = 800;
+    const SMALL_SEGMENTS: u64 = 2000;
+
+    fn segments(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join(SEGMENTS_DIR)).unwrap().count()
+    }
+
     #[test]
-    fn entries_span_segments_in_both_directions_and_survive_reopening() {
+    fn entries_page_across_chunks_in_both_directions_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            // Entries of ~200 bytes: a new segment after every 4 or so new ones.
-            let journal = SledJournal::open_with(dir.path(), 800).unwrap();
+            let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
             assert_eq!(journal.next_seq().unwrap(), 0);
-            // One batch straddling two segment boundaries, then an update of an older segment.
-            journal.record(&(0..25).map(entry).collect::<Vec<_>>(), true).unwrap();
+            journal.append(&(0..25).map(entry).collect::<Vec<_>>()).unwrap();
             let mut done = entry(3);
             done.state = EntryState::Done;
-            journal.record(&[done], false).unwrap();
-            journal.record(&(25..32).map(entry).collect::<Vec<_>>(), true).unwrap();
+            done.index[0].added = Some(true);
+            journal.update(&[done], false).unwrap();
+            journal.append(&(25..32).map(entry).collect::<Vec<_>>()).unwrap();
         }
-        let journal = SledJournal::open_with(dir.path(), 800).unwrap();
-        let segments = std::fs::read_dir(dir.path().join(SEGMENTS_DIR)).unwrap().count();
-        assert!(segments >= 3, "a batch starts at most one segment; {segments} segments");
+        let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
+        let chunks = journal.with_segment(0, |s| s.chunks(None, false)).unwrap();
+        assert!(chunks.len() >= 6, "a batch of 25 entries makes several chunks: {chunks:?}");
+        assert_eq!(segments(dir.path()), 2, "a batch goes whole into one segment; the next starts another");
         assert_eq!(journal.next_seq().unwrap(), 32);
         assert_eq!(seqs(entries(&journal, false, 7)), (0..32).collect::<Vec<_>>());
         assert_eq!(seqs(entries(&journal, true, 7)), (0..32).rev().collect::<Vec<_>>());
@@ -443,24 +632,93 @@ mod tests {
             let backward: Vec<u64> = journal.page(Some(after), 3, true).unwrap().iter().map(|e| e.seq).collect();
             assert_eq!(backward, (0..after).rev().take(3).collect::<Vec<_>>(), "before {after}");
         }
-        // New entries after reopening start a new segment, the old ones stay readable.
-        journal.record(&(32..34).map(entry).collect::<Vec<_>>(), true).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path().join(SEGMENTS_DIR)).unwrap().count(), segments + 1);
+        journal.append(&(32..34).map(entry).collect::<Vec<_>>()).unwrap();
+        assert_eq!(segments(dir.path()), 2, "after reopening, the newest segment takes more");
         assert_eq!(seqs(entries(&journal, false, 5)), (0..34).collect::<Vec<_>>());
-        let states: Vec<EntryState> = journal.page(Some(2), 2, false).unwrap().iter().map(|e| e.state).collect();
-        assert_eq!(states, [EntryState::Done, EntryState::Pending]);
+        let updated = journal.get(3).unwrap().unwrap();
+        assert_eq!((updated.state, updated.index[0].added), (EntryState::Done, Some(true)), "the outcome survived");
+        assert_eq!(journal.get(4).unwrap().unwrap().state, EntryState::Pending);
     }
 
     #[test]
-    fn a_journal_of_the_single_database_layout_is_refused_with_a_reason() {
+    fn an_update_records_the_outcome_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("db"), b"").unwrap();
-        let error = SledJournal::open(dir.path()).err().unwrap();
-        assert!(error.to_string().contains("older migrator"), "{error}");
+        let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
+        journal.append(&(0..3).map(entry).collect::<Vec<_>>()).unwrap();
+        let mut changed = entry(1);
+        changed.state = EntryState::Conflict;
+        changed.note = Some("target x holds a different value".into());
+        changed.source = "not what was journaled".into();
+        journal.update(&[changed], true).unwrap();
+        let read = journal.get(1).unwrap().unwrap();
+        assert_eq!(read.state, EntryState::Conflict);
+        assert_eq!(read.note.as_deref(), Some("target x holds a different value"));
+        assert_eq!(read.source, entry(1).source, "what was journaled stays");
+        assert!(journal.update(&[entry(9)], false).is_err(), "an entry never journaled");
     }
 
-    /// Segment size for the torn-write tests: small, so batches straddle segments.
-    const TORN_SEGMENT_BYTES: u64 = 4096;
+    #[test]
+    fn new_entries_must_continue_the_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SledJournal::open(dir.path()).unwrap();
+        journal.append(&[entry(0), entry(1)]).unwrap();
+        let error = journal.append(&[entry(3)]).unwrap_err();
+        assert!(error.to_string().contains("numbered from 2"), "{error}");
+        assert!(journal.append(&[entry(2), entry(4)]).is_err(), "a gap inside a batch");
+        journal.append(&[entry(2)]).unwrap();
+        assert_eq!(journal.next_seq().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_journal_of_an_older_layout_is_refused_with_a_reason() {
+        for older in ["db", "segments"] {
+            // `db`: one sled database of entries; `segments`: databases of one record per entry.
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join(older)).unwrap();
+            let error = SledJournal::open(dir.path()).err().unwrap();
+            assert!(error.to_string().contains("older migrator"), "{older}: {error}");
+        }
+    }
+
+    /// A crash right after a new segment was created, before its first batch was durable,
+    /// leaves it empty: the next batch goes into it, and each entry is listed once.
+    #[test]
+    fn an_empty_newest_segment_is_reused_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
+            journal.append(&(0..3).map(entry).collect::<Vec<_>>()).unwrap();
+        }
+        drop(Segment::open(&dir.path().canonicalize().unwrap(), 3).unwrap()); // created, never written
+        let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, 0).unwrap();
+        assert_eq!(journal.next_seq().unwrap(), 3);
+        journal.append(&[entry(3), entry(4)]).unwrap();
+        assert_eq!(seqs(entries(&journal, false, 10)), vec![0, 1, 2, 3, 4]);
+        assert_eq!(*journal.segments.borrow(), vec![0, 3]);
+        assert_eq!(seqs(entries(&journal, true, 10)), vec![4, 3, 2, 1, 0]);
+    }
+
+    #[test]
+    fn heads_and_get_read_what_page_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
+        let mut written: Vec<Entry> = (0..12).map(entry).collect();
+        written[3].keep_source = true;
+        journal.append(&written).unwrap();
+        written[3].state = EntryState::Done;
+        journal.update(&written[3..4], false).unwrap();
+        let heads = journal.heads(Some(10), 20, true).unwrap();
+        let page = journal.page(Some(10), 20, true).unwrap();
+        let expected: Vec<EntryHead> = page
+            .iter()
+            .map(|e| EntryHead { seq: e.seq, source: e.source.clone(), state: e.state, keep_source: e.keep_source })
+            .collect();
+        assert_eq!(heads, expected, "across chunks, backwards");
+        assert_eq!((heads[6].seq, heads[6].state, heads[6].keep_source), (3, EntryState::Done, true));
+        assert_eq!(journal.get(3).unwrap(), Some(written[3].clone()));
+        assert_eq!(journal.get(40).unwrap(), None);
+    }
+
     const TORN_BATCH: u64 = 50;
 
     /// Where the writer notes how many batches it has journaled (written after each returns).
@@ -468,25 +726,29 @@ mod tests {
         dir.with_extension("batches")
     }
 
-    /// The child of `a_torn_last_batch_leaves_a_readable_prefix`: journals batches durably
-    /// until it is killed. Does nothing when run by the test harness on its own.
+    /// The child of `a_torn_last_batch_leaves_a_readable_prefix`: journals batches (and
+    /// updates the one before) until it is killed. Does nothing when run by the test harness
+    /// on its own.
     #[test]
     #[ignore = "run as a child process by a_torn_last_batch_leaves_a_readable_prefix"]
     fn torn_writer() {
         let Some(dir) = std::env::var_os("EDGESYNC_TORN_JOURNAL") else { return };
-        let journal = SledJournal::open_with(Path::new(&dir), TORN_SEGMENT_BYTES).unwrap();
+        let journal = SledJournal::open_with(Path::new(&dir), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
         for batch in 0.. {
             let first = batch * TORN_BATCH;
-            journal.record(&(first..first + TORN_BATCH).map(entry).collect::<Vec<_>>(), true).unwrap();
+            journal.append(&(first..first + TORN_BATCH).map(entry).collect::<Vec<_>>()).unwrap();
             std::fs::write(progress_file(Path::new(&dir)), (batch + 1).to_string()).unwrap();
+            let done: Vec<Entry> =
+                (first..first + TORN_BATCH).map(|seq| Entry { state: EntryState::Done, ..entry(seq) }).collect();
+            journal.update(&done, false).unwrap();
         }
     }
 
     /// SIGKILL while batches are being journaled (at several points): the journal reopens,
-    /// every batch whose write returned is there, what it holds is a gap-free prefix of what
+    /// every batch whose append returned is there, what it holds is a gap-free prefix of what
     /// was written — every entry whole — and the next entry continues it. Moves are sent only
     /// after a batch is journaled, so entries a torn batch lost were never moved (the next scan
-    /// finds their sources), and the ones it kept are pending (resume finishes each alone).
+    /// finds their sources), and the ones it kept are pending or done (resume finishes each).
     #[test]
     fn a_torn_last_batch_leaves_a_readable_prefix() {
         for kill_after in [1u64, 4, 15, 40] {
@@ -511,55 +773,23 @@ mod tests {
             child.wait().unwrap();
             let flushed = journaled().unwrap() * TORN_BATCH;
 
-            let journal = SledJournal::open_with(dir, TORN_SEGMENT_BYTES).unwrap();
+            let journal = SledJournal::open_with(dir, SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
             let kept: Vec<Entry> = entries(&journal, false, 1000).flat_map(|page| page.unwrap()).collect();
             let n = kept.len() as u64;
             assert!(n >= flushed, "every batch journaled before the kill is kept: {n} of {flushed}");
             for (i, kept) in kept.iter().enumerate() {
-                assert_eq!(*kept, entry(i as u64), "entry {i} of {n} is whole and in order");
+                let journaled = entry(i as u64);
+                assert_eq!(
+                    (&kept.source, &kept.original, &kept.index[0].key),
+                    (&journaled.source, &journaled.original, &journaled.index[0].key),
+                    "entry {i} of {n} is whole and in order"
+                );
+                assert!(matches!(kept.state, EntryState::Pending | EntryState::Done), "entry {i}: {:?}", kept.state);
             }
             assert_eq!(journal.next_seq().unwrap(), n, "the next entry continues the prefix");
-            journal.record(&[entry(n)], true).unwrap();
+            journal.append(&[entry(n)]).unwrap();
             let after: Vec<u64> = journal.page(n.checked_sub(1), 5, false).unwrap().iter().map(|e| e.seq).collect();
-            assert_eq!(after, vec![n], "listed once; segments {:?}", journal.segments.borrow());
+            assert_eq!(after, vec![n], "listed once");
         }
-    }
-
-    /// The case the torn-write test found: a crash right after a new segment was created,
-    /// before its first entry was durable, leaves it empty; entries after reopening go into
-    /// it, and each is listed once.
-    #[test]
-    fn an_empty_newest_segment_is_reused_not_doubled() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let journal = SledJournal::open_with(dir.path(), 800).unwrap();
-            journal.record(&(0..3).map(entry).collect::<Vec<_>>(), true).unwrap();
-        }
-        drop(Segment::open(&dir.path().canonicalize().unwrap(), 3).unwrap()); // created, never written
-        let journal = SledJournal::open_with(dir.path(), 800).unwrap();
-        assert_eq!(journal.next_seq().unwrap(), 3);
-        journal.record(&[entry(3), entry(4)], true).unwrap();
-        assert_eq!(seqs(entries(&journal, false, 10)), vec![0, 1, 2, 3, 4]);
-        assert_eq!(*journal.segments.borrow(), vec![0, 3]);
-    }
-
-    #[test]
-    fn heads_and_get_read_what_page_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = SledJournal::open_with(dir.path(), 800).unwrap();
-        let mut written: Vec<Entry> = (0..12).map(entry).collect();
-        written[3].state = EntryState::Done;
-        written[3].keep_source = true;
-        journal.record(&written, true).unwrap();
-        let heads = journal.heads(Some(10), 20, true).unwrap();
-        let page = journal.page(Some(10), 20, true).unwrap();
-        let expected: Vec<EntryHead> = page
-            .iter()
-            .map(|e| EntryHead { seq: e.seq, source: e.source.clone(), state: e.state, keep_source: e.keep_source })
-            .collect();
-        assert_eq!(heads, expected, "across segments, backwards");
-        assert_eq!((heads[6].seq, heads[6].state, heads[6].keep_source), (3, EntryState::Done, true));
-        assert_eq!(journal.get(3).unwrap(), Some(written[3].clone()));
-        assert_eq!(journal.get(40).unwrap(), None);
     }
 }

@@ -7,7 +7,8 @@
 //! - [`value`]: typed Redis values (string, hash, set, sorted set, list): reading and writing.
 //! - [`rules`]: migration rules — built in, or from a TOML file — and their conversions.
 //! - [`journal`]: the crash-safe record of every original (a trait; sled implements it).
-//! - [`plan`], [`apply`], [`verify`], [`rollback`]: the steps.
+//! - [`plan`], [`apply`], [`verify`], [`rollback`]: the steps; [`pipeline`]: the threads
+//!   that let `apply` scan, journal and move at once.
 //! - [`collisions`]: sources that would write one target (N:1), refused before the move.
 //! - [`families`]: keys of a set's legacy families that no rule moves ("not owned").
 //! - [`pace`]: the `--rate` limit (a token bucket).
@@ -17,10 +18,8 @@
 //! - [`generate`], [`dump`]: a seeded legacy dataset with its ground truth, and typed dumps
 //!   to compare whole databases (tests and benchmarks).
 //! - [`http`]: core's HTTP transport over a blocking native client, for the REST backend.
-//! - [`allocator`]: allocator settings that keep the process's memory flat (glibc).
 //! - [`render`]: reports as text for people (JSON with `--json`).
 
-pub mod allocator;
 pub mod apply;
 pub mod collisions;
 pub mod connect;
@@ -30,12 +29,15 @@ pub mod generate;
 pub mod http;
 pub mod journal;
 pub mod pace;
+pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod rollback;
 pub mod rules;
 pub mod script;
 pub mod spill;
+#[cfg(test)]
+mod test_redis;
 pub mod value;
 pub mod verify;
 

@@ -157,10 +157,9 @@ pub async fn classify(
     rules: &[Rule],
     options: &RuleOptions,
     candidates: Vec<Candidate>,
-    now_ms: i64,
 ) -> Result<Vec<Classified>, StoreError> {
     let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
-    let originals = read_within(store, &keys, now_ms, Some(&options.limits)).await?;
+    let originals = read_within(store, &keys, Some(&options.limits)).await?;
     let mut classified = Vec::new();
     for (candidate, original) in candidates.into_iter().zip(originals) {
         let original = match original {
@@ -203,7 +202,7 @@ pub async fn classify(
     }
     // One more read for every target key of the batch.
     let target_keys: Vec<String> = classified.iter().flat_map(|c| c.targets.iter().map(|(k, _)| k.clone())).collect();
-    let current = read_many(store, &target_keys, now_ms).await?;
+    let current = read_many(store, &target_keys).await?;
     let mut current = current.into_iter();
     for item in &mut classified {
         let mut all_equal = !item.targets.is_empty();
@@ -305,7 +304,6 @@ pub async fn plan(
     set: &RuleSet,
     options: &RuleOptions,
     batch: usize,
-    now_ms: i64,
     scratch: &Path,
 ) -> Result<PlanReport, PlanError> {
     let scratch_error = |error| PlanError::Scratch(scratch.display().to_string(), error);
@@ -314,7 +312,7 @@ pub async fn plan(
     let mut collisions = CollisionFinder::new_in(scratch).map_err(scratch_error)?;
     let mut scanner = Scanner::new(set, batch).surveying(&options.target_prefix, scratch)?;
     while let Some(page) = scanner.next_page(store).await? {
-        for item in classify(store, rules, options, page, now_ms).await? {
+        for item in classify(store, rules, options, page).await? {
             collisions.note(&item).map_err(scratch_error)?;
             let record = Seen { rule: item.candidate.rule, class: item.class, reason: item.reason };
             seen.insert(item.candidate.key, record).map_err(scratch_error)?;

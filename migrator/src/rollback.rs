@@ -6,7 +6,7 @@ use edgesync_core::store::{Store, StoreError};
 use serde::Serialize;
 
 use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
-use crate::script::{answer, is_noscript, restore_command, Scripts};
+use crate::script::{is_noscript, restore_many_command, restore_outcomes, RestoreOutcome, Scripts};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RollbackReport {
@@ -34,37 +34,34 @@ async fn restore(
     scripts: &mut Scripts,
     report: &mut RollbackReport,
 ) -> Result<(), RollbackError> {
-    let mut commands: Vec<_> = entries.iter().map(|e| restore_command(e, force, scripts)).collect();
-    let mut replies = store.pipeline(&commands).await?;
-    if replies.iter().any(|r| r.as_ref().is_err_and(|e| is_noscript(&e.0))) {
-        // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend.
-        *scripts = Scripts::load(store).await?;
-        commands = entries.iter().map(|e| restore_command(e, force, scripts)).collect();
-        replies = store.pipeline(&commands).await?;
+    let mut reply = store.execute(&restore_many_command(&entries, force, scripts)).await;
+    if let Err(StoreError::Command { error, .. }) = &reply {
+        if is_noscript(&error.0) {
+            // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend.
+            *scripts = Scripts::load(store).await?;
+            reply = store.execute(&restore_many_command(&entries, force, scripts)).await;
+        }
     }
+    let outcomes = restore_outcomes(reply?, entries.len()).map_err(RollbackError::Script)?;
     let mut updated = Vec::new();
-    for (mut entry, reply) in entries.into_iter().zip(replies) {
-        let reply = reply.map_err(|e| RollbackError::Script(format!("{}: {e}", entry.source)))?;
-        let outcome = answer(reply).map_err(RollbackError::Script)?;
-        if outcome.status == "ok" {
-            entry.state = EntryState::RolledBack;
-            report.restored += 1;
-        } else {
-            entry.state = EntryState::RollbackRefused;
-            entry.note =
-                Some(format!("target {} changed after the migration", outcome.key.clone().unwrap_or_default()));
-            report.refused += 1;
-            if report.refused_keys.len() < 50 {
-                report.refused_keys.push(format!(
-                    "{} (target {} changed)",
-                    entry.source,
-                    outcome.key.unwrap_or_default()
-                ));
+    for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
+        match outcome {
+            RestoreOutcome::Restored => {
+                entry.state = EntryState::RolledBack;
+                report.restored += 1;
+            }
+            RestoreOutcome::TargetChanged { target } => {
+                entry.state = EntryState::RollbackRefused;
+                entry.note = Some(format!("target {target} changed after the migration"));
+                report.refused += 1;
+                if report.refused_keys.len() < 50 {
+                    report.refused_keys.push(format!("{} (target {target} changed)", entry.source));
+                }
             }
         }
         updated.push(entry);
     }
-    journal.record(&updated, true)?;
+    journal.update(&updated, true)?;
     Ok(())
 }
 

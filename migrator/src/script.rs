@@ -1,192 +1,243 @@
-//! The Lua scripts that move and restore one key atomically, so a live bot writing the same
-//! keys can never interleave with half a move. Both take one JSON spec (`ARGV[1]`) and declare
-//! every key they touch in `KEYS` (as Redis Cluster and Upstash expect).
+//! The Lua scripts that move and restore journaled keys atomically, so a live bot writing the
+//! same keys can never interleave with half a move. One script call handles a whole batch,
+//! each key compared and moved (or restored) on its own, with one answer per key in order.
+//! Both declare every key they touch in `KEYS` (as Redis Cluster and Upstash expect).
 //!
-//! **Move** — one source per `move_one` call; a batch of them runs in one script call
-//! ([`move_many_command`], answers in order), each compared and moved on its own — checks
-//! the source still holds exactly the journaled value (else `changed`),
-//! refuses a target that exists with a different value unless `overwrite` (`conflict`),
-//! writes the targets (with the original absolute expiry, `PEXPIREAT`, unless the rule makes
-//! them permanent), adds index members (reporting which were new, so rollback removes only
-//! those; an index the move creates expires with its targets), deletes the source unless
-//! `keep_source`, and answers `ok`. A source already gone whose targets hold the expected
-//! values answers `already` (a crash after the move, before the journal noted it).
+//! **Move** — checks the source still holds exactly the journaled value (else
+//! [`MoveOutcome::Changed`]), refuses a target that exists with a different value unless
+//! `overwrite` ([`MoveOutcome::Conflict`]), writes the targets (with the original absolute
+//! expiry, unless the rule makes them permanent), adds index members (reporting which were
+//! new, so rollback removes only those; an index the move creates expires with its targets),
+//! deletes the source unless `keep_source`, and answers [`MoveOutcome::Moved`]. A source
+//! already gone whose targets hold the expected values is [`MoveOutcome::Already`] (a crash
+//! after the move, before the journal noted it); gone with other targets, `Missing`.
 //!
-//! **Restore** — refuses (`target_changed`) when a target no longer holds what the move wrote,
-//! unless `force`; otherwise puts back what each target held before the move (or deletes it
-//! if it did not exist), removes the index members the move added, and writes the original
-//! back exactly (type, value, `PEXPIREAT`).
+//! **Restore** — refuses ([`RestoreOutcome::TargetChanged`]) when a target no longer holds
+//! what the move wrote, unless `force`; otherwise puts back what each target held before the
+//! move (or deletes it if it did not exist), removes the index members the move added, and
+//! writes the original back exactly (type, value, absolute expiry).
+//!
+//! **Arguments** are flat strings, not a JSON document: Redis's `cjson.decode` cost ~7 µs per
+//! key, more than the move itself (measured in docs/benchmarks.md). A value is `type`, `n`,
+//! then its `n` items (a string: the text; a hash: field, value…; a set or list: the members
+//! in order; a sorted set: member, score…); an absent time is the empty string. Per move:
+//! `source value expire_at flags targets (key value)… indexes (key member)…` with flags
+//! `keep_source overwrite` as two `0`/`1` characters. Per restore: `source value expire_at
+//! force targets (key value has_previous [previous_value previous_expire_at])… indexes (key
+//! member added)…`. Answers are Redis arrays, one per key: `{'moved', added…}`,
+//! `{'already'}`, `{'changed'}`, `{'conflict', target}`, `{'missing'}`; `{'restored'}`,
+//! `{'target_changed', target}`.
 
 use edgesync_core::store::{Command, Reply, Store, StoreError};
-use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::journal::Entry;
-use crate::value::TypedValue;
+use crate::value::{Stored, TypedValue};
 
 const COMMON: &str = r#"
+-- A key's value as the read command of `kind` answers it: nil when absent, false when the key
+-- has another type (every moved type reads as a string or a non-empty array).
 local function read(key, kind)
-  local actual = redis.call('TYPE', key)['ok']
-  if actual == 'none' then return nil end
-  if actual ~= kind then return false end
-  if kind == 'string' then return redis.call('GET', key) end
-  local m = {}
-  if kind == 'hash' then
-    local r = redis.call('HGETALL', key)
-    for i = 1, #r, 2 do m[r[i]] = r[i + 1] end
-  elseif kind == 'set' then
-    for _, v in ipairs(redis.call('SMEMBERS', key)) do m[v] = true end
-  elseif kind == 'zset' then
-    local r = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-    for i = 1, #r, 2 do m[r[i]] = tonumber(r[i + 1]) end
-  elseif kind == 'list' then
-    return redis.call('LRANGE', key, 0, -1)
+  local r
+  if kind == 'string' then r = redis.pcall('GET', key)
+  elseif kind == 'hash' then r = redis.pcall('HGETALL', key)
+  elseif kind == 'set' then r = redis.pcall('SMEMBERS', key)
+  elseif kind == 'zset' then r = redis.pcall('ZRANGE', key, 0, -1, 'WITHSCORES')
+  else r = redis.pcall('LRANGE', key, 0, -1) end
+  if type(r) == 'table' then
+    if r['err'] then return false end
+    if #r == 0 then return nil end
+  elseif not r then return nil end
+  return r
+end
+
+-- Whether a read equals the value whose n items start at ARGV[at].
+local function equals(current, kind, at, n)
+  if kind == 'string' then return current == ARGV[at] end
+  if #current ~= n then return false end
+  if kind == 'list' then
+    for j = 1, n do if current[j] ~= ARGV[at + j - 1] then return false end end
+    return true
   end
-  return m
-end
-
-local function expected(v)
-  local kind, value = v['type'], v['value']
-  if kind == 'string' then return value end
-  local m = {}
-  if kind == 'hash' then m = value
-  elseif kind == 'set' then for _, x in ipairs(value) do m[x] = true end
-  elseif kind == 'zset' then for _, p in ipairs(value) do m[p[1]] = tonumber(p[2]) end
-  elseif kind == 'list' then return value end
-  return m
-end
-
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= 'table' then return a == b end
-  for k, v in pairs(a) do if b[k] ~= v then return false end end
-  for k, v in pairs(b) do if a[k] ~= v then return false end end
+  if kind == 'set' then
+    local want = {}
+    for j = at, at + n - 1 do want[ARGV[j]] = true end
+    for _, m in ipairs(current) do if not want[m] then return false end end
+    return true
+  end
+  local want = {}
+  for j = at, at + n - 1, 2 do want[ARGV[j]] = ARGV[j + 1] end
+  for j = 1, n, 2 do
+    local w = want[current[j]]
+    if w == nil then return false end
+    if kind == 'zset' then
+      if tonumber(w) ~= tonumber(current[j + 1]) then return false end
+    elseif w ~= current[j + 1] then return false end
+  end
   return true
 end
 
-local function holds(key, v)
-  local current = read(key, v['type'])
-  return current ~= nil and current ~= false and same(current, expected(v))
-end
-
 -- One call per 1000 arguments rather than one per field or member (each redis.call costs
--- more than the command it runs); chunks stay even, so field/value pairs never split.
-local function bulk(command, key, items)
-  local i, n = 1, #items
-  while i <= n do
-    local j = math.min(i + 999, n)
+-- more than the command it runs); chunks stay even, so pairs never split.
+local function bulk(command, key, items, from, to)
+  local i = from
+  while i <= to do
+    local j = math.min(i + 999, to)
     redis.call(command, key, unpack(items, i, j))
     i = j + 1
   end
 end
 
-local function write(key, v, expire_at)
-  redis.call('DEL', key)
-  local kind, value = v['type'], v['value']
-  if kind == 'string' then redis.call('SET', key, value)
-  elseif kind == 'hash' then
-    local flat = {}
-    for f, x in pairs(value) do flat[#flat + 1] = f; flat[#flat + 1] = x end
-    bulk('HSET', key, flat)
-  elseif kind == 'set' then bulk('SADD', key, value)
-  elseif kind == 'zset' then
-    local flat = {}
-    for _, p in ipairs(value) do flat[#flat + 1] = p[2]; flat[#flat + 1] = p[1] end
-    bulk('ZADD', key, flat)
-  elseif kind == 'list' then bulk('RPUSH', key, value)
+-- Writes the value whose n items start at ARGV[at]; `existed`: the key may hold something.
+local function write(key, kind, at, n, expire_at, existed)
+  if kind == 'string' then
+    if expire_at then redis.call('SET', key, ARGV[at], 'PXAT', expire_at)
+    else redis.call('SET', key, ARGV[at]) end
+    return
   end
-  if expire_at ~= cjson.null and expire_at ~= nil then redis.call('PEXPIREAT', key, expire_at) end
+  if existed then redis.call('DEL', key) end
+  if kind == 'hash' then bulk('HSET', key, ARGV, at, at + n - 1)
+  elseif kind == 'set' then bulk('SADD', key, ARGV, at, at + n - 1)
+  elseif kind == 'list' then bulk('RPUSH', key, ARGV, at, at + n - 1)
+  else
+    local flat = {}
+    for j = at, at + n - 1, 2 do flat[#flat + 1] = ARGV[j + 1]; flat[#flat + 1] = ARGV[j] end
+    bulk('ZADD', key, flat, 1, #flat)
+  end
+  if expire_at then redis.call('PEXPIREAT', key, expire_at) end
+end
+
+-- The value starting at ARGV[i]: its type, where its items start, how many, and what follows.
+local function value_at(i)
+  local n = tonumber(ARGV[i + 1])
+  return ARGV[i], i + 2, n, i + 2 + n
+end
+
+local function time_at(i)
+  if ARGV[i] == '' then return nil end
+  return ARGV[i]
 end
 "#;
 
-/// The move of one source, as a function both scripts below call.
-const MOVE_ONE: &str = r#"
-local function move_one(spec)
-  local source = spec['source']
-  local current = read(source, spec['original']['type'])
-  if current == nil then
-    for _, t in ipairs(spec['targets']) do
-      if not holds(t['key'], t['value']) then return {status = 'missing'} end
-    end
-    return {status = 'already'}
-  end
-  if current == false or not same(current, expected(spec['original'])) then return {status = 'changed'} end
-  for _, t in ipairs(spec['targets']) do
-    if t['key'] ~= source and redis.call('EXISTS', t['key']) == 1 and not holds(t['key'], t['value']) and not spec['overwrite'] then
-      return {status = 'conflict', key = t['key']}
-    end
-  end
-  for _, t in ipairs(spec['targets']) do write(t['key'], t['value'], spec['expire_at']) end
-  local added = {}
-  for i, x in ipairs(spec['index']) do
-    local existed = redis.call('EXISTS', x['key'])
-    added[i] = redis.call('SADD', x['key'], x['member'])
-    -- An index created for expiring targets expires with them, or it would outlive them.
-    if existed == 0 and spec['expire_at'] ~= cjson.null and spec['expire_at'] ~= nil then
-      redis.call('PEXPIREAT', x['key'], spec['expire_at'])
-    end
-  end
-  local kept = spec['keep_source']
-  for _, t in ipairs(spec['targets']) do if t['key'] == source then kept = true end end
-  if not kept then redis.call('DEL', source) end
-  return {status = 'ok', added = added}
-end
-"#;
-
-const MOVE: &str = r#"
-return cjson.encode(move_one(cjson.decode(ARGV[1])))
-"#;
-
-/// Many moves in one call: each compared and moved on its own, the answers in order.
 const MOVE_MANY: &str = r#"
-local out = {}
-for i, spec in ipairs(cjson.decode(ARGV[1])) do out[i] = move_one(spec) end
-return cjson.encode(out)
-"#;
-
-const RESTORE: &str = r#"
-local spec = cjson.decode(ARGV[1])
-if not spec['force'] then
-  for _, t in ipairs(spec['targets']) do
-    if redis.call('EXISTS', t['key']) == 1 and not holds(t['key'], t['value']) then
-      return cjson.encode({status = 'target_changed', key = t['key']})
-    end
+local function move_one(i)
+  local source = ARGV[i]
+  local kind, at, n, next = value_at(i + 1)
+  local expire_at = time_at(next)
+  local keep, overwrite = string.sub(ARGV[next + 1], 1, 1) == '1', string.sub(ARGV[next + 1], 2, 2) == '1'
+  i = next + 3
+  local targets = {}
+  for t = 1, tonumber(ARGV[next + 2]) do
+    local tkind, tat, tn, after = value_at(i + 1)
+    targets[t] = {ARGV[i], tkind, tat, tn}
+    i = after
   end
-end
-for _, t in ipairs(spec['targets']) do
-  if t['key'] ~= spec['source'] then
-    if t['previous'] ~= cjson.null and t['previous'] ~= nil then
-      write(t['key'], t['previous']['value'], t['previous']['expire_at_ms'])
+  local indexes, index_at = tonumber(ARGV[i]), i + 1
+  local after = index_at + 2 * indexes
+
+  local current = read(source, kind)
+  if current == nil then
+    for _, t in ipairs(targets) do
+      local held = read(t[1], t[2])
+      if not held or not equals(held, t[2], t[3], t[4]) then return {'missing'}, after end
+    end
+    return {'already'}, after
+  end
+  if current == false or not equals(current, kind, at, n) then return {'changed'}, after end
+  local existed = {}
+  for j, t in ipairs(targets) do
+    if t[1] == source then
+      existed[j] = true
     else
-      redis.call('DEL', t['key'])
+      local held = read(t[1], t[2])
+      existed[j] = held ~= nil
+      if held ~= nil and not overwrite and (held == false or not equals(held, t[2], t[3], t[4])) then
+        return {'conflict', t[1]}, after
+      end
     end
   end
+  for j, t in ipairs(targets) do
+    write(t[1], t[2], t[3], t[4], expire_at, existed[j])
+    if t[1] == source then keep = true end
+  end
+  local answer = {'moved'}
+  for x = index_at, after - 1, 2 do
+    local key = ARGV[x]
+    -- An index created for expiring targets expires with them, or it would outlive them.
+    local fresh = expire_at and redis.call('EXISTS', key) == 0
+    answer[#answer + 1] = redis.call('SADD', key, ARGV[x + 1])
+    if fresh then redis.call('PEXPIREAT', key, expire_at) end
+  end
+  if not keep then redis.call('DEL', source) end
+  return answer, after
 end
-for _, x in ipairs(spec['index']) do if x['added'] == 1 then redis.call('SREM', x['key'], x['member']) end end
-write(spec['source'], spec['original'], spec['expire_at'])
-return cjson.encode({status = 'ok'})
+
+local answers, i = {}, 1
+while i <= #ARGV do
+  local answer
+  answer, i = move_one(i)
+  answers[#answers + 1] = answer
+end
+return answers
 "#;
 
-#[derive(Serialize)]
-struct TargetSpec<'a> {
-    key: &'a str,
-    value: &'a TypedValue,
-}
+const RESTORE_MANY: &str = r#"
+local function restore_one(i)
+  local source = ARGV[i]
+  local kind, at, n, next = value_at(i + 1)
+  local expire_at = time_at(next)
+  local force = ARGV[next + 1] == '1'
+  i = next + 3
+  local targets = {}
+  for t = 1, tonumber(ARGV[next + 2]) do
+    local tkind, tat, tn, after = value_at(i + 1)
+    local target = {ARGV[i], tkind, tat, tn}
+    if ARGV[after] == '1' then
+      local pkind, pat, pn, pnext = value_at(after + 1)
+      target[5] = {pkind, pat, pn, time_at(pnext)}
+      i = pnext + 1
+    else
+      i = after + 1
+    end
+    targets[t] = target
+  end
+  local indexes, index_at = tonumber(ARGV[i]), i + 1
+  local after = index_at + 3 * indexes
 
-fn keys_of(entry: &Entry) -> Vec<String> {
-    let mut keys = vec![entry.source.clone()];
-    keys.extend(entry.targets.iter().map(|(k, _)| k.clone()));
-    keys.extend(entry.index.iter().map(|i| i.key.clone()));
-    keys.dedup();
-    keys
-}
+  if not force then
+    for _, t in ipairs(targets) do
+      local held = read(t[1], t[2])
+      if held ~= nil and (held == false or not equals(held, t[2], t[3], t[4])) then
+        return {'target_changed', t[1]}, after
+      end
+    end
+  end
+  for _, t in ipairs(targets) do
+    if t[1] ~= source then
+      local p = t[5]
+      if p then write(t[1], p[1], p[2], p[3], p[4], true) else redis.call('DEL', t[1]) end
+    end
+  end
+  for x = index_at, after - 1, 3 do
+    if ARGV[x + 2] == '1' then redis.call('SREM', ARGV[x], ARGV[x + 1]) end
+  end
+  write(source, kind, at, n, expire_at, true)
+  return {'restored'}, after
+end
 
-/// The scripts' SHA1s once loaded (`SCRIPT LOAD`), so each key sends `EVALSHA` and its spec
-/// rather than the whole script body.
+local answers, i = {}, 1
+while i <= #ARGV do
+  local answer
+  answer, i = restore_one(i)
+  answers[#answers + 1] = answer
+end
+return answers
+"#;
+
+/// The scripts' SHA1s once loaded (`SCRIPT LOAD`), so a batch sends `EVALSHA` and its
+/// arguments rather than the whole script body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scripts {
     pub move_sha: String,
-    pub move_many_sha: String,
     pub restore_sha: String,
 }
 
@@ -195,19 +246,17 @@ impl Scripts {
     /// its script cache).
     pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
         let load = |script: &str| Command::new("SCRIPT").arg("LOAD").arg(format!("{COMMON}\n{script}"));
-        let replies = store
-            .pipeline(&[load(&format!("{MOVE_ONE}\n{MOVE}")), load(&format!("{MOVE_ONE}\n{MOVE_MANY}")), load(RESTORE)])
-            .await?;
+        let replies = store.pipeline(&[load(MOVE_MANY), load(RESTORE_MANY)]).await?;
         let mut shas = replies.into_iter().map(|reply| match reply {
             Ok(reply) => reply
                 .into_string()
                 .map_err(|detail| StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail }),
             Err(error) => Err(StoreError::Command { command: "SCRIPT LOAD".into(), error }),
         });
-        let (Some(move_sha), Some(move_many_sha), Some(restore_sha)) = (shas.next(), shas.next(), shas.next()) else {
+        let (Some(move_sha), Some(restore_sha)) = (shas.next(), shas.next()) else {
             return Err(StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail: "no reply".into() });
         };
-        Ok(Self { move_sha: move_sha?, move_many_sha: move_many_sha?, restore_sha: restore_sha? })
+        Ok(Self { move_sha: move_sha?, restore_sha: restore_sha? })
     }
 }
 
@@ -216,84 +265,441 @@ pub fn is_noscript(error: &str) -> bool {
     error.starts_with("NOSCRIPT")
 }
 
-fn eval(sha: &str, keys: &[String], spec: &Value) -> Command {
-    let command = keys.iter().fold(Command::new("EVALSHA").arg(sha).arg(keys.len()), |c, k| c.arg(k));
-    command.arg(spec.to_string())
-}
-
-/// The move of one journaled entry.
-pub fn move_command(entry: &Entry, scripts: &Scripts) -> Command {
-    eval(&scripts.move_sha, &keys_of(entry), &move_spec(entry))
-}
-
-/// The moves of many journaled entries in one script call (answers with [`answers`]).
-pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
-    let mut keys: Vec<String> = entries.iter().flat_map(keys_of).collect();
-    keys.sort();
-    keys.dedup();
-    let specs = Value::Array(entries.iter().map(move_spec).collect());
-    eval(&scripts.move_many_sha, &keys, &specs)
-}
-
-fn move_spec(entry: &Entry) -> Value {
-    json!({
-        "source": entry.source,
-        "original": entry.original.value,
-        "expire_at": if entry.drop_expiry { None } else { entry.original.expire_at_ms },
-        "targets": entry.targets.iter().map(|(key, value)| TargetSpec { key, value }).collect::<Vec<_>>(),
-        "index": entry.index.iter().map(|i| json!({"key": i.key, "member": i.member})).collect::<Vec<_>>(),
-        "keep_source": entry.keep_source,
-        "overwrite": entry.overwrite,
-    })
-}
-
-/// The restore of one journaled entry.
-pub fn restore_command(entry: &Entry, force: bool, scripts: &Scripts) -> Command {
-    let targets: Vec<Value> = entry
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| json!({"key": key, "value": value, "previous": entry.previous_targets.get(i).cloned().flatten()}))
-        .collect();
-    let spec = json!({
-        "source": entry.source,
-        "original": entry.original.value,
-        "expire_at": entry.original.expire_at_ms,
-        "targets": targets,
-        "index": entry.index.iter().map(|i| json!({"key": i.key, "member": i.member, "added": i.added.map(i64::from).unwrap_or(0)})).collect::<Vec<_>>(),
-        "force": force,
-    });
-    eval(&scripts.restore_sha, &keys_of(entry), &spec)
-}
-
-/// A script's answer: `{"status": …, "added": […], "key": …}`.
+/// What the move script did with one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptAnswer {
-    pub status: String,
-    pub added: Vec<bool>,
-    pub key: Option<String>,
+pub enum MoveOutcome {
+    /// Moved; per index member, whether it was new.
+    Moved { added: Vec<bool> },
+    /// The source is gone and the targets hold its conversion: moved before.
+    Already,
+    /// The source no longer holds the journaled value; nothing was written.
+    Changed,
+    /// This target holds a different value; nothing was written.
+    Conflict { target: String },
+    /// The source is gone and the targets do not hold its conversion.
+    Missing,
 }
 
-pub fn answer(reply: Reply) -> Result<ScriptAnswer, String> {
-    let text = reply.into_string()?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("script answered {text:?}: {e}"))?;
-    Ok(script_answer(&value))
+/// What the restore script did with one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    Restored,
+    /// This target changed after the migration; nothing was written.
+    TargetChanged {
+        target: String,
+    },
 }
 
-/// The answers of a [`move_many_command`], in entry order.
-pub fn answers(reply: Reply) -> Result<Vec<ScriptAnswer>, String> {
-    let text = reply.into_string()?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("script answered {text:?}: {e}"))?;
-    value
-        .as_array()
-        .map(|items| items.iter().map(script_answer).collect())
-        .ok_or_else(|| format!("script answered {text:?}"))
+/// The flat arguments of one call, and the keys it declares.
+#[derive(Default)]
+struct Arguments {
+    keys: Vec<String>,
+    argv: Vec<Vec<u8>>,
 }
 
-fn script_answer(value: &Value) -> ScriptAnswer {
-    ScriptAnswer {
-        status: value["status"].as_str().unwrap_or_default().to_owned(),
-        added: value["added"].as_array().map(|a| a.iter().map(|x| x.as_i64() == Some(1)).collect()).unwrap_or_default(),
-        key: value["key"].as_str().map(str::to_owned),
+impl Arguments {
+    fn text(&mut self, text: &str) {
+        self.argv.push(text.as_bytes().to_vec());
+    }
+
+    fn key(&mut self, key: &str) {
+        self.keys.push(key.to_owned());
+        self.text(key);
+    }
+
+    fn flag(&mut self, on: bool) {
+        self.text(if on { "1" } else { "0" });
+    }
+
+    fn count(&mut self, n: usize) {
+        self.argv.push(n.to_string().into_bytes());
+    }
+
+    fn time(&mut self, at_ms: Option<i64>) {
+        self.argv.push(at_ms.map(|ms| ms.to_string().into_bytes()).unwrap_or_default());
+    }
+
+    fn value(&mut self, value: &TypedValue) {
+        self.text(value.type_name());
+        match value {
+            TypedValue::String(text) => {
+                self.count(1);
+                self.text(text);
+            }
+            TypedValue::Hash(fields) => {
+                self.count(2 * fields.len());
+                for (field, item) in fields {
+                    self.text(field);
+                    self.text(item);
+                }
+            }
+            TypedValue::Set(members) => {
+                self.count(members.len());
+                members.iter().for_each(|m| self.text(m));
+            }
+            TypedValue::Zset(items) => {
+                self.count(2 * items.len());
+                for (member, score) in items {
+                    self.text(member);
+                    self.text(score);
+                }
+            }
+            TypedValue::List(items) => {
+                self.count(items.len());
+                items.iter().for_each(|item| self.text(item));
+            }
+        }
+    }
+
+    fn command(mut self, sha: &str) -> Command {
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        let mut command = Command::new("EVALSHA").arg(sha).arg(self.keys.len());
+        for key in self.keys {
+            command.push_arg(key);
+        }
+        for arg in self.argv {
+            command.push_arg(arg);
+        }
+        command
+    }
+}
+
+/// The moves of journaled entries in one script call; [`move_outcomes`] reads its answer.
+pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
+    let mut args = Arguments::default();
+    for entry in entries {
+        args.key(&entry.source);
+        args.value(&entry.original.value);
+        args.time(if entry.drop_expiry { None } else { entry.original.expire_at_ms });
+        args.text(match (entry.keep_source, entry.overwrite) {
+            (false, false) => "00",
+            (false, true) => "01",
+            (true, false) => "10",
+            (true, true) => "11",
+        });
+        args.count(entry.targets.len());
+        for (key, value) in &entry.targets {
+            args.key(key);
+            args.value(value);
+        }
+        args.count(entry.index.len());
+        for member in &entry.index {
+            args.key(&member.key);
+            args.text(&member.member);
+        }
+    }
+    args.command(&scripts.move_sha)
+}
+
+/// The restores of journaled entries in one script call; [`restore_outcomes`] reads its
+/// answer.
+pub fn restore_many_command(entries: &[Entry], force: bool, scripts: &Scripts) -> Command {
+    let mut args = Arguments::default();
+    for entry in entries {
+        args.key(&entry.source);
+        args.value(&entry.original.value);
+        args.time(entry.original.expire_at_ms);
+        args.flag(force);
+        args.count(entry.targets.len());
+        for (i, (key, value)) in entry.targets.iter().enumerate() {
+            args.key(key);
+            args.value(value);
+            match entry.previous_targets.get(i).and_then(Option::as_ref) {
+                Some(Stored { value, expire_at_ms }) => {
+                    args.flag(true);
+                    args.value(value);
+                    args.time(*expire_at_ms);
+                }
+                None => args.flag(false),
+            }
+        }
+        args.count(entry.index.len());
+        for member in &entry.index {
+            args.key(&member.key);
+            args.text(&member.member);
+            args.flag(member.added == Some(true));
+        }
+    }
+    args.command(&scripts.restore_sha)
+}
+
+/// One answer per key: `[status, details…]`.
+fn answers(reply: Reply, expected: usize) -> Result<Vec<(String, Vec<Reply>)>, String> {
+    let Reply::Array(items) = reply else { return Err(format!("script answered {reply:?}")) };
+    if items.len() != expected {
+        return Err(format!("{} answers for {expected} keys", items.len()));
+    }
+    items
+        .into_iter()
+        .map(|item| match item {
+            Reply::Array(mut parts) if !parts.is_empty() => {
+                let status = parts.remove(0).into_string()?;
+                Ok((status, parts))
+            }
+            other => Err(format!("script answered {other:?} for a key")),
+        })
+        .collect()
+}
+
+fn target_of(details: Vec<Reply>) -> Result<String, String> {
+    details.into_iter().next().ok_or_else(|| "no target in the answer".to_owned())?.into_string()
+}
+
+/// The answer of a [`move_many_command`] for `expected` entries, in entry order.
+pub fn move_outcomes(reply: Reply, expected: usize) -> Result<Vec<MoveOutcome>, String> {
+    answers(reply, expected)?
+        .into_iter()
+        .map(|(status, details)| match status.as_str() {
+            "moved" => Ok(MoveOutcome::Moved { added: details.iter().map(|d| *d == Reply::Int(1)).collect() }),
+            "already" => Ok(MoveOutcome::Already),
+            "changed" => Ok(MoveOutcome::Changed),
+            "missing" => Ok(MoveOutcome::Missing),
+            "conflict" => Ok(MoveOutcome::Conflict { target: target_of(details)? }),
+            other => Err(format!("unknown move status {other:?}")),
+        })
+        .collect()
+}
+
+/// The answer of a [`restore_many_command`] for `expected` entries, in entry order.
+pub fn restore_outcomes(reply: Reply, expected: usize) -> Result<Vec<RestoreOutcome>, String> {
+    answers(reply, expected)?
+        .into_iter()
+        .map(|(status, details)| match status.as_str() {
+            "restored" => Ok(RestoreOutcome::Restored),
+            "target_changed" => Ok(RestoreOutcome::TargetChanged { target: target_of(details)? }),
+            other => Err(format!("unknown restore status {other:?}")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use edgesync_core::store::{Command, Reply, Store};
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::journal::{EntryState, IndexMember};
+    use crate::test_redis::TestRedis;
+    use crate::value::read_many;
+
+    const FAR: i64 = 4_102_444_800_000; // 2100-01-01, an expiry that never passes in a test
+
+    fn string(text: &str) -> TypedValue {
+        TypedValue::String(text.to_owned())
+    }
+
+    fn hash(pairs: &[(&str, &str)]) -> TypedValue {
+        TypedValue::Hash(pairs.iter().map(|(f, v)| (f.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+    }
+
+    fn entry(source: &str, original: TypedValue, expire_at_ms: Option<i64>, targets: Vec<(&str, TypedValue)>) -> Entry {
+        Entry {
+            seq: 0,
+            rule: "test".into(),
+            source: source.into(),
+            original: Stored { value: original, expire_at_ms },
+            targets: targets.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            previous_targets: Vec::new(),
+            index: Vec::new(),
+            keep_source: false,
+            overwrite: false,
+            drop_expiry: false,
+            state: EntryState::Pending,
+            note: None,
+        }
+    }
+
+    fn write(store: &dyn Store, key: &str, value: &TypedValue, expire_at_ms: Option<i64>) {
+        let mut commands = value.write_commands(key);
+        if let Some(at) = expire_at_ms {
+            commands.push(Command::new("PEXPIREAT").arg(key).arg(at));
+        }
+        block_on(store.pipeline(&commands)).unwrap();
+    }
+
+    fn read(store: &dyn Store, key: &str) -> Option<Stored> {
+        block_on(read_many(store, &[key.to_owned()])).unwrap().remove(0)
+    }
+
+    fn moves(store: &dyn Store, entries: &[Entry]) -> Vec<MoveOutcome> {
+        let scripts = block_on(Scripts::load(store)).unwrap();
+        let reply = block_on(store.execute(&move_many_command(entries, &scripts))).unwrap();
+        move_outcomes(reply, entries.len()).unwrap()
+    }
+
+    fn restores(store: &dyn Store, entries: &[Entry], force: bool) -> Vec<RestoreOutcome> {
+        let scripts = block_on(Scripts::load(store)).unwrap();
+        let reply = block_on(store.execute(&restore_many_command(entries, force, &scripts))).unwrap();
+        restore_outcomes(reply, entries.len()).unwrap()
+    }
+
+    /// An expiry read back through PTTL: within a second of the one written.
+    fn close(read: Option<i64>, written: Option<i64>) -> bool {
+        match (read, written) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1000,
+            (a, b) => a == b,
+        }
+    }
+
+    #[test]
+    fn one_call_answers_each_key_on_its_own_moved_changed_conflict_already_missing() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        let position = r#"{"side":"long","qty":"1.5"}"#;
+        let converted = hash(&[("side", "long"), ("qty", "1.5")]);
+
+        // moved: a string source with an expiry becomes a hash target and an index member.
+        write(store, "old:moved", &string(position), Some(FAR));
+        let mut moved = entry("old:moved", string(position), Some(FAR), vec![("new:moved", converted.clone())]);
+        moved.index = vec![IndexMember { key: "new:index".into(), member: "moved".into(), added: None }];
+        // changed: a live writer changed the source after it was journaled.
+        write(store, "old:changed", &string(r#"{"side":"long","qty":"2"}"#), None);
+        let changed = entry("old:changed", string(position), None, vec![("new:changed", converted.clone())]);
+        // conflict: the target holds something else.
+        write(store, "old:conflict", &string(position), None);
+        write(store, "new:conflict", &hash(&[("qty", "9")]), None);
+        let conflict = entry("old:conflict", string(position), None, vec![("new:conflict", converted.clone())]);
+        // already: moved before (the source is gone, the target holds the conversion).
+        write(store, "new:already", &converted, None);
+        let already = entry("old:already", string(position), None, vec![("new:already", converted.clone())]);
+        // missing: the source is gone and the target does not hold its conversion.
+        let missing = entry("old:missing", string(position), None, vec![("new:missing", converted.clone())]);
+
+        let outcomes = moves(store, &[moved, changed, conflict, already, missing]);
+        assert_eq!(
+            outcomes,
+            vec![
+                MoveOutcome::Moved { added: vec![true] },
+                MoveOutcome::Changed,
+                MoveOutcome::Conflict { target: "new:conflict".into() },
+                MoveOutcome::Already,
+                MoveOutcome::Missing,
+            ]
+        );
+        let target = read(store, "new:moved").expect("the target was written");
+        assert_eq!(target.value, converted);
+        assert!(close(target.expire_at_ms, Some(FAR)), "the original's expiry: {:?}", target.expire_at_ms);
+        assert_eq!(read(store, "old:moved"), None, "the source is deleted");
+        let index = read(store, "new:index").expect("the index was created");
+        assert_eq!(index.value, TypedValue::Set(BTreeSet::from(["moved".to_owned()])));
+        assert!(close(index.expire_at_ms, Some(FAR)), "a new index expires with its targets");
+        // Nothing of the refused moves was written or deleted.
+        assert_eq!(read(store, "old:changed").unwrap().value, string(r#"{"side":"long","qty":"2"}"#));
+        assert_eq!(read(store, "new:changed"), None);
+        assert_eq!(read(store, "old:conflict").unwrap().value, string(position));
+        assert_eq!(read(store, "new:conflict").unwrap().value, hash(&[("qty", "9")]));
+        assert_eq!(read(store, "new:missing"), None);
+    }
+
+    #[test]
+    fn overwrite_replaces_a_conflicting_target_and_keep_source_keeps_the_source() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        write(store, "old:a", &string("1"), None);
+        write(store, "new:a", &string("other"), None);
+        let mut overwrite = entry("old:a", string("1"), None, vec![("new:a", string("1"))]);
+        overwrite.overwrite = true;
+        write(store, "old:b", &string("2"), Some(FAR));
+        let mut keep = entry("old:b", string("2"), Some(FAR), vec![("new:b", string("2"))]);
+        keep.keep_source = true;
+        keep.drop_expiry = true;
+        let outcomes = moves(store, &[overwrite, keep]);
+        assert_eq!(outcomes, vec![MoveOutcome::Moved { added: vec![] }, MoveOutcome::Moved { added: vec![] }]);
+        assert_eq!(read(store, "new:a").unwrap().value, string("1"));
+        assert_eq!(read(store, "old:a"), None);
+        assert_eq!(read(store, "old:b").unwrap().value, string("2"), "kept");
+        assert_eq!(read(store, "new:b").unwrap().expire_at_ms, None, "the rule made the target permanent");
+    }
+
+    #[test]
+    fn every_type_moves_and_restores_exactly() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        let values = [
+            string("text with spaces and \"quotes\""),
+            hash(&[("a", "1"), ("b", "")]),
+            TypedValue::Set(["x", "y", "z"].iter().map(|s| s.to_string()).collect()),
+            TypedValue::Zset(vec![("m2".into(), "-3".into()), ("m1".into(), "1.5".into())]), // as ZRANGE reads it
+            TypedValue::List(vec!["b".into(), "a".into(), "b".into()]),
+        ];
+        let mut entries = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let source = format!("old:{i}");
+            let expire = (i % 2 == 0).then_some(FAR);
+            write(store, &source, value, expire);
+            let mut e = entry(&source, value.clone(), expire, vec![]);
+            e.targets = vec![(format!("new:{i}"), value.clone())];
+            e.previous_targets = vec![None];
+            e.index = vec![IndexMember { key: "new:index".into(), member: format!("m{i}"), added: None }];
+            entries.push(e);
+        }
+        // One target existed before (with --overwrite): rollback puts it back.
+        write(store, "new:0", &string("before"), None);
+        entries[0].overwrite = true;
+        entries[0].previous_targets = vec![Some(Stored { value: string("before"), expire_at_ms: None })];
+        // One index member existed before: rollback leaves it.
+        write(store, "new:index", &TypedValue::Set(BTreeSet::from(["m4".to_owned()])), None);
+
+        let outcomes = moves(store, &entries);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(*outcome, MoveOutcome::Moved { added: vec![i != 4] }, "entry {i}");
+            assert_eq!(read(store, &format!("new:{i}")).unwrap().value, values[i], "target {i}");
+            assert_eq!(read(store, &format!("old:{i}")), None, "source {i}");
+        }
+        for (entry, outcome) in entries.iter_mut().zip(&outcomes) {
+            let MoveOutcome::Moved { added } = outcome else { unreachable!() };
+            entry.index[0].added = Some(added[0]);
+        }
+
+        entries.reverse(); // rollback order: newest first
+        assert!(restores(store, &entries, false).iter().all(|o| *o == RestoreOutcome::Restored));
+        for (i, value) in values.iter().enumerate() {
+            let original = read(store, &format!("old:{i}")).expect("restored");
+            assert_eq!(original.value, *value, "original {i}");
+            assert!(close(original.expire_at_ms, (i % 2 == 0).then_some(FAR)), "expiry of {i}");
+        }
+        assert_eq!(read(store, "new:0").unwrap().value, string("before"), "the previous target is back");
+        for i in 1..values.len() {
+            assert_eq!(read(store, &format!("new:{i}")), None, "target {i} removed");
+        }
+        assert_eq!(
+            read(store, "new:index").unwrap().value,
+            TypedValue::Set(BTreeSet::from(["m4".to_owned()])),
+            "only the members the move added are removed"
+        );
+    }
+
+    #[test]
+    fn restore_refuses_a_target_changed_since_the_move_unless_forced() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        write(store, "old:a", &string("1"), None);
+        let mut moved = entry("old:a", string("1"), None, vec![("new:a", string("1"))]);
+        moved.previous_targets = vec![None];
+        assert_eq!(moves(store, std::slice::from_ref(&moved)), vec![MoveOutcome::Moved { added: vec![] }]);
+        write(store, "new:a", &string("edited by the new bot"), None);
+
+        let refused = restores(store, std::slice::from_ref(&moved), false);
+        assert_eq!(refused, vec![RestoreOutcome::TargetChanged { target: "new:a".into() }]);
+        assert_eq!(read(store, "old:a"), None, "nothing restored");
+        assert_eq!(read(store, "new:a").unwrap().value, string("edited by the new bot"));
+
+        assert_eq!(restores(store, &[moved], true), vec![RestoreOutcome::Restored]);
+        assert_eq!(read(store, "old:a").unwrap().value, string("1"));
+        assert_eq!(read(store, "new:a"), None);
+    }
+
+    #[test]
+    fn an_unknown_answer_is_an_error_not_a_guess() {
+        assert!(move_outcomes(Reply::Array(vec![Reply::Array(vec![Reply::bulk("exploded")])]), 1).is_err());
+        assert!(move_outcomes(Reply::Array(vec![]), 1).is_err(), "one answer per key");
+        assert!(restore_outcomes(Reply::Int(1), 1).is_err());
     }
 }

@@ -93,14 +93,21 @@ pub enum Read {
     Value(Stored),
 }
 
+/// Milliseconds since the Unix epoch.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 fn unexpected(detail: String) -> StoreError {
     StoreError::UnexpectedReply { command: "read".into(), detail }
 }
 
 /// Reads `keys` with their expiry; `None` for keys that do not exist or have a type the
-/// migrator does not move (streams, modules). `now_ms` turns PTTL into an absolute time.
-pub async fn read_many(store: &dyn Store, keys: &[String], now_ms: i64) -> Result<Vec<Option<Stored>>, StoreError> {
-    let reads = read_within(store, keys, now_ms, None).await?;
+/// migrator does not move (streams, modules). Expiries are absolute: PTTL plus the clock when
+/// its answer arrived (Redis may be busy for a while before it answers; the clock at the call
+/// would make expiries early by that wait).
+pub async fn read_many(store: &dyn Store, keys: &[String]) -> Result<Vec<Option<Stored>>, StoreError> {
+    let reads = read_within(store, keys, None).await?;
     Ok(reads
         .into_iter()
         .map(|read| match read {
@@ -114,15 +121,18 @@ pub async fn read_many(store: &dyn Store, keys: &[String], now_ms: i64) -> Resul
 pub async fn read_within(
     store: &dyn Store,
     keys: &[String],
-    now_ms: i64,
     limits: Option<&SizeLimits>,
 ) -> Result<Vec<Read>, StoreError> {
     let meta: Vec<Command> =
         keys.iter().flat_map(|k| [Command::new("TYPE").arg(k), Command::new("PTTL").arg(k)]).collect();
-    let meta = store.pipeline(&meta).await?;
-    let kinds: Vec<String> = (0..keys.len())
-        .map(|i| meta[2 * i].clone().ok().and_then(|r| r.into_string().ok()).unwrap_or_default())
-        .collect();
+    let mut meta = store.pipeline(&meta).await?.into_iter().map(|reply| reply.ok());
+    let now_ms = wall_clock_ms();
+    let mut kinds: Vec<String> = Vec::with_capacity(keys.len());
+    let mut pttls: Vec<i64> = Vec::with_capacity(keys.len());
+    for _ in keys {
+        kinds.push(meta.next().flatten().and_then(|r| r.into_string().ok()).unwrap_or_default());
+        pttls.push(meta.next().flatten().and_then(|r| r.into_int().ok()).unwrap_or(-2));
+    }
     let sizes = match limits {
         Some(limits) => measure(store, keys, &kinds, limits).await?,
         None => vec![None; keys.len()],
@@ -130,8 +140,8 @@ pub async fn read_within(
     let mut reads = Vec::new();
     let mut plan = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        let kind = kinds[i].clone();
-        let pttl = meta[2 * i + 1].clone().ok().and_then(|r| r.into_int().ok()).unwrap_or(-2);
+        let kind = std::mem::take(&mut kinds[i]);
+        let pttl = pttls[i];
         if let Some(size) = sizes[i] {
             plan.push(Err(Read::TooLarge { kind, size }));
             continue;
@@ -150,16 +160,16 @@ pub async fn read_within(
         plan.push(Ok((kind, pttl, reads.len())));
         reads.push(command);
     }
-    let replies = store.pipeline(&reads).await?;
+    let mut replies: Vec<Option<Result<Reply, _>>> = store.pipeline(&reads).await?.into_iter().map(Some).collect();
     plan.into_iter()
         .map(|slot| {
             let (kind, pttl, index) = match slot {
                 Ok(slot) => slot,
                 Err(read) => return Ok(read),
             };
-            let reply = match replies[index].clone() {
-                Ok(reply) => reply,
-                Err(_) => return Ok(Read::Absent), // changed type between the round trips
+            let reply = match replies[index].take() {
+                Some(Ok(reply)) => reply,
+                _ => return Ok(Read::Absent), // changed type between the round trips
             };
             let value = match kind.as_str() {
                 "string" => match reply {

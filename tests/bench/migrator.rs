@@ -1,11 +1,24 @@
-//! `make bench-migrator`: keys/s of `migrator apply` on 1 M generated legacy keys against a
-//! local redis-server, printed as ratios to `redis-benchmark -P 64` SET on the same server
-//! (the practical ceiling of writes) and to a naive one-key-at-a-time SCAN + GET + SET + DEL
-//! loop; plus the migrator's peak RSS at 100 k and at 1 M keys (memory must stay flat).
+//! `make bench-migrator`: the migrator's four steps on generated legacy keys against a local
+//! redis-server, all in one run so the ratios compare like with like:
 //!
-//! Environment: `BENCH_KEYS` (default 1000000), `BENCH_NAIVE_KEYS` (default 100000).
+//! - `apply` keys/s (keys moved) on 1 M generated keys, as ratios to `redis-benchmark -P 64`
+//!   SET on the same server (the practical ceiling of writes) and to a naive
+//!   one-key-at-a-time SCAN + GET + SET + DEL loop;
+//! - `plan` (keys scanned and classified), `verify` (entries checked) and `rollback` (entries
+//!   restored) keys/s on the same keys;
+//! - each step's peak RSS at 100 k and at 1 M keys (memory must stay flat);
+//! - on GRID-style position arrays (`{exchange}:positions:{user}`, OKX position lists as
+//!   TradingBoost's GRID writes them), `apply --rules tradingboost` against the tool that
+//!   codebase ships for the same move: `scripts/migrate_grid_positions.py` at 42d81ac, run
+//!   with its pinned `redis` from PyPI (`--force`) on a copy of the same data. The script is
+//!   read from a checkout of the public repository at run time, never vendored:
+//!   `TRADINGBOOST_REPO` (a clone or a bare mirror; default: the library's mirror when present,
+//!   else a fresh clone of github.com/seungdori/TradingBoost-Strategy).
+//!
+//! Environment: `BENCH_KEYS` (default 1000000), `BENCH_NAIVE_KEYS` (default 100000),
+//! `BENCH_GRID_USERS` (default 20000).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -15,6 +28,15 @@ use edgesync_migrator::connect::open;
 use edgesync_migrator::generate::generate;
 use futures_executor::block_on;
 use redis::Commands;
+use serde_json::{json, Value};
+
+/// TradingBoost's commit the seed issues name; its GRID migration script.
+const TRADINGBOOST_COMMIT: &str = "42d81ac";
+const TRADINGBOOST_SCRIPT: &str = "scripts/migrate_grid_positions.py";
+const TRADINGBOOST_URL: &str = "https://github.com/seungdori/TradingBoost-Strategy";
+const TRADINGBOOST_MIRROR: &str = "/work/.mirror/seungdori+TradingBoost-Strategy/repo";
+/// The redis-py TradingBoost pins (requirements.txt at 42d81ac).
+const REDIS_PY: &str = "redis==5.0.1";
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -32,15 +54,22 @@ fn migrator_binary() -> PathBuf {
     path
 }
 
-/// Runs `migrator apply` on `url`; returns (seconds, migrated keys, peak RSS in KiB).
+/// One step's run: wall seconds, its JSON report, peak RSS in KiB.
+struct Run {
+    seconds: f64,
+    report: Value,
+    rss_kib: i64,
+}
+
+/// Runs `migrator <step> --json …` and measures it.
 // The child is reaped with `wait4`, which also yields its peak RSS; clippy cannot see that.
 #[allow(clippy::zombie_processes)]
-fn run_apply(url: &str) -> (f64, u64, i64) {
-    let journal = tempfile::tempdir().expect("temp dir");
+fn run_step(step: &str, url: &str, journal: &Path, extra: &[&str]) -> Run {
     let started = Instant::now();
     let child = Command::new(migrator_binary())
-        .args(["apply", "--no-progress", "--json", "--batch", "1000", "--url", url, "--journal"])
-        .arg(journal.path())
+        .args([step, "--json", "--batch", "1000", "--url", url, "--journal"])
+        .arg(journal)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -55,8 +84,30 @@ fn run_apply(url: &str) -> (f64, u64, i64) {
     // SAFETY: waits for our own child and fills `usage` with its resource use.
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let seconds = started.elapsed().as_secs_f64();
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("report ({e}): {text}"));
-    (seconds, report["migrated"].as_u64().unwrap_or(0), usage.ru_maxrss)
+    let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{step} report ({e}): {text}"));
+    Run { seconds, report, rss_kib: usage.ru_maxrss }
+}
+
+fn count(report: &Value, pointer: &str) -> u64 {
+    report.pointer(pointer).and_then(Value::as_u64).unwrap_or_else(|| panic!("no {pointer} in {report}"))
+}
+
+/// The four steps on one database: (plan, apply, verify, rollback), each with the count its
+/// keys/s is of. Verify must come back clean and rollback must restore every move.
+fn all_steps(url: &str, rules: &[&str]) -> [(Run, u64); 4] {
+    let journal = tempfile::tempdir().expect("temp dir");
+    let plan = run_step("plan", url, journal.path(), rules);
+    let classes = ["migrate", "already_migrated", "conflict", "unparseable", "wrong_type", "too_large"];
+    let planned = classes.iter().map(|class| count(&plan.report, &format!("/total/{class}"))).sum();
+    let apply = run_step("apply", url, journal.path(), &[rules, &["--no-progress"]].concat());
+    let moved = count(&apply.report, "/migrated");
+    let verify = run_step("verify", url, journal.path(), rules);
+    let checked = count(&verify.report, "/checked");
+    assert_eq!(count(&verify.report, "/value_mismatch/count"), 0, "verify: {}", verify.report);
+    let rollback = run_step("rollback", url, journal.path(), rules);
+    let restored = count(&rollback.report, "/restored");
+    assert_eq!(restored, checked, "rollback restores every move: {}", rollback.report);
+    [(plan, planned), (apply, moved), (verify, checked), (rollback, restored)]
 }
 
 fn redis_benchmark_sets_per_second(port: u16) -> f64 {
@@ -115,32 +166,175 @@ fn naive_keys_per_second(url: &str, count: u64) -> f64 {
     moved as f64 / started.elapsed().as_secs_f64()
 }
 
+/// An OKX position object as GRID caches it (`/api/v5/account/positions`, every value a string).
+fn okx_position(inst_id: &str, pos_side: &str, pos: &str, notional_usd: &str) -> Value {
+    json!({
+        "adl": "1", "availPos": pos, "avgPx": "0.1234", "cTime": "1735360000000", "ccy": "USDT",
+        "imr": "", "instId": inst_id, "instType": "SWAP", "last": "0.1240", "lever": "10",
+        "liqPx": "0.0555", "margin": "12.34", "markPx": "0.1239", "mgnMode": "isolated",
+        "mgnRatio": "8.5", "mmr": "0.6", "notionalUsd": notional_usd, "pos": pos, "posId": "1234567890",
+        "posSide": pos_side, "upl": "0.05", "uplRatio": "0.004", "uTime": "1735363600000",
+    })
+}
+
+/// `users` GRID position arrays (`okx:positions:{user}`, three open positions each) in `url`.
+fn write_grid_arrays(url: &str, users: u64) {
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut pipe = redis::pipe();
+    for user in 0..users {
+        let positions = json!([
+            okx_position("DOGE-USDT-SWAP", "long", &format!("{}", 10 + user % 7), "1.5"),
+            okx_position("XRP-USDT-SWAP", "short", "4", "2.4"),
+            okx_position("ADA-USDT-SWAP", "long", "3", "0.9"),
+        ]);
+        pipe.set(format!("okx:positions:{user}"), positions.to_string()).ignore();
+        if user % 5_000 == 4_999 {
+            pipe.query::<()>(&mut connection).unwrap();
+            pipe = redis::pipe();
+        }
+    }
+    pipe.query::<()>(&mut connection).unwrap();
+}
+
+/// A directory holding TradingBoost's script at the named commit and the small
+/// `shared/database/redis.py` it imports (`get_redis`, over redis-py's asyncio client with
+/// one pool, as TradingBoost's own is) — written here, at run time.
+fn tradingboost_script(work: &Path) -> PathBuf {
+    let repo = std::env::var("TRADINGBOOST_REPO").unwrap_or_else(|_| {
+        if Path::new(TRADINGBOOST_MIRROR).exists() {
+            TRADINGBOOST_MIRROR.to_owned()
+        } else {
+            TRADINGBOOST_URL.to_owned()
+        }
+    });
+    let git_dir = if Path::new(&repo).exists() {
+        PathBuf::from(&repo)
+    } else {
+        let clone = work.join("tradingboost.git");
+        let status = Command::new("git").args(["clone", "--bare", "--quiet", &repo]).arg(&clone).status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot clone {repo}: set TRADINGBOOST_REPO to a checkout of seungdori/TradingBoost-Strategy"
+        );
+        clone
+    };
+    let source = Command::new("git")
+        .arg("--git-dir")
+        .arg(if git_dir.join(".git").exists() { git_dir.join(".git") } else { git_dir.clone() })
+        .args(["show", &format!("{TRADINGBOOST_COMMIT}:{TRADINGBOOST_SCRIPT}")])
+        .output()
+        .expect("git runs");
+    assert!(source.status.success(), "{TRADINGBOOST_SCRIPT} at {TRADINGBOOST_COMMIT} is not in {}", git_dir.display());
+    let root = work.join("tradingboost");
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::create_dir_all(root.join("shared/database")).unwrap();
+    std::fs::write(root.join(TRADINGBOOST_SCRIPT), source.stdout).unwrap();
+    std::fs::write(root.join("shared/__init__.py"), "").unwrap();
+    std::fs::write(root.join("shared/database/__init__.py"), "").unwrap();
+    std::fs::write(
+        root.join("shared/database/redis.py"),
+        "import os\nfrom redis.asyncio import ConnectionPool, Redis\n_pool = None\n\n\
+         async def get_redis():\n    global _pool\n    if _pool is None:\n        \
+         _pool = ConnectionPool.from_url(os.environ['BENCH_REDIS_URL'], decode_responses=True)\n    \
+         return Redis(connection_pool=_pool)\n",
+    )
+    .unwrap();
+    root
+}
+
+/// A virtualenv with TradingBoost's redis-py from PyPI; its python.
+fn python_with_redis(work: &Path) -> PathBuf {
+    let venv = work.join("venv");
+    let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+    assert!(made.is_ok_and(|s| s.success()), "python3 with venv is needed (apt-get install python3-venv)");
+    let python = venv.join("bin/python");
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", REDIS_PY])
+        .status();
+    assert!(installed.is_ok_and(|s| s.success()), "pip could not install {REDIS_PY} from PyPI");
+    python
+}
+
+/// TradingBoost's script on `url`: (seconds, keys it moved).
+fn run_tradingboost(python: &Path, root: &Path, url: &str) -> (f64, u64) {
+    let started = Instant::now();
+    let output = Command::new(python)
+        .arg(root.join(TRADINGBOOST_SCRIPT))
+        .arg("--force")
+        .current_dir(root)
+        .env("PYTHONPATH", root)
+        .env("BENCH_REDIS_URL", url)
+        .stdout(Stdio::null())
+        .output()
+        .expect("python runs");
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(output.status.success(), "the script failed: {}", String::from_utf8_lossy(&output.stderr));
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let indexes: Vec<String> =
+        connection.scan_match::<_, String>("positions:index:*").unwrap().collect::<Result<_, _>>().unwrap();
+    (seconds, indexes.len() as u64)
+}
+
+fn print_steps(label: &str, steps: &[(Run, u64); 4], small: &[(Run, u64); 4]) {
+    println!("\n{label}");
+    for ((name, (run, n)), (small_run, _)) in ["plan", "apply", "verify", "rollback"].iter().zip(steps).zip(small) {
+        println!(
+            "  {name:<9} {n:>8} keys in {:>6.1} s = {:>8.0} keys/s   peak RSS {:>7} KiB ({:.2}x the 100 k run's {} KiB)",
+            run.seconds,
+            *n as f64 / run.seconds,
+            run.rss_kib,
+            run.rss_kib as f64 / small_run.rss_kib as f64,
+            small_run.rss_kib
+        );
+    }
+}
+
 fn main() {
     let keys = env_number("BENCH_KEYS", 1_000_000);
     let naive_keys = env_number("BENCH_NAIVE_KEYS", 100_000);
+    let grid_users = env_number("BENCH_GRID_USERS", 20_000);
     let backend = RedisBackend::start(&binaries!()).unwrap_or_else(|e| panic!("redis could not start: {e}"));
     let port: u16 = backend.redis_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let db = |n: u8| format!("{}/{n}", backend.redis_url);
 
     let ceiling = redis_benchmark_sets_per_second(port);
-    let naive = naive_keys_per_second(&format!("{}/3", backend.redis_url), naive_keys);
+    let naive = naive_keys_per_second(&db(3), naive_keys);
 
-    let small_url = format!("{}/1", backend.redis_url);
-    block_on(generate(open(&small_url, None).unwrap().as_ref(), 100_000, 1, "qrl:v1:")).unwrap();
-    let (_, _, small_rss) = run_apply(&small_url);
+    block_on(generate(open(&db(1), None).unwrap().as_ref(), 100_000, 1, "qrl:v1:")).unwrap();
+    let small = all_steps(&db(1), &[]);
 
-    let big_url = format!("{}/2", backend.redis_url);
     let started = Instant::now();
-    let truth = block_on(generate(open(&big_url, None).unwrap().as_ref(), keys, 2, "qrl:v1:")).unwrap();
+    let truth = block_on(generate(open(&db(2), None).unwrap().as_ref(), keys, 2, "qrl:v1:")).unwrap();
     println!("generated {} legacy keys in {:.1} s", truth.keys, started.elapsed().as_secs_f64());
-    let (seconds, migrated, big_rss) = run_apply(&big_url);
-    let rate = migrated as f64 / seconds;
+    let big = all_steps(&db(2), &[]);
 
-    println!("\nmigrator apply: {migrated} keys moved in {seconds:.1} s = {rate:.0} keys/s");
+    let (apply, moved) = &big[1];
+    let rate = *moved as f64 / apply.seconds;
+    println!("\nmigrator apply: {moved} keys moved in {:.1} s = {rate:.0} keys/s", apply.seconds);
     println!("  vs redis-benchmark -P 64 SET ({ceiling:.0}/s): {:.3}x", rate / ceiling);
     println!("  vs naive SCAN+GET+SET+DEL loop ({naive:.0} keys/s): {:.2}x", rate / naive);
-    println!(
-        "  peak RSS: {small_rss} KiB at 100k keys, {big_rss} KiB at {keys} keys ({:.2}x)",
-        big_rss as f64 / small_rss as f64
+    print_steps(
+        &format!("every step on {} generated keys (RSS against the same step on 100 k)", truth.keys),
+        &big,
+        &small,
     );
-    let _: () = redis::Client::open(big_url).unwrap().get_connection().unwrap().set("bench:done", 1).unwrap();
+
+    // GRID arrays: the same data twice, one copy each.
+    let work = tempfile::tempdir().expect("temp dir");
+    let root = tradingboost_script(work.path());
+    let python = python_with_redis(work.path());
+    write_grid_arrays(&db(4), grid_users);
+    write_grid_arrays(&db(5), grid_users);
+    let journal = tempfile::tempdir().expect("temp dir");
+    let ours = run_step("apply", &db(4), journal.path(), &["--rules", "tradingboost", "--no-progress"]);
+    let ours_moved = count(&ours.report, "/migrated");
+    assert_eq!(ours_moved, grid_users, "apply moves every array: {}", ours.report);
+    let (their_seconds, their_moved) = run_tradingboost(&python, &root, &db(5));
+    assert_eq!(their_moved, grid_users, "the script moves every array");
+    let (ours_rate, their_rate) = (ours_moved as f64 / ours.seconds, their_moved as f64 / their_seconds);
+    println!("\nGRID position arrays ({grid_users} users, 3 positions each):");
+    println!("  migrator apply --rules tradingboost: {:.1} s = {ours_rate:.0} keys/s", ours.seconds);
+    println!("  TradingBoost {TRADINGBOOST_SCRIPT} @ {TRADINGBOOST_COMMIT} ({REDIS_PY}): {their_seconds:.1} s = {their_rate:.0} keys/s");
+    println!("  ratio: {:.2}x", ours_rate / their_rate);
+    let _: () = redis::Client::open(db(2)).unwrap().get_connection().unwrap().set("bench:done", 1).unwrap();
 }

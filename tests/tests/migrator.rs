@@ -15,7 +15,7 @@ use edgesync_core::store::StoreExt;
 use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{migrator_binary, RedisBackend, REDIS_TOKEN};
 use edgesync_e2e::suite::run_suite;
-use edgesync_migrator::apply::{apply, now_ms, ApplyOptions};
+use edgesync_migrator::apply::{apply, ApplyOptions};
 use edgesync_migrator::connect::open;
 use edgesync_migrator::dump::{differences, dump, Dump};
 use edgesync_migrator::generate::generate;
@@ -45,7 +45,6 @@ fn main() {
                 keys_above_the_size_limits_are_reported_and_left_alone,
             ),
             ("rate_limits_apply", rate_limits_apply),
-            ("one_script_call_moves_a_batch_key_by_key", one_script_call_moves_a_batch_key_by_key),
         ],
     )
 }
@@ -66,6 +65,7 @@ fn apply_options(batch: usize) -> ApplyOptions {
         overwrite: false,
         progress: false,
         lock_key: edgesync_migrator::apply::lock_key(),
+        connector: None,
     }
 }
 
@@ -82,10 +82,10 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
     let store = store.as_ref();
     let truth = block_on(generate(store, 100_000, 7, PREFIX)).unwrap();
     assert!(truth.keys >= 100_000);
-    let original = block_on(dump(store, now_ms)).unwrap();
+    let original = block_on(dump(store)).unwrap();
     assert_eq!(original.len() as u64, truth.keys);
 
-    let report = block_on(plan(store, &generic(), &options(), 500, now_ms(), &std::env::temp_dir())).unwrap();
+    let report = block_on(plan(store, &generic(), &options(), 500, &std::env::temp_dir())).unwrap();
     for (rule, classes) in &truth.counts {
         let counts = serde_json::to_value(&report.rules[rule]).unwrap();
         for (class, expected) in classes {
@@ -94,7 +94,7 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
         }
     }
     assert_eq!(report.rules.len(), truth.counts.len());
-    let after_plan = block_on(dump(store, now_ms)).unwrap();
+    let after_plan = block_on(dump(store)).unwrap();
     // Expiries are read as now + PTTL, so two dumps differ by the milliseconds between reads.
     let diff = differences(&original, &after_plan, 50, |_| false);
     assert!(
@@ -130,7 +130,7 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
     }
     let verified = run(&["verify"]);
     assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
-    let after_apply = block_on(dump(store, now_ms)).unwrap();
+    let after_apply = block_on(dump(store)).unwrap();
     let untouched = |key: &str| !owned_by_rules(key) && !key.starts_with(PREFIX);
     let changed_others = differences(&original, &after_apply, 50, |k| !untouched(k));
     assert!(
@@ -143,7 +143,7 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
 
     let rolled = run(&["rollback"]);
     assert_eq!(rolled.status.code(), Some(0), "{}", String::from_utf8_lossy(&rolled.stdout));
-    let after_rollback = block_on(dump(store, now_ms)).unwrap();
+    let after_rollback = block_on(dump(store)).unwrap();
     let diff = differences(&original, &after_rollback, 50, |_| false);
     assert!(
         diff.is_empty(),
@@ -166,7 +166,7 @@ fn sigkill_at_several_points_then_resume(backend: &RedisBackend) {
     let journal_a = tempfile::tempdir().unwrap();
     let journal = SledJournal::open(journal_a.path()).unwrap();
     block_on(apply(reference.as_ref(), &journal, &generic(), &options(), &apply_options(200))).unwrap();
-    let expected: Dump = block_on(dump(reference.as_ref(), now_ms)).unwrap();
+    let expected: Dump = block_on(dump(reference.as_ref())).unwrap();
 
     // The same data on database 4, killed with SIGKILL three times mid-run, then finished.
     let interrupted = open(&url(backend, 4), None).unwrap();
@@ -217,7 +217,7 @@ fn sigkill_at_several_points_then_resume(backend: &RedisBackend) {
         .filter(|name| name.starts_with("spill-"))
         .collect();
     assert!(scratch.is_empty(), "scratch files the killed runs left are removed: {scratch:?}");
-    let actual = block_on(dump(interrupted.as_ref(), now_ms)).unwrap();
+    let actual = block_on(dump(interrupted.as_ref())).unwrap();
     // Same keys, types and values; expiries within the seconds between the two runs.
     let diff = differences(&expected, &actual, 120_000, |_| false);
     assert!(diff.is_empty(), "{} differences, e.g. {:?}", diff.len(), &diff[..diff.len().min(5)]);
@@ -268,8 +268,7 @@ fn a_live_writer_loses_no_update(backend: &RedisBackend) {
         else {
             panic!("{key} converts")
         };
-        let target =
-            block_on(edgesync_migrator::value::read_many(store.as_ref(), &[targets[0].0.clone()], now_ms())).unwrap();
+        let target = block_on(edgesync_migrator::value::read_many(store.as_ref(), &[targets[0].0.clone()])).unwrap();
         let source: Option<String> = connection.get(key).unwrap();
         let migrated_latest = target[0].as_ref().is_some_and(|t| t.value == targets[0].1);
         let reported =
@@ -290,7 +289,7 @@ fn upstash_rest_backend(backend: &RedisBackend) {
     let store = store.as_ref();
     // The gateway serves database 0; give this test its own keys there.
     block_on(generate(store, 1_000, 5, PREFIX)).unwrap();
-    let report = block_on(plan(store, &generic(), &options(), 200, now_ms(), &std::env::temp_dir())).unwrap();
+    let report = block_on(plan(store, &generic(), &options(), 200, &std::env::temp_dir())).unwrap();
     assert!(report.total.migrate > 0);
     let journal = tempfile::tempdir().unwrap();
     let journal = SledJournal::open(journal.path()).unwrap();
@@ -359,7 +358,7 @@ fn keys_above_the_size_limits_are_reported_and_left_alone(backend: &RedisBackend
     let _: () = connection.zadd_multiple("okx:user:u3:symbol:BTCUSDT:orders", &big_orders).unwrap();
     let _: () = connection.zadd_multiple("okx:user:u4:symbol:BTCUSDT:orders", &big_orders[..2]).unwrap();
     let store = open(&url(backend, db), None).unwrap();
-    let before = block_on(dump(store.as_ref(), now_ms)).unwrap();
+    let before = block_on(dump(store.as_ref())).unwrap();
 
     let journal = tempfile::tempdir().unwrap();
     let run = |step: &str| {
@@ -383,7 +382,7 @@ fn keys_above_the_size_limits_are_reported_and_left_alone(backend: &RedisBackend
     let report: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
     assert_eq!(applied.status.code(), Some(1), "{report}");
     assert_eq!((report["too_large"].as_u64(), report["migrated"].as_u64()), (Some(2), Some(2)), "{report}");
-    let after = block_on(dump(store.as_ref(), now_ms)).unwrap();
+    let after = block_on(dump(store.as_ref())).unwrap();
     for key in ["position:u1:BTCUSDT", "okx:user:u3:symbol:BTCUSDT:orders"] {
         assert_eq!(after.get(key), before.get(key), "{key} is left exactly as it was");
     }
@@ -398,8 +397,7 @@ fn rate_limits_apply(backend: &RedisBackend) {
     let db = 7;
     let store = open(&url(backend, db), None).unwrap();
     block_on(generate(store.as_ref(), 1_500, 13, PREFIX)).unwrap();
-    let owned =
-        block_on(plan(store.as_ref(), &generic(), &options(), 500, now_ms(), &std::env::temp_dir())).unwrap().total;
+    let owned = block_on(plan(store.as_ref(), &generic(), &options(), 500, &std::env::temp_dir())).unwrap().total;
     let scanned = owned.migrate + owned.already_migrated + owned.conflict + owned.unparseable + owned.wrong_type;
     let journal = tempfile::tempdir().unwrap();
     let rate = 1_000;
@@ -415,50 +413,4 @@ fn rate_limits_apply(backend: &RedisBackend) {
     assert_eq!(report["migrated"].as_u64(), Some(owned.migrate + owned.already_migrated), "{report}");
     let floor = Duration::from_secs_f64(0.9 * scanned as f64 / rate as f64);
     assert!(elapsed >= floor, "{scanned} keys at {rate}/s took {elapsed:?}, less than {floor:?}");
-}
-
-/// The batch move script on real redis-server: one call, each key compared and moved on its
-/// own — a key that moves, one a live writer changed since it was journaled, one whose target
-/// holds something else — and the answers come back in order.
-fn one_script_call_moves_a_batch_key_by_key(backend: &RedisBackend) {
-    use edgesync_migrator::journal::{Entry, EntryState};
-    use edgesync_migrator::script::{answers, move_many_command, Scripts};
-    use edgesync_migrator::value::Stored;
-
-    let db = url(backend, 12);
-    let store = open(&db, None).unwrap();
-    let mut redis = redis::Client::open(db.as_str()).unwrap().get_connection().unwrap();
-    let _: () = redis.set("batch:a", "1").unwrap();
-    let _: () = redis.set("batch:b", "2").unwrap();
-    let _: () = redis.set("batch:c", "3").unwrap();
-    let _: () = redis.set("moved:c", "someone else's").unwrap();
-    let entry = |seq: u64, source: &str, journaled: &str| Entry {
-        seq,
-        rule: "test".into(),
-        source: source.into(),
-        original: Stored { value: TypedValue::String(journaled.into()), expire_at_ms: None },
-        targets: vec![(source.replace("batch:", "moved:"), TypedValue::String(journaled.into()))],
-        previous_targets: Vec::new(),
-        index: Vec::new(),
-        keep_source: false,
-        overwrite: false,
-        drop_expiry: false,
-        state: EntryState::Pending,
-        note: None,
-    };
-    // `b` was journaled as "old": a live writer has changed it since.
-    let entries = [entry(1, "batch:a", "1"), entry(2, "batch:b", "old"), entry(3, "batch:c", "3")];
-    let scripts = block_on(Scripts::load(store.as_ref())).unwrap();
-    let reply = block_on(store.execute(&move_many_command(&entries, &scripts))).unwrap();
-    let statuses: Vec<String> = answers(reply).unwrap().into_iter().map(|a| a.status).collect();
-    assert_eq!(statuses, ["ok", "changed", "conflict"]);
-    let read = |redis: &mut redis::Connection, key: &str| -> Option<String> { redis.get(key).unwrap() };
-    assert_eq!((read(&mut redis, "batch:a"), read(&mut redis, "moved:a").as_deref()), (None, Some("1")));
-    assert_eq!((read(&mut redis, "batch:b").as_deref(), read(&mut redis, "moved:b")), (Some("2"), None));
-    assert_eq!(read(&mut redis, "batch:c").as_deref(), Some("3"), "a conflict moves nothing");
-    assert_eq!(read(&mut redis, "moved:c").as_deref(), Some("someone else's"));
-    // Run again: the moved key is recognised as already moved, the rest answer the same.
-    let reply = block_on(store.execute(&move_many_command(&entries, &scripts))).unwrap();
-    let statuses: Vec<String> = answers(reply).unwrap().into_iter().map(|a| a.status).collect();
-    assert_eq!(statuses, ["already", "changed", "conflict"]);
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{migrator_binary, repo_root, HttpAnswer, Stack, StackOptions};
 use edgesync_e2e::suite::run_suite;
-use edgesync_migrator::apply::now_ms;
 use edgesync_migrator::connect::open;
 use edgesync_migrator::dump::{differences, dump, Dump};
 use futures_executor::block_on;
@@ -52,7 +51,7 @@ fn connection(stack: &Stack, db: u8) -> redis::Connection {
 
 fn typed_dump(stack: &Stack, db: u8) -> Dump {
     let store = open(&db_url(stack, db), None).unwrap();
-    block_on(dump(store.as_ref(), now_ms)).unwrap()
+    block_on(dump(store.as_ref())).unwrap()
 }
 
 /// Runs the migrator CLI as an operator would.

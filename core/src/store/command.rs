@@ -81,6 +81,12 @@ impl Command {
         self
     }
 
+    /// Appends an argument in place, taking its bytes without a copy: for commands with many
+    /// arguments built in a loop.
+    pub fn push_arg(&mut self, arg: impl Into<Vec<u8>>) {
+        self.args.push(arg.into());
+    }
+
     /// A binary argument, sent as the exact bytes.
     pub fn arg_bytes(mut self, arg: &[u8]) -> Self {
         self.args.push(arg.to_vec());

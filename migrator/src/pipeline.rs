@@ -1,0 +1,199 @@
+//! What runs beside `apply`'s main thread so Redis and the migrator's CPU work at the same
+//! time: a [`Reader`] that scans and classifies the next pages, and a [`Mover`] that runs the
+//! move scripts of journaled batches, each on a thread with its own connection. The main
+//! thread journals page N and hands its move to the mover while the reader is already
+//! classifying page N+1, and reads batch N's answers while Redis moves batch N+1.
+//!
+//! Both are bounded — the reader runs at most [`READ_AHEAD`] pages ahead, the main thread
+//! keeps at most [`MOVES_IN_FLIGHT`] batches unanswered — so memory stays flat, and `--rate`
+//! (paced on the main thread) holds the reader back too. Overlap never weakens a move: each
+//! key is still compared with its journaled original inside the script, so a key classified
+//! while an earlier batch was still moving is moved, refused or recognised as already moved
+//! exactly as it would be one batch later. Without a [`Connector`] (a store handed in by a
+//! library caller) both run inline on the caller's connection, one step after the other.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use edgesync_core::store::{Command, Reply, Store, StoreError};
+use futures_executor::block_on;
+
+use crate::connect::Connector;
+use crate::families::NotOwned;
+use crate::plan::{classify, Classified, PlanError, Scanner};
+use crate::rules::{RuleOptions, RuleSet};
+
+/// Pages the reader classifies before the main thread takes them.
+pub const READ_AHEAD: usize = 1;
+/// Batches sent to the mover and not yet answered.
+pub const MOVES_IN_FLIGHT: usize = 2;
+
+/// One SCAN page, classified.
+pub struct Page {
+    /// Keys the scan returned that a rule owns.
+    pub owned: usize,
+    pub items: Vec<Classified>,
+}
+
+/// What the reader needs, owned, to run on its own thread.
+#[derive(Clone)]
+pub struct ReadPlan {
+    pub set: RuleSet,
+    pub rule_options: RuleOptions,
+    pub page_size: usize,
+    /// Where the family survey keeps its scratch files.
+    pub scratch: std::path::PathBuf,
+}
+
+type Threaded = (Receiver<Result<Page, PlanError>>, JoinHandle<Result<NotOwned, PlanError>>);
+
+/// Scans and classifies pages, ahead of the main thread or inline.
+pub enum Reader<'a> {
+    Threaded(Option<Threaded>),
+    Inline { plan: &'a ReadPlan, store: &'a dyn Store, scanner: Box<Scanner<'a>> },
+}
+
+impl<'a> Reader<'a> {
+    /// A reader thread on a connection of its own.
+    pub fn threaded(plan: ReadPlan, connector: Connector) -> Result<Self, PlanError> {
+        let (pages, taken) = sync_channel(READ_AHEAD);
+        let thread = std::thread::Builder::new()
+            .name("apply-reader".into())
+            .spawn(move || {
+                let store = connector.open().map_err(|e| PlanError::Store(StoreError::Unavailable(e.to_string())))?;
+                let store = store.as_ref();
+                let target_prefix = &plan.rule_options.target_prefix;
+                let mut scanner = Scanner::new(&plan.set, plan.page_size).surveying(target_prefix, &plan.scratch)?;
+                loop {
+                    let page = block_on(read_page(&plan, store, &mut scanner));
+                    let end = matches!(page, Ok(None));
+                    let failed = page.is_err();
+                    if let Some(page) = page.transpose() {
+                        if pages.send(page).is_err() {
+                            // The main thread stopped (an error there): nothing more to read for.
+                            return Ok(NotOwned::default());
+                        }
+                    }
+                    if end || failed {
+                        break;
+                    }
+                }
+                drop(pages);
+                block_on(scanner.finish_survey(store, target_prefix, &plan.scratch))
+            })
+            .map_err(|e| PlanError::Scratch("a reader thread".into(), e))?;
+        Ok(Reader::Threaded(Some((taken, thread))))
+    }
+
+    /// A reader on the caller's connection.
+    pub fn inline(plan: &'a ReadPlan, store: &'a dyn Store) -> Result<Self, PlanError> {
+        let scanner =
+            Scanner::new(&plan.set, plan.page_size).surveying(&plan.rule_options.target_prefix, &plan.scratch)?;
+        Ok(Reader::Inline { plan, store, scanner: Box::new(scanner) })
+    }
+
+    /// The next classified page; `None` at the end of the scan.
+    pub async fn next(&mut self) -> Result<Option<Page>, PlanError> {
+        match self {
+            Reader::Threaded(threaded) => {
+                let Some((taken, _)) = threaded.as_ref() else { return Ok(None) };
+                match taken.recv() {
+                    Ok(page) => page.map(Some),
+                    Err(_) => Ok(None), // the reader finished (or failed: `finish` says)
+                }
+            }
+            Reader::Inline { plan, store, scanner } => read_page(plan, *store, scanner).await,
+        }
+    }
+
+    /// The families' keys no rule owns, once every page is taken.
+    pub async fn finish(self) -> Result<NotOwned, PlanError> {
+        match self {
+            Reader::Threaded(mut threaded) => {
+                let (taken, thread) = threaded.take().expect("finished once");
+                drop(taken);
+                thread.join().unwrap_or_else(|_| {
+                    Err(PlanError::Store(StoreError::Unavailable("the reader thread panicked".into())))
+                })
+            }
+            Reader::Inline { plan, store, scanner } => {
+                (*scanner).finish_survey(store, &plan.rule_options.target_prefix, &plan.scratch).await
+            }
+        }
+    }
+}
+
+async fn read_page(plan: &ReadPlan, store: &dyn Store, scanner: &mut Scanner<'_>) -> Result<Option<Page>, PlanError> {
+    let Some(candidates) = scanner.next_page(store).await? else { return Ok(None) };
+    let owned = candidates.len();
+    let items = classify(store, &plan.set.rules, &plan.rule_options, candidates).await?;
+    Ok(Some(Page { owned, items }))
+}
+
+/// A command sent to the mover, answered later.
+pub enum Sent {
+    Threaded(Receiver<Result<Reply, StoreError>>),
+    Answered(Result<Reply, StoreError>),
+}
+
+impl Sent {
+    /// Waits for the answer.
+    pub fn answer(self) -> Result<Reply, StoreError> {
+        match self {
+            Sent::Threaded(answer) => {
+                answer.recv().unwrap_or_else(|_| Err(StoreError::Unavailable("the mover's connection closed".into())))
+            }
+            Sent::Answered(answer) => answer,
+        }
+    }
+}
+
+type Job = (Command, SyncSender<Result<Reply, StoreError>>);
+
+/// Runs move scripts in order, on a connection of its own or inline.
+pub enum Mover<'a> {
+    Threaded(SyncSender<Job>),
+    Inline(&'a dyn Store),
+}
+
+impl<'a> Mover<'a> {
+    pub fn threaded(connector: Connector) -> Result<Self, StoreError> {
+        let (jobs, queue) = sync_channel::<Job>(MOVES_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("apply-mover".into())
+            .spawn(move || {
+                let store = match connector.open() {
+                    Ok(store) => store,
+                    Err(error) => {
+                        for (_, answer) in queue {
+                            let _ = answer.send(Err(StoreError::Unavailable(error.to_string())));
+                        }
+                        return;
+                    }
+                };
+                for (command, answer) in queue {
+                    let _ = answer.send(block_on(store.execute(&command)));
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the mover thread: {e}")))?;
+        Ok(Mover::Threaded(jobs))
+    }
+
+    pub fn inline(store: &'a dyn Store) -> Self {
+        Mover::Inline(store)
+    }
+
+    /// Sends `command`; its answer comes with [`Sent::answer`].
+    pub async fn send(&self, command: Command) -> Sent {
+        match self {
+            Mover::Threaded(jobs) => {
+                let (answer, answered) = sync_channel(1);
+                if jobs.send((command, answer)).is_err() {
+                    return Sent::Answered(Err(StoreError::Unavailable("the mover thread stopped".into())));
+                }
+                Sent::Threaded(answered)
+            }
+            Mover::Inline(store) => Sent::Answered(store.execute(&command).await),
+        }
+    }
+}
