@@ -3,6 +3,8 @@
 //! with the [move script](crate::script) — atomic, and only if the source still holds the
 //! journaled value — and note the outcome in the journal. A source a live writer changed is
 //! re-read and retried (3 times); a conflict is never overwritten without `--overwrite`.
+//! Batches overlap: the next page is read and classified, and the next batch journaled, while
+//! Redis moves the previous one ([`crate::pipeline`]).
 //!
 //! Re-running after a crash resumes: entries still pending are finished first (a move that
 //! happened before the crash is recognised as `already`), then the scan runs again: moved
@@ -23,7 +25,7 @@ use crate::connect::Connector;
 use crate::families::{survey, NotOwned};
 use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
 use crate::pace::Pace;
-use crate::pipeline::{Mover, ReadPlan, Reader, Sent, MOVES_IN_FLIGHT};
+use crate::pipeline::{execute, Mover, Pending, ReadPlan, Reader, MOVES_IN_FLIGHT};
 use crate::plan::{classify, Candidate, Class, Classified, PlanError, Scanner};
 use crate::rules::{Rule, RuleOptions, RuleSet, OWN_KEYS_PREFIX};
 use crate::script::{is_noscript, move_many_command, move_outcomes, MoveOutcome, Scripts};
@@ -126,7 +128,7 @@ pub fn now_ms() -> i64 {
 /// A batch journaled and handed to the mover, not yet answered.
 struct InFlight {
     entries: Vec<Entry>,
-    sent: Sent,
+    sent: Pending<Result<Reply, StoreError>>,
 }
 
 struct Run<'a> {
@@ -258,7 +260,7 @@ impl Run<'_> {
     /// Takes a batch's answers from the mover, notes them, and retries what changed.
     async fn finish_moves(&mut self, in_flight: InFlight) -> Result<(), ApplyError> {
         let InFlight { entries, sent } = in_flight;
-        let changed = self.note_outcomes(entries, sent.answer()).await?;
+        let changed = self.note_outcomes(entries, sent.answer().and_then(|reply| reply)).await?;
         self.retry_changed(changed).await
     }
 
@@ -438,8 +440,11 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         scratch: run.journal.dir().to_owned(),
     };
     let (mut reader, mover) = match &run.options.connector {
-        Some(connector) => (Reader::threaded(plan.clone(), connector.clone())?, Mover::threaded(connector.clone())?),
-        None => (Reader::inline(&plan, run.store)?, Mover::inline(run.store)),
+        Some(connector) => (
+            Reader::threaded(plan.clone(), connector.clone())?,
+            Mover::threaded("apply-mover", connector.clone(), execute)?,
+        ),
+        None => (Reader::inline(&plan, run.store)?, Mover::inline(run.store, execute)),
     };
     let mut in_flight = std::collections::VecDeque::new();
     while let Some(page) = reader.next().await? {

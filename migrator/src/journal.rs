@@ -6,20 +6,23 @@
 //! [`Journal`] is a small trait so the store behind it can change; [`SledJournal`] implements
 //! it with sled 0.34.7 (the stable line; unmaintained, hence the trait).
 //!
-//! **Layout** (one sled database, `<journal>/sled`, one tree): entries get consecutive
-//! sequence numbers, in apply order, and are stored in *chunks* of consecutive entries (up to
-//! about [`CHUNK_BYTES`] of JSON each), two records per chunk, both keyed by the chunk's first
-//! sequence number (8 bytes, big-endian, so keys sort in apply order):
+//! **Layout**: entries get consecutive sequence numbers, in apply order. They live in
+//! *segments* — sled databases under `<journal>/chunks/`, each named by its first sequence
+//! number; a batch starts a new one once the newest has taken [`SEGMENT_BYTES`], and at most
+//! two are open (the newest, and one for reading). Inside a segment, one tree holds entries in
+//! *chunks* of consecutive entries (about [`CHUNK_BYTES`] of JSON each), two records per chunk,
+//! both keyed by a kind byte and the chunk's first sequence number (big-endian, so keys sort
+//! in apply order):
 //!
 //! - `e` + first seq → the chunk's entries as journaled (JSON array of [`Entry`]), written once;
 //! - `o` + first seq → their outcomes (JSON array of [`Outcome`], one per entry: state, note,
 //!   which index members were new), rewritten as moves and rollbacks finish.
 //!
 //! A batch of new entries is one atomic sled batch (its chunks and their all-pending outcomes)
-//! and one flush: after a crash a chunk is whole or absent, never half-written. Writing a
-//! chunk per record rather than an entry per record is what keeps sled cheap: a few inserts
-//! per batch instead of two per key, and a tree of a few thousand records for a million keys,
-//! so its memory stays flat without splitting the journal into databases.
+//! in one segment, and one flush: after a crash a chunk is whole or absent, never
+//! half-written. Chunks keep sled cheap (a few inserts per batch instead of two per key);
+//! small chunks and bounded segments keep its memory flat — sled keeps large values resident,
+//! and per-record bookkeeping for a whole database (measured in docs/design.md).
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -167,6 +170,8 @@ pub trait Journal {
     /// moves need not be durable: a lost "done" is re-derived on resume (the move script
     /// answers `already`).
     fn update(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError>;
+    /// Flushes every update so far to disk.
+    fn flush(&self) -> Result<(), JournalError>;
     /// The sequence number the next new entry gets.
     fn next_seq(&self) -> Result<u64, JournalError>;
     /// Up to `limit` entries after sequence `after` (exclusive; `None` = from the start), in
@@ -515,6 +520,15 @@ impl Journal for SledJournal {
                 }
                 Ok(())
             })?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), JournalError> {
+        for slot in [&self.newest, &self.other] {
+            if let Some(segment) = slot.borrow().as_ref() {
+                segment.db.flush()?;
+            }
         }
         Ok(())
     }

@@ -274,6 +274,8 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
         other => failed(other),
     })?;
     let store = store.as_ref();
+    // apply, verify and rollback open more connections of their own (docs/design.md).
+    let connector = Connector::new(url, global.token.as_deref(), &trust);
 
     match &cli.step {
         Step::Plan => {
@@ -290,18 +292,20 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
                 overwrite: *overwrite,
                 progress: !no_progress && !global.json,
                 lock_key: lock_key(),
-                connector: Some(Connector::new(url, global.token.as_deref(), &trust)),
+                connector: Some(connector.clone()),
             };
             let applied =
                 block_on(apply(store, &journal as &dyn Journal, &set, &rule_options, &options)).map_err(failed)?;
             report(global.json, &applied, !applied.has_problems())
         }
         Step::Verify => {
-            let verified = block_on(verify::verify(store, &journal()?, global.batch)).map_err(failed)?;
+            let verified =
+                block_on(verify::verify(store, &journal()?, global.batch, Some(&connector))).map_err(failed)?;
             report(global.json, &verified, verified.is_clean())
         }
         Step::Rollback { force } => {
-            let rolled = block_on(rollback::rollback(store, &journal()?, global.batch, *force)).map_err(failed)?;
+            let rolled = block_on(rollback::rollback(store, &journal()?, global.batch, *force, Some(&connector)))
+                .map_err(failed)?;
             report(global.json, &rolled, rolled.refused == 0)
         }
         Step::Generate { keys, seed } => {

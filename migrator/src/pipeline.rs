@@ -1,6 +1,8 @@
-//! What runs beside `apply`'s main thread so Redis and the migrator's CPU work at the same
-//! time: a [`Reader`] that scans and classifies the next pages, and a [`Mover`] that runs the
-//! move scripts of journaled batches, each on a thread with its own connection. The main
+//! What runs beside a step's main thread so Redis and the migrator's CPU work at the same
+//! time: for `apply`, a [`Reader`] that scans and classifies the next pages and a [`Mover`]
+//! (a [`Worker`]) that runs the move scripts of journaled batches, each on a thread with its
+//! own connection; `rollback` and `verify` use a worker the same way while the main thread
+//! reads the next page of the journal. The main
 //! thread journals page N and hands its move to the mover while the reader is already
 //! classifying page N+1, and reads batch N's answers while Redis moves batch N+1.
 //!
@@ -12,6 +14,8 @@
 //! exactly as it would be one batch later. Without a [`Connector`] (a store handed in by a
 //! library caller) both run inline on the caller's connection, one step after the other.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -74,14 +78,17 @@ impl<'a> Reader<'a> {
                             return Ok(NotOwned::default());
                         }
                     }
-                    if end || failed {
+                    if failed {
+                        return Ok(NotOwned::default()); // the main thread reports the error
+                    }
+                    if end {
                         break;
                     }
                 }
                 drop(pages);
                 block_on(scanner.finish_survey(store, target_prefix, &plan.scratch))
             })
-            .map_err(|e| PlanError::Scratch("a reader thread".into(), e))?;
+            .map_err(|e| PlanError::Store(StoreError::Unavailable(format!("cannot start the reader thread: {e}"))))?;
         Ok(Reader::Threaded(Some((taken, thread))))
     }
 
@@ -130,70 +137,88 @@ async fn read_page(plan: &ReadPlan, store: &dyn Store, scanner: &mut Scanner<'_>
     Ok(Some(Page { owned, items }))
 }
 
-/// A command sent to the mover, answered later.
-pub enum Sent {
-    Threaded(Receiver<Result<Reply, StoreError>>),
-    Answered(Result<Reply, StoreError>),
+/// A job's future, borrowing the connection it runs on.
+pub type Job<'a, Out> = Pin<Box<dyn Future<Output = Out> + 'a>>;
+/// What a [`Worker`] does with each input, on its connection.
+pub type Work<In, Out> = for<'a> fn(&'a dyn Store, In) -> Job<'a, Out>;
+
+/// A job handed to a [`Worker`], answered later.
+pub enum Pending<Out> {
+    Threaded(Receiver<Out>),
+    Answered(Out),
 }
 
-impl Sent {
-    /// Waits for the answer.
-    pub fn answer(self) -> Result<Reply, StoreError> {
+impl<Out> Pending<Out> {
+    /// Waits for the answer; `Err` when the worker's thread is gone.
+    pub fn answer(self) -> Result<Out, StoreError> {
         match self {
-            Sent::Threaded(answer) => {
-                answer.recv().unwrap_or_else(|_| Err(StoreError::Unavailable("the mover's connection closed".into())))
+            Pending::Threaded(answer) => {
+                answer.recv().map_err(|_| StoreError::Unavailable("the worker thread stopped".into()))
             }
-            Sent::Answered(answer) => answer,
+            Pending::Answered(answer) => Ok(answer),
         }
     }
 }
 
-type Job = (Command, SyncSender<Result<Reply, StoreError>>);
+type Queued<In, Out> = (In, SyncSender<Out>);
 
-/// Runs move scripts in order, on a connection of its own or inline.
-pub enum Mover<'a> {
-    Threaded(SyncSender<Job>),
-    Inline(&'a dyn Store),
+/// Runs jobs in order on a connection of its own (a thread) or inline on the caller's: the
+/// mover of `apply` and `rollback` (a script call per batch), the checker of `verify`.
+pub enum Worker<'a, In, Out> {
+    Threaded(SyncSender<Queued<In, Out>>),
+    Inline(&'a dyn Store, Work<In, Out>),
 }
 
-impl<'a> Mover<'a> {
-    pub fn threaded(connector: Connector) -> Result<Self, StoreError> {
-        let (jobs, queue) = sync_channel::<Job>(MOVES_IN_FLIGHT);
+impl<'a, In: Send + 'static, Out: Send + 'static> Worker<'a, In, Out> {
+    /// A thread named `name` with its own connection; at most [`MOVES_IN_FLIGHT`] jobs queued.
+    pub fn threaded(name: &str, connector: Connector, work: Work<In, Out>) -> Result<Self, StoreError> {
+        let (jobs, queue) = sync_channel::<Queued<In, Out>>(MOVES_IN_FLIGHT);
+        let (ready, connected) = sync_channel::<Result<(), String>>(1);
         std::thread::Builder::new()
-            .name("apply-mover".into())
+            .name(name.into())
             .spawn(move || {
                 let store = match connector.open() {
                     Ok(store) => store,
                     Err(error) => {
-                        for (_, answer) in queue {
-                            let _ = answer.send(Err(StoreError::Unavailable(error.to_string())));
-                        }
+                        let _ = ready.send(Err(error.to_string()));
                         return;
                     }
                 };
-                for (command, answer) in queue {
-                    let _ = answer.send(block_on(store.execute(&command)));
+                let _ = ready.send(Ok(()));
+                for (input, answer) in queue {
+                    let _ = answer.send(block_on(work(store.as_ref(), input)));
                 }
             })
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the mover thread: {e}")))?;
-        Ok(Mover::Threaded(jobs))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the {name} thread: {e}")))?;
+        match connected.recv() {
+            Ok(Ok(())) => Ok(Worker::Threaded(jobs)),
+            Ok(Err(error)) => Err(StoreError::Unavailable(error)),
+            Err(_) => Err(StoreError::Unavailable(format!("the {name} thread stopped"))),
+        }
     }
 
-    pub fn inline(store: &'a dyn Store) -> Self {
-        Mover::Inline(store)
+    pub fn inline(store: &'a dyn Store, work: Work<In, Out>) -> Self {
+        Worker::Inline(store, work)
     }
 
-    /// Sends `command`; its answer comes with [`Sent::answer`].
-    pub async fn send(&self, command: Command) -> Sent {
+    /// Hands `input` over; its answer comes with [`Pending::answer`].
+    pub async fn send(&self, input: In) -> Pending<Out> {
         match self {
-            Mover::Threaded(jobs) => {
+            Worker::Threaded(jobs) => {
                 let (answer, answered) = sync_channel(1);
-                if jobs.send((command, answer)).is_err() {
-                    return Sent::Answered(Err(StoreError::Unavailable("the mover thread stopped".into())));
-                }
-                Sent::Threaded(answered)
+                // A closed queue shows as a closed answer channel in `answer`.
+                let _ = jobs.send((input, answer));
+                Pending::Threaded(answered)
             }
-            Mover::Inline(store) => Sent::Answered(store.execute(&command).await),
+            Worker::Inline(store, work) => Pending::Answered(work(*store, input).await),
         }
     }
 }
+
+/// Runs one command and answers its reply: what a mover does with a batch's script call.
+pub fn execute(store: &dyn Store, command: Command) -> Job<'_, Result<Reply, StoreError>> {
+    Box::pin(async move { store.execute(&command).await })
+}
+
+/// The mover: script calls in order, on a connection of its own or inline.
+pub type Mover<'a> = Worker<'a, Command, Result<Reply, StoreError>>;

@@ -2,10 +2,14 @@
 //! the migration created (targets, and the index members it added), newest entry first. An
 //! entry whose targets changed after the migration is refused and reported, unless `--force`.
 
-use edgesync_core::store::{Store, StoreError};
+use std::collections::VecDeque;
+
+use edgesync_core::store::{Reply, Store, StoreError};
 use serde::Serialize;
 
+use crate::connect::Connector;
 use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
+use crate::pipeline::{execute, Mover, Pending, MOVES_IN_FLIGHT};
 use crate::script::{is_noscript, restore_many_command, restore_outcomes, RestoreOutcome, Scripts};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -26,15 +30,24 @@ pub enum RollbackError {
     Script(String),
 }
 
-async fn restore(
+/// A page of entries whose restore was handed to the mover, not yet answered.
+struct InFlight {
+    entries: Vec<Entry>,
+    sent: Pending<Result<Reply, StoreError>>,
+}
+
+/// Notes a page's restore outcomes (in the journal, unflushed: a restore that ran but was not
+/// noted runs again harmlessly — its targets are gone, so it writes the same original).
+async fn finish(
     store: &dyn Store,
     journal: &dyn Journal,
-    entries: Vec<Entry>,
+    in_flight: InFlight,
     force: bool,
     scripts: &mut Scripts,
     report: &mut RollbackReport,
 ) -> Result<(), RollbackError> {
-    let mut reply = store.execute(&restore_many_command(&entries, force, scripts)).await;
+    let InFlight { entries, sent } = in_flight;
+    let mut reply = sent.answer().and_then(|reply| reply);
     if let Err(StoreError::Command { error, .. }) = &reply {
         if is_noscript(&error.0) {
             // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend.
@@ -61,18 +74,27 @@ async fn restore(
         }
         updated.push(entry);
     }
-    journal.update(&updated, true)?;
+    journal.update(&updated, false)?;
     Ok(())
 }
 
+/// Restores every eligible entry, newest first, a page per script call. With a connector,
+/// Redis restores a page on the mover's connection while this thread reads the next one
+/// from the journal ([`crate::pipeline`]).
 pub async fn rollback(
     store: &dyn Store,
     journal: &dyn Journal,
     batch: usize,
     force: bool,
+    connector: Option<&Connector>,
 ) -> Result<RollbackReport, RollbackError> {
     let mut report = RollbackReport::default();
     let mut scripts = Scripts::load(store).await?;
+    let mover = match connector {
+        Some(connector) => Mover::threaded("rollback-mover", connector.clone(), execute)?,
+        None => Mover::inline(store, execute),
+    };
+    let mut in_flight = VecDeque::new();
     // Newest first: a key migrated twice is restored to its oldest original last.
     for page in entries(journal, true, batch) {
         let eligible: Vec<Entry> = page?
@@ -82,9 +104,19 @@ pub async fn rollback(
                     || (force && e.state == EntryState::RollbackRefused)
             })
             .collect();
-        if !eligible.is_empty() {
-            restore(store, journal, eligible, force, &mut scripts, &mut report).await?;
+        if eligible.is_empty() {
+            continue;
+        }
+        let sent = mover.send(restore_many_command(&eligible, force, &scripts)).await;
+        in_flight.push_back(InFlight { entries: eligible, sent });
+        while in_flight.len() >= MOVES_IN_FLIGHT {
+            let oldest = in_flight.pop_front().expect("in flight");
+            finish(store, journal, oldest, force, &mut scripts, &mut report).await?;
         }
     }
+    while let Some(oldest) = in_flight.pop_front() {
+        finish(store, journal, oldest, force, &mut scripts, &mut report).await?;
+    }
+    journal.flush()?;
     Ok(report)
 }

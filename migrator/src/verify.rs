@@ -3,10 +3,14 @@
 //! gone (unless `--keep-source`), and every index member present. Missing, type, value, TTL,
 //! source and index problems are reported separately (as RIOT's `compare` does).
 
+use std::collections::VecDeque;
+
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 use serde::Serialize;
 
+use crate::connect::Connector;
 use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
+use crate::pipeline::{Job, Pending, Worker, MOVES_IN_FLIGHT};
 use crate::value::read_many;
 
 /// Most examples listed per category.
@@ -25,6 +29,12 @@ impl Mismatches {
             self.examples.push(what);
         }
     }
+
+    fn merge(&mut self, other: Mismatches) {
+        self.count += other.count;
+        let room = EXAMPLES.saturating_sub(self.examples.len());
+        self.examples.extend(other.examples.into_iter().take(room));
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -39,6 +49,17 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// Adds another page's findings (pages are checked apart, and merged in journal order).
+    fn merge(&mut self, page: VerifyReport) {
+        self.checked += page.checked;
+        self.missing.merge(page.missing);
+        self.type_mismatch.merge(page.type_mismatch);
+        self.value_mismatch.merge(page.value_mismatch);
+        self.ttl_mismatch.merge(page.ttl_mismatch);
+        self.source_present.merge(page.source_present);
+        self.index_missing.merge(page.index_missing);
+    }
+
     pub fn is_clean(&self) -> bool {
         [
             &self.missing,
@@ -116,12 +137,38 @@ async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport) 
     Ok(())
 }
 
-/// Checks every done entry.
-pub async fn verify(store: &dyn Store, journal: &dyn Journal, batch: usize) -> Result<VerifyReport, VerifyError> {
+/// One page's check, as a worker job.
+fn check_page(store: &dyn Store, entries: Vec<Entry>) -> Job<'_, Result<VerifyReport, StoreError>> {
+    Box::pin(async move {
+        let mut report = VerifyReport::default();
+        check(store, &entries, &mut report).await.map(|()| report)
+    })
+}
+
+/// Checks every done entry. With a connector, Redis is read (and the page compared) on a
+/// worker's connection while this thread reads the next page of the journal.
+pub async fn verify(
+    store: &dyn Store,
+    journal: &dyn Journal,
+    batch: usize,
+    connector: Option<&Connector>,
+) -> Result<VerifyReport, VerifyError> {
+    let checker = match connector {
+        Some(connector) => Worker::threaded("verify-checker", connector.clone(), check_page)?,
+        None => Worker::inline(store, check_page),
+    };
     let mut report = VerifyReport::default();
+    let mut in_flight = VecDeque::new();
     for page in entries(journal, false, batch) {
         let done: Vec<Entry> = page?.into_iter().filter(|e| e.state == EntryState::Done).collect();
-        check(store, &done, &mut report).await?;
+        in_flight.push_back(checker.send(done).await);
+        while in_flight.len() >= MOVES_IN_FLIGHT {
+            let oldest: Pending<_> = in_flight.pop_front().expect("in flight");
+            report.merge(oldest.answer()??);
+        }
+    }
+    while let Some(oldest) = in_flight.pop_front() {
+        report.merge(oldest.answer()??);
     }
     Ok(report)
 }

@@ -188,12 +188,11 @@ fn write_grid_arrays(url: &str, users: u64) {
             okx_position("ADA-USDT-SWAP", "long", "3", "0.9"),
         ]);
         pipe.set(format!("okx:positions:{user}"), positions.to_string()).ignore();
-        if user % 5_000 == 4_999 {
+        if user % 5_000 == 4_999 || user + 1 == users {
             pipe.query::<()>(&mut connection).unwrap();
             pipe = redis::pipe();
         }
     }
-    pipe.query::<()>(&mut connection).unwrap();
 }
 
 /// A directory holding TradingBoost's script at the named commit and the small

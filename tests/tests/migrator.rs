@@ -279,7 +279,7 @@ fn a_live_writer_loses_no_update(backend: &RedisBackend) {
             target[0]
         );
     }
-    let verified = block_on(verify(store.as_ref(), &journal, 100)).unwrap();
+    let verified = block_on(verify(store.as_ref(), &journal, 100, None)).unwrap();
     // Keys the writer recreated after their move differ from the journal only at the source.
     assert_eq!(verified.missing.count + verified.type_mismatch.count, 0, "{verified:?}");
 }
@@ -295,7 +295,7 @@ fn upstash_rest_backend(backend: &RedisBackend) {
     let journal = SledJournal::open(journal.path()).unwrap();
     let applied = block_on(apply(store, &journal, &generic(), &options(), &apply_options(200))).unwrap();
     assert_eq!(applied.migrated, report.total.migrate + report.total.already_migrated);
-    let verified = block_on(verify(store, &journal, 200)).unwrap();
+    let verified = block_on(verify(store, &journal, 200, None)).unwrap();
     assert!(verified.is_clean(), "{verified:?}");
     assert!(block_on(store.scan(0, "qrl:v1:position:*", 10)).is_ok());
     assert!(open("https://example.invalid", None).is_err(), "an https URL without a token is refused");
