@@ -14,21 +14,25 @@
 //! exactly as it would be one batch later. Without a [`Connector`] (a store handed in by a
 //! library caller) both run inline on the caller's connection, one step after the other.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 use futures_executor::block_on;
 
-use crate::connect::Connector;
+use crate::connect::{ConnectError, Connector};
 use crate::families::NotOwned;
-use crate::plan::{classify, Classified, PlanError, Scanner};
+use crate::plan::{classify, Candidate, Classified, PlanError, Scanner};
 use crate::rules::{RuleOptions, RuleSet};
 
 /// Pages the reader classifies before the main thread takes them.
 pub const READ_AHEAD: usize = 1;
+/// Pages classified side by side (each on a connection of its own).
+pub const CLASSIFIERS: usize = 2;
 /// Batches sent to the mover and not yet answered.
 pub const MOVES_IN_FLIGHT: usize = 2;
 
@@ -58,30 +62,51 @@ pub enum Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// A reader thread on a connection of its own.
+    /// A scanning thread and [`CLASSIFIERS`] classifying workers, each on a connection of its
+    /// own: classifying waits on Redis several round trips per page (behind the mover's
+    /// scripts), so pages are classified side by side and handed on in scan order.
     pub fn threaded(plan: ReadPlan, connector: Connector) -> Result<Self, PlanError> {
         let (pages, taken) = sync_channel(READ_AHEAD);
         let thread = std::thread::Builder::new()
-            .name("apply-reader".into())
+            .name("apply-scan".into())
             .spawn(move || {
-                let store = connector.open().map_err(|e| PlanError::Store(StoreError::Unavailable(e.to_string())))?;
+                let unavailable = |e: ConnectError| PlanError::Store(StoreError::Unavailable(e.to_string()));
+                let store = connector.open().map_err(unavailable)?;
                 let store = store.as_ref();
+                let classifiers = (0..CLASSIFIERS)
+                    .map(|i| Worker::threaded(&format!("apply-classify-{i}"), connector.clone(), classify_job))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let plan = Arc::new(plan);
                 let target_prefix = &plan.rule_options.target_prefix;
                 let mut scanner = Scanner::new(&plan.set, plan.page_size).surveying(target_prefix, &plan.scratch)?;
+                let mut classifying = VecDeque::new();
+                let mut handed = 0;
                 loop {
-                    let page = block_on(read_page(&plan, store, &mut scanner));
-                    let end = matches!(page, Ok(None));
-                    let failed = page.is_err();
-                    if let Some(page) = page.transpose() {
-                        if pages.send(page).is_err() {
-                            // The main thread stopped (an error there): nothing more to read for.
+                    let next = block_on(scanner.next_page(store));
+                    let more = matches!(next, Ok(Some(_)));
+                    match next {
+                        Ok(Some(candidates)) => {
+                            let worker = &classifiers[handed % CLASSIFIERS];
+                            classifying.push_back(block_on(worker.send((Arc::clone(&plan), candidates))));
+                            handed += 1;
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            let _ = pages.send(Err(error));
+                            return Ok(NotOwned::default()); // the main thread reports the error
+                        }
+                    }
+                    // Hand on classified pages in scan order, keeping every classifier busy.
+                    while classifying.len() > if more { CLASSIFIERS } else { 0 } {
+                        let page = classifying.pop_front().expect("classifying").answer();
+                        let page = page.map_err(PlanError::Store).and_then(|page| page);
+                        let failed = page.is_err();
+                        if pages.send(page).is_err() || failed {
+                            // The main thread stopped (an error there), or will report this one.
                             return Ok(NotOwned::default());
                         }
                     }
-                    if failed {
-                        return Ok(NotOwned::default()); // the main thread reports the error
-                    }
-                    if end {
+                    if !more {
                         break;
                     }
                 }
@@ -128,6 +153,18 @@ impl<'a> Reader<'a> {
             }
         }
     }
+}
+
+/// One page's classification, as a worker job.
+fn classify_job(
+    store: &dyn Store,
+    (plan, candidates): (Arc<ReadPlan>, Vec<Candidate>),
+) -> Job<'_, Result<Page, PlanError>> {
+    Box::pin(async move {
+        let owned = candidates.len();
+        let items = classify(store, &plan.set.rules, &plan.rule_options, candidates).await?;
+        Ok(Page { owned, items })
+    })
 }
 
 async fn read_page(plan: &ReadPlan, store: &dyn Store, scanner: &mut Scanner<'_>) -> Result<Option<Page>, PlanError> {
