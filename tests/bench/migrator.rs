@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use edgesync_e2e::binaries;
 use edgesync_e2e::harness::RedisBackend;
+use edgesync_e2e::okx::okx_position;
 use edgesync_migrator::connect::open;
 use edgesync_migrator::generate::generate;
 use futures_executor::block_on;
@@ -164,17 +165,6 @@ fn naive_keys_per_second(url: &str, count: u64) -> f64 {
         cursor = next;
     }
     moved as f64 / started.elapsed().as_secs_f64()
-}
-
-/// An OKX position object as GRID caches it (`/api/v5/account/positions`, every value a string).
-fn okx_position(inst_id: &str, pos_side: &str, pos: &str, notional_usd: &str) -> Value {
-    json!({
-        "adl": "1", "availPos": pos, "avgPx": "0.1234", "cTime": "1735360000000", "ccy": "USDT",
-        "imr": "", "instId": inst_id, "instType": "SWAP", "last": "0.1240", "lever": "10",
-        "liqPx": "0.0555", "margin": "12.34", "markPx": "0.1239", "mgnMode": "isolated",
-        "mgnRatio": "8.5", "mmr": "0.6", "notionalUsd": notional_usd, "pos": pos, "posId": "1234567890",
-        "posSide": pos_side, "upl": "0.05", "uplRatio": "0.004", "uTime": "1735363600000",
-    })
 }
 
 /// `users` GRID position arrays (`okx:positions:{user}`, three open positions each) in `url`.

@@ -5,8 +5,7 @@
 //!   worker in workerd, and stops them all when dropped.
 //! - [`native_http`]: core's HTTP transport over a blocking native client.
 //! - [`process`]: child processes in their own process groups, stopped on drop or signal.
-//! - [`gateway`]: the Upstash Redis REST protocol in front of redis-server (binary
-//!   `upstash-gateway`).
+//! - [`okx`]: OKX position objects as the seed bots cache them.
 //! - [`suite`]: a libtest-compatible runner over one shared fixture.
 //! - [`standin`]: the MEXC Spot v3 stand-in with signature checks and fault injection
 //!   (binary `mexc-standin`).
@@ -14,6 +13,7 @@
 pub mod admin;
 pub mod harness;
 pub mod native_http;
+pub mod okx;
 pub mod process;
 pub mod standin;
 pub mod suite;

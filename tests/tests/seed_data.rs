@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{migrator_binary, repo_root, HttpAnswer, Stack, StackOptions};
+use edgesync_e2e::okx::okx_position;
 use edgesync_e2e::suite::run_suite;
 use edgesync_migrator::connect::open;
 use edgesync_migrator::dump::{differences, dump, Dump};
@@ -82,17 +83,6 @@ fn py_json(value: &Value) -> String {
         Value::Array(items) => format!("[{}]", items.iter().map(py_json).collect::<Vec<_>>().join(", ")),
         other => other.to_string(),
     }
-}
-
-/// An OKX position object (`/api/v5/account/positions`), every value a string.
-fn okx_position(inst_id: &str, pos_side: &str, pos: &str, notional_usd: &str) -> Value {
-    json!({
-        "adl": "1", "availPos": pos, "avgPx": "0.1234", "cTime": "1735360000000", "ccy": "USDT",
-        "imr": "", "instId": inst_id, "instType": "SWAP", "last": "0.1240", "lever": "10",
-        "liqPx": "0.0555", "margin": "12.34", "markPx": "0.1239", "mgnMode": "isolated",
-        "mgnRatio": "8.5", "mmr": "0.6", "notionalUsd": notional_usd, "pos": pos, "posId": "1234567890",
-        "posSide": pos_side, "upl": "0.05", "uplRatio": "0.004", "uTime": "1735363600000",
-    })
 }
 
 fn decimal(value: Option<&Value>) -> Decimal {
