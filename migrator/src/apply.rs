@@ -25,10 +25,10 @@ use crate::connect::Connector;
 use crate::families::{survey, NotOwned};
 use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
 use crate::pace::Pace;
-use crate::pipeline::{execute, Mover, Pending, ReadPlan, Reader, MOVES_IN_FLIGHT};
+use crate::pipeline::{execute, InFlight, Mover, ReadPlan, Reader, MOVES_IN_FLIGHT};
 use crate::plan::{classify, Candidate, Class, Classified, PlanError, Scanner};
 use crate::rules::{Rule, RuleOptions, RuleSet, OWN_KEYS_PREFIX};
-use crate::script::{is_noscript, move_many_command, move_outcomes, MoveOutcome, Scripts};
+use crate::script::{move_many_command, move_outcomes, reloading_if_lost, MoveOutcome, Scripts};
 use crate::spill::KeyedSpill;
 
 /// How many times a source that keeps changing is re-read before it is reported.
@@ -123,12 +123,6 @@ struct Unmoved {
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A batch journaled and handed to the mover, not yet answered.
-struct InFlight {
-    entries: Vec<Entry>,
-    sent: Pending<Result<Reply, StoreError>>,
 }
 
 struct Run<'a> {
@@ -269,16 +263,11 @@ impl Run<'_> {
     async fn note_outcomes(
         &mut self,
         mut entries: Vec<Entry>,
-        mut reply: Result<Reply, StoreError>,
+        reply: Result<Reply, StoreError>,
     ) -> Result<Vec<Entry>, ApplyError> {
-        if let Err(StoreError::Command { error, .. }) = &reply {
-            if is_noscript(&error.0) {
-                // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend; a
-                // move that ran before is recognised as `already`.
-                self.scripts = Scripts::load(self.store).await?;
-                reply = self.store.execute(&move_many_command(&entries, &self.scripts)).await;
-            }
-        }
+        let reply =
+            reloading_if_lost(self.store, reply, &mut self.scripts, |scripts| move_many_command(&entries, scripts))
+                .await;
         let outcomes = move_outcomes(reply?, entries.len()).map_err(ApplyError::Script)?;
         let mut changed = Vec::new();
         for (entry, outcome) in entries.iter_mut().zip(outcomes) {
@@ -440,10 +429,9 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         scratch: run.journal.dir().to_owned(),
     };
     let (mut reader, mover) = match &run.options.connector {
-        Some(connector) => (
-            Reader::threaded(plan.clone(), connector.clone())?,
-            Mover::threaded("apply-mover", connector.clone(), execute)?,
-        ),
+        Some(connector) => {
+            (Reader::threaded(plan, connector.clone())?, Mover::threaded("apply-mover", connector.clone(), execute)?)
+        }
         None => (Reader::inline(&plan, run.store)?, Mover::inline(run.store, execute)),
     };
     let mut in_flight = std::collections::VecDeque::new();

@@ -287,21 +287,20 @@ impl Segment {
     }
 
     /// The chunks' first sequence numbers, from the one holding `after` on (or those before
-    /// it, backwards).
-    fn chunks(&self, after: Option<u64>, reverse: bool) -> Result<Vec<u64>, JournalError> {
-        let all = key(OUTCOMES, 0)..=key(OUTCOMES, u64::MAX);
-        let records: Vec<sled::IVec> = match (after, reverse) {
-            (None, false) => self.tree.range(all).keys().collect::<Result<_, _>>()?,
-            (None, true) => self.tree.range(all).keys().rev().collect::<Result<_, _>>()?,
-            (Some(after), false) => {
-                let from = self.chunk_of(after)?.unwrap_or(0);
-                self.tree.range(key(OUTCOMES, from)..=key(OUTCOMES, u64::MAX)).keys().collect::<Result<_, _>>()?
-            }
-            (Some(after), true) => {
-                self.tree.range(key(OUTCOMES, 0)..key(OUTCOMES, after)).keys().rev().collect::<Result<_, _>>()?
-            }
+    /// it, backwards), read as they are walked.
+    fn chunks(
+        &self,
+        after: Option<u64>,
+        reverse: bool,
+    ) -> Result<impl Iterator<Item = Result<u64, JournalError>>, JournalError> {
+        let to_end = |from: u64| self.tree.range(key(OUTCOMES, from)..=key(OUTCOMES, u64::MAX)).keys();
+        let records: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = match (after, reverse) {
+            (None, false) => Box::new(to_end(0)),
+            (None, true) => Box::new(to_end(0).rev()),
+            (Some(after), false) => Box::new(to_end(self.chunk_of(after)?.unwrap_or(0))),
+            (Some(after), true) => Box::new(self.tree.range(key(OUTCOMES, 0)..key(OUTCOMES, after)).keys().rev()),
         };
-        records.iter().map(|record| first_of(record)).collect()
+        Ok(records.map(|record| first_of(&record?)))
     }
 }
 
@@ -411,7 +410,7 @@ impl SledJournal {
             }
             self.with_segment(number, |segment| {
                 for first in segment.chunks(after, reverse)? {
-                    let chunk: Vec<T> = segment.read_chunk(first)?;
+                    let chunk: Vec<T> = segment.read_chunk(first?)?;
                     let chunk: Box<dyn Iterator<Item = T>> =
                         if reverse { Box::new(chunk.into_iter().rev()) } else { Box::new(chunk.into_iter()) };
                     page.extend(chunk.filter(|e| wanted(e.seq())).take(limit - page.len()));
@@ -436,26 +435,37 @@ impl Journal for SledJournal {
                 first.seq
             )));
         }
-        fn close(chunk: &mut Vec<&Entry>, batch: &mut sled::Batch) -> Result<(), JournalError> {
-            if let Some(head) = chunk.first() {
-                batch.insert(&key(ENTRIES, head.seq), encode(&chunk)?);
-                let outcomes: Vec<Outcome> = chunk.iter().map(|e| Outcome::of(e)).collect();
-                batch.insert(&key(OUTCOMES, head.seq), encode(&outcomes)?);
-                chunk.clear();
+        /// A chunk being built: its entries' JSON array (unclosed) and their outcomes.
+        #[derive(Default)]
+        struct Chunk {
+            first: u64,
+            json: Vec<u8>,
+            outcomes: Vec<Outcome>,
+        }
+        fn close(chunk: &mut Chunk, batch: &mut sled::Batch) -> Result<(), JournalError> {
+            if !chunk.outcomes.is_empty() {
+                chunk.json.push(b']');
+                batch.insert(&key(ENTRIES, chunk.first), std::mem::take(&mut chunk.json));
+                batch.insert(&key(OUTCOMES, chunk.first), encode(&std::mem::take(&mut chunk.outcomes))?);
             }
             Ok(())
         }
         let mut batch = sled::Batch::default();
-        let mut chunk: Vec<&Entry> = Vec::new();
-        let (mut bytes, mut total) = (0, 0);
+        let mut chunk = Chunk::default();
+        let mut total = 0;
         for entry in entries {
-            let size = approximate_bytes(entry);
-            bytes += size;
-            total += size as u64;
-            chunk.push(entry);
-            if bytes >= self.chunk_bytes {
+            if chunk.outcomes.is_empty() {
+                chunk.first = entry.seq;
+                chunk.json.push(b'[');
+            } else {
+                chunk.json.push(b',');
+            }
+            let before = chunk.json.len();
+            serde_json::to_writer(&mut chunk.json, entry).map_err(|e| JournalError(e.to_string()))?;
+            total += (chunk.json.len() - before) as u64;
+            chunk.outcomes.push(Outcome::of(entry));
+            if chunk.json.len() >= self.chunk_bytes {
                 close(&mut chunk, &mut batch)?;
-                bytes = 0;
             }
         }
         close(&mut chunk, &mut batch)?;
@@ -570,23 +580,6 @@ impl Journal for SledJournal {
     }
 }
 
-/// About how many bytes of JSON an entry takes: its values' text plus a fixed overhead.
-fn approximate_bytes(entry: &Entry) -> usize {
-    fn value(value: &TypedValue) -> usize {
-        match value {
-            TypedValue::String(text) => text.len() + 8,
-            TypedValue::Hash(fields) => fields.iter().map(|(f, v)| f.len() + v.len() + 6).sum(),
-            TypedValue::Set(members) => members.iter().map(|m| m.len() + 3).sum(),
-            TypedValue::Zset(items) => items.iter().map(|(m, s)| m.len() + s.len() + 8).sum(),
-            TypedValue::List(items) => items.iter().map(|i| i.len() + 3).sum(),
-        }
-    }
-    let targets: usize = entry.targets.iter().map(|(k, v)| k.len() + value(v)).sum();
-    let previous: usize = entry.previous_targets.iter().flatten().map(|p| value(&p.value)).sum();
-    let index: usize = entry.index.iter().map(|m| m.key.len() + m.member.len() + 30).sum();
-    160 + entry.rule.len() + entry.source.len() + value(&entry.original.value) + targets + previous + index
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,7 +627,7 @@ mod tests {
             journal.append(&(25..32).map(entry).collect::<Vec<_>>()).unwrap();
         }
         let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
-        let chunks = journal.with_segment(0, |s| s.chunks(None, false)).unwrap();
+        let chunks: Vec<u64> = journal.with_segment(0, |s| s.chunks(None, false)?.collect()).unwrap();
         assert!(chunks.len() >= 6, "a batch of 25 entries makes several chunks: {chunks:?}");
         assert_eq!(segments(dir.path()), 2, "a batch goes whole into one segment; the next starts another");
         assert_eq!(journal.next_seq().unwrap(), 32);

@@ -26,6 +26,7 @@ use futures_executor::block_on;
 
 use crate::connect::{ConnectError, Connector};
 use crate::families::NotOwned;
+use crate::journal::Entry;
 use crate::plan::{classify, Candidate, Classified, PlanError, Scanner};
 use crate::rules::{RuleOptions, RuleSet};
 
@@ -44,7 +45,6 @@ pub struct Page {
 }
 
 /// What the reader needs, owned, to run on its own thread.
-#[derive(Clone)]
 pub struct ReadPlan {
     pub set: RuleSet,
     pub rule_options: RuleOptions,
@@ -53,11 +53,9 @@ pub struct ReadPlan {
     pub scratch: std::path::PathBuf,
 }
 
-type Threaded = (Receiver<Result<Page, PlanError>>, JoinHandle<Result<NotOwned, PlanError>>);
-
 /// Scans and classifies pages, ahead of the main thread or inline.
 pub enum Reader<'a> {
-    Threaded(Option<Threaded>),
+    Threaded { pages: Receiver<Result<Page, PlanError>>, thread: JoinHandle<Result<NotOwned, PlanError>> },
     Inline { plan: &'a ReadPlan, store: &'a dyn Store, scanner: Box<Scanner<'a>> },
 }
 
@@ -114,7 +112,7 @@ impl<'a> Reader<'a> {
                 block_on(scanner.finish_survey(store, target_prefix, &plan.scratch))
             })
             .map_err(|e| PlanError::Store(StoreError::Unavailable(format!("cannot start the reader thread: {e}"))))?;
-        Ok(Reader::Threaded(Some((taken, thread))))
+        Ok(Reader::Threaded { pages: taken, thread })
     }
 
     /// A reader on the caller's connection.
@@ -127,9 +125,8 @@ impl<'a> Reader<'a> {
     /// The next classified page; `None` at the end of the scan.
     pub async fn next(&mut self) -> Result<Option<Page>, PlanError> {
         match self {
-            Reader::Threaded(threaded) => {
-                let Some((taken, _)) = threaded.as_ref() else { return Ok(None) };
-                match taken.recv() {
+            Reader::Threaded { pages, .. } => {
+                match pages.recv() {
                     Ok(page) => page.map(Some),
                     Err(_) => Ok(None), // the reader finished (or failed: `finish` says)
                 }
@@ -141,9 +138,8 @@ impl<'a> Reader<'a> {
     /// The families' keys no rule owns, once every page is taken.
     pub async fn finish(self) -> Result<NotOwned, PlanError> {
         match self {
-            Reader::Threaded(mut threaded) => {
-                let (taken, thread) = threaded.take().expect("finished once");
-                drop(taken);
+            Reader::Threaded { pages, thread } => {
+                drop(pages);
                 thread.join().unwrap_or_else(|_| {
                     Err(PlanError::Store(StoreError::Unavailable("the reader thread panicked".into())))
                 })
@@ -250,6 +246,12 @@ impl<'a, In: Send + 'static, Out: Send + 'static> Worker<'a, In, Out> {
             Worker::Inline(store, work) => Pending::Answered(work(*store, input).await),
         }
     }
+}
+
+/// A batch of journaled entries whose script call was handed to a mover, not yet answered.
+pub struct InFlight {
+    pub entries: Vec<Entry>,
+    pub sent: Pending<Result<Reply, StoreError>>,
 }
 
 /// Runs one command and answers its reply: what a mover does with a batch's script call.

@@ -4,13 +4,13 @@
 
 use std::collections::VecDeque;
 
-use edgesync_core::store::{Reply, Store, StoreError};
+use edgesync_core::store::{Store, StoreError};
 use serde::Serialize;
 
 use crate::connect::Connector;
 use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
-use crate::pipeline::{execute, Mover, Pending, MOVES_IN_FLIGHT};
-use crate::script::{is_noscript, restore_many_command, restore_outcomes, RestoreOutcome, Scripts};
+use crate::pipeline::{execute, InFlight, Mover, MOVES_IN_FLIGHT};
+use crate::script::{reloading_if_lost, restore_many_command, restore_outcomes, RestoreOutcome, Scripts};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RollbackReport {
@@ -30,12 +30,6 @@ pub enum RollbackError {
     Script(String),
 }
 
-/// A page of entries whose restore was handed to the mover, not yet answered.
-struct InFlight {
-    entries: Vec<Entry>,
-    sent: Pending<Result<Reply, StoreError>>,
-}
-
 /// Notes a page's restore outcomes (in the journal, unflushed: a restore that ran but was not
 /// noted runs again harmlessly — its targets are gone, so it writes the same original).
 async fn finish(
@@ -47,14 +41,9 @@ async fn finish(
     report: &mut RollbackReport,
 ) -> Result<(), RollbackError> {
     let InFlight { entries, sent } = in_flight;
-    let mut reply = sent.answer().and_then(|reply| reply);
-    if let Err(StoreError::Command { error, .. }) = &reply {
-        if is_noscript(&error.0) {
-            // Redis lost its script cache (restart, SCRIPT FLUSH): load again and resend.
-            *scripts = Scripts::load(store).await?;
-            reply = store.execute(&restore_many_command(&entries, force, scripts)).await;
-        }
-    }
+    let reply = sent.answer().and_then(|reply| reply);
+    let reply =
+        reloading_if_lost(store, reply, scripts, |scripts| restore_many_command(&entries, force, scripts)).await;
     let outcomes = restore_outcomes(reply?, entries.len()).map_err(RollbackError::Script)?;
     let mut updated = Vec::new();
     for (mut entry, outcome) in entries.into_iter().zip(outcomes) {

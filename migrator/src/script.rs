@@ -261,8 +261,26 @@ impl Scripts {
 }
 
 /// True for the error Redis gives when a script is not in its cache.
-pub fn is_noscript(error: &str) -> bool {
+fn is_noscript(error: &str) -> bool {
     error.starts_with("NOSCRIPT")
+}
+
+/// A script call's `reply` — or, when Redis had lost its script cache (a restart, `SCRIPT
+/// FLUSH`), the reply of the call built again by `call` after loading the scripts anew. Safe
+/// to resend: a move that ran before answers `already`, a restore writes the same original.
+pub async fn reloading_if_lost(
+    store: &dyn Store,
+    reply: Result<Reply, StoreError>,
+    scripts: &mut Scripts,
+    call: impl Fn(&Scripts) -> Command,
+) -> Result<Reply, StoreError> {
+    match &reply {
+        Err(StoreError::Command { error, .. }) if is_noscript(&error.0) => {
+            *scripts = Scripts::load(store).await?;
+            store.execute(&call(scripts)).await
+        }
+        _ => reply,
+    }
 }
 
 /// What the move script did with one entry.
