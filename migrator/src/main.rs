@@ -215,12 +215,13 @@ fn positive_rate(text: &str) -> Result<f64, String> {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (`_rjem_` is tikv-jemalloc-sys's symbol prefix; a
-/// C `const char *`): freed pages go back to the system at once instead of after ~10 s, so
-/// peak RSS follows what is in use — 60 MB instead of 75 MB at 100 k keys, 1.11× instead of
-/// 1.15× from 100 k to 1 M keys, at the same CPU (docs/benchmarks.md). `_RJEM_MALLOC_CONF`
-/// still overrides it.
+/// C `const char *`): freed pages go back to the system after a second instead of ~10 s, so
+/// peak RSS follows what is in use (72 MB at 100 k keys, 74 MB at 1 M). Returning them at once
+/// (`dirty_decay_ms:0`) saved another 10 MB but cost 4.6 s of page faults and `madvise` per
+/// 1 M keys, as every large buffer freed was faulted in again by the next batch
+/// (docs/benchmarks.md). `_RJEM_MALLOC_CONF` still overrides it.
 #[export_name = "_rjem_malloc_conf"]
-static JEMALLOC_OPTIONS: &[u8; 34] = b"dirty_decay_ms:0,muzzy_decay_ms:0\0";
+static JEMALLOC_OPTIONS: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
