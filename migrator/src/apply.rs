@@ -501,6 +501,12 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
         if moved.is_empty() {
             continue;
         }
+        // One EXISTS for the whole page first: nearly always none is back, and one command
+        // costs Redis less than a thousand.
+        let any = moved.iter().fold(Command::new("EXISTS"), |command, e| command.arg(&e.source));
+        if run.store.execute(&any).await? == Reply::Int(0) {
+            continue;
+        }
         let exists: Vec<Command> = moved.iter().map(|e| Command::new("EXISTS").arg(&e.source)).collect();
         let replies = run.store.pipeline(&exists).await?;
         let mut recreated = Vec::new();

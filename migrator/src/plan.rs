@@ -21,7 +21,7 @@ use crate::families::{survey, FamilySurvey, NotOwned};
 use crate::rules::convert::{convert, Converted};
 use crate::rules::{is_own_key, Expiry, Rule, RuleOptions, RuleSet};
 use crate::spill::KeyedSpill;
-use crate::value::{read_many, read_within, Read, Stored, TypedValue};
+use crate::value::{read_expecting, read_within, Read, Stored, TypedValue};
 
 /// A key some rule owns.
 #[derive(Debug, Clone)]
@@ -201,8 +201,9 @@ pub async fn classify(
         });
     }
     // One more read for every target key of the batch.
-    let target_keys: Vec<String> = classified.iter().flat_map(|c| c.targets.iter().map(|(k, _)| k.clone())).collect();
-    let current = read_many(store, &target_keys).await?;
+    let target_keys: Vec<(&str, &'static str)> =
+        classified.iter().flat_map(|c| c.targets.iter().map(|(k, v)| (k.as_str(), v.type_name()))).collect();
+    let current = read_expecting(store, &target_keys).await?;
     let mut current = current.into_iter();
     for item in &mut classified {
         let mut all_equal = !item.targets.is_empty();

@@ -1,6 +1,7 @@
 //! Typed Redis values — what the journal records, the conversions produce, and `verify` and
 //! `dump` compare. Reading a batch of keys takes two pipelined round trips (`TYPE` + `PTTL`,
-//! then each value); a key that vanishes in between reads as absent. [`read_within`] adds one
+//! then each value); a key that vanishes in between reads as absent. Keys whose type is known
+//! beforehand (targets) take one ([`read_expecting`]). [`read_within`] adds one
 //! more (`STRLEN` / `HLEN` / `SCARD` / `ZCARD` / `LLEN`) so a key above the [`SizeLimits`] is
 //! reported without being loaded: every value the migrator moves is held in memory and
 //! journaled whole, so an unbounded one would break both memory and the journal's pace.
@@ -146,16 +147,9 @@ pub async fn read_within(
             plan.push(Err(Read::TooLarge { kind, size }));
             continue;
         }
-        let command = match kind.as_str() {
-            "string" => Command::new("GET").arg(key),
-            "hash" => Command::new("HGETALL").arg(key),
-            "set" => Command::new("SMEMBERS").arg(key),
-            "zset" => Command::new("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES"),
-            "list" => Command::new("LRANGE").arg(key).arg(0).arg(-1),
-            _ => {
-                plan.push(Err(Read::Absent));
-                continue;
-            }
+        let Some(command) = read_command(&kind, key) else {
+            plan.push(Err(Read::Absent));
+            continue;
         };
         plan.push(Ok((kind, pttl, reads.len())));
         reads.push(command);
@@ -171,26 +165,96 @@ pub async fn read_within(
                 Some(Ok(reply)) => reply,
                 _ => return Ok(Read::Absent), // changed type between the round trips
             };
-            let value = match kind.as_str() {
-                "string" => match reply {
-                    Reply::Nil => return Ok(Read::Absent),
-                    other => TypedValue::String(other.into_string().map_err(unexpected)?),
-                },
-                "hash" => TypedValue::Hash(reply.into_pairs().map_err(unexpected)?.into_iter().collect()),
-                "set" => TypedValue::Set(reply.into_texts().map_err(unexpected)?.into_iter().collect()),
-                "zset" => TypedValue::Zset(reply.into_pairs().map_err(unexpected)?),
-                _ => TypedValue::List(reply.into_texts().map_err(unexpected)?),
-            };
-            let empty = matches!(&value, TypedValue::Hash(m) if m.is_empty())
-                || matches!(&value, TypedValue::Set(s) if s.is_empty())
-                || matches!(&value, TypedValue::Zset(z) if z.is_empty())
-                || matches!(&value, TypedValue::List(l) if l.is_empty());
-            if empty {
+            let Some(value) = decode(&kind, reply)? else {
                 return Ok(Read::Absent); // vanished between the round trips
-            }
+            };
             Ok(Read::Value(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }))
         })
         .collect()
+}
+
+/// The command that reads a whole value of type `kind` (as `TYPE` names it); `None` for a type
+/// the migrator does not move.
+fn read_command(kind: &str, key: &str) -> Option<Command> {
+    Some(match kind {
+        "string" => Command::new("GET").arg(key),
+        "hash" => Command::new("HGETALL").arg(key),
+        "set" => Command::new("SMEMBERS").arg(key),
+        "zset" => Command::new("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES"),
+        "list" => Command::new("LRANGE").arg(key).arg(0).arg(-1),
+        _ => return None,
+    })
+}
+
+/// The value in a [`read_command`]'s reply; `None` when the key does not exist (Redis has no
+/// empty collections).
+fn decode(kind: &str, reply: Reply) -> Result<Option<TypedValue>, StoreError> {
+    let value = match kind {
+        "string" => match reply {
+            Reply::Nil => return Ok(None),
+            other => TypedValue::String(other.into_string().map_err(unexpected)?),
+        },
+        "hash" => TypedValue::Hash(reply.into_pairs().map_err(unexpected)?.into_iter().collect()),
+        "set" => TypedValue::Set(reply.into_texts().map_err(unexpected)?.into_iter().collect()),
+        "zset" => TypedValue::Zset(reply.into_pairs().map_err(unexpected)?),
+        _ => TypedValue::List(reply.into_texts().map_err(unexpected)?),
+    };
+    let empty = match &value {
+        TypedValue::String(_) => false,
+        TypedValue::Hash(fields) => fields.is_empty(),
+        TypedValue::Set(members) => members.is_empty(),
+        TypedValue::Zset(items) => items.is_empty(),
+        TypedValue::List(items) => items.is_empty(),
+    };
+    Ok((!empty).then_some(value))
+}
+
+/// As [`read_many`], for keys whose type is expected (a target's, from its conversion): one
+/// round trip — the type's read command, then `PTTL` — instead of two, and no `TYPE`. A key
+/// that holds another type, or vanished between the two commands, is read again with
+/// [`read_many`].
+pub async fn read_expecting(
+    store: &dyn Store,
+    keys: &[(&str, &'static str)],
+) -> Result<Vec<Option<Stored>>, StoreError> {
+    let commands: Vec<Command> = keys
+        .iter()
+        .flat_map(|(key, kind)| {
+            [read_command(kind, key).expect("moved types have a read command"), Command::new("PTTL").arg(*key)]
+        })
+        .collect();
+    let mut replies = store.pipeline(&commands).await?.into_iter();
+    let now_ms = wall_clock_ms();
+    let mut reads = Vec::with_capacity(keys.len());
+    let mut again = Vec::new();
+    for (i, (_, kind)) in keys.iter().enumerate() {
+        let (read, pttl) = (replies.next(), replies.next());
+        let pttl = pttl.and_then(Result::ok).and_then(|r| r.into_int().ok()).unwrap_or(-2);
+        match read {
+            Some(Ok(reply)) => match decode(kind, reply)? {
+                Some(value) if pttl != -2 => {
+                    reads.push(Some(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }))
+                }
+                Some(_) => {
+                    again.push(i);
+                    reads.push(None);
+                }
+                None => reads.push(None),
+            },
+            // WRONGTYPE: it holds something else, which is what the caller must see.
+            _ => {
+                again.push(i);
+                reads.push(None);
+            }
+        }
+    }
+    if !again.is_empty() {
+        let keys: Vec<String> = again.iter().map(|&i| keys[i].0.to_owned()).collect();
+        for (i, read) in again.into_iter().zip(read_many(store, &keys).await?) {
+            reads[i] = read;
+        }
+    }
+    Ok(reads)
 }
 
 /// The size of each key above `limits` (`None`: within them, or not a type that is moved).
@@ -224,4 +288,37 @@ async fn measure(
         }
     }
     Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::test_redis::TestRedis;
+
+    const FAR: i64 = 4_102_444_800_000; // 2100-01-01, an expiry that never passes in a test
+
+    #[test]
+    fn expected_types_read_in_one_trip_and_other_types_as_they_are() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let hash = TypedValue::Hash([("qty".to_owned(), "1.5".to_owned())].into());
+        let mut writes = hash.write_commands("h");
+        writes.push(Command::new("PEXPIREAT").arg("h").arg(FAR));
+        writes.extend(TypedValue::String("text".into()).write_commands("s"));
+        block_on(store.pipeline(&writes)).unwrap();
+
+        let keys = [("h", "hash"), ("absent", "hash"), ("s", "hash"), ("s", "string")];
+        let reads = block_on(read_expecting(store.as_ref(), &keys)).unwrap();
+        let expiry = reads[0].as_ref().and_then(|s| s.expire_at_ms).expect("h expires");
+        assert!((expiry - FAR).abs() <= 1000, "h expires at {expiry}");
+        assert_eq!(reads[0].as_ref().map(|s| &s.value), Some(&hash));
+        assert_eq!(reads[1], None);
+        // A string where a hash was expected is read as the string it is, not as absent.
+        let string = Some(Stored { value: TypedValue::String("text".into()), expire_at_ms: None });
+        assert_eq!(reads[2], string);
+        assert_eq!(reads[3], string);
+        assert_eq!(block_on(read_many(store.as_ref(), &["h".to_owned(), "s".to_owned()])).unwrap()[1..], reads[3..]);
+    }
 }

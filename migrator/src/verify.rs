@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::connect::Connector;
 use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
 use crate::pipeline::{Job, Pending, Worker, MOVES_IN_FLIGHT};
-use crate::value::read_many;
+use crate::value::read_expecting;
 
 /// Most examples listed per category.
 const EXAMPLES: usize = 50;
@@ -83,8 +83,9 @@ pub enum VerifyError {
 }
 
 async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport) -> Result<(), StoreError> {
-    let target_keys: Vec<String> = entries.iter().flat_map(|e| e.targets.iter().map(|(k, _)| k.clone())).collect();
-    let current = read_many(store, &target_keys).await?;
+    let target_keys: Vec<(&str, &'static str)> =
+        entries.iter().flat_map(|e| e.targets.iter().map(|(k, v)| (k.as_str(), v.type_name()))).collect();
+    let current = read_expecting(store, &target_keys).await?;
     let mut current = current.into_iter();
     let mut probes = Vec::new();
     for entry in entries {
