@@ -97,7 +97,7 @@ pub async fn survey(
         loop {
             let page = store.scan(cursor, family, page_size).await?;
             for key in page.keys {
-                if !set.rules.iter().any(|r| r.from.capture(&key).is_some()) {
+                if !set.rules.iter().any(|r| r.from.matches(&key)) {
                     collector.note_unowned(&key)?;
                 }
             }

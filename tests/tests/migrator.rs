@@ -74,7 +74,7 @@ fn generic() -> RuleSet {
 }
 
 fn owned_by_rules(key: &str) -> bool {
-    builtin::rules().iter().any(|r| r.from.capture(key).is_some())
+    builtin::rules().iter().any(|r| r.from.matches(key))
 }
 
 fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {

@@ -139,25 +139,32 @@ impl KeyPattern {
             })
     }
 
-    /// Captures each placeholder's segment when `key` has this shape; `None` otherwise.
-    pub fn capture(&self, key: &str) -> Option<Captures> {
-        let segments: Vec<&str> = key.split(':').collect();
-        if segments.len() != self.parts.len() {
-            return None;
-        }
-        let mut captures = Captures::new();
-        for (part, segment) in self.parts.iter().zip(segments) {
+    /// True when `key` has this shape. Allocates nothing: the migrator asks it of every key a
+    /// scan returns, for every rule.
+    pub fn matches(&self, key: &str) -> bool {
+        let mut segments = key.split(':');
+        let fits = self.parts.iter().all(|part| {
+            let Some(segment) = segments.next() else { return false };
             match part {
-                Part::Literal(text) if text == segment => {}
-                Part::Literal(_) => return None,
-                Part::Placeholder(..) if segment.is_empty() => return None,
-                Part::Placeholder(_, Some(allowed)) if !allowed.iter().any(|a| a == segment) => return None,
-                Part::Placeholder(name, _) => {
-                    captures.insert(name.clone(), segment.to_owned());
+                Part::Literal(text) => text == segment,
+                Part::Placeholder(_, allowed) => {
+                    !segment.is_empty() && allowed.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == segment))
                 }
             }
+        });
+        fits && segments.next().is_none()
+    }
+
+    /// Captures each placeholder's segment when `key` has this shape; `None` otherwise.
+    pub fn capture(&self, key: &str) -> Option<Captures> {
+        if !self.matches(key) {
+            return None;
         }
-        Some(captures)
+        let captures = self.parts.iter().zip(key.split(':')).filter_map(|(part, segment)| match part {
+            Part::Placeholder(name, _) => Some((name.clone(), segment.to_owned())),
+            Part::Literal(_) => None,
+        });
+        Some(captures.collect())
     }
 
     /// Renders a key, validating every value as a key segment.
@@ -226,6 +233,15 @@ mod tests {
         assert_eq!(p.allowed("side"), Some(&["long".to_owned(), "short".to_owned()][..]));
         assert!(p.capture("user:1:position:BTC:long").is_some());
         assert!(p.capture("user:1:position:BTC:position_state").is_none());
+        assert!(p.matches("user:1:position:BTC:long"));
+        for other in [
+            "user:1:position:BTC:position_state",
+            "user:1:position:BTC",
+            "user:1:position:BTC:long:x",
+            "user::position:BTC:long",
+        ] {
+            assert!(!p.matches(other), "{other}");
+        }
         let mut values = p.capture("user:1:position:BTC:short").unwrap();
         values.insert("side".into(), "net".into());
         assert!(matches!(p.render(&values), Err(PatternError::NotAllowed { .. })));

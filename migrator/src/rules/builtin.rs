@@ -65,7 +65,7 @@ mod tests {
             assert!(!set.families.is_empty(), "{name} names its legacy families");
         }
         let owner = |set: &str, key: &str| {
-            load(set).unwrap().rules.iter().find(|r| r.from.capture(key).is_some()).map(|r| r.name.clone())
+            load(set).unwrap().rules.iter().find(|r| r.from.matches(key)).map(|r| r.name.clone())
         };
         assert_eq!(owner("tradingboost", "okx:positions:7").as_deref(), Some("grid-positions"));
         assert_eq!(owner("tradingboost", "position:7:BTC-USDT-SWAP").as_deref(), Some("trading-cache-position"));

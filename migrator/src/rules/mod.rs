@@ -159,16 +159,14 @@ pub struct RuleSet {
 impl RuleSet {
     /// True when `key` (relative to no prefix) is one the set leaves alone.
     pub fn excludes(&self, key: &str) -> bool {
-        self.exclude.iter().any(|p| p.capture(key).is_some())
+        self.exclude.iter().any(|p| p.matches(key))
     }
 
     /// True when `key`, with `prefix` removed, has the shape of a target or index this set
     /// writes — not a legacy key.
     pub fn is_target_shape(&self, key: &str, prefix: &str) -> bool {
         let Some(rest) = key.strip_prefix(prefix) else { return false };
-        self.rules.iter().any(|rule| {
-            rule.to.capture(rest).is_some() || rule.index.as_ref().is_some_and(|i| i.key.capture(rest).is_some())
-        })
+        self.rules.iter().any(|rule| rule.to.matches(rest) || rule.index.as_ref().is_some_and(|i| i.key.matches(rest)))
     }
 }
 
