@@ -117,7 +117,7 @@ pub fn open_with(url: &str, token: Option<&str>, trust: &Trust) -> Result<Box<dy
         }
         .map_err(unreachable)?;
         let connection = client.get_connection_with_timeout(Duration::from_secs(10)).map_err(unreachable)?;
-        return Ok(Box::new(RespStore { connection: RefCell::new(connection) }));
+        return Ok(Box::new(RespStore { connection: RefCell::new(connection), buffer: RefCell::default() }));
     }
     if url.starts_with("https://") || url.starts_with("http://") {
         let token = token.ok_or_else(|| {
@@ -136,6 +136,40 @@ pub fn open_with(url: &str, token: Option<&str>, trust: &Trust) -> Result<Box<dy
 /// RESP over one connection. `RefCell`: the CLI drives one future at a time.
 pub struct RespStore {
     connection: RefCell<redis::Connection>,
+    /// The last pipeline's bytes, kept so the next is encoded without allocating anew (a move
+    /// batch is ~1 MB).
+    buffer: RefCell<Vec<u8>>,
+}
+
+/// A pipeline larger than this is not kept for the next one.
+const KEPT_BUFFER_BYTES: usize = 8 << 20;
+
+/// Encodes `commands` as RESP arrays of bulk strings, straight from their arguments (the
+/// `redis` crate would copy each into its own command first).
+fn encode(commands: &[Command], out: &mut Vec<u8>) {
+    fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
+        out.push(kind);
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+        header(out, b'$', bytes.len());
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.clear();
+    for command in commands {
+        header(out, b'*', 1 + command.args().len());
+        bulk(out, command.name().as_bytes());
+        command.args().iter().for_each(|arg| bulk(out, arg));
+    }
+}
+
+fn server_error_text(error: &redis::ServerError) -> String {
+    match error.details() {
+        Some(detail) => format!("{} {detail}", error.code()),
+        None => error.code().to_owned(),
+    }
 }
 
 fn to_cmd(command: &Command) -> redis::Cmd {
@@ -171,24 +205,46 @@ fn error_text(error: &redis::RedisError) -> Option<String> {
     })
 }
 
+fn store_error(error: redis::RedisError) -> StoreError {
+    match error_text(&error) {
+        Some(text) => StoreError::Rejected { status: 400, message: text },
+        None => StoreError::Unavailable(error.to_string()),
+    }
+}
+
 impl RespStore {
-    fn run(&self, commands: &[Command], atomic: bool) -> Result<Replies, StoreError> {
+    fn run(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut buffer = self.buffer.borrow_mut();
+        encode(commands, &mut buffer);
+        let values =
+            redis::ConnectionLike::req_packed_commands(&mut *self.connection.borrow_mut(), &buffer, 0, commands.len());
+        if buffer.capacity() > KEPT_BUFFER_BYTES {
+            *buffer = Vec::new();
+        }
+        Ok(values
+            .map_err(store_error)?
+            .into_iter()
+            .map(|value| match value {
+                redis::Value::ServerError(error) => Err(CommandError(server_error_text(&error))),
+                value => Ok(to_reply(value)),
+            })
+            .collect())
+    }
+
+    fn run_atomic(&self, commands: &[Command]) -> Result<Replies, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        if atomic {
-            pipe.atomic();
-        }
-        pipe.ignore_errors();
+        pipe.atomic().ignore_errors();
         for command in commands {
             pipe.add_command(to_cmd(command));
         }
         let results: Vec<redis::RedisResult<redis::Value>> =
-            pipe.query(&mut *self.connection.borrow_mut()).map_err(|e| match error_text(&e) {
-                Some(text) => StoreError::Rejected { status: 400, message: text },
-                None => StoreError::Unavailable(e.to_string()),
-            })?;
+            pipe.query(&mut *self.connection.borrow_mut()).map_err(store_error)?;
         Ok(results
             .into_iter()
             .map(|result| {
@@ -201,11 +257,11 @@ impl RespStore {
 #[async_trait(?Send)]
 impl Store for RespStore {
     async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
-        self.run(commands, false)
+        self.run(commands)
     }
 
     async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
-        self.run(commands, true)
+        self.run_atomic(commands)
     }
 }
 
