@@ -30,8 +30,10 @@ use crate::journal::Entry;
 use crate::plan::{classify, Candidate, Classified, PlanError, Scanner};
 use crate::rules::{RuleOptions, RuleSet};
 
-/// Pages the reader classifies before the main thread takes them.
-pub const READ_AHEAD: usize = 1;
+/// Pages the reader classifies before the main thread takes them: one per classifier, so
+/// both keep Redis busy while the main thread journals (a fifth less wall time on 1 M keys
+/// than one page; three were no better — docs/benchmarks.md).
+pub const READ_AHEAD: usize = 2;
 /// Pages classified side by side (each on a connection of its own).
 pub const CLASSIFIERS: usize = 2;
 /// Batches sent to the mover and not yet answered.
