@@ -54,10 +54,13 @@ end
 local function equals(current, kind, at, n)
   if kind == 'string' then return current == ARGV[at] end
   if #current ~= n then return false end
-  if kind == 'list' then
-    for j = 1, n do if current[j] ~= ARGV[at + j - 1] then return false end end
-    return true
+  -- Item by item first: a list must match so, and a hash, set or sorted set the migrator
+  -- wrote itself reads back in the order it was written; only otherwise build a lookup.
+  local in_order = true
+  for j = 1, n do
+    if current[j] ~= ARGV[at + j - 1] then in_order = false; break end
   end
+  if in_order or kind == 'list' then return in_order end
   if kind == 'set' then
     local want = {}
     for j = at, at + n - 1 do want[ARGV[j]] = true end
@@ -119,16 +122,24 @@ end
 "#;
 
 const MOVE_MANY: &str = r#"
+-- Answers shared by every entry they fit (one table, not one per key).
+local ALREADY, CHANGED, MISSING = {'already'}, {'changed'}, {'missing'}
+-- The entry being moved, reused across entries (tables per key were a third of the script's
+-- own time): per target t, T[4t-3..4t] = key, kind, where its items start, how many; and
+-- whether it held something.
+local T, existed = {}, {}
+
 local function move_one(i)
   local source = ARGV[i]
   local kind, at, n, next = value_at(i + 1)
   local expire_at = time_at(next)
-  local keep, overwrite = string.sub(ARGV[next + 1], 1, 1) == '1', string.sub(ARGV[next + 1], 2, 2) == '1'
+  local flags = ARGV[next + 1]
+  local keep, overwrite = string.byte(flags, 1) == 49, string.byte(flags, 2) == 49
+  local count = tonumber(ARGV[next + 2])
   i = next + 3
-  local targets = {}
-  for t = 1, tonumber(ARGV[next + 2]) do
+  for t = 4, 4 * count, 4 do
     local tkind, tat, tn, after = value_at(i + 1)
-    targets[t] = {ARGV[i], tkind, tat, tn}
+    T[t - 3], T[t - 2], T[t - 1], T[t] = ARGV[i], tkind, tat, tn
     i = after
   end
   local indexes, index_at = tonumber(ARGV[i]), i + 1
@@ -136,28 +147,28 @@ local function move_one(i)
 
   local current = read(source, kind)
   if current == nil then
-    for _, t in ipairs(targets) do
-      local held = read(t[1], t[2])
-      if not held or not equals(held, t[2], t[3], t[4]) then return {'missing'}, after end
+    for t = 4, 4 * count, 4 do
+      local held = read(T[t - 3], T[t - 2])
+      if not held or not equals(held, T[t - 2], T[t - 1], T[t]) then return MISSING, after end
     end
-    return {'already'}, after
+    return ALREADY, after
   end
-  if current == false or not equals(current, kind, at, n) then return {'changed'}, after end
-  local existed = {}
-  for j, t in ipairs(targets) do
-    if t[1] == source then
-      existed[j] = true
+  if current == false or not equals(current, kind, at, n) then return CHANGED, after end
+  for t = 4, 4 * count, 4 do
+    local key = T[t - 3]
+    if key == source then
+      existed[t] = true
     else
-      local held = read(t[1], t[2])
-      existed[j] = held ~= nil
-      if held ~= nil and not overwrite and (held == false or not equals(held, t[2], t[3], t[4])) then
-        return {'conflict', t[1]}, after
+      local held = read(key, T[t - 2])
+      existed[t] = held ~= nil
+      if held ~= nil and not overwrite and (held == false or not equals(held, T[t - 2], T[t - 1], T[t])) then
+        return {'conflict', key}, after
       end
     end
   end
-  for j, t in ipairs(targets) do
-    write(t[1], t[2], t[3], t[4], expire_at, existed[j])
-    if t[1] == source then keep = true end
+  for t = 4, 4 * count, 4 do
+    write(T[t - 3], T[t - 2], T[t - 1], T[t], expire_at, existed[t])
+    if T[t - 3] == source then keep = true end
   end
   local answer = {'moved'}
   for x = index_at, after - 1, 2 do
@@ -181,47 +192,53 @@ return answers
 "#;
 
 const RESTORE_MANY: &str = r#"
+local RESTORED = {'restored'}
+-- The entry being restored, reused across entries: per target t, T[8t-7..8t] = key, kind,
+-- where its items start, how many, then the same for what it held before (false when it did
+-- not exist) and that value's expiry.
+local T = {}
+
 local function restore_one(i)
   local source = ARGV[i]
   local kind, at, n, next = value_at(i + 1)
   local expire_at = time_at(next)
   local force = ARGV[next + 1] == '1'
+  local count = tonumber(ARGV[next + 2])
   i = next + 3
-  local targets = {}
-  for t = 1, tonumber(ARGV[next + 2]) do
+  for t = 8, 8 * count, 8 do
     local tkind, tat, tn, after = value_at(i + 1)
-    local target = {ARGV[i], tkind, tat, tn}
+    T[t - 7], T[t - 6], T[t - 5], T[t - 4] = ARGV[i], tkind, tat, tn
     if ARGV[after] == '1' then
       local pkind, pat, pn, pnext = value_at(after + 1)
-      target[5] = {pkind, pat, pn, time_at(pnext)}
+      T[t - 3], T[t - 2], T[t - 1], T[t] = pkind, pat, pn, time_at(pnext)
       i = pnext + 1
     else
+      T[t - 3] = false
       i = after + 1
     end
-    targets[t] = target
   end
   local indexes, index_at = tonumber(ARGV[i]), i + 1
   local after = index_at + 3 * indexes
 
   if not force then
-    for _, t in ipairs(targets) do
-      local held = read(t[1], t[2])
-      if held ~= nil and (held == false or not equals(held, t[2], t[3], t[4])) then
-        return {'target_changed', t[1]}, after
+    for t = 8, 8 * count, 8 do
+      local held = read(T[t - 7], T[t - 6])
+      if held ~= nil and (held == false or not equals(held, T[t - 6], T[t - 5], T[t - 4])) then
+        return {'target_changed', T[t - 7]}, after
       end
     end
   end
-  for _, t in ipairs(targets) do
-    if t[1] ~= source then
-      local p = t[5]
-      if p then write(t[1], p[1], p[2], p[3], p[4], true) else redis.call('DEL', t[1]) end
+  for t = 8, 8 * count, 8 do
+    local key = T[t - 7]
+    if key ~= source then
+      if T[t - 3] then write(key, T[t - 3], T[t - 2], T[t - 1], T[t], true) else redis.call('DEL', key) end
     end
   end
   for x = index_at, after - 1, 3 do
     if ARGV[x + 2] == '1' then redis.call('SREM', ARGV[x], ARGV[x + 1]) end
   end
   write(source, kind, at, n, expire_at, true)
-  return {'restored'}, after
+  return RESTORED, after
 end
 
 local answers, i = {}, 1
