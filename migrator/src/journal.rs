@@ -502,26 +502,36 @@ impl Journal for SledJournal {
         }
         for (number, entries) in groups {
             self.with_segment(number, |segment| {
-                let mut chunks: BTreeMap<u64, Vec<&Entry>> = BTreeMap::new();
-                for entry in entries {
-                    let first = segment
-                        .chunk_of(entry.seq)?
-                        .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
-                    chunks.entry(first).or_default().push(entry);
-                }
+                let mut entries = entries;
+                entries.sort_unstable_by_key(|e| e.seq);
+                // Entries of a batch are consecutive, so one chunk lookup serves all the
+                // entries that chunk holds.
                 let mut batch = sled::Batch::default();
-                for (first, updates) in chunks {
-                    let record = segment
-                        .tree
-                        .get(key(OUTCOMES, first))?
-                        .ok_or_else(|| JournalError(format!("chunk {first} vanished")))?;
-                    let mut outcomes: Vec<Outcome> = decode(&record)?;
-                    for entry in updates {
-                        let slot = outcomes
-                            .get_mut((entry.seq - first) as usize)
+                let mut open: Option<(u64, Vec<Outcome>)> = None;
+                for entry in entries {
+                    let within = open.as_ref().is_some_and(|(first, outcomes)| {
+                        (*first..*first + outcomes.len() as u64).contains(&entry.seq)
+                    });
+                    if !within {
+                        if let Some((first, outcomes)) = open.take() {
+                            batch.insert(&key(OUTCOMES, first), encode(&outcomes)?);
+                        }
+                        let first = segment
+                            .chunk_of(entry.seq)?
                             .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
-                        *slot = Outcome::of(entry);
+                        let record = segment
+                            .tree
+                            .get(key(OUTCOMES, first))?
+                            .ok_or_else(|| JournalError(format!("chunk {first} vanished")))?;
+                        open = Some((first, decode(&record)?));
                     }
+                    let (first, outcomes) = open.as_mut().expect("a chunk is open");
+                    let slot = outcomes
+                        .get_mut((entry.seq - *first) as usize)
+                        .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
+                    *slot = Outcome::of(entry);
+                }
+                if let Some((first, outcomes)) = open {
                     batch.insert(&key(OUTCOMES, first), encode(&outcomes)?);
                 }
                 segment.tree.apply_batch(batch)?;
