@@ -38,6 +38,7 @@ pub const CHUNK_BYTES: usize = 4 * 1024;
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 const ENTRIES: u8 = b'e';
 const OUTCOMES: u8 = b'o';
+const HEADS: u8 = b'h';
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,6 +132,19 @@ pub struct EntryHead {
 trait Journaled: serde::de::DeserializeOwned {
     fn seq(&self) -> u64;
     fn take(&mut self, outcome: Outcome);
+
+    /// The chunk starting at `first`, read as `Self`.
+    fn read(segment: &Segment, first: u64) -> Result<Vec<Self>, JournalError> {
+        segment.read_chunk(first)
+    }
+}
+
+/// An entry's head as its chunk's `h` record keeps it (sequence and state come from the
+/// chunk's position and its outcome).
+#[derive(Debug, Serialize, Deserialize)]
+struct Head {
+    source: String,
+    keep_source: bool,
 }
 
 impl Journaled for Entry {
@@ -148,6 +162,32 @@ impl Journaled for EntryHead {
     }
     fn take(&mut self, outcome: Outcome) {
         self.state = outcome.state;
+    }
+
+    /// From the chunk's small `h` record when it has one (chunks journaled before heads were
+    /// recorded have not: their entries are read instead).
+    fn read(segment: &Segment, first: u64) -> Result<Vec<Self>, JournalError> {
+        let (Some(heads), Some(outcomes)) =
+            (segment.tree.get(key(HEADS, first))?, segment.tree.get(key(OUTCOMES, first))?)
+        else {
+            return segment.read_chunk(first);
+        };
+        let heads: Vec<Head> = decode(&heads)?;
+        let outcomes: Vec<Outcome> = decode(&outcomes)?;
+        if heads.len() != outcomes.len() {
+            return Err(JournalError(format!("chunk {first}: {} heads, {} outcomes", heads.len(), outcomes.len())));
+        }
+        Ok(heads
+            .into_iter()
+            .zip(outcomes)
+            .zip(first..)
+            .map(|((head, outcome), seq)| EntryHead {
+                seq,
+                source: head.source,
+                state: outcome.state,
+                keep_source: head.keep_source,
+            })
+            .collect())
     }
 }
 
@@ -410,7 +450,7 @@ impl SledJournal {
             }
             self.with_segment(number, |segment| {
                 for first in segment.chunks(after, reverse)? {
-                    let chunk: Vec<T> = segment.read_chunk(first?)?;
+                    let chunk: Vec<T> = T::read(segment, first?)?;
                     let chunk: Box<dyn Iterator<Item = T>> =
                         if reverse { Box::new(chunk.into_iter().rev()) } else { Box::new(chunk.into_iter()) };
                     page.extend(chunk.filter(|e| wanted(e.seq())).take(limit - page.len()));
@@ -435,17 +475,19 @@ impl Journal for SledJournal {
                 first.seq
             )));
         }
-        /// A chunk being built: its entries' JSON array (unclosed) and their outcomes.
+        /// A chunk being built: its entries' JSON array (unclosed), their heads and outcomes.
         #[derive(Default)]
         struct Chunk {
             first: u64,
             json: Vec<u8>,
+            heads: Vec<Head>,
             outcomes: Vec<Outcome>,
         }
         fn close(chunk: &mut Chunk, batch: &mut sled::Batch) -> Result<(), JournalError> {
             if !chunk.outcomes.is_empty() {
                 chunk.json.push(b']');
                 batch.insert(&key(ENTRIES, chunk.first), std::mem::take(&mut chunk.json));
+                batch.insert(&key(HEADS, chunk.first), encode(&std::mem::take(&mut chunk.heads))?);
                 batch.insert(&key(OUTCOMES, chunk.first), encode(&std::mem::take(&mut chunk.outcomes))?);
             }
             Ok(())
@@ -463,6 +505,7 @@ impl Journal for SledJournal {
             let before = chunk.json.len();
             serde_json::to_writer(&mut chunk.json, entry).map_err(|e| JournalError(e.to_string()))?;
             total += (chunk.json.len() - before) as u64;
+            chunk.heads.push(Head { source: entry.source.clone(), keep_source: entry.keep_source });
             chunk.outcomes.push(Outcome::of(entry));
             if chunk.json.len() >= self.chunk_bytes {
                 close(&mut chunk, &mut batch)?;
@@ -509,9 +552,9 @@ impl Journal for SledJournal {
                 let mut batch = sled::Batch::default();
                 let mut open: Option<(u64, Vec<Outcome>)> = None;
                 for entry in entries {
-                    let within = open.as_ref().is_some_and(|(first, outcomes)| {
-                        (*first..*first + outcomes.len() as u64).contains(&entry.seq)
-                    });
+                    let within = open
+                        .as_ref()
+                        .is_some_and(|(first, outcomes)| (*first..*first + outcomes.len() as u64).contains(&entry.seq));
                     if !within {
                         if let Some((first, outcomes)) = open.take() {
                             batch.insert(&key(OUTCOMES, first), encode(&outcomes)?);
@@ -731,6 +774,21 @@ mod tests {
             .map(|e| EntryHead { seq: e.seq, source: e.source.clone(), state: e.state, keep_source: e.keep_source })
             .collect();
         assert_eq!(heads, expected, "across chunks, backwards");
+        // Chunks journaled before heads had their own record are read from their entries.
+        let mut removed = 0;
+        for number in journal.segments.borrow().clone() {
+            journal
+                .with_segment(number, |segment| {
+                    for record in segment.tree.scan_prefix([HEADS]).keys() {
+                        segment.tree.remove(record?)?;
+                        removed += 1;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert!(removed > 1, "every chunk has a head record");
+        assert_eq!(journal.heads(Some(10), 20, true).unwrap(), expected, "without head records");
         assert_eq!((heads[6].seq, heads[6].state, heads[6].keep_source), (3, EntryState::Done, true));
         assert_eq!(journal.get(3).unwrap(), Some(written[3].clone()));
         assert_eq!(journal.get(40).unwrap(), None);
