@@ -34,6 +34,10 @@ use crate::spill::KeyedSpill;
 /// How many times a source that keeps changing is re-read before it is reported.
 const CHANGED_RETRIES: usize = 3;
 const LOCK_TTL_MS: u64 = 120_000;
+/// How often a running apply renews its lock. Not after every batch: the renewal is a round
+/// trip of the main thread, queued behind the scripts Redis is running, which the next batch
+/// would wait for.
+const LOCK_RENEWAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The lock of a source database: one apply at a time per database, whatever its target
 /// prefix or rule set, because runs with different targets would still move the same sources.
@@ -104,7 +108,7 @@ pub enum ApplyError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("another apply holds the lock {0}; wait for it (the lock expires 2 minutes after its last batch)")]
+    #[error("another apply holds the lock {0}; wait for it (it expires 2 minutes after that run stops)")]
     Locked(String),
     #[error("the move script answered unexpectedly: {0}")]
     Script(String),
@@ -135,6 +139,7 @@ struct Run<'a> {
     report: ApplyReport,
     next_seq: u64,
     lock_id: String,
+    lock_renewed: Instant,
     scripts: Scripts,
     unmoved: KeyedSpill<Option<Unmoved>>,
     /// Under `--overwrite`: sources sharing a target with another (N:1), never moved.
@@ -144,7 +149,10 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    async fn lock(&self, first: bool) -> Result<(), ApplyError> {
+    async fn lock(&mut self, first: bool) -> Result<(), ApplyError> {
+        if !first && self.lock_renewed.elapsed() < LOCK_RENEWAL {
+            return Ok(());
+        }
         let key = &self.options.lock_key;
         let command = Command::new("SET").arg(key).arg(&self.lock_id).arg("PX").arg(LOCK_TTL_MS);
         let command = if first { command.arg("NX") } else { command };
@@ -154,6 +162,7 @@ impl Run<'_> {
         if !first {
             self.store.execute(&command).await?;
         }
+        self.lock_renewed = Instant::now();
         Ok(())
     }
 
@@ -365,6 +374,7 @@ pub async fn apply(
         report: ApplyReport::default(),
         next_seq: journal.next_seq()?,
         lock_id: format!("{}-{}", std::process::id(), now_ms()),
+        lock_renewed: Instant::now(),
         scripts: Scripts::load(store).await?,
         unmoved: KeyedSpill::new_in(journal.dir())?,
         colliding: Default::default(),
