@@ -159,7 +159,14 @@ pub async fn classify(
     candidates: Vec<Candidate>,
 ) -> Result<Vec<Classified>, StoreError> {
     let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
-    let originals = read_within(store, &keys, Some(&options.limits)).await?;
+    let expected: Vec<Option<&'static str>> = candidates
+        .iter()
+        .map(|c| match rules[c.rule].types.as_slice() {
+            [only] => Some(only.name()),
+            _ => None,
+        })
+        .collect();
+    let originals = read_within(store, &keys, &expected, Some(&options.limits)).await?;
     let mut classified = Vec::new();
     for (candidate, original) in candidates.into_iter().zip(originals) {
         let original = match original {
