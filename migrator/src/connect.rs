@@ -270,6 +270,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pipelines_are_encoded_as_arrays_of_bulk_strings() {
+        let mut out = b"left over".to_vec();
+        encode(&[Command::new("SET").arg("k").arg("v\r\n"), Command::new("PING")], &mut out);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv\r\n\r\n*1\r\n$4\r\nPING\r\n");
+    }
+
+    #[test]
     fn passwords_never_show() {
         assert_eq!(redacted("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
         assert_eq!(redacted("https://eu1.upstash.io"), "https://eu1.upstash.io");

@@ -732,6 +732,23 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_script_cache_is_loaded_again_and_the_call_resent() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        write(store, "s", &string("v"), None);
+        let entries = vec![entry("s", string("v"), None, vec![("t", string("v"))])];
+        let mut scripts = block_on(Scripts::load(store)).unwrap();
+        block_on(store.execute(&Command::new("SCRIPT").arg("FLUSH"))).unwrap();
+        let lost = block_on(store.execute(&move_many_command(&entries, &scripts)));
+        assert!(matches!(&lost, Err(StoreError::Command { error, .. }) if is_noscript(&error.0)), "{lost:?}");
+        let reply = block_on(reloading_if_lost(store, lost, &mut scripts, |s| move_many_command(&entries, s))).unwrap();
+        assert_eq!(move_outcomes(reply, 1).unwrap(), vec![MoveOutcome::Moved { added: Vec::new() }]);
+        assert_eq!(read(store, "t").map(|stored| stored.value), Some(string("v")));
+        assert_eq!(read(store, "s"), None);
+    }
+
+    #[test]
     fn an_unknown_answer_is_an_error_not_a_guess() {
         assert!(move_outcomes(Reply::Array(vec![Reply::Array(vec![Reply::bulk("exploded")])]), 1).is_err());
         assert!(move_outcomes(Reply::Array(vec![]), 1).is_err(), "one answer per key");
