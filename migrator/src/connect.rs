@@ -165,13 +165,6 @@ fn encode(commands: &[Command], out: &mut Vec<u8>) {
     }
 }
 
-fn server_error_text(error: &redis::ServerError) -> String {
-    match error.details() {
-        Some(detail) => format!("{} {detail}", error.code()),
-        None => error.code().to_owned(),
-    }
-}
-
 fn to_cmd(command: &Command) -> redis::Cmd {
     let mut cmd = redis::cmd(command.name());
     for arg in command.args() {
@@ -205,6 +198,11 @@ fn error_text(error: &redis::RedisError) -> Option<String> {
     })
 }
 
+/// One command's error reply, as Redis wrote it (`NOSCRIPT No matching script…`).
+fn command_error(error: redis::RedisError) -> CommandError {
+    CommandError(error_text(&error).unwrap_or_else(|| error.to_string()))
+}
+
 fn store_error(error: redis::RedisError) -> StoreError {
     match error_text(&error) {
         Some(text) => StoreError::Rejected { status: 400, message: text },
@@ -228,7 +226,7 @@ impl RespStore {
             .map_err(store_error)?
             .into_iter()
             .map(|value| match value {
-                redis::Value::ServerError(error) => Err(CommandError(server_error_text(&error))),
+                redis::Value::ServerError(error) => Err(command_error(error.into())),
                 value => Ok(to_reply(value)),
             })
             .collect())
@@ -245,12 +243,7 @@ impl RespStore {
         }
         let results: Vec<redis::RedisResult<redis::Value>> =
             pipe.query(&mut *self.connection.borrow_mut()).map_err(store_error)?;
-        Ok(results
-            .into_iter()
-            .map(|result| {
-                result.map(to_reply).map_err(|e| CommandError(error_text(&e).unwrap_or_else(|| e.to_string())))
-            })
-            .collect())
+        Ok(results.into_iter().map(|result| result.map(to_reply).map_err(command_error)).collect())
     }
 }
 

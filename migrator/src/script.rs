@@ -354,6 +354,15 @@ impl Arguments {
         self.argv.push(at_ms.map(|ms| ms.to_string().into_bytes()).unwrap_or_default());
     }
 
+    /// `n` pairs (a hash's fields and values, a sorted set's members and scores), flat.
+    fn pairs<'a>(&mut self, n: usize, pairs: impl Iterator<Item = (&'a String, &'a String)>) {
+        self.count(2 * n);
+        for (first, second) in pairs {
+            self.text(first);
+            self.text(second);
+        }
+    }
+
     fn value(&mut self, value: &TypedValue) {
         self.text(value.type_name());
         match value {
@@ -361,24 +370,12 @@ impl Arguments {
                 self.count(1);
                 self.text(text);
             }
-            TypedValue::Hash(fields) => {
-                self.count(2 * fields.len());
-                for (field, item) in fields {
-                    self.text(field);
-                    self.text(item);
-                }
-            }
+            TypedValue::Hash(fields) => self.pairs(fields.len(), fields.iter()),
             TypedValue::Set(members) => {
                 self.count(members.len());
                 members.iter().for_each(|m| self.text(m));
             }
-            TypedValue::Zset(items) => {
-                self.count(2 * items.len());
-                for (member, score) in items {
-                    self.text(member);
-                    self.text(score);
-                }
-            }
+            TypedValue::Zset(items) => self.pairs(items.len(), items.iter().map(|(member, score)| (member, score))),
             TypedValue::List(items) => {
                 self.count(items.len());
                 items.iter().for_each(|item| self.text(item));
