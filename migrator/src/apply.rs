@@ -277,7 +277,7 @@ impl Run<'_> {
         let reply =
             reloading_if_lost(self.store, reply, &mut self.scripts, |scripts| move_many_command(&entries, scripts))
                 .await;
-        let outcomes = move_outcomes(reply?, entries.len()).map_err(ApplyError::Script)?;
+        let outcomes = move_outcomes(reply?, &entries).map_err(ApplyError::Script)?;
         let mut changed = Vec::new();
         for (entry, outcome) in entries.iter_mut().zip(outcomes) {
             match outcome {

@@ -44,7 +44,7 @@ async fn finish(
     let reply = sent.answer().and_then(|reply| reply);
     let reply =
         reloading_if_lost(store, reply, scripts, |scripts| restore_many_command(&entries, force, scripts)).await;
-    let outcomes = restore_outcomes(reply?, entries.len()).map_err(RollbackError::Script)?;
+    let outcomes = restore_outcomes(reply?, &entries).map_err(RollbackError::Script)?;
     let mut updated = Vec::new();
     for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
         match outcome {

@@ -10,23 +10,40 @@
 //! new, so rollback removes only those; an index the move creates expires with its targets),
 //! deletes the source unless `keep_source`, and answers [`MoveOutcome::Moved`]. A source
 //! already gone whose targets hold the expected values is [`MoveOutcome::Already`] (a crash
-//! after the move, before the journal noted it); gone with other targets, `Missing`.
+//! after the move, before the journal noted it); gone with other targets, `Missing`. A single
+//! target that holds the source's value unchanged (a `keep` rule) is moved by `RENAME`,
+//! which carries the value and its expiry without copying either.
 //!
 //! **Restore** — refuses ([`RestoreOutcome::TargetChanged`]) when a target no longer holds
 //! what the move wrote, unless `force`; otherwise puts back what each target held before the
 //! move (or deletes it if it did not exist), removes the index members the move added, and
-//! writes the original back exactly (type, value, absolute expiry).
+//! writes the original back exactly (type, value, absolute expiry) — by `RENAME` from a
+//! single target checked to hold it unchanged.
 //!
-//! **Arguments** are flat strings, not a JSON document: Redis's `cjson.decode` cost ~7 µs per
-//! key, more than the move itself (measured in docs/benchmarks.md). A value is `type`, `n`,
-//! then its `n` items (a string: the text; a hash: field, value…; a set or list: the members
-//! in order; a sorted set: member, score…); an absent time is the empty string. Per move:
-//! `source value expire_at flags targets (key value)… indexes (key member)…` with flags
-//! `keep_source overwrite` as two `0`/`1` characters. Per restore: `source value expire_at
-//! force targets (key value has_previous [previous_value previous_expire_at])… indexes (key
-//! member added)…`. Answers are Redis arrays, one per key: `{'moved', added…}`,
-//! `{'already'}`, `{'changed'}`, `{'conflict', target}`, `{'missing'}`; `{'restored'}`,
-//! `{'target_changed', target}`.
+//! **Arguments.** Pushing `ARGV` into Lua costs Redis about a tenth of a microsecond per
+//! string, a tenth of its whole time on a batch (measured in docs/benchmarks.md), so only
+//! the keys and the values' items are strings: everything else about an entry is one binary
+//! *shape* string that the script reads with `string.byte` (core Lua, unlike Redis's
+//! `struct` library, so any server with Lua scripting runs it). `KEYS` holds every key in the
+//! order the script uses it (an entry's source, its targets, its index keys); `ARGV` holds,
+//! per entry, its shape, its expiry (only if it has one), then the items of each value in the
+//! order the shape lists them. A value's items are: a string's text; a hash's field, value…;
+//! a set's or list's members in order; a sorted set's member, score…. In the shape, numbers
+//! are big-endian, a type is one byte ([`type_code`]; 0 for "the source's value, unchanged",
+//! whose items are not sent again) and a count four:
+//!
+//! - move: `keep_source overwrite has_expiry persist type n targets (type n)… indexes`, where
+//!   `persist` says the rule drops an expiry the source has (a renamed target must lose it);
+//!   then per index key its member in `ARGV`.
+//! - restore: `force has_expiry type n targets (type n has_previous [type n has_expiry])…
+//!   indexes added…`, one `added` byte per index member (remove it: the move added it).
+//!
+//! The answer is one string per entry, a word and its details: `moved` followed by `1` or `0`
+//! per index member (whether it was new), `already`, `changed`, `missing`, `conflict T`;
+//! `restored`, `target_changed T`, where `T` is the target's place among the entry's targets
+//! (from 1). Flat strings, because turning a table per entry into Redis's reply cost Redis
+//! more than some of the moves.
+//! (Redis's `cjson.decode` of a JSON document per key cost ~7 µs, more than the move.)
 
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 
@@ -34,6 +51,11 @@ use crate::journal::Entry;
 use crate::value::{Stored, TypedValue};
 
 const COMMON: &str = r#"
+local KINDS = {'string', 'hash', 'set', 'zset', 'list'}
+local byte = string.byte
+-- Cursors into KEYS and ARGV, moved forward entry by entry.
+local k, i = 1, 1
+
 -- A key's value as the read command of `kind` answers it: nil when absent, false when the key
 -- has another type (every moved type reads as a string or a non-empty array).
 local function read(key, kind)
@@ -82,11 +104,11 @@ end
 -- One call per 1000 arguments rather than one per field or member (each redis.call costs
 -- more than the command it runs); chunks stay even, so pairs never split.
 local function bulk(command, key, items, from, to)
-  local i = from
-  while i <= to do
-    local j = math.min(i + 999, to)
-    redis.call(command, key, unpack(items, i, j))
-    i = j + 1
+  local j = from
+  while j <= to do
+    local last = math.min(j + 999, to)
+    redis.call(command, key, unpack(items, j, last))
+    j = last + 1
   end
 end
 
@@ -109,144 +131,166 @@ local function write(key, kind, at, n, expire_at, existed)
   if expire_at then redis.call('PEXPIREAT', key, expire_at) end
 end
 
--- The value starting at ARGV[i]: its type, where its items start, how many, and what follows.
-local function value_at(i)
-  local n = tonumber(ARGV[i + 1])
-  return ARGV[i], i + 2, n, i + 2 + n
+-- The expiry that follows a shape when it says there is one.
+local function expiry(has)
+  if has == 0 then return nil end
+  i = i + 1
+  return ARGV[i - 1]
 end
 
-local function time_at(i)
-  if ARGV[i] == '' then return nil end
-  return ARGV[i]
+-- The four-byte count at p in a shape.
+local function count_at(shape, p)
+  local a, b, c, d = byte(shape, p, p + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+-- A value in the shape at p: its kind, where its items start in ARGV, how many, and the
+-- shape's next position. Type 0 is the source's value (kind, at, n), whose items are not
+-- sent twice; `same` says so.
+local function value_in(shape, p, kind, at, n)
+  local code = byte(shape, p)
+  if code == 0 then return kind, at, n, p + 5, true end
+  local count = count_at(shape, p + 1)
+  i = i + count
+  return KINDS[code], i - count, count, p + 5, false
 end
 "#;
 
 const MOVE_MANY: &str = r#"
--- Answers shared by every entry they fit (one table, not one per key).
-local ALREADY, CHANGED, MISSING = {'already'}, {'changed'}, {'missing'}
 -- The entry being moved, reused across entries (tables per key were a third of the script's
--- own time): per target t, T[4t-3..4t] = key, kind, where its items start, how many; and
--- whether it held something.
+-- own time): per target t, T[5t-4..5t] = key, kind, where its items start, how many, whether
+-- it is the source's value unchanged; and whether it held something.
 local T, existed = {}, {}
 
-local function move_one(i)
-  local source = ARGV[i]
-  local kind, at, n, next = value_at(i + 1)
-  local expire_at = time_at(next)
-  local flags = ARGV[next + 1]
-  local keep, overwrite = string.byte(flags, 1) == 49, string.byte(flags, 2) == 49
-  local count = tonumber(ARGV[next + 2])
-  i = next + 3
-  for t = 4, 4 * count, 4 do
-    local tkind, tat, tn, after = value_at(i + 1)
-    T[t - 3], T[t - 2], T[t - 1], T[t] = ARGV[i], tkind, tat, tn
-    i = after
+local function move_one()
+  local shape = ARGV[i]
+  i = i + 1
+  local keep, overwrite, has_expiry, persist, code = byte(shape, 1, 5)
+  local n, count, p = count_at(shape, 6), count_at(shape, 10), 14
+  local delete_source, overwrite = keep == 0, overwrite == 1
+  local expire_at = expiry(has_expiry)
+  local source, kind, at = KEYS[k], KINDS[code], i
+  k, i = k + 1, i + n
+  for t = 5, 5 * count, 5 do
+    T[t - 4] = KEYS[k]
+    k = k + 1
+    T[t - 3], T[t - 2], T[t - 1], p, T[t] = value_in(shape, p, kind, at, n)
   end
-  local indexes, index_at = tonumber(ARGV[i]), i + 1
-  local after = index_at + 2 * indexes
+  local indexes = count_at(shape, p)
+  local index_key, member = k, i
+  k, i = k + indexes, i + indexes
 
   local current = read(source, kind)
   if current == nil then
-    for t = 4, 4 * count, 4 do
-      local held = read(T[t - 3], T[t - 2])
-      if not held or not equals(held, T[t - 2], T[t - 1], T[t]) then return MISSING, after end
+    for t = 5, 5 * count, 5 do
+      local held = read(T[t - 4], T[t - 3])
+      if not held or not equals(held, T[t - 3], T[t - 2], T[t - 1]) then return 'missing' end
     end
-    return ALREADY, after
+    return 'already'
   end
-  if current == false or not equals(current, kind, at, n) then return CHANGED, after end
-  for t = 4, 4 * count, 4 do
-    local key = T[t - 3]
+  if current == false or not equals(current, kind, at, n) then return 'changed' end
+  for t = 5, 5 * count, 5 do
+    local key = T[t - 4]
     if key == source then
       existed[t] = true
     else
-      local held = read(key, T[t - 2])
+      local held = read(key, T[t - 3])
       existed[t] = held ~= nil
-      if held ~= nil and not overwrite and (held == false or not equals(held, T[t - 2], T[t - 1], T[t])) then
-        return {'conflict', key}, after
+      if held ~= nil and not overwrite and (held == false or not equals(held, T[t - 3], T[t - 2], T[t - 1])) then
+        return 'conflict ' .. t / 5
       end
     end
   end
-  for t = 4, 4 * count, 4 do
-    write(T[t - 3], T[t - 2], T[t - 1], T[t], expire_at, existed[t])
-    if T[t - 3] == source then keep = true end
+  if count == 1 and T[5] and T[1] ~= source and delete_source then
+    redis.call('RENAME', source, T[1])
+    if persist == 1 then redis.call('PERSIST', T[1]) end
+    delete_source = false
+  else
+    for t = 5, 5 * count, 5 do
+      write(T[t - 4], T[t - 3], T[t - 2], T[t - 1], expire_at, existed[t])
+      if T[t - 4] == source then delete_source = false end
+    end
   end
-  local answer = {'moved'}
-  for x = index_at, after - 1, 2 do
-    local key = ARGV[x]
+  local answer = 'moved'
+  for x = 0, indexes - 1 do
+    local key = KEYS[index_key + x]
     -- An index created for expiring targets expires with them, or it would outlive them.
     local fresh = expire_at and redis.call('EXISTS', key) == 0
-    answer[#answer + 1] = redis.call('SADD', key, ARGV[x + 1])
+    answer = answer .. ' ' .. redis.call('SADD', key, ARGV[member + x])
     if fresh then redis.call('PEXPIREAT', key, expire_at) end
   end
-  if not keep then redis.call('DEL', source) end
-  return answer, after
+  if delete_source then redis.call('DEL', source) end
+  return answer
 end
 
-local answers, i = {}, 1
-while i <= #ARGV do
-  local answer
-  answer, i = move_one(i)
-  answers[#answers + 1] = answer
-end
+local answers = {}
+while i <= #ARGV do answers[#answers + 1] = move_one() end
 return answers
 "#;
 
 const RESTORE_MANY: &str = r#"
-local RESTORED = {'restored'}
--- The entry being restored, reused across entries: per target t, T[8t-7..8t] = key, kind,
--- where its items start, how many, then the same for what it held before (false when it did
--- not exist) and that value's expiry.
+-- The entry being restored, reused across entries: per target t, T[9t-8..9t] = key, kind,
+-- where its items start, how many, whether it is the original unchanged, then the same for
+-- what it held before (kind false when it did not exist) and that value's expiry.
 local T = {}
 
-local function restore_one(i)
-  local source = ARGV[i]
-  local kind, at, n, next = value_at(i + 1)
-  local expire_at = time_at(next)
-  local force = ARGV[next + 1] == '1'
-  local count = tonumber(ARGV[next + 2])
-  i = next + 3
-  for t = 8, 8 * count, 8 do
-    local tkind, tat, tn, after = value_at(i + 1)
-    T[t - 7], T[t - 6], T[t - 5], T[t - 4] = ARGV[i], tkind, tat, tn
-    if ARGV[after] == '1' then
-      local pkind, pat, pn, pnext = value_at(after + 1)
-      T[t - 3], T[t - 2], T[t - 1], T[t] = pkind, pat, pn, time_at(pnext)
-      i = pnext + 1
+local function restore_one()
+  local shape = ARGV[i]
+  i = i + 1
+  local force, has_expiry, code = byte(shape, 1, 3)
+  local n, count, p = count_at(shape, 4), count_at(shape, 8), 12
+  local expire_at = expiry(has_expiry)
+  local source, kind, at = KEYS[k], KINDS[code], i
+  k, i = k + 1, i + n
+  for t = 9, 9 * count, 9 do
+    T[t - 8] = KEYS[k]
+    k = k + 1
+    T[t - 7], T[t - 6], T[t - 5], p, T[t - 4] = value_in(shape, p, kind, at, n)
+    local has_previous = byte(shape, p)
+    if has_previous == 1 then
+      local pkind, pat, pn, next = value_in(shape, p + 1, kind, at, n)
+      T[t - 3], T[t - 2], T[t - 1], T[t] = pkind, pat, pn, expiry(byte(shape, next))
+      p = next + 1
     else
       T[t - 3] = false
-      i = after + 1
+      p = p + 1
     end
   end
-  local indexes, index_at = tonumber(ARGV[i]), i + 1
-  local after = index_at + 3 * indexes
+  local indexes = count_at(shape, p)
+  local index_key, member, added = k, i, p + 4
+  k, i = k + indexes, i + indexes
 
-  if not force then
-    for t = 8, 8 * count, 8 do
-      local held = read(T[t - 7], T[t - 6])
-      if held ~= nil and (held == false or not equals(held, T[t - 6], T[t - 5], T[t - 4])) then
-        return {'target_changed', T[t - 7]}, after
+  local present = false
+  if force == 0 then
+    for t = 9, 9 * count, 9 do
+      local held = read(T[t - 8], T[t - 7])
+      if held ~= nil and (held == false or not equals(held, T[t - 7], T[t - 6], T[t - 5])) then
+        return 'target_changed ' .. t / 9
       end
+      present = held ~= nil
     end
   end
-  for t = 8, 8 * count, 8 do
-    local key = T[t - 7]
+  -- A single target checked to hold the original unchanged becomes the source again as is.
+  local renamed = present and count == 1 and T[5] and T[1] ~= source
+  if renamed then redis.call('RENAME', T[1], source) end
+  for t = 9, 9 * count, 9 do
+    local key = T[t - 8]
     if key ~= source then
-      if T[t - 3] then write(key, T[t - 3], T[t - 2], T[t - 1], T[t], true) else redis.call('DEL', key) end
+      if T[t - 3] then write(key, T[t - 3], T[t - 2], T[t - 1], T[t], not renamed)
+      elseif not renamed then redis.call('DEL', key) end
     end
   end
-  for x = index_at, after - 1, 3 do
-    if ARGV[x + 2] == '1' then redis.call('SREM', ARGV[x], ARGV[x + 1]) end
+  for x = 0, indexes - 1 do
+    if byte(shape, added + x) == 1 then redis.call('SREM', KEYS[index_key + x], ARGV[member + x]) end
   end
-  write(source, kind, at, n, expire_at, true)
-  return RESTORED, after
+  if not renamed then write(source, kind, at, n, expire_at, true)
+  elseif expire_at then redis.call('PEXPIREAT', source, expire_at)
+  else redis.call('PERSIST', source) end
+  return 'restored'
 end
 
-local answers, i = {}, 1
-while i <= #ARGV do
-  local answer
-  answer, i = restore_one(i)
-  answers[#answers + 1] = answer
-end
+local answers = {}
+while i <= #ARGV do answers[#answers + 1] = restore_one() end
 return answers
 "#;
 
@@ -325,7 +369,42 @@ pub enum RestoreOutcome {
     },
 }
 
-/// The flat arguments of one call, and the keys it declares.
+/// A value's type in a shape: its place in the scripts' `KINDS` (0 is "the source's value").
+fn type_code(value: &TypedValue) -> u8 {
+    match value {
+        TypedValue::String(_) => 1,
+        TypedValue::Hash(_) => 2,
+        TypedValue::Set(_) => 3,
+        TypedValue::Zset(_) => 4,
+        TypedValue::List(_) => 5,
+    }
+}
+
+/// One entry's shape: its flags, types and counts as bytes, in the order the module doc lists.
+#[derive(Default)]
+struct Shape(Vec<u8>);
+
+impl Shape {
+    fn flag(&mut self, on: bool) {
+        self.0.push(u8::from(on));
+    }
+
+    fn count(&mut self, n: usize) {
+        // Redis refuses a command of more than i32::MAX arguments before any script runs, so
+        // a count too large for four bytes is never read.
+        self.0.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+    }
+
+    /// A value whose items follow in `ARGV` (type and count), or the source's value.
+    fn value(&mut self, value: &TypedValue, source: &TypedValue) -> bool {
+        let unchanged = value == source;
+        self.0.push(if unchanged { 0 } else { type_code(value) });
+        self.count(if unchanged { 0 } else { value.item_count() });
+        !unchanged
+    }
+}
+
+/// The keys and strings of one call.
 #[derive(Default)]
 struct Arguments {
     keys: Vec<String>,
@@ -333,59 +412,47 @@ struct Arguments {
 }
 
 impl Arguments {
+    fn key(&mut self, key: &str) {
+        self.keys.push(key.to_owned());
+    }
+
     fn text(&mut self, text: &str) {
         self.argv.push(text.as_bytes().to_vec());
     }
 
-    fn key(&mut self, key: &str) {
-        self.keys.push(key.to_owned());
-        self.text(key);
-    }
-
-    fn flag(&mut self, on: bool) {
-        self.text(if on { "1" } else { "0" });
-    }
-
-    fn count(&mut self, n: usize) {
-        self.argv.push(n.to_string().into_bytes());
-    }
-
+    /// An expiry is sent only if there is one (its shape says which).
     fn time(&mut self, at_ms: Option<i64>) {
-        self.argv.push(at_ms.map(|ms| ms.to_string().into_bytes()).unwrap_or_default());
-    }
-
-    /// `n` pairs (a hash's fields and values, a sorted set's members and scores), flat.
-    fn pairs<'a>(&mut self, n: usize, pairs: impl Iterator<Item = (&'a String, &'a String)>) {
-        self.count(2 * n);
-        for (first, second) in pairs {
-            self.text(first);
-            self.text(second);
+        if let Some(ms) = at_ms {
+            self.argv.push(ms.to_string().into_bytes());
         }
     }
 
-    fn value(&mut self, value: &TypedValue) {
-        self.text(value.type_name());
+    fn items(&mut self, value: &TypedValue) {
         match value {
-            TypedValue::String(text) => {
-                self.count(1);
-                self.text(text);
-            }
-            TypedValue::Hash(fields) => self.pairs(fields.len(), fields.iter()),
-            TypedValue::Set(members) => {
-                self.count(members.len());
-                members.iter().for_each(|m| self.text(m));
-            }
-            TypedValue::Zset(items) => self.pairs(items.len(), items.iter().map(|(member, score)| (member, score))),
-            TypedValue::List(items) => {
-                self.count(items.len());
-                items.iter().for_each(|item| self.text(item));
-            }
+            TypedValue::String(text) => self.text(text),
+            TypedValue::Hash(fields) => fields.iter().for_each(|(field, value)| {
+                self.text(field);
+                self.text(value);
+            }),
+            TypedValue::Set(members) => members.iter().for_each(|m| self.text(m)),
+            TypedValue::Zset(items) => items.iter().for_each(|(member, score)| {
+                self.text(member);
+                self.text(score);
+            }),
+            TypedValue::List(items) => items.iter().for_each(|item| self.text(item)),
         }
     }
 
-    fn command(mut self, sha: &str) -> Command {
-        self.keys.sort_unstable();
-        self.keys.dedup();
+    /// Adds an entry whose shape is known only once its arguments are: `build` writes both.
+    fn entry(&mut self, build: impl FnOnce(&mut Self, &mut Shape)) {
+        let at = self.argv.len();
+        self.argv.push(Vec::new());
+        let mut shape = Shape::default();
+        build(self, &mut shape);
+        self.argv[at] = shape.0;
+    }
+
+    fn command(self, sha: &str) -> Command {
         let mut command = Command::new("EVALSHA").arg(sha).arg(self.keys.len());
         for key in self.keys {
             command.push_arg(key);
@@ -401,25 +468,31 @@ impl Arguments {
 pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
     let mut args = Arguments::default();
     for entry in entries {
-        args.key(&entry.source);
-        args.value(&entry.original.value);
-        args.time(if entry.drop_expiry { None } else { entry.original.expire_at_ms });
-        args.text(match (entry.keep_source, entry.overwrite) {
-            (false, false) => "00",
-            (false, true) => "01",
-            (true, false) => "10",
-            (true, true) => "11",
+        args.entry(|args, shape| {
+            let original = &entry.original;
+            let expire_at = if entry.drop_expiry { None } else { original.expire_at_ms };
+            shape.flag(entry.keep_source);
+            shape.flag(entry.overwrite);
+            shape.flag(expire_at.is_some());
+            shape.flag(entry.drop_expiry && original.expire_at_ms.is_some());
+            shape.0.push(type_code(&original.value));
+            shape.count(original.value.item_count());
+            shape.count(entry.targets.len());
+            args.time(expire_at);
+            args.key(&entry.source);
+            args.items(&original.value);
+            for (key, value) in &entry.targets {
+                args.key(key);
+                if shape.value(value, &original.value) {
+                    args.items(value);
+                }
+            }
+            shape.count(entry.index.len());
+            for member in &entry.index {
+                args.key(&member.key);
+                args.text(&member.member);
+            }
         });
-        args.count(entry.targets.len());
-        for (key, value) in &entry.targets {
-            args.key(key);
-            args.value(value);
-        }
-        args.count(entry.index.len());
-        for member in &entry.index {
-            args.key(&member.key);
-            args.text(&member.member);
-        }
     }
     args.command(&scripts.move_sha)
 }
@@ -429,77 +502,93 @@ pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
 pub fn restore_many_command(entries: &[Entry], force: bool, scripts: &Scripts) -> Command {
     let mut args = Arguments::default();
     for entry in entries {
-        args.key(&entry.source);
-        args.value(&entry.original.value);
-        args.time(entry.original.expire_at_ms);
-        args.flag(force);
-        args.count(entry.targets.len());
-        for (i, (key, value)) in entry.targets.iter().enumerate() {
-            args.key(key);
-            args.value(value);
-            match entry.previous_targets.get(i).and_then(Option::as_ref) {
-                Some(Stored { value, expire_at_ms }) => {
-                    args.flag(true);
-                    args.value(value);
+        args.entry(|args, shape| {
+            let original = &entry.original;
+            shape.flag(force);
+            shape.flag(original.expire_at_ms.is_some());
+            shape.0.push(type_code(&original.value));
+            shape.count(original.value.item_count());
+            shape.count(entry.targets.len());
+            args.time(original.expire_at_ms);
+            args.key(&entry.source);
+            args.items(&original.value);
+            for (i, (key, value)) in entry.targets.iter().enumerate() {
+                args.key(key);
+                if shape.value(value, &original.value) {
+                    args.items(value);
+                }
+                let previous = entry.previous_targets.get(i).and_then(Option::as_ref);
+                shape.flag(previous.is_some());
+                if let Some(Stored { value, expire_at_ms }) = previous {
+                    if shape.value(value, &original.value) {
+                        args.items(value);
+                    }
+                    shape.flag(expire_at_ms.is_some());
                     args.time(*expire_at_ms);
                 }
-                None => args.flag(false),
             }
-        }
-        args.count(entry.index.len());
-        for member in &entry.index {
-            args.key(&member.key);
-            args.text(&member.member);
-            args.flag(member.added == Some(true));
-        }
+            shape.count(entry.index.len());
+            for member in &entry.index {
+                args.key(&member.key);
+                args.text(&member.member);
+            }
+            for member in &entry.index {
+                shape.flag(member.added == Some(true));
+            }
+        });
     }
     args.command(&scripts.restore_sha)
 }
 
-/// One answer per key: `[status, details…]`.
-fn answers(reply: Reply, expected: usize) -> Result<Vec<(String, Vec<Reply>)>, String> {
+/// Each entry's answer, split into its word and the rest.
+fn answers(reply: Reply, entries: &[Entry]) -> Result<Vec<(&Entry, String, String)>, String> {
     let Reply::Array(items) = reply else { return Err(format!("script answered {reply:?}")) };
-    if items.len() != expected {
-        return Err(format!("{} answers for {expected} keys", items.len()));
+    if items.len() != entries.len() {
+        return Err(format!("{} answers for {} keys", items.len(), entries.len()));
     }
-    items
-        .into_iter()
-        .map(|item| match item {
-            Reply::Array(mut parts) if !parts.is_empty() => {
-                let status = parts.remove(0).into_string()?;
-                Ok((status, parts))
-            }
-            other => Err(format!("script answered {other:?} for a key")),
+    entries
+        .iter()
+        .zip(items)
+        .map(|(entry, item)| {
+            let text = item.into_string()?;
+            let (word, details) = text.split_once(' ').unwrap_or((&text, ""));
+            Ok((entry, word.to_owned(), details.to_owned()))
         })
         .collect()
 }
 
-fn target_of(details: Vec<Reply>) -> Result<String, String> {
-    details.into_iter().next().ok_or_else(|| "no target in the answer".to_owned())?.into_string()
+/// The key of the target the script named by its place (from 1) among the entry's.
+fn target_at(entry: &Entry, place: &str) -> Result<String, String> {
+    place
+        .parse::<usize>()
+        .ok()
+        .and_then(|place| entry.targets.get(place.checked_sub(1)?))
+        .map(|(key, _)| key.clone())
+        .ok_or_else(|| format!("the script named target {place:?} of {}", entry.source))
 }
 
-/// The answer of a [`move_many_command`] for `expected` entries, in entry order.
-pub fn move_outcomes(reply: Reply, expected: usize) -> Result<Vec<MoveOutcome>, String> {
-    answers(reply, expected)?
+/// The answer of a [`move_many_command`] for `entries`, in entry order.
+pub fn move_outcomes(reply: Reply, entries: &[Entry]) -> Result<Vec<MoveOutcome>, String> {
+    answers(reply, entries)?
         .into_iter()
-        .map(|(status, details)| match status.as_str() {
-            "moved" => Ok(MoveOutcome::Moved { added: details.iter().map(|d| *d == Reply::Int(1)).collect() }),
+        .map(|(entry, word, details)| match word.as_str() {
+            "moved" => Ok(MoveOutcome::Moved { added: details.split_whitespace().map(|added| added == "1").collect() }),
             "already" => Ok(MoveOutcome::Already),
             "changed" => Ok(MoveOutcome::Changed),
             "missing" => Ok(MoveOutcome::Missing),
-            "conflict" => Ok(MoveOutcome::Conflict { target: target_of(details)? }),
+            "conflict" => Ok(MoveOutcome::Conflict { target: target_at(entry, &details)? }),
             other => Err(format!("unknown move status {other:?}")),
         })
         .collect()
 }
 
-/// The answer of a [`restore_many_command`] for `expected` entries, in entry order.
-pub fn restore_outcomes(reply: Reply, expected: usize) -> Result<Vec<RestoreOutcome>, String> {
-    answers(reply, expected)?
+/// The answer of a [`restore_many_command`] for `entries`, in entry order.
+pub fn restore_outcomes(reply: Reply, entries: &[Entry]) -> Result<Vec<RestoreOutcome>, String> {
+    answers(reply, entries)?
         .into_iter()
-        .map(|(status, details)| match status.as_str() {
+        .map(|(entry, word, details)| match word.as_str() {
             "restored" => Ok(RestoreOutcome::Restored),
-            "target_changed" => Ok(RestoreOutcome::TargetChanged { target: target_of(details)? }),
+            "target_changed" => Ok(RestoreOutcome::TargetChanged { target: target_at(entry, &details)? }),
             other => Err(format!("unknown restore status {other:?}")),
         })
         .collect()
@@ -559,13 +648,13 @@ mod tests {
     fn moves(store: &dyn Store, entries: &[Entry]) -> Vec<MoveOutcome> {
         let scripts = block_on(Scripts::load(store)).unwrap();
         let reply = block_on(store.execute(&move_many_command(entries, &scripts))).unwrap();
-        move_outcomes(reply, entries.len()).unwrap()
+        move_outcomes(reply, entries).unwrap()
     }
 
     fn restores(store: &dyn Store, entries: &[Entry], force: bool) -> Vec<RestoreOutcome> {
         let scripts = block_on(Scripts::load(store)).unwrap();
         let reply = block_on(store.execute(&restore_many_command(entries, force, &scripts))).unwrap();
-        restore_outcomes(reply, entries.len()).unwrap()
+        restore_outcomes(reply, entries).unwrap()
     }
 
     /// An expiry read back through PTTL: within a second of the one written.
@@ -707,6 +796,63 @@ mod tests {
         );
     }
 
+    /// How many times Redis ran `command` (scripts' calls included).
+    fn calls(store: &dyn Store, command: &str) -> i64 {
+        let info = block_on(store.execute(&Command::new("INFO").arg("commandstats"))).unwrap().into_string().unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn an_unchanged_single_target_is_renamed_keeping_or_dropping_the_expiry_as_the_rule_says() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        let orders = hash(&[("12345.5", "true"), ("12400", "false")]);
+        write(store, "old:kept", &orders, Some(FAR));
+        let mut kept = entry("old:kept", orders.clone(), Some(FAR), vec![("new:kept", orders.clone())]);
+        write(store, "old:dropped", &string("v"), Some(FAR));
+        let mut dropped = entry("old:dropped", string("v"), Some(FAR), vec![("new:dropped", string("v"))]);
+        dropped.drop_expiry = true;
+        write(store, "old:deleted", &string("w"), None);
+        let mut deleted = entry("old:deleted", string("w"), None, vec![("new:deleted", string("w"))]);
+        for e in [&mut kept, &mut dropped, &mut deleted] {
+            e.previous_targets = vec![None];
+        }
+        let entries = [kept, dropped, deleted];
+        let deletes = calls(store, "del");
+
+        assert_eq!(moves(store, &entries), vec![MoveOutcome::Moved { added: vec![] }; 3]);
+        assert_eq!(calls(store, "rename"), 3, "each move is one RENAME");
+        assert_eq!(calls(store, "del"), deletes, "no source deleted or target emptied by hand");
+        let target = read(store, "new:kept").unwrap();
+        assert_eq!(target.value, orders);
+        assert!(close(target.expire_at_ms, Some(FAR)), "the expiry moves with the key: {:?}", target.expire_at_ms);
+        assert_eq!(read(store, "new:dropped").unwrap(), Stored { value: string("v"), expire_at_ms: None });
+        assert_eq!(read(store, "old:kept"), None);
+        assert_eq!(read(store, "old:dropped"), None);
+
+        // A target deleted since the move cannot be renamed back: the journal's value is written.
+        block_on(store.execute(&Command::new("DEL").arg("new:deleted"))).unwrap();
+        let mut newest_first = entries.to_vec();
+        newest_first.reverse();
+        assert_eq!(restores(store, &newest_first, false), vec![RestoreOutcome::Restored; 3]);
+        assert_eq!(calls(store, "rename"), 5, "the two targets still there are renamed back");
+        let original = read(store, "old:kept").unwrap();
+        assert_eq!(original.value, orders);
+        assert!(close(original.expire_at_ms, Some(FAR)));
+        let original = read(store, "old:dropped").unwrap();
+        assert_eq!(original.value, string("v"));
+        assert!(close(original.expire_at_ms, Some(FAR)), "the original's expiry is back: {:?}", original.expire_at_ms);
+        assert_eq!(read(store, "old:deleted").unwrap(), Stored { value: string("w"), expire_at_ms: None });
+        for key in ["new:kept", "new:dropped", "new:deleted"] {
+            assert_eq!(read(store, key), None, "{key} is gone");
+        }
+    }
+
     #[test]
     fn restore_refuses_a_target_changed_since_the_move_unless_forced() {
         let redis = TestRedis::start();
@@ -740,15 +886,24 @@ mod tests {
         let lost = block_on(store.execute(&move_many_command(&entries, &scripts)));
         assert!(matches!(&lost, Err(StoreError::Command { error, .. }) if is_noscript(&error.0)), "{lost:?}");
         let reply = block_on(reloading_if_lost(store, lost, &mut scripts, |s| move_many_command(&entries, s))).unwrap();
-        assert_eq!(move_outcomes(reply, 1).unwrap(), vec![MoveOutcome::Moved { added: Vec::new() }]);
+        assert_eq!(move_outcomes(reply, &entries).unwrap(), vec![MoveOutcome::Moved { added: Vec::new() }]);
         assert_eq!(read(store, "t").map(|stored| stored.value), Some(string("v")));
         assert_eq!(read(store, "s"), None);
     }
 
     #[test]
     fn an_unknown_answer_is_an_error_not_a_guess() {
-        assert!(move_outcomes(Reply::Array(vec![Reply::Array(vec![Reply::bulk("exploded")])]), 1).is_err());
-        assert!(move_outcomes(Reply::Array(vec![]), 1).is_err(), "one answer per key");
-        assert!(restore_outcomes(Reply::Int(1), 1).is_err());
+        let one = [entry("s", string("v"), None, vec![("t", string("v"))])];
+        let answer = |words: &[&str]| Reply::Array(words.iter().map(|w| Reply::bulk(*w)).collect());
+        assert_eq!(
+            move_outcomes(answer(&["conflict 1"]), &one).unwrap(),
+            vec![MoveOutcome::Conflict { target: "t".into() }]
+        );
+        assert!(move_outcomes(answer(&["exploded"]), &one).is_err());
+        assert!(move_outcomes(answer(&["conflict 2"]), &one).is_err(), "a target the entry does not have");
+        assert!(move_outcomes(answer(&["conflict 0"]), &one).is_err());
+        assert!(move_outcomes(answer(&[]), &one).is_err(), "one answer per key");
+        assert!(restore_outcomes(Reply::Int(1), &one).is_err());
+        assert!(restore_outcomes(answer(&["target_changed x"]), &one).is_err());
     }
 }

@@ -36,6 +36,18 @@ impl TypedValue {
         }
     }
 
+    /// How many strings the value is as Redis's read command answers it: a string one, a
+    /// hash or sorted set two per field or member, a set or list one per member.
+    pub fn item_count(&self) -> usize {
+        match self {
+            TypedValue::String(_) => 1,
+            TypedValue::Hash(fields) => 2 * fields.len(),
+            TypedValue::Set(members) => members.len(),
+            TypedValue::Zset(items) => 2 * items.len(),
+            TypedValue::List(items) => items.len(),
+        }
+    }
+
     /// Commands that write this value at `key` (after a `DEL`).
     pub fn write_commands(&self, key: &str) -> Vec<Command> {
         let mut commands = vec![Command::new("DEL").arg(key)];
