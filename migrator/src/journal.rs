@@ -425,7 +425,15 @@ impl SledJournal {
         let newest = self.segments.borrow().last().copied();
         let mut slot = if newest == Some(number) { self.newest.borrow_mut() } else { self.other.borrow_mut() };
         if let Some(previous) = slot.take() {
-            previous.db.flush()?;
+            if newest == Some(number) {
+                // The segment a new one replaces is the one the batches still in flight update:
+                // it stays open in the other slot (opening it again replays its whole log).
+                if let Some(closed) = self.other.borrow_mut().replace(previous) {
+                    closed.db.flush()?;
+                }
+            } else {
+                previous.db.flush()?;
+            }
         }
         *slot = Some(Segment::open(&self.root, number)?);
         f(slot.as_ref().expect("opened above"))
