@@ -159,13 +159,10 @@ pub async fn classify(
     candidates: Vec<Candidate>,
 ) -> Result<Vec<Classified>, StoreError> {
     let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
-    let expected: Vec<Option<&'static str>> = candidates
-        .iter()
-        .map(|c| match rules[c.rule].types.as_slice() {
-            [only] => Some(only.name()),
-            _ => None,
-        })
-        .collect();
+    // The first type a rule accepts is the one its sources most likely hold (the built-in
+    // sets list strings first): read as that, another type costs a round trip more.
+    let expected: Vec<Option<&'static str>> =
+        candidates.iter().map(|c| rules[c.rule].types.first().map(|t| t.name())).collect();
     let originals = read_within(store, &keys, &expected, Some(&options.limits)).await?;
     let mut classified = Vec::new();
     for (candidate, original) in candidates.into_iter().zip(originals) {

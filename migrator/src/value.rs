@@ -1,11 +1,13 @@
 //! Typed Redis values — what the journal records, the conversions produce, and `verify` and
 //! `dump` compare. Reading a batch of keys takes two pipelined round trips (`TYPE` + `PTTL`,
 //! then each value); a key that vanishes in between reads as absent. Keys whose type is known
-//! beforehand (targets) take one ([`read_expecting`]). [`read_within`] adds one
-//! more (`STRLEN` / `HLEN` / `SCARD` / `ZCARD` / `LLEN`) so a key above the [`SizeLimits`] is
-//! reported without being loaded: every value the migrator moves is held in memory and
-//! journaled whole, so an unbounded one would break both memory and the journal's pace. For a
-//! key whose owner accepts one type only, that size probe replaces `TYPE` instead.
+//! beforehand (targets) are read at once, and only the ones found are asked their expiry
+//! ([`read_expecting`]). [`read_within`] adds one more (`STRLEN` / `HLEN` / `SCARD` / `ZCARD`
+//! / `LLEN`) so a key above the [`SizeLimits`] is reported without being loaded: every value
+//! the migrator moves is held in memory and journaled whole, so an unbounded one would break
+//! both memory and the journal's pace. For a key whose likely type is known (its rule's first),
+//! that size probe replaces `TYPE` instead, and a string is read as far as the limit in the
+//! same trip.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -132,9 +134,11 @@ pub async fn read_many(store: &dyn Store, keys: &[String]) -> Result<Vec<Option<
 }
 
 /// As [`read_many`], but keys above `limits` are measured, not loaded. `expected` may name,
-/// per key, the one type its owner accepts: such a key is asked its size in that type's terms
-/// (`STRLEN`, `HLEN`…) instead of its `TYPE` — the answer says both, an error meaning another
-/// type (then `TYPE` follows) — one command and one round trip fewer.
+/// per key, the type it most likely holds: such a key is asked its size in that type's terms
+/// (`HLEN`…) instead of its `TYPE` — the answer says both, an error meaning another type (then
+/// `TYPE` follows) — one command and one round trip fewer. An expected string is read at once
+/// as far as the limit allows (`GETRANGE 0 limit`): a string within it needs no other round
+/// trip, one longer is measured and reported.
 pub async fn read_within(
     store: &dyn Store,
     keys: &[String],
@@ -150,6 +154,10 @@ pub async fn read_within(
         .enumerate()
         .flat_map(|(i, key)| {
             let first = match expected_of(i) {
+                // One byte past the limit says "longer" without loading more.
+                Some(("string", (_, limit))) => {
+                    Command::new("GETRANGE").arg(key).arg(0).arg(limit.min(i64::MAX as u64))
+                }
                 Some((_, (probe, _))) => Command::new(probe).arg(key),
                 None => Command::new("TYPE").arg(key),
             };
@@ -161,12 +169,27 @@ pub async fn read_within(
     let mut kinds: Vec<String> = Vec::with_capacity(keys.len());
     let mut pttls: Vec<i64> = Vec::with_capacity(keys.len());
     let mut known: Vec<Option<u64>> = vec![None; keys.len()];
+    let mut strings: Vec<Option<String>> = vec![None; keys.len()];
     let mut untyped = Vec::new();
     for (i, known_size) in known.iter_mut().enumerate() {
         let (first, pttl) = (meta.next().and_then(Result::ok), meta.next().and_then(Result::ok));
         let pttl = pttl.and_then(|r| r.into_int().ok()).unwrap_or(-2);
         let kind = match (expected_of(i), first) {
             (Some(_), Some(_)) if pttl == -2 => String::new(), // absent: a size of 0
+            (Some(("string", (_, limit))), Some(text)) => match text.into_string() {
+                // Longer than the limit: measured below, and reported.
+                Ok(text) if text.len() as u64 > limit => "string".to_owned(),
+                Ok(text) if !text.is_empty() => {
+                    *known_size = Some(text.len() as u64);
+                    strings[i] = Some(text);
+                    "string".to_owned()
+                }
+                // Empty: an empty string, or a key written between the two commands.
+                _ => {
+                    untyped.push(i);
+                    String::new()
+                }
+            },
             (Some((kind, _)), Some(size)) => {
                 *known_size = Some(size.into_int().unwrap_or(0).max(0) as u64);
                 kind.to_owned()
@@ -195,6 +218,11 @@ pub async fn read_within(
     for (i, key) in keys.iter().enumerate() {
         let kind = std::mem::take(&mut kinds[i]);
         let pttl = pttls[i];
+        if let Some(text) = strings[i].take() {
+            let value = TypedValue::String(text);
+            plan.push(Err(Read::Value(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) })));
+            continue;
+        }
         if let Some(size) = sizes[i] {
             plan.push(Err(Read::TooLarge { kind, size }));
             continue;
@@ -261,42 +289,38 @@ fn decode(kind: &str, reply: Reply) -> Result<Option<TypedValue>, StoreError> {
     Ok((!empty).then_some(value))
 }
 
-/// As [`read_many`], for keys whose type is expected (a target's, from its conversion): one
-/// round trip — the type's read command, then `PTTL` — instead of two, and no `TYPE`. A key
-/// that holds another type, or vanished between the two commands, is read again with
-/// [`read_many`].
+/// As [`read_many`], for keys whose type is expected (a target's, from its conversion): the
+/// type's read command, and `PTTL` only for the keys it found — no `TYPE`, and for a key
+/// that does not exist (most targets) one command. A key that holds another type, or
+/// vanished before its `PTTL`, is read again with [`read_many`].
 pub async fn read_expecting(
     store: &dyn Store,
     keys: &[(&str, &'static str)],
 ) -> Result<Vec<Option<Stored>>, StoreError> {
-    let commands: Vec<Command> = keys
-        .iter()
-        .flat_map(|(key, kind)| {
-            [read_command(kind, key).expect("moved types have a read command"), Command::new("PTTL").arg(*key)]
-        })
-        .collect();
-    let mut replies = store.pipeline(&commands).await?.into_iter();
-    let now_ms = wall_clock_ms();
-    let mut reads = Vec::with_capacity(keys.len());
+    let commands: Vec<Command> =
+        keys.iter().map(|(key, kind)| read_command(kind, key).expect("moved types have a read command")).collect();
+    let mut reads: Vec<Option<Stored>> = vec![None; keys.len()];
+    let mut found = Vec::new();
     let mut again = Vec::new();
-    for (i, (_, kind)) in keys.iter().enumerate() {
-        let (read, pttl) = (replies.next(), replies.next());
-        let pttl = pttl.and_then(Result::ok).and_then(|r| r.into_int().ok()).unwrap_or(-2);
-        match read {
-            Some(Ok(reply)) => match decode(kind, reply)? {
-                Some(value) if pttl != -2 => {
-                    reads.push(Some(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }))
+    for (i, ((_, kind), reply)) in keys.iter().zip(store.pipeline(&commands).await?).enumerate() {
+        match reply {
+            Ok(reply) => {
+                if let Some(value) = decode(kind, reply)? {
+                    found.push((i, value));
                 }
-                Some(_) => {
-                    again.push(i);
-                    reads.push(None);
-                }
-                None => reads.push(None),
-            },
+            }
             // WRONGTYPE: it holds something else, which is what the caller must see.
-            _ => {
-                again.push(i);
-                reads.push(None);
+            Err(_) => again.push(i),
+        }
+    }
+    if !found.is_empty() {
+        let pttls: Vec<Command> = found.iter().map(|(i, _)| Command::new("PTTL").arg(keys[*i].0)).collect();
+        let pttls = store.pipeline(&pttls).await?;
+        let now_ms = wall_clock_ms();
+        for ((i, value), pttl) in found.into_iter().zip(pttls) {
+            match pttl.ok().and_then(|r| r.into_int().ok()).unwrap_or(-2) {
+                -2 => again.push(i),
+                pttl => reads[i] = Some(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }),
             }
         }
     }
@@ -397,10 +421,11 @@ mod tests {
         let mut writes = TypedValue::String("12345".into()).write_commands("long");
         writes.extend(TypedValue::String("ok".into()).write_commands("short"));
         writes.extend(TypedValue::Hash([("qty".to_owned(), "1.5".to_owned())].into()).write_commands("h"));
+        writes.extend(TypedValue::String(String::new()).write_commands("empty"));
         writes.push(Command::new("PEXPIREAT").arg("short").arg(FAR));
         block_on(store.pipeline(&writes)).unwrap();
-        let keys: Vec<String> = ["long", "short", "h", "absent", "h"].iter().map(|k| k.to_string()).collect();
-        let expected = [Some("string"), Some("string"), Some("string"), Some("hash"), None];
+        let keys: Vec<String> = ["long", "short", "h", "absent", "h", "empty"].iter().map(|k| k.to_string()).collect();
+        let expected = [Some("string"), Some("string"), Some("string"), Some("hash"), None, Some("string")];
         let limits = SizeLimits { max_string_bytes: 4, max_elements: 10 };
         let reads = block_on(read_within(store.as_ref(), &keys, &expected, Some(&limits))).unwrap();
         assert_eq!(reads[0], Read::TooLarge { kind: "string".into(), size: 5 });
@@ -413,5 +438,10 @@ mod tests {
         assert_eq!(reads[2], hash);
         assert_eq!(reads[3], Read::Absent);
         assert_eq!(reads[4], hash);
+        let empty = Read::Value(Stored { value: TypedValue::String(String::new()), expire_at_ms: None });
+        assert_eq!(reads[5], empty, "an empty string is a value, not an absent key");
+        let stats = block_on(store.execute(&Command::new("INFO").arg("commandstats"))).unwrap().into_string().unwrap();
+        let gets = stats.lines().find(|l| l.starts_with("cmdstat_get:")).unwrap_or("none");
+        assert!(gets.starts_with("cmdstat_get:calls=1,"), "only the empty string was read again: {gets}");
     }
 }
