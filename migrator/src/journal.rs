@@ -361,6 +361,35 @@ pub struct SledJournal {
     /// The newest segment (new entries go there) and one other, each opened on demand.
     newest: RefCell<Option<Segment>>,
     other: RefCell<Option<Segment>>,
+    /// The segment a walk will want next, being opened on another thread: opening replays a
+    /// segment's whole log, and a walk would otherwise wait for each in turn.
+    next: RefCell<Option<Opening>>,
+}
+
+/// A segment being opened in the background.
+struct Opening {
+    number: u64,
+    thread: std::thread::JoinHandle<Result<Segment, JournalError>>,
+}
+
+impl Opening {
+    fn start(root: &Path, number: u64) -> Self {
+        let root = root.to_owned();
+        Self { number, thread: std::thread::spawn(move || Segment::open(&root, number)) }
+    }
+
+    fn finish(self) -> Result<Segment, JournalError> {
+        self.thread.join().map_err(|_| JournalError(format!("opening segment {} failed", self.number)))?
+    }
+}
+
+impl Drop for SledJournal {
+    /// A segment still being opened holds its directory's lock until its thread ends.
+    fn drop(&mut self) {
+        if let Some(opening) = self.next.get_mut().take() {
+            let _ = opening.finish();
+        }
+    }
 }
 
 impl SledJournal {
@@ -403,6 +432,7 @@ impl SledJournal {
             next_new: Cell::new(None),
             newest: RefCell::new(None),
             other: RefCell::new(None),
+            next: RefCell::new(None),
         })
     }
 
@@ -417,11 +447,35 @@ impl SledJournal {
         number: u64,
         f: impl FnOnce(&Segment) -> Result<R, JournalError>,
     ) -> Result<R, JournalError> {
+        self.with_segment_then(number, None, f)
+    }
+
+    fn is_open(&self, number: u64) -> bool {
+        [&self.newest, &self.other].iter().any(|slot| slot.borrow().as_ref().is_some_and(|s| s.number == number))
+    }
+
+    /// As [`Self::with_segment`]; when `number` had to be opened, `then` (the segment a walk
+    /// reaches after it) starts opening in the background.
+    fn with_segment_then<R>(
+        &self,
+        number: u64,
+        then: Option<u64>,
+        f: impl FnOnce(&Segment) -> Result<R, JournalError>,
+    ) -> Result<R, JournalError> {
         for slot in [&self.newest, &self.other] {
             if let Some(segment) = slot.borrow().as_ref().filter(|s| s.number == number) {
                 return f(segment);
             }
         }
+        let then = then.filter(|then| !self.is_open(*then));
+        let opened = match self.next.borrow_mut().take() {
+            Some(opening) if opening.number == number => Some(opening.finish()?),
+            Some(other) => {
+                other.finish()?;
+                None
+            }
+            None => None,
+        };
         let newest = self.segments.borrow().last().copied();
         let mut slot = if newest == Some(number) { self.newest.borrow_mut() } else { self.other.borrow_mut() };
         if let Some(previous) = slot.take() {
@@ -435,7 +489,13 @@ impl SledJournal {
                 previous.db.flush()?;
             }
         }
-        *slot = Some(Segment::open(&self.root, number)?);
+        *slot = Some(match opened {
+            Some(segment) => segment,
+            None => Segment::open(&self.root, number)?,
+        });
+        if let Some(then) = then {
+            *self.next.borrow_mut() = Some(Opening::start(&self.root, then));
+        }
         f(slot.as_ref().expect("opened above"))
     }
 
@@ -452,11 +512,11 @@ impl SledJournal {
             (Some(after), true) => numbers.into_iter().rev().filter(|n| *n < after).collect(),
         };
         let wanted = |seq: u64| after.is_none_or(|a| if reverse { seq < a } else { seq > a });
-        for number in numbers {
+        for (i, &number) in numbers.iter().enumerate() {
             if page.len() >= limit {
                 break;
             }
-            self.with_segment(number, |segment| {
+            self.with_segment_then(number, numbers.get(i + 1).copied(), |segment| {
                 for first in segment.chunks(after, reverse)? {
                     let chunk: Vec<T> = T::read(segment, first?)?;
                     let chunk: Box<dyn Iterator<Item = T>> =
