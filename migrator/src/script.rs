@@ -206,7 +206,9 @@ local function move_one()
     if key == source then
       existed[t] = true
     else
-      local held = read(key, T[t - 3])
+      -- Most targets do not exist yet: EXISTS answers that for less than a read's reply.
+      local held = nil
+      if redis.call('EXISTS', key) == 1 then held = read(key, T[t - 3]) end
       existed[t] = held ~= nil
       if held ~= nil and not overwrite and (held == false or not equals(held, T[t - 3], T[t - 2], T[t - 1])) then
         return 'conflict ' .. t / 5
