@@ -106,6 +106,9 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &[u8]) -> bool {
+        if self.words == 1 {
+            return self.matches_short(text);
+        }
         let mut state = vec![0u64; self.words];
         state[0] = 1;
         self.close(&mut state);
@@ -126,6 +129,24 @@ impl Glob {
             self.close(&mut state);
         }
         state[self.end / 64] & (1u64 << (self.end % 64)) != 0
+    }
+}
+
+impl Glob {
+    /// [`Glob::matches`] for a pattern of fewer than 64 elements (every real key pattern): the
+    /// position set is one word, kept in a register rather than a vector allocated per call.
+    fn matches_short(&self, text: &[u8]) -> bool {
+        let star = self.stars[0];
+        let close = |state: u64| state | ((state & star) << 1);
+        let mut state = close(1);
+        for &byte in text {
+            state = ((state & self.accepts[byte as usize]) << 1) | (state & star);
+            if state == 0 {
+                return false;
+            }
+            state = close(state);
+        }
+        state & (1u64 << self.end) != 0
     }
 }
 
@@ -209,6 +230,26 @@ mod tests {
         assert!(matches(&long, &long) && matches(&format!("{}*", &long[..150]), &long));
         assert!(!matches(&format!("{long}?"), &long));
         assert!(matches(&format!("*{}", &long[120..]), &long));
+    }
+
+    #[test]
+    fn one_word_patterns_answer_as_the_general_matcher() {
+        /// A pattern's position set spread over two words: the general path.
+        fn general(pattern: &str) -> Glob {
+            let mut glob = Glob::new(pattern);
+            glob.words = 2;
+            glob.accepts = glob.accepts.iter().flat_map(|word| [*word, 0]).collect();
+            glob.stars.push(0);
+            glob
+        }
+        let patterns = ["*", "a*", "*:positions:*", "user:*:position:*", "h[^e]l?o*", "*a*b*c*", "x", ""];
+        let texts = ["", "a", "abc", "okx:positions:7", "user:7:position:BTC:long", "hallo!", "xaxbxc", "x"];
+        for pattern in patterns {
+            for text in texts {
+                let (short, long) = (Glob::new(pattern), general(pattern));
+                assert_eq!(short.matches(text.as_bytes()), long.matches(text.as_bytes()), "{pattern} ~ {text}");
+            }
+        }
     }
 
     #[test]

@@ -566,6 +566,8 @@ impl Journal for SledJournal {
         for entry in entries {
             if chunk.outcomes.is_empty() {
                 chunk.first = entry.seq;
+                // A chunk ends soon after `chunk_bytes`: room for it once, not grown by doubling.
+                chunk.json.reserve(self.chunk_bytes + self.chunk_bytes / 4);
                 chunk.json.push(b'[');
             } else {
                 chunk.json.push(b',');

@@ -477,6 +477,7 @@ impl Arguments {
 
     fn command(self, sha: &str) -> Command {
         let mut command = Command::new("EVALSHA").arg(sha).arg(self.keys.len());
+        command.reserve(self.keys.len() + self.argv.len());
         for key in self.keys {
             command.push_arg(key);
         }

@@ -72,7 +72,15 @@ impl Command {
             "DEL" | "UNLINK" => Effect::Delete,
             _ => Effect::Change,
         };
-        Self { args: vec![name.into_bytes()], effect }
+        // Room for a key and a couple of arguments, the shape of most commands.
+        let mut args = Vec::with_capacity(4);
+        args.push(name.into_bytes());
+        Self { args, effect }
+    }
+
+    /// Makes room for `additional` more arguments (a command built in a loop).
+    pub fn reserve(&mut self, additional: usize) {
+        self.args.reserve(additional);
     }
 
     /// A text argument (numbers, names, keys).
