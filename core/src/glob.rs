@@ -130,9 +130,7 @@ impl Glob {
         }
         state[self.end / 64] & (1u64 << (self.end % 64)) != 0
     }
-}
 
-impl Glob {
     /// [`Glob::matches`] for a pattern of fewer than 64 elements (every real key pattern): the
     /// position set is one word, kept in a register rather than a vector allocated per call.
     fn matches_short(&self, text: &[u8]) -> bool {

@@ -418,6 +418,12 @@ impl Shape {
         self.0.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
     }
 
+    /// The source's value, whose items follow in `ARGV`: its type and count.
+    fn source(&mut self, value: &TypedValue) {
+        self.0.push(type_code(value));
+        self.count(value.item_count());
+    }
+
     /// A value whose items follow in `ARGV` (type and count), or the source's value.
     fn value(&mut self, value: &TypedValue, source: &TypedValue) -> bool {
         let unchanged = value == source;
@@ -499,8 +505,7 @@ pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
             shape.flag(entry.overwrite);
             shape.flag(expire_at.is_some());
             shape.flag(entry.drop_expiry && original.expire_at_ms.is_some());
-            shape.0.push(type_code(&original.value));
-            shape.count(original.value.item_count());
+            shape.source(&original.value);
             shape.count(entry.targets.len());
             args.time(expire_at);
             args.key(&entry.source);
@@ -530,8 +535,7 @@ pub fn restore_many_command(entries: &[Entry], force: bool, scripts: &Scripts) -
             let original = &entry.original;
             shape.flag(force);
             shape.flag(original.expire_at_ms.is_some());
-            shape.0.push(type_code(&original.value));
-            shape.count(original.value.item_count());
+            shape.source(&original.value);
             shape.count(entry.targets.len());
             args.time(original.expire_at_ms);
             args.key(&entry.source);

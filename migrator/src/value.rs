@@ -109,6 +109,11 @@ pub enum Read {
     Value(Stored),
 }
 
+/// The absolute expiry a `PTTL` answer gives, read at `now_ms` (`None`: permanent).
+fn expires_at(now_ms: i64, pttl: i64) -> Option<i64> {
+    (pttl > 0).then(|| now_ms + pttl)
+}
+
 /// Milliseconds since the Unix epoch.
 fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -220,7 +225,7 @@ pub async fn read_within(
         let pttl = pttls[i];
         if let Some(text) = strings[i].take() {
             let value = TypedValue::String(text);
-            plan.push(Err(Read::Value(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) })));
+            plan.push(Err(Read::Value(Stored { value, expire_at_ms: expires_at(now_ms, pttl) })));
             continue;
         }
         if let Some(size) = sizes[i] {
@@ -248,7 +253,7 @@ pub async fn read_within(
             let Some(value) = decode(&kind, reply)? else {
                 return Ok(Read::Absent); // vanished between the round trips
             };
-            Ok(Read::Value(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }))
+            Ok(Read::Value(Stored { value, expire_at_ms: expires_at(now_ms, pttl) }))
         })
         .collect()
 }
@@ -279,14 +284,8 @@ fn decode(kind: &str, reply: Reply) -> Result<Option<TypedValue>, StoreError> {
         "zset" => TypedValue::Zset(reply.into_pairs().map_err(unexpected)?),
         _ => TypedValue::List(reply.into_texts().map_err(unexpected)?),
     };
-    let empty = match &value {
-        TypedValue::String(_) => false,
-        TypedValue::Hash(fields) => fields.is_empty(),
-        TypedValue::Set(members) => members.is_empty(),
-        TypedValue::Zset(items) => items.is_empty(),
-        TypedValue::List(items) => items.is_empty(),
-    };
-    Ok((!empty).then_some(value))
+    // A string is one item even when empty; a collection without items does not exist.
+    Ok((value.item_count() > 0).then_some(value))
 }
 
 /// As [`read_many`], for keys whose type is expected (a target's, from its conversion): the
@@ -320,7 +319,7 @@ pub async fn read_expecting(
         for ((i, value), pttl) in found.into_iter().zip(pttls) {
             match pttl.ok().and_then(|r| r.into_int().ok()).unwrap_or(-2) {
                 -2 => again.push(i),
-                pttl => reads[i] = Some(Stored { value, expire_at_ms: (pttl > 0).then(|| now_ms + pttl) }),
+                pttl => reads[i] = Some(Stored { value, expire_at_ms: expires_at(now_ms, pttl) }),
             }
         }
     }
