@@ -11,8 +11,9 @@
 //! deletes the source unless `keep_source`, and answers [`MoveOutcome::Moved`]. A source
 //! already gone whose targets hold the expected values is [`MoveOutcome::Already`] (a crash
 //! after the move, before the journal noted it); gone with other targets, `Missing`. A single
-//! target that holds the source's value unchanged (a `keep` rule) is moved by `RENAME`,
-//! which carries the value and its expiry without copying either.
+//! target that holds the source's value unchanged (a `keep` rule) is moved by `RENAMENX`,
+//! which carries the value and its expiry without copying either and checks that the target
+//! is free in the same call (a target that exists is checked as any other, then `RENAME`d onto).
 //!
 //! **Restore** — refuses ([`RestoreOutcome::TargetChanged`]) when a target no longer holds
 //! what the move wrote, unless `force`; otherwise puts back what each target held before the
@@ -204,28 +205,35 @@ local function move_one()
     return 'already'
   end
   if current == false or not equals(current, kind, at, n) then return 'changed' end
-  for t = 5, 5 * count, 5 do
-    local key = T[t - 4]
-    if key == source then
-      existed[t] = true
-    else
-      -- Most targets do not exist yet: EXISTS answers that for less than a read's reply.
-      local held = nil
-      if rcall('EXISTS', key) == 1 then held = read(key, T[t - 3]) end
-      existed[t] = held ~= nil
-      if held ~= nil and not overwrite and (held == false or not equals(held, T[t - 3], T[t - 2], T[t - 1])) then
-        return 'conflict ' .. t / 5
-      end
-    end
-  end
-  if count == 1 and T[5] and T[1] ~= source and delete_source then
-    rcall('RENAME', source, T[1])
+  local renaming = count == 1 and T[5] and T[1] ~= source and delete_source
+  -- A rename onto a target that does not exist needs no check first: RENAMENX is both.
+  if renaming and rcall('RENAMENX', source, T[1]) == 1 then
     if persist == 1 then rcall('PERSIST', T[1]) end
     delete_source = false
   else
     for t = 5, 5 * count, 5 do
-      write(T[t - 4], T[t - 3], T[t - 2], T[t - 1], expire_at, existed[t])
-      if T[t - 4] == source then delete_source = false end
+      local key = T[t - 4]
+      if key == source then
+        existed[t] = true
+      else
+        -- Most targets do not exist yet: EXISTS answers that for less than a read's reply.
+        local held = nil
+        if rcall('EXISTS', key) == 1 then held = read(key, T[t - 3]) end
+        existed[t] = held ~= nil
+        if held ~= nil and not overwrite and (held == false or not equals(held, T[t - 3], T[t - 2], T[t - 1])) then
+          return 'conflict ' .. t / 5
+        end
+      end
+    end
+    if renaming then
+      rcall('RENAME', source, T[1])
+      if persist == 1 then rcall('PERSIST', T[1]) end
+      delete_source = false
+    else
+      for t = 5, 5 * count, 5 do
+        write(T[t - 4], T[t - 3], T[t - 2], T[t - 1], expire_at, existed[t])
+        if T[t - 4] == source then delete_source = false end
+      end
     end
   end
   local answer = 'moved'
@@ -859,7 +867,8 @@ mod tests {
         let deletes = calls(store, "del");
 
         assert_eq!(moves(store, &entries), vec![MoveOutcome::Moved { added: vec![] }; 3]);
-        assert_eq!(calls(store, "rename"), 3, "each move is one RENAME");
+        assert_eq!(calls(store, "renamenx"), 3, "each move onto a free target is one RENAMENX");
+        assert_eq!(calls(store, "rename"), 0, "and needs nothing more");
         assert_eq!(calls(store, "del"), deletes, "no source deleted or target emptied by hand");
         let target = read(store, "new:kept").unwrap();
         assert_eq!(target.value, orders);
@@ -873,7 +882,7 @@ mod tests {
         let mut newest_first = entries.to_vec();
         newest_first.reverse();
         assert_eq!(restores(store, &newest_first, false), vec![RestoreOutcome::Restored; 3]);
-        assert_eq!(calls(store, "rename"), 5, "the two targets still there are renamed back");
+        assert_eq!(calls(store, "rename"), 2, "the two targets still there are renamed back");
         let original = read(store, "old:kept").unwrap();
         assert_eq!(original.value, orders);
         assert!(close(original.expire_at_ms, Some(FAR)));
@@ -884,6 +893,31 @@ mod tests {
         for key in ["new:kept", "new:dropped", "new:deleted"] {
             assert_eq!(read(store, key), None, "{key} is gone");
         }
+    }
+
+    #[test]
+    fn a_rename_onto_an_existing_target_moves_only_when_it_holds_the_same_value() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        for (source, target, held) in [("old:equal", "new:equal", "v"), ("old:clash", "new:clash", "other")] {
+            write(store, source, &string("v"), Some(FAR));
+            write(store, target, &string(held), None);
+        }
+        let mut equal = entry("old:equal", string("v"), Some(FAR), vec![("new:equal", string("v"))]);
+        equal.previous_targets = vec![Some(Stored { value: string("v"), expire_at_ms: None })];
+        let clash = entry("old:clash", string("v"), Some(FAR), vec![("new:clash", string("v"))]);
+
+        assert_eq!(
+            moves(store, &[equal, clash]),
+            vec![MoveOutcome::Moved { added: vec![] }, MoveOutcome::Conflict { target: "new:clash".into() }]
+        );
+        assert_eq!(read(store, "old:equal"), None);
+        let moved = read(store, "new:equal").unwrap();
+        assert_eq!(moved.value, string("v"));
+        assert!(close(moved.expire_at_ms, Some(FAR)), "the source's expiry came along: {:?}", moved.expire_at_ms);
+        assert_eq!(read(store, "old:clash").unwrap().value, string("v"), "a refused source stays");
+        assert_eq!(read(store, "new:clash").unwrap(), Stored { value: string("other"), expire_at_ms: None });
     }
 
     #[test]
