@@ -147,9 +147,10 @@ const KEPT_BUFFER_BYTES: usize = 8 << 20;
 /// Encodes `commands` as RESP arrays of bulk strings, straight from their arguments (the
 /// `redis` crate would copy each into its own command first).
 fn encode(commands: &[Command], out: &mut Vec<u8>) {
+    // Every argument has a length header: formatted on the stack (itoa), not into a String.
     fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
         out.push(kind);
-        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {

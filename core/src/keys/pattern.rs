@@ -169,10 +169,20 @@ impl KeyPattern {
 
     /// Renders a key, validating every value as a key segment.
     pub fn render(&self, values: &Captures) -> Result<String, PatternError> {
-        let mut segments = Vec::with_capacity(self.parts.len());
-        for part in &self.parts {
+        self.render_after("", values)
+    }
+
+    /// Renders a key after `prefix` (the migrator's target prefix), into one string sized
+    /// once: the migrator renders a few keys for every key it moves.
+    pub fn render_after(&self, prefix: &str, values: &Captures) -> Result<String, PatternError> {
+        let mut key = String::with_capacity(prefix.len() + self.text.len() + 16);
+        key.push_str(prefix);
+        for (i, part) in self.parts.iter().enumerate() {
+            if i > 0 {
+                key.push(':');
+            }
             match part {
-                Part::Literal(text) => segments.push(text.clone()),
+                Part::Literal(text) => key.push_str(text),
                 Part::Placeholder(name, allowed) => {
                     let value = values
                         .get(name)
@@ -186,11 +196,11 @@ impl KeyPattern {
                             allowed: allowed.join("|"),
                         });
                     }
-                    segments.push(value.clone());
+                    key.push_str(value);
                 }
             }
         }
-        Ok(segments.join(":"))
+        Ok(key)
     }
 
     /// A `SCAN MATCH` glob for keys of this shape: literals escaped, placeholders `*`.

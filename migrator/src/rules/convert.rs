@@ -2,7 +2,7 @@
 //! keys, and the conversion gives their values. Anything that cannot be converted is
 //! [`Converted::Unparseable`] with the reason — never a guess.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use edgesync_core::codec::parse_decimal;
 use edgesync_core::keys::pattern::{Captures, KeyPattern};
@@ -67,8 +67,9 @@ fn complete(
     patterns: &[&KeyPattern],
     options: &RuleOptions,
 ) -> Result<Captures, String> {
-    let needed: BTreeSet<&str> = patterns.iter().flat_map(|p| p.placeholders()).collect();
-    for name in needed {
+    // In the patterns' order; a name already filled (by the key, a default or an earlier
+    // pattern) is skipped, so no set of names is built per key.
+    for name in patterns.iter().flat_map(|p| p.placeholders()) {
         if values.contains_key(name) {
             continue;
         }
@@ -126,13 +127,13 @@ impl Context<'_> {
     fn place(&self, fields: Option<&Map<String, Value>>) -> Result<(String, Option<(String, String)>), String> {
         let values = complete(self.base.clone(), fields, self.rule, &self.patterns(), self.options)?;
         let prefix = &self.options.target_prefix;
-        let key = self.rule.to.render(&values).map(|k| format!("{prefix}{k}")).map_err(|e| e.to_string())?;
+        let key = self.rule.to.render_after(prefix, &values).map_err(|e| e.to_string())?;
         let index = match &self.rule.index {
             None => None,
             Some(index) => {
-                let set = index.key.render(&values).map_err(|e| e.to_string())?;
+                let set = index.key.render_after(prefix, &values).map_err(|e| e.to_string())?;
                 let member = index.member.render(&values).map_err(|e| e.to_string())?;
-                Some((format!("{prefix}{set}"), member))
+                Some((set, member))
             }
         };
         Ok((key, index))
