@@ -22,8 +22,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::connect::Connector;
+use crate::entry::{Entry, EntryState, IndexMember};
 use crate::families::{survey, NotOwned};
-use crate::journal::{entries, Entry, EntryState, IndexMember, Journal, JournalError};
+use crate::journal::{entries, Journal, JournalError};
 use crate::pace::Pace;
 use crate::pipeline::{execute, InFlight, Mover, ReadPlan, Reader, MOVES_IN_FLIGHT};
 use crate::plan::{classify, Candidate, Class, Classified, PlanError, Scanner};

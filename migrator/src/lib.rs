@@ -24,6 +24,7 @@ pub mod apply;
 pub mod collisions;
 pub mod connect;
 pub mod dump;
+pub mod entry;
 pub mod families;
 pub mod generate;
 pub mod http;

@@ -25,8 +25,8 @@ use edgesync_core::store::{Command, Reply, Store, StoreError};
 use futures_executor::block_on;
 
 use crate::connect::{ConnectError, Connector};
+use crate::entry::Entry;
 use crate::families::NotOwned;
-use crate::journal::Entry;
 use crate::plan::{classify, Candidate, Classified, PlanError, Scanner};
 use crate::rules::{RuleOptions, RuleSet};
 

@@ -8,7 +8,8 @@ use edgesync_core::store::{Store, StoreError};
 use serde::Serialize;
 
 use crate::connect::Connector;
-use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
+use crate::entry::{Entry, EntryState};
+use crate::journal::{entries, Journal, JournalError};
 use crate::pipeline::{execute, InFlight, Mover, MOVES_IN_FLIGHT};
 use crate::script::{reloading_if_lost, restore_many_command, restore_outcomes, RestoreOutcome, Scripts};
 

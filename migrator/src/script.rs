@@ -30,7 +30,7 @@
 //! per entry, its shape, its expiry (only if it has one), then the items of each value in the
 //! order the shape lists them. A value's items are: a string's text; a hash's field, value…;
 //! a set's or list's members in order; a sorted set's member, score…. In the shape, numbers
-//! are big-endian, a type is one byte ([`type_code`]; 0 for "the source's value, unchanged",
+//! are big-endian, a type is one byte (`type_code`; 0 for "the source's value, unchanged",
 //! whose items are not sent again) and a count four:
 //!
 //! - move: `keep_source overwrite has_expiry persist type n targets (type n)… indexes`, where
@@ -48,7 +48,7 @@
 
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 
-use crate::journal::Entry;
+use crate::entry::Entry;
 use crate::value::{Stored, TypedValue};
 
 const COMMON: &str = r#"
@@ -643,7 +643,7 @@ mod tests {
     use futures_executor::block_on;
 
     use super::*;
-    use crate::journal::{EntryState, IndexMember};
+    use crate::entry::{EntryState, IndexMember};
     use crate::test_redis::TestRedis;
     use crate::value::read_many;
 

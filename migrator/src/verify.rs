@@ -9,7 +9,8 @@ use edgesync_core::store::{Command, Reply, Store, StoreError};
 use serde::Serialize;
 
 use crate::connect::Connector;
-use crate::journal::{entries, Entry, EntryState, Journal, JournalError};
+use crate::entry::{Entry, EntryState};
+use crate::journal::{entries, Journal, JournalError};
 use crate::pipeline::{Job, Pending, Worker, MOVES_IN_FLIGHT};
 use crate::value::read_expecting;
 

@@ -1,6 +1,6 @@
 //! Migration rules: which legacy keys move where, and how their values convert.
 //!
-//! A [`RuleSet`] is a TOML file ([`file`]): its rules in match order, where its targets go
+//! A [`RuleSet`] is a TOML file ([`file`](mod@file)): its rules in match order, where its targets go
 //! (in place, or under `{namespace}:v1:`), the legacy *families* it answers for (globs whose
 //! keys, when no rule owns them, are reported as "not owned" rather than left silently) and
 //! the keys it knowingly leaves alone (`exclude`). Three sets ship with the migrator as files
