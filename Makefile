@@ -40,7 +40,7 @@ DEV_PORT ?= 8787
 # The bundle budget: 600 KB compressed (the free plan allows 3 MB; a small bundle starts fast).
 BUNDLE_LIMIT_BYTES := 614400
 
-.PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e deploy-check bench bench-migrator bench-core deploy clean
+.PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-migrator bench-core deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -122,6 +122,10 @@ e2e: tools wasm ## end-to-end tests: redis-server, gateway, MEXC stand-in, worke
 		echo "e2e: unshare unavailable; running in the host network (servers bind 127.0.0.1 only)"; \
 		cargo test -p edgesync-e2e --tests --quiet; \
 	fi
+
+screenshot: tools wasm ## refresh docs/page.png, the README's screenshot, from the page suite
+	cargo build -p edgesync-gateway --bin edgesync-gateway --quiet
+	EDGESYNC_SCREENSHOT=$(ROOT)/docs/page.png cargo test -p edgesync-e2e --test page --quiet
 
 deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the 600 KB budget
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \

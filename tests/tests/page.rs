@@ -1,7 +1,7 @@
 //! The trader's page and `/metrics` end to end: the worker in workerd with real Redis and the
 //! stand-in, the page driven in Debian's headless Chromium through playwright-core
 //! (`tests/page/drive.mjs`, which reports what the page shows and every request it made).
-//! The screenshot README.md shows is made here (`docs/page.png`).
+//! The screenshot README.md shows (`docs/page.png`) is made here, by `make screenshot`.
 
 use std::process::Command;
 
@@ -78,11 +78,25 @@ fn history_count(stack: &Stack, symbol: &str) -> u64 {
     stack.get(&format!("/v1/price/{symbol}/history?limit=1000")).json()["count"].as_u64().expect("a count")
 }
 
+/// Where the screenshot goes: `target/e2e/page.png`, so a test run leaves the checkout as it
+/// was, or the path in `EDGESYNC_SCREENSHOT` (`make screenshot` refreshes the README's
+/// `docs/page.png` so).
+fn screenshot_path() -> std::path::PathBuf {
+    match std::env::var_os("EDGESYNC_SCREENSHOT") {
+        Some(path) => path.into(),
+        None => {
+            let dir = repo_root().join("target/e2e");
+            std::fs::create_dir_all(&dir).expect("target/e2e is writable");
+            dir.join("page.png")
+        }
+    }
+}
+
 /// After crons, each symbol's chart has one point per history entry, the sync states read
 /// `ok`, the store is healthy, and with the token the private panels are filled. The
-/// screenshot is saved for the README.
+/// screenshot is saved (see [`screenshot_path`]).
 fn the_chart_has_a_point_per_history_entry(stack: &Stack) {
-    let screenshot = repo_root().join("docs/page.png");
+    let screenshot = screenshot_path();
     let seen = drive(stack, json!({ "token": READ_TOKEN, "screenshot": screenshot }));
     for symbol in SYMBOLS {
         let entries = history_count(stack, symbol);
