@@ -191,25 +191,35 @@ pub struct EntryHead {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_target_holding_the_original_is_stored_once_and_read_back_whole() {
-        let mut kept = Entry {
-            seq: 7,
-            rule: "keep".into(),
-            source: "old:7".into(),
-            original: Stored { value: TypedValue::String(r#"{"qty":"7"}"#.into()), expire_at_ms: None },
+impl Entry {
+    /// A pending entry moving `source` (holding `original`) under `rule`, with no targets or
+    /// index yet: tests fill in what they need.
+    pub(crate) fn pending(seq: u64, rule: &str, source: &str, original: Stored) -> Self {
+        Entry {
+            seq,
+            rule: rule.into(),
+            source: source.into(),
+            original,
             targets: Vec::new(),
-            previous_targets: vec![None, None],
+            previous_targets: Vec::new(),
             index: Vec::new(),
             keep_source: false,
             overwrite: false,
             drop_expiry: false,
             state: EntryState::Pending,
             note: None,
-        };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_holding_the_original_is_stored_once_and_read_back_whole() {
+        let original = Stored { value: TypedValue::String(r#"{"qty":"7"}"#.into()), expire_at_ms: None };
+        let mut kept = Entry { previous_targets: vec![None, None], ..Entry::pending(7, "keep", "old:7", original) };
         kept.targets = vec![
             ("new:kept".into(), kept.original.value.clone()),
             ("new:other".into(), TypedValue::String("converted".into())),

@@ -623,20 +623,10 @@ mod tests {
     use crate::value::{Stored, TypedValue};
 
     fn entry(seq: u64) -> Entry {
-        Entry {
-            seq,
-            rule: "user-position".into(),
-            source: format!("user:u{seq}:position:QRLUSDT:long"),
-            original: Stored { value: TypedValue::String(format!("{{\"qty\":\"{seq}\"}}")), expire_at_ms: None },
-            targets: Vec::new(),
-            previous_targets: Vec::new(),
-            index: vec![IndexMember { key: format!("idx:{seq}"), member: "m".into(), added: None }],
-            keep_source: false,
-            overwrite: false,
-            drop_expiry: false,
-            state: EntryState::Pending,
-            note: None,
-        }
+        let source = format!("user:u{seq}:position:QRLUSDT:long");
+        let original = Stored { value: TypedValue::String(format!("{{\"qty\":\"{seq}\"}}")), expire_at_ms: None };
+        let index = vec![IndexMember { key: format!("idx:{seq}"), member: "m".into(), added: None }];
+        Entry { index, ..Entry::pending(seq, "user-position", &source, original) }
     }
 
     fn seqs(pages: impl Iterator<Item = Result<Vec<Entry>, JournalError>>) -> Vec<u64> {

@@ -370,7 +370,7 @@ mod tests {
     use futures_executor::block_on;
 
     use super::*;
-    use crate::entry::{EntryState, IndexMember};
+    use crate::entry::IndexMember;
     use crate::test_redis::TestRedis;
     use crate::value::read_many;
 
@@ -385,20 +385,8 @@ mod tests {
     }
 
     fn entry(source: &str, original: TypedValue, expire_at_ms: Option<i64>, targets: Vec<(&str, TypedValue)>) -> Entry {
-        Entry {
-            seq: 0,
-            rule: "test".into(),
-            source: source.into(),
-            original: Stored { value: original, expire_at_ms },
-            targets: targets.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            previous_targets: Vec::new(),
-            index: Vec::new(),
-            keep_source: false,
-            overwrite: false,
-            drop_expiry: false,
-            state: EntryState::Pending,
-            note: None,
-        }
+        let targets = targets.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Entry { targets, ..Entry::pending(0, "test", source, Stored { value: original, expire_at_ms }) }
     }
 
     fn write(store: &dyn Store, key: &str, value: &TypedValue, expire_at_ms: Option<i64>) {
