@@ -32,8 +32,9 @@ pub struct IndexMember {
     pub added: Option<bool>,
 }
 
-/// Stored as JSON, with one difference (`EntryRecord`): a target whose value is the
-/// original's (a `keep` rule) is stored as `null` rather than as a second copy.
+/// One source key's move, as journaled before it is made. Stored as JSON (`EntryRecord`,
+/// the `Serialize` below), except that a target whose value is the original's (a `keep`
+/// rule) is stored as `null` rather than as a second copy.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "EntryRecord")]
 pub struct Entry {
@@ -43,19 +44,15 @@ pub struct Entry {
     pub original: Stored,
     pub targets: Vec<(String, TypedValue)>,
     /// What each target held before the move, restored by rollback (`None`: deleted).
-    #[serde(default)]
     pub previous_targets: Vec<Option<Stored>>,
     pub index: Vec<IndexMember>,
     pub keep_source: bool,
     /// Replace targets holding other values (`--overwrite`, or a re-migration of a source
     /// recreated after its move, whose targets still hold the previous move's values).
-    #[serde(default)]
     pub overwrite: bool,
     /// The targets are written permanent, whatever the original's expiry.
-    #[serde(default)]
     pub drop_expiry: bool,
     pub state: EntryState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
@@ -63,7 +60,8 @@ pub struct Entry {
 /// document inside a JSON string was the largest part of journaling (measured in
 /// docs/benchmarks.md), and a `keep` target repeats the original whole, so such a target's
 /// value is written as `null` and read back as the original's. Entries journaled with the
-/// value written out read the same.
+/// value written out read the same, and so do entries from before `previous_targets`,
+/// `overwrite` and `drop_expiry` existed (their defaults).
 #[derive(Deserialize)]
 struct EntryRecord {
     seq: u64,
