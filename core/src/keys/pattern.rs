@@ -229,6 +229,10 @@ mod tests {
         assert_eq!(c["user"], "42");
         assert_eq!(c["symbol"], "BTC-USDT-SWAP");
         assert_eq!(p.render(&c).unwrap(), "user:42:position:BTC-USDT-SWAP:long");
+        assert_eq!(p.render_after("v2:", &c).unwrap(), "v2:user:42:position:BTC-USDT-SWAP:long");
+        let mut missing = c.clone();
+        missing.remove("side");
+        assert!(matches!(p.render_after("v2:", &missing), Err(PatternError::Missing { name, .. }) if name == "side"));
         assert!(p.capture("user:42:position:BTC:long:extra").is_none());
         assert!(p.capture("user::position:BTC:long").is_none());
         assert_eq!(p.scan_glob(), "user:*:position:*:*");
