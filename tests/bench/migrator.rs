@@ -6,7 +6,9 @@
 //!   one-key-at-a-time SCAN + GET + SET + DEL loop;
 //! - `plan` (keys scanned and classified), `verify` (entries checked) and `rollback` (entries
 //!   restored) keys/s on the same keys;
-//! - each step's peak RSS at 100 k and at 1 M keys (memory must stay flat);
+//! - each step's peak RSS at 100 k and at 1 M keys (memory must stay flat), and the CPU time
+//!   Redis and the migrator spent on it (Redis's share of the wall time shows whether it is
+//!   the bound);
 //! - on GRID-style position arrays (`{exchange}:positions:{user}`, OKX position lists as
 //!   TradingBoost's GRID writes them), `apply --rules tradingboost` against the tool that
 //!   codebase ships for the same move: `scripts/migrate_grid_positions.py` at 42d81ac, run
@@ -55,17 +57,35 @@ fn migrator_binary() -> PathBuf {
     path
 }
 
-/// One step's run: wall seconds, its JSON report, peak RSS in KiB.
+/// One step's run: wall seconds, its JSON report, peak RSS in KiB, and the CPU seconds the
+/// migrator (all its threads) and Redis spent on it — which says what bounds the step.
 struct Run {
     seconds: f64,
     report: Value,
     rss_kib: i64,
+    migrator_cpu: f64,
+    redis_cpu: f64,
+}
+
+/// Redis's own CPU seconds so far (`INFO cpu`: user + system of the server process).
+fn redis_cpu_seconds(url: &str) -> f64 {
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("cpu").query(&mut connection).expect("INFO cpu");
+    info.lines()
+        .filter_map(|line| line.strip_prefix("used_cpu_user:").or_else(|| line.strip_prefix("used_cpu_sys:")))
+        .map(|value| value.trim().parse::<f64>().expect("a number of seconds"))
+        .sum()
+}
+
+fn timeval_seconds(time: libc::timeval) -> f64 {
+    time.tv_sec as f64 + time.tv_usec as f64 / 1e6
 }
 
 /// Runs `migrator <step> --json …` and measures it.
 // The child is reaped with `wait4`, which also yields its peak RSS; clippy cannot see that.
 #[allow(clippy::zombie_processes)]
 fn run_step(step: &str, url: &str, journal: &Path, extra: &[&str]) -> Run {
+    let redis_before = redis_cpu_seconds(url);
     let started = Instant::now();
     let child = Command::new(migrator_binary())
         .args([step, "--json", "--batch", "1000", "--url", url, "--journal"])
@@ -85,8 +105,10 @@ fn run_step(step: &str, url: &str, journal: &Path, extra: &[&str]) -> Run {
     // SAFETY: waits for our own child and fills `usage` with its resource use.
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let seconds = started.elapsed().as_secs_f64();
+    let redis_cpu = redis_cpu_seconds(url) - redis_before;
     let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{step} report ({e}): {text}"));
-    Run { seconds, report, rss_kib: usage.ru_maxrss }
+    let migrator_cpu = timeval_seconds(usage.ru_utime) + timeval_seconds(usage.ru_stime);
+    Run { seconds, report, rss_kib: usage.ru_maxrss, migrator_cpu, redis_cpu }
 }
 
 fn count(report: &Value, pointer: &str) -> u64 {
@@ -274,6 +296,17 @@ fn print_steps(label: &str, steps: &[(Run, u64); 4], small: &[(Run, u64); 4]) {
             run.rss_kib,
             run.rss_kib as f64 / small_run.rss_kib as f64,
             small_run.rss_kib
+        );
+    }
+    println!("  CPU per step (Redis is one thread: near 100 % busy, it bounds the step):");
+    for (name, (run, n)) in ["plan", "apply", "verify", "rollback"].iter().zip(steps) {
+        println!(
+            "  {name:<9} Redis {:>6.1} s ({:>3.0} % busy, {:>5.1} µs per key)   migrator {:>6.1} s ({:>5.1} µs per key)",
+            run.redis_cpu,
+            100.0 * run.redis_cpu / run.seconds,
+            1e6 * run.redis_cpu / *n as f64,
+            run.migrator_cpu,
+            1e6 * run.migrator_cpu / *n as f64
         );
     }
 }
