@@ -223,21 +223,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 static JEMALLOC_OPTIONS: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
-/// `verify` and `rollback` walk the journal at a steady pace and keep little from one page to
-/// the next, so they return freed pages after a quarter of a second: with the one second every
-/// step starts with, their peak RSS at 1 M keys was 1.02–1.12× the 100 k run's, with this
-/// 1.03–1.05×, for ~2 % more CPU. `apply` keeps the second, or its batch buffers would be
-/// faulted in again (docs/benchmarks.md).
-fn return_freed_pages_sooner() {
-    const DECAY_MS: isize = 250;
-    // Future arenas, then every existing one (4096 is jemalloc's MALLCTL_ARENAS_ALL).
-    for key in [&b"arenas.dirty_decay_ms\0"[..], b"arena.4096.dirty_decay_ms\0"] {
-        // SAFETY: both keys take an ssize_t. A failure keeps the start-up setting: it costs
-        // memory, never correctness.
-        let _ = unsafe { tikv_jemalloc_ctl::raw::write(key, DECAY_MS) };
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     run(&cli).unwrap_or_else(|error| {
@@ -323,13 +308,11 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
             report(global.json, &applied, !applied.has_problems())
         }
         Step::Verify => {
-            return_freed_pages_sooner();
             let verified =
                 block_on(verify::verify(store, &journal()?, global.batch, Some(&connector))).map_err(failed)?;
             report(global.json, &verified, verified.is_clean())
         }
         Step::Rollback { force } => {
-            return_freed_pages_sooner();
             let rolled = block_on(rollback::rollback(store, &journal()?, global.batch, *force, Some(&connector)))
                 .map_err(failed)?;
             report(global.json, &rolled, rolled.refused == 0)
