@@ -4,6 +4,8 @@
 //! rollback finish. [`EntryHead`] is the part a walk over the journal reads first. The
 //! journal (`crate::journal`) decides where entries are stored; this module, what one is.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::value::{Stored, TypedValue};
@@ -36,7 +38,7 @@ pub struct IndexMember {
 /// the `Serialize` below), except that a target whose value is the original's (a `keep`
 /// rule) is stored as `null` rather than as a second copy.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(from = "EntryRecord")]
+#[serde(from = "EntryRecord<'static>")]
 pub struct Entry {
     pub seq: u64,
     pub rule: String,
@@ -56,94 +58,78 @@ pub struct Entry {
     pub note: Option<String>,
 }
 
-/// An [`Entry`] as the journal stores it (written by `Entry`'s `Serialize`). Escaping a JSON
-/// document inside a JSON string was the largest part of journaling (measured in
-/// docs/benchmarks.md), and a `keep` target repeats the original whole, so such a target's
-/// value is written as `null` and read back as the original's. Entries journaled with the
-/// value written out read the same, and so do entries from before `previous_targets`,
+/// An [`Entry`] as the journal stores it: borrowed from the entry when written, owned when
+/// read. Escaping a JSON document inside a JSON string was the largest part of journaling
+/// (measured in docs/benchmarks.md), and a `keep` target repeats the original whole, so such a
+/// target's value is written as `null` and read back as the original's. Entries journaled with
+/// the value written out read the same, and so do entries from before `previous_targets`,
 /// `overwrite` and `drop_expiry` existed (their defaults).
-#[derive(Deserialize)]
-struct EntryRecord {
+#[derive(Serialize, Deserialize)]
+struct EntryRecord<'a> {
     seq: u64,
-    rule: String,
-    source: String,
-    original: Stored,
-    targets: Vec<(String, Option<TypedValue>)>,
+    rule: Cow<'a, str>,
+    source: Cow<'a, str>,
+    original: Cow<'a, Stored>,
+    targets: Vec<(Cow<'a, str>, Option<Cow<'a, TypedValue>>)>,
     #[serde(default)]
-    previous_targets: Vec<Option<Stored>>,
-    index: Vec<IndexMember>,
+    previous_targets: Cow<'a, [Option<Stored>]>,
+    index: Cow<'a, [IndexMember]>,
     keep_source: bool,
     #[serde(default)]
     overwrite: bool,
     #[serde(default)]
     drop_expiry: bool,
     state: EntryState,
-    #[serde(default)]
-    note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<Cow<'a, str>>,
 }
 
-impl From<EntryRecord> for Entry {
-    fn from(record: EntryRecord) -> Self {
-        let original = record.original;
+impl From<EntryRecord<'static>> for Entry {
+    fn from(record: EntryRecord<'static>) -> Self {
+        let original = record.original.into_owned();
         let targets = record
             .targets
             .into_iter()
-            .map(|(key, value)| (key, value.unwrap_or_else(|| original.value.clone())))
+            .map(|(key, value)| (key.into_owned(), value.map_or_else(|| original.value.clone(), Cow::into_owned)))
             .collect();
         Entry {
             seq: record.seq,
-            rule: record.rule,
-            source: record.source,
+            rule: record.rule.into_owned(),
+            source: record.source.into_owned(),
             original,
             targets,
-            previous_targets: record.previous_targets,
-            index: record.index,
+            previous_targets: record.previous_targets.into_owned(),
+            index: record.index.into_owned(),
             keep_source: record.keep_source,
             overwrite: record.overwrite,
             drop_expiry: record.drop_expiry,
             state: record.state,
-            note: record.note,
+            note: record.note.map(Cow::into_owned),
         }
     }
 }
 
 impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Borrowed throughout: only the targets' list is built.
-        #[derive(Serialize)]
-        struct Borrowed<'a> {
-            seq: u64,
-            rule: &'a str,
-            source: &'a str,
-            original: &'a Stored,
-            targets: Vec<(&'a str, Option<&'a TypedValue>)>,
-            previous_targets: &'a [Option<Stored>],
-            index: &'a [IndexMember],
-            keep_source: bool,
-            overwrite: bool,
-            drop_expiry: bool,
-            state: EntryState,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            note: &'a Option<String>,
-        }
-        let targets = self
-            .targets
-            .iter()
-            .map(|(key, value)| (key.as_str(), Some(value).filter(|v| **v != self.original.value)))
-            .collect();
-        Borrowed {
+        EntryRecord {
             seq: self.seq,
-            rule: &self.rule,
-            source: &self.source,
-            original: &self.original,
-            targets,
-            previous_targets: &self.previous_targets,
-            index: &self.index,
+            rule: Cow::Borrowed(&self.rule),
+            source: Cow::Borrowed(&self.source),
+            original: Cow::Borrowed(&self.original),
+            targets: self
+                .targets
+                .iter()
+                .map(|(key, value)| {
+                    (Cow::Borrowed(key.as_str()), Some(value).filter(|v| **v != self.original.value).map(Cow::Borrowed))
+                })
+                .collect(),
+            previous_targets: Cow::Borrowed(&self.previous_targets),
+            index: Cow::Borrowed(&self.index),
             keep_source: self.keep_source,
             overwrite: self.overwrite,
             drop_expiry: self.drop_expiry,
             state: self.state,
-            note: &self.note,
+            note: self.note.as_deref().map(Cow::Borrowed),
         }
         .serialize(serializer)
     }

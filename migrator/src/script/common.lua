@@ -1,5 +1,6 @@
 -- What the move and restore scripts share: reading, comparing and writing typed values,
 -- and walking the binary shape and ARGV. Loaded in front of each (see script.rs).
+
 local KINDS = {'string', 'hash', 'set', 'zset', 'list'}
 -- Globals bound to locals once per call: every use of a global is a table lookup.
 local KEYS, ARGV = KEYS, ARGV

@@ -1,5 +1,6 @@
 -- Moves a batch of journaled keys, each compared and moved on its own; one answer string
 -- per entry. Runs after common.lua; arguments and answers are described in script.rs.
+
 -- The entry being moved, reused across entries (tables per key were a third of the script's
 -- own time): per target t, T[5t-4..5t] = key, kind, where its items start, how many, whether
 -- it is the source's value unchanged; and whether it held something.
@@ -44,12 +45,10 @@ local function move_one()
     return 'already'
   end
   if current == false or not equals(current, kind, at, n) then return 'changed' end
-  local renaming = count == 1 and T[5] and T[1] ~= source and delete_source
   -- A rename onto a target that does not exist needs no check first: RENAMENX is both.
-  if renaming and rcall('RENAMENX', source, T[1]) == 1 then
-    if persist == 1 then rcall('PERSIST', T[1]) end
-    delete_source = false
-  else
+  local renaming = count == 1 and T[5] and T[1] ~= source and delete_source
+  local renamed = renaming and rcall('RENAMENX', source, T[1]) == 1
+  if not renamed then
     for t = 5, 5 * count, 5 do
       local key = T[t - 4]
       if key == source then
@@ -66,14 +65,17 @@ local function move_one()
     end
     if renaming then
       rcall('RENAME', source, T[1])
-      if persist == 1 then rcall('PERSIST', T[1]) end
-      delete_source = false
+      renamed = true
     else
       for t = 5, 5 * count, 5 do
         write(T[t - 4], T[t - 3], T[t - 2], T[t - 1], expire_at, existed[t])
         if T[t - 4] == source then delete_source = false end
       end
     end
+  end
+  if renamed then
+    if persist == 1 then rcall('PERSIST', T[1]) end
+    delete_source = false
   end
   local answer = 'moved'
   for x = 0, indexes - 1 do

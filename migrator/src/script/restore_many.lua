@@ -1,5 +1,6 @@
 -- Restores a batch of moved keys to their journaled originals, each checked on its own; one
 -- answer string per entry. Runs after common.lua; arguments in script.rs.
+
 -- The entry being restored, reused across entries: per target t, T[9t-8..9t] = key, kind,
 -- where its items start, how many, whether it is the original unchanged, then the same for
 -- what it held before (kind false when it did not exist) and that value's expiry.
