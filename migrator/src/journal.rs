@@ -24,7 +24,7 @@
 //! small chunks and bounded segments keep its memory flat — sled keeps large values resident,
 //! and per-record bookkeeping for a whole database (measured in docs/design.md).
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -257,6 +257,13 @@ impl Segment {
     }
 }
 
+/// Older segments kept open beside the newest: the one a walk reads and, if it was written
+/// last, the one it just left, which the batches still in flight update (apply's, forwards;
+/// rollback's, backwards). Opening a segment replays its whole log: keeping only one, a
+/// rollback opened every segment six times; keeping any passed one, a read-only walk held
+/// ~10 MB more.
+const OTHERS_OPEN: usize = 2;
+
 /// Where the segments live inside the journal directory (older layouts used `db` and
 /// `segments`).
 const SEGMENTS_DIR: &str = "chunks";
@@ -271,9 +278,14 @@ pub struct SledJournal {
     appended: Cell<u64>,
     /// The first sequence number not yet written, once known.
     next_new: Cell<Option<u64>>,
-    /// The newest segment (new entries go there) and one other, each opened on demand.
+    /// The newest segment (new entries go there), opened on demand.
     newest: RefCell<Option<Segment>>,
-    other: RefCell<Option<Segment>>,
+    /// Up to [`OTHERS_OPEN`] older segments, most recently used first.
+    others: RefCell<VecDeque<Segment>>,
+    /// The segment appended to or updated last.
+    written: Cell<Option<u64>>,
+    /// Segments opened so far (each open replays a whole log).
+    opened: Cell<u64>,
     /// The segment a walk will want next, being opened on another thread: opening replays a
     /// segment's whole log, and a walk would otherwise wait for each in turn.
     next: RefCell<Option<Opening>>,
@@ -344,7 +356,9 @@ impl SledJournal {
             appended: Cell::new(0),
             next_new: Cell::new(None),
             newest: RefCell::new(None),
-            other: RefCell::new(None),
+            others: RefCell::new(VecDeque::new()),
+            written: Cell::new(None),
+            opened: Cell::new(0),
             next: RefCell::new(None),
         })
     }
@@ -364,7 +378,8 @@ impl SledJournal {
     }
 
     fn is_open(&self, number: u64) -> bool {
-        [&self.newest, &self.other].iter().any(|slot| slot.borrow().as_ref().is_some_and(|s| s.number == number))
+        self.newest.borrow().as_ref().is_some_and(|s| s.number == number)
+            || self.others.borrow().iter().any(|s| s.number == number)
     }
 
     /// As [`Self::with_segment`]; when `number` had to be opened, `then` (the segment a walk
@@ -375,10 +390,18 @@ impl SledJournal {
         then: Option<u64>,
         f: impl FnOnce(&Segment) -> Result<R, JournalError>,
     ) -> Result<R, JournalError> {
-        for slot in [&self.newest, &self.other] {
-            if let Some(segment) = slot.borrow().as_ref().filter(|s| s.number == number) {
-                return f(segment);
+        if let Some(segment) = self.newest.borrow().as_ref().filter(|s| s.number == number) {
+            return f(segment);
+        }
+        {
+            let mut others = self.others.borrow_mut();
+            if let Some(at) = others.iter().position(|s| s.number == number) {
+                let used = others.remove(at).expect("found above");
+                others.push_front(used);
             }
+        }
+        if let Some(segment) = self.others.borrow().front().filter(|s| s.number == number) {
+            return f(segment);
         }
         let then = then.filter(|then| !self.is_open(*then));
         let opened = match self.next.borrow_mut().take() {
@@ -389,27 +412,52 @@ impl SledJournal {
             }
             None => None,
         };
-        let newest = self.segments.borrow().last().copied();
-        let mut slot = if newest == Some(number) { self.newest.borrow_mut() } else { self.other.borrow_mut() };
-        if let Some(previous) = slot.take() {
-            if newest == Some(number) {
-                // The segment a new one replaces is the one the batches still in flight update:
-                // it stays open in the other slot (opening it again replays its whole log).
-                if let Some(closed) = self.other.borrow_mut().replace(previous) {
-                    closed.db.flush()?;
-                }
-            } else {
-                previous.db.flush()?;
-            }
-        }
-        *slot = Some(match opened {
+        let segment = match opened {
             Some(segment) => segment,
             None => Segment::open(&self.root, number)?,
-        });
+        };
+        self.opened.set(self.opened.get() + 1);
+        if self.segments.borrow().last() == Some(&number) {
+            let replaced = self.newest.borrow_mut().replace(segment);
+            match replaced {
+                // The segment a new one replaces is the one the batches still in flight update.
+                Some(previous) => self.keep_open(previous)?,
+                // The newest opened for the first time: nothing was appended, so no batch in
+                // flight updates the others, which a walk has passed. Closed, or their caches
+                // would stay resident beside the newest's while the walk ends.
+                None => {
+                    for passed in self.others.borrow_mut().drain(..) {
+                        passed.db.flush()?;
+                    }
+                }
+            }
+        } else {
+            self.keep_open(segment)?;
+        }
         if let Some(then) = then {
             *self.next.borrow_mut() = Some(Opening::start(&self.root, then));
         }
-        f(slot.as_ref().expect("opened above"))
+        let newest = self.newest.borrow();
+        match newest.as_ref().filter(|s| s.number == number) {
+            Some(segment) => f(segment),
+            None => f(self.others.borrow().front().expect("opened above")),
+        }
+    }
+
+    /// Keeps `segment` open as the most recently used of the others, and beside it at most the
+    /// one written last (what batches in flight still update); the rest are closed.
+    fn keep_open(&self, segment: Segment) -> Result<(), JournalError> {
+        let mut others = self.others.borrow_mut();
+        let passed: Vec<Segment> = others.drain(..).collect();
+        others.push_back(segment);
+        for other in passed {
+            if Some(other.number) == self.written.get() && others.len() < OTHERS_OPEN {
+                others.push_back(other);
+            } else {
+                other.db.flush()?;
+            }
+        }
+        Ok(())
     }
 
     fn walk<T: Journaled>(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<T>, JournalError> {
@@ -512,6 +560,7 @@ impl Journal for SledJournal {
             segment.db.flush()?;
             Ok(())
         })?;
+        self.written.set(Some(number));
         self.appended.set(self.appended.get() + total);
         self.next_new.set(Some(next + entries.len() as u64));
         Ok(())
@@ -527,6 +576,7 @@ impl Journal for SledJournal {
             groups.entry(number).or_default().push(entry);
         }
         for (number, entries) in groups {
+            self.written.set(Some(number));
             self.with_segment(number, |segment| {
                 let mut entries = entries;
                 entries.sort_unstable_by_key(|e| e.seq);
@@ -571,10 +621,11 @@ impl Journal for SledJournal {
     }
 
     fn flush(&self) -> Result<(), JournalError> {
-        for slot in [&self.newest, &self.other] {
-            if let Some(segment) = slot.borrow().as_ref() {
-                segment.db.flush()?;
-            }
+        if let Some(segment) = self.newest.borrow().as_ref() {
+            segment.db.flush()?;
+        }
+        for segment in self.others.borrow().iter() {
+            segment.db.flush()?;
         }
         Ok(())
     }
@@ -673,6 +724,48 @@ mod tests {
         let updated = journal.get(3).unwrap().unwrap();
         assert_eq!((updated.state, updated.index[0].added), (EntryState::Done, Some(true)), "the outcome survived");
         assert_eq!(journal.get(4).unwrap().unwrap().state, EntryState::Pending);
+    }
+
+    /// Rollback's walk: backwards, a page at a time, each page's outcomes noted two pages
+    /// later (the batches in flight), so the segment just left is still written.
+    #[test]
+    fn a_walk_that_updates_what_it_passed_opens_each_segment_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
+            for first in (0..60).step_by(6) {
+                journal.append(&(first..first + 6).map(entry).collect::<Vec<_>>()).unwrap();
+            }
+        }
+        let count = segments(dir.path()) as u64;
+        assert!(count >= 4, "several segments: {count}");
+        let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
+        let mut in_flight = std::collections::VecDeque::new();
+        for page in entries(&journal, true, 4) {
+            in_flight.push_back(page.unwrap());
+            if in_flight.len() >= 2 {
+                let mut done = in_flight.pop_front().unwrap();
+                done.iter_mut().for_each(|e| e.state = EntryState::RolledBack);
+                journal.update(&done, false).unwrap();
+            }
+        }
+        for mut done in in_flight {
+            done.iter_mut().for_each(|e| e.state = EntryState::RolledBack);
+            journal.update(&done, false).unwrap();
+        }
+        assert_eq!(journal.opened.get(), count, "each segment opened once");
+        let states: Vec<EntryState> = entries(&journal, false, 10).flat_map(|p| p.unwrap()).map(|e| e.state).collect();
+        assert_eq!(states, vec![EntryState::RolledBack; 60], "every outcome noted");
+        drop(journal);
+
+        // A walk that writes nothing keeps no segment it has passed open.
+        let journal = SledJournal::open_with(dir.path(), SMALL_CHUNKS, SMALL_SEGMENTS).unwrap();
+        for page in entries(&journal, false, 4) {
+            page.unwrap();
+            assert!(journal.others.borrow().len() <= 1, "only the segment being read");
+        }
+        assert!(journal.others.borrow().is_empty(), "at the newest, the passed one is closed");
+        assert_eq!(journal.opened.get(), count);
     }
 
     #[test]
