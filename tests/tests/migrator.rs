@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgesync_core::store::StoreExt;
+use edgesync_core::store::{Command as StoreCommand, Store, StoreExt};
 use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{migrator_binary, RedisBackend, REDIS_TOKEN};
 use edgesync_e2e::suite::run_suite;
@@ -130,7 +130,10 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
     }
     let verified = run(&["verify"]);
     assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+    let verified_report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verified_report["checked"], applied_report["migrated"], "every moved entry is checked once");
     let after_apply = block_on(dump(store)).unwrap();
+    verify_finds_what_changed_after_apply(store, &after_apply, &run);
     let untouched = |key: &str| !owned_by_rules(key) && !key.starts_with(PREFIX);
     let changed_others = differences(&original, &after_apply, 50, |k| !untouched(k));
     assert!(
@@ -282,6 +285,48 @@ fn a_live_writer_loses_no_update(backend: &RedisBackend) {
     let verified = block_on(verify(store.as_ref(), &journal, 100, None)).unwrap();
     // Keys the writer recreated after their move differ from the journal only at the source.
     assert_eq!(verified.missing.count + verified.type_mismatch.count, 0, "{verified:?}");
+}
+
+/// Verify (its checkers side by side, each on a page of its own) reports targets changed or
+/// deleted after the move, wherever they are in the journal; put back, it is clean again.
+fn verify_finds_what_changed_after_apply(
+    store: &dyn Store,
+    after_apply: &Dump,
+    run: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    let permanent_hashes: Vec<&String> = after_apply
+        .iter()
+        .filter(|(key, stored)| {
+            key.starts_with(&format!("{PREFIX}position:"))
+                && stored.expire_at_ms.is_none()
+                && matches!(stored.value, TypedValue::Hash(_))
+        })
+        .map(|(key, _)| key)
+        .collect();
+    assert!(permanent_hashes.len() > 1000, "moved positions: {}", permanent_hashes.len());
+    let (first, middle, last) =
+        (permanent_hashes[0], permanent_hashes[permanent_hashes.len() / 2], *permanent_hashes.last().unwrap());
+    let execute = |command: StoreCommand| block_on(store.execute(&command)).unwrap();
+    execute(StoreCommand::new("HSET").arg(first).arg("tampered").arg("1"));
+    execute(StoreCommand::new("HSET").arg(last).arg("tampered").arg("1"));
+    let dumped = execute(StoreCommand::new("DUMP").arg(middle)).into_optional_bytes().unwrap().expect("a dump");
+    execute(StoreCommand::new("DEL").arg(middle));
+
+    let verified = run(&["verify"]);
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verified.status.code(), Some(1), "mismatches are problems: {report}");
+    assert_eq!(report["value_mismatch"]["count"], 2, "{report}");
+    assert_eq!(report["missing"]["count"], 1, "{report}");
+    let examples = report["value_mismatch"]["examples"].to_string() + &report["missing"]["examples"].to_string();
+    for key in [first, middle, last] {
+        assert!(examples.contains(key.as_str()), "{key} in {examples}");
+    }
+
+    execute(StoreCommand::new("HDEL").arg(first).arg("tampered"));
+    execute(StoreCommand::new("HDEL").arg(last).arg("tampered"));
+    execute(StoreCommand::new("RESTORE").arg(middle).arg(0).arg_bytes(&dumped));
+    let verified = run(&["verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
 }
 
 fn upstash_rest_backend(backend: &RedisBackend) {
