@@ -145,19 +145,36 @@ pub fn entries(
     reverse: bool,
     limit: usize,
 ) -> impl Iterator<Item = Result<Vec<Entry>, JournalError>> + '_ {
+    pages(move |after| journal.page(after, limit, reverse), |entry: &Entry| entry.seq)
+}
+
+/// [`entries`], each read only as far as its [`EntryHead`].
+pub fn heads(
+    journal: &dyn Journal,
+    reverse: bool,
+    limit: usize,
+) -> impl Iterator<Item = Result<Vec<EntryHead>, JournalError>> + '_ {
+    pages(move |after| journal.heads(after, limit, reverse), |head: &EntryHead| head.seq)
+}
+
+/// Pages read by `read` (given the last sequence number read), until one comes back empty.
+fn pages<T>(
+    mut read: impl FnMut(Option<u64>) -> Result<Vec<T>, JournalError>,
+    seq: fn(&T) -> u64,
+) -> impl Iterator<Item = Result<Vec<T>, JournalError>> {
     let mut after = None;
     let mut done = false;
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        match journal.page(after, limit, reverse) {
+        match read(after) {
             Ok(page) if page.is_empty() => {
                 done = true;
                 None
             }
             Ok(page) => {
-                after = page.last().map(|e| e.seq);
+                after = page.last().map(seq);
                 Some(Ok(page))
             }
             Err(error) => {

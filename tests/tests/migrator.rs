@@ -143,6 +143,10 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
     );
     let status = run(&["status"]);
     assert_eq!(status.status.code(), Some(0));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["states"]["done"], verified_report["checked"], "{status}");
+    let states: u64 = status["states"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(status["entries"].as_u64(), Some(states), "{status}");
 
     let rolled = run(&["rollback"]);
     assert_eq!(rolled.status.code(), Some(0), "{}", String::from_utf8_lossy(&rolled.stdout));
