@@ -24,7 +24,7 @@
 //! small chunks and bounded segments keep its memory flat — sled keeps large values resident,
 //! and per-record bookkeeping for a whole database (measured in docs/design.md).
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -297,8 +297,8 @@ pub struct SledJournal {
     next_new: Cell<Option<u64>>,
     /// The newest segment (new entries go there), opened on demand.
     newest: RefCell<Option<Segment>>,
-    /// Up to [`OTHERS_OPEN`] older segments, most recently used first.
-    others: RefCell<VecDeque<Segment>>,
+    /// Up to [`OTHERS_OPEN`] older segments, the one opened last first.
+    others: RefCell<Vec<Segment>>,
     /// The segment appended to or updated last.
     written: Cell<Option<u64>>,
     /// Segments opened so far (each open replays a whole log).
@@ -373,7 +373,7 @@ impl SledJournal {
             appended: Cell::new(0),
             next_new: Cell::new(None),
             newest: RefCell::new(None),
-            others: RefCell::new(VecDeque::new()),
+            others: RefCell::new(Vec::new()),
             written: Cell::new(None),
             opened: Cell::new(0),
             next: RefCell::new(None),
@@ -410,14 +410,7 @@ impl SledJournal {
         if let Some(segment) = self.newest.borrow().as_ref().filter(|s| s.number == number) {
             return f(segment);
         }
-        {
-            let mut others = self.others.borrow_mut();
-            if let Some(at) = others.iter().position(|s| s.number == number) {
-                let used = others.remove(at).expect("found above");
-                others.push_front(used);
-            }
-        }
-        if let Some(segment) = self.others.borrow().front().filter(|s| s.number == number) {
+        if let Some(segment) = self.others.borrow().iter().find(|s| s.number == number) {
             return f(segment);
         }
         let then = then.filter(|then| !self.is_open(*then));
@@ -457,19 +450,19 @@ impl SledJournal {
         let newest = self.newest.borrow();
         match newest.as_ref().filter(|s| s.number == number) {
             Some(segment) => f(segment),
-            None => f(self.others.borrow().front().expect("opened above")),
+            None => f(self.others.borrow().first().expect("opened above")),
         }
     }
 
-    /// Keeps `segment` open as the most recently used of the others, and beside it at most the
-    /// one written last (what batches in flight still update); the rest are closed.
+    /// Keeps `segment` open first among the others, and beside it at most the one written last
+    /// (what batches in flight still update); the rest are closed.
     fn keep_open(&self, segment: Segment) -> Result<(), JournalError> {
         let mut others = self.others.borrow_mut();
-        let passed: Vec<Segment> = others.drain(..).collect();
-        others.push_back(segment);
+        let passed = std::mem::take(&mut *others);
+        others.push(segment);
         for other in passed {
             if Some(other.number) == self.written.get() && others.len() < OTHERS_OPEN {
-                others.push_back(other);
+                others.push(other);
             } else {
                 other.db.flush()?;
             }
