@@ -21,7 +21,8 @@ use edgesync_core::store::{Command, Reply, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::connect::Connector;
+use crate::cluster::moves::{ClusterMoveError, ClusterMoves};
+use crate::connect::{Connection, Connector};
 use crate::entry::{Entry, EntryState, IndexMember};
 use crate::families::{survey, NotOwned};
 use crate::journal::{entries, Journal, JournalError};
@@ -117,6 +118,8 @@ pub enum ApplyError {
     Scratch(#[from] std::io::Error),
     #[error(transparent)]
     Survey(#[from] PlanError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterMoveError),
 }
 
 /// A key the scan could not move, and why (`None` in the spill: it was resolved later).
@@ -147,6 +150,8 @@ struct Run<'a> {
     colliding: std::collections::HashMap<String, String>,
     /// The families' keys no rule owns, once the scan has run.
     not_owned: Option<crate::families::NotOwned>,
+    /// On a Redis Cluster: the moves, node by node.
+    cluster: Option<ClusterMoves>,
 }
 
 impl Run<'_> {
@@ -242,18 +247,28 @@ impl Run<'_> {
 
     /// Moves journaled `entries` on this run's connection, notes the outcomes. Returns the
     /// entries whose source changed under the move, for a retry.
-    async fn move_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<Entry>, ApplyError> {
+    async fn move_entries(&mut self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, ApplyError> {
         if entries.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(cluster) = &mut self.cluster {
+            let outcomes = cluster.move_entries(&mut entries, self.journal).await?;
+            return self.note(entries, outcomes);
         }
         // The whole batch in one script call: one round trip and one script start for all.
         let reply = self.store.execute(&move_many_command(&entries, &self.scripts)).await;
         self.note_outcomes(entries, reply).await
     }
 
-    /// Journals new `entries` (flushed) and hands their move to the mover.
+    /// Journals new `entries` (flushed) and hands their move to the mover. On a cluster the
+    /// batch is moved here, node by node, and retried at once.
     async fn send_moves(&mut self, mover: &Mover<'_>, entries: Vec<Entry>) -> Result<Option<InFlight>, ApplyError> {
         if entries.is_empty() {
+            return Ok(None);
+        }
+        if self.cluster.is_some() {
+            let changed = self.journal_and_move(entries).await?;
+            self.retry_changed(changed).await?;
             return Ok(None);
         }
         self.journal.append(&entries)?;
@@ -272,13 +287,19 @@ impl Run<'_> {
     /// entries whose source changed under the move.
     async fn note_outcomes(
         &mut self,
-        mut entries: Vec<Entry>,
+        entries: Vec<Entry>,
         reply: Result<Reply, StoreError>,
     ) -> Result<Vec<Entry>, ApplyError> {
         let reply =
             reloading_if_lost(self.store, reply, &mut self.scripts, |scripts| move_many_command(&entries, scripts))
                 .await;
         let outcomes = move_outcomes(reply?, &entries).map_err(ApplyError::Script)?;
+        self.note(entries, outcomes)
+    }
+
+    /// Notes each entry's outcome in the journal and the report. Returns the entries whose
+    /// source changed under the move.
+    fn note(&mut self, mut entries: Vec<Entry>, outcomes: Vec<MoveOutcome>) -> Result<Vec<Entry>, ApplyError> {
         let mut changed = Vec::new();
         for (entry, outcome) in entries.iter_mut().zip(outcomes) {
             match outcome {
@@ -300,6 +321,9 @@ impl Run<'_> {
                     self.report.problem(&entry.source.clone(), "conflict: a target holds a different value");
                 }
                 MoveOutcome::Changed => changed.push(entry.clone()),
+                MoveOutcome::Elsewhere => {
+                    return Err(ApplyError::Script(format!("{}: `elsewhere` from a single Redis", entry.source)))
+                }
                 MoveOutcome::Missing => {
                     entry.state = EntryState::Changed;
                     entry.note = Some("the source vanished and the targets do not hold its conversion".into());
@@ -351,6 +375,16 @@ impl Run<'_> {
     }
 }
 
+/// The cluster's moves when the connector leads to a Redis Cluster.
+async fn cluster_moves(connector: Option<&Connector>) -> Result<Option<ClusterMoves>, ApplyError> {
+    let Some(connector) = connector else { return Ok(None) };
+    let unavailable = |e: crate::connect::ConnectError| StoreError::Unavailable(e.to_string());
+    match connector.open_connection().map_err(unavailable)? {
+        Connection::Cluster(cluster) => Ok(Some(ClusterMoves::new(cluster).await?)),
+        Connection::Single(_) => Ok(None),
+    }
+}
+
 /// Runs `apply`.
 pub async fn apply(
     store: &dyn Store,
@@ -380,6 +414,7 @@ pub async fn apply(
         unmoved: KeyedSpill::new_in(journal.dir())?,
         colliding: Default::default(),
         not_owned: None,
+        cluster: cluster_moves(options.connector.as_ref()).await?,
     };
     run.lock(true).await?;
     let outcome = apply_locked(&mut run).await;

@@ -19,6 +19,7 @@ use edgesync_core::secret::Secret;
 use edgesync_core::store::upstash::{UpstashClient, UpstashConfig};
 use edgesync_core::store::{Command, CommandError, Replies, Reply, Store, StoreError};
 
+use crate::cluster::ClusterStore;
 use crate::http::NativeHttp;
 
 /// A URL with any password replaced, for messages.
@@ -82,6 +83,11 @@ impl Connector {
     pub fn open(&self) -> Result<Box<dyn Store>, ConnectError> {
         open_with(&self.url, self.token.as_deref(), &self.trust)
     }
+
+    /// Opens the URL, telling a cluster from a single Redis.
+    pub fn open_connection(&self) -> Result<Connection, ConnectError> {
+        open_connection(&self.url, self.token.as_deref(), &self.trust)
+    }
 }
 
 impl std::fmt::Debug for Connector {
@@ -98,6 +104,38 @@ pub fn open(url: &str, token: Option<&str>) -> Result<Box<dyn Store>, ConnectErr
 
 /// Opens `url` as a store.
 pub fn open_with(url: &str, token: Option<&str>, trust: &Trust) -> Result<Box<dyn Store>, ConnectError> {
+    Ok(match open_connection(url, token, trust)? {
+        Connection::Single(store) => store,
+        Connection::Cluster(cluster) => cluster,
+    })
+}
+
+/// What a URL leads to: one Redis (or an Upstash REST endpoint), or a Redis Cluster found from
+/// any of its nodes.
+pub enum Connection {
+    Single(Box<dyn Store>),
+    Cluster(Box<ClusterStore>),
+}
+
+impl Connection {
+    pub fn store(&self) -> &dyn Store {
+        match self {
+            Connection::Single(store) => store.as_ref(),
+            Connection::Cluster(cluster) => cluster.as_ref(),
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterStore> {
+        match self {
+            Connection::Single(_) => None,
+            Connection::Cluster(cluster) => Some(cluster),
+        }
+    }
+}
+
+/// Opens `url`: a `redis://` or `rediss://` node that says it is part of a cluster (`INFO
+/// cluster`) opens the whole cluster, with the URL's credentials and TLS settings for every node.
+pub fn open_connection(url: &str, token: Option<&str>, trust: &Trust) -> Result<Connection, ConnectError> {
     let plain = url.starts_with("redis://") || url.starts_with("http://");
     if plain && trust.ca_pem.is_some() {
         return Err(ConnectError::Usage(format!(
@@ -106,18 +144,15 @@ pub fn open_with(url: &str, token: Option<&str>, trust: &Trust) -> Result<Box<dy
         )));
     }
     if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let unreachable =
-            |e: redis::RedisError| ConnectError::Unreachable { url: redacted(url), reason: e.to_string() };
-        let client = match &trust.ca_pem {
-            Some(pem) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
-            ),
-            None => redis::Client::open(url),
+        let first = open_resp(url, trust)?;
+        let unreachable = |e: StoreError| ConnectError::Unreachable { url: redacted(url), reason: e.to_string() };
+        if !is_cluster_node(&first).map_err(unreachable)? {
+            return Ok(Connection::Single(Box::new(first)));
         }
-        .map_err(unreachable)?;
-        let connection = client.get_connection_with_timeout(Duration::from_secs(10)).map_err(unreachable)?;
-        return Ok(Box::new(RespStore { connection: RefCell::new(connection), buffer: RefCell::default() }));
+        let opener = NodeOpener::new(url, trust)?;
+        let address = opener.address().to_owned();
+        let cluster = ClusterStore::discover(opener, address, first).map_err(unreachable)?;
+        return Ok(Connection::Cluster(Box::new(cluster)));
     }
     if url.starts_with("https://") || url.starts_with("http://") {
         let token = token.ok_or_else(|| {
@@ -128,9 +163,79 @@ pub fn open_with(url: &str, token: Option<&str>, trust: &Trust) -> Result<Box<dy
             Some(pem) => NativeHttp::trusting(ca_certificates(pem)),
             None => NativeHttp::default(),
         };
-        return Ok(Box::new(UpstashClient::new(http, config)));
+        return Ok(Connection::Single(Box::new(UpstashClient::new(http, config))));
     }
     Err(ConnectError::Usage(format!("`{}` is not a redis://, rediss:// or https:// URL", redacted(url))))
+}
+
+fn open_resp(url: &str, trust: &Trust) -> Result<RespStore, ConnectError> {
+    let unreachable = |e: redis::RedisError| ConnectError::Unreachable { url: redacted(url), reason: e.to_string() };
+    let client = match &trust.ca_pem {
+        Some(pem) => {
+            redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) })
+        }
+        None => redis::Client::open(url),
+    }
+    .map_err(unreachable)?;
+    let connection = client.get_connection_with_timeout(Duration::from_secs(10)).map_err(unreachable)?;
+    Ok(RespStore { connection: RefCell::new(connection), buffer: RefCell::default() })
+}
+
+/// Whether a node runs in cluster mode (`cluster_enabled:1` in `INFO cluster`).
+fn is_cluster_node(node: &RespStore) -> Result<bool, StoreError> {
+    let mut replies = node.run(&[Command::new("INFO").arg("cluster")])?;
+    match replies.pop() {
+        Some(Ok(reply)) => Ok(reply.into_string().unwrap_or_default().lines().any(|l| l.trim() == "cluster_enabled:1")),
+        // A server that refuses INFO (a managed service's restricted user) is not taken for a
+        // single node silently: the error names what failed.
+        Some(Err(error)) => Err(StoreError::Command { command: "INFO cluster".into(), error }),
+        None => Err(StoreError::Unavailable("INFO cluster: no reply".into())),
+    }
+}
+
+/// Opens the other nodes of a cluster with the URL it was found from: the same scheme, user,
+/// password and TLS trust, another host and port.
+#[derive(Clone)]
+pub struct NodeOpener {
+    url: url::Url,
+    address: String,
+    trust: Trust,
+}
+
+impl NodeOpener {
+    pub fn new(url: &str, trust: &Trust) -> Result<Self, ConnectError> {
+        let usage = |why: &str| ConnectError::Usage(format!("`{}`: {why}", redacted(url)));
+        let parsed = url::Url::parse(url).map_err(|e| usage(&e.to_string()))?;
+        let database = parsed.path().trim_start_matches('/');
+        if !database.is_empty() && database != "0" {
+            return Err(usage(&format!(
+                "a Redis Cluster has only database 0, and this URL names database {database}"
+            )));
+        }
+        let host = parsed.host_str().ok_or_else(|| usage("no host"))?;
+        let address = format!("{host}:{}", parsed.port().unwrap_or(6379));
+        Ok(Self { url: parsed, address, trust: trust.clone() })
+    }
+
+    /// The `host:port` of the URL itself.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// A connection to the node at `host:port`.
+    pub fn open(&self, address: &str) -> Result<RespStore, ConnectError> {
+        let usage = || ConnectError::Usage(format!("the cluster announced a node `{address}` that is not host:port"));
+        let (host, port) = address.rsplit_once(':').ok_or_else(usage)?;
+        let port: u16 = port.parse().map_err(|_| usage())?;
+        let mut url = self.url.clone();
+        url.set_host(Some(host)).map_err(|_| usage())?;
+        url.set_port(Some(port)).map_err(|()| usage())?;
+        open_resp(url.as_str(), &self.trust)
+    }
 }
 
 /// RESP over one connection. `RefCell`: the CLI drives one future at a time.
@@ -212,7 +317,7 @@ fn store_error(error: redis::RedisError) -> StoreError {
 }
 
 impl RespStore {
-    fn run(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+    pub(crate) fn run(&self, commands: &[Command]) -> Result<Replies, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
@@ -233,7 +338,7 @@ impl RespStore {
             .collect())
     }
 
-    fn run_atomic(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+    pub(crate) fn run_atomic(&self, commands: &[Command]) -> Result<Replies, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }

@@ -21,6 +21,7 @@
 //! - [`render`]: reports as text for people (JSON with `--json`).
 
 pub mod apply;
+pub mod cluster;
 pub mod collisions;
 pub mod connect;
 pub mod dump;

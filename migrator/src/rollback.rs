@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use edgesync_core::store::{Store, StoreError};
 use serde::Serialize;
 
-use crate::connect::Connector;
+use crate::cluster::moves::{ClusterMoveError, ClusterMoves};
+use crate::connect::{Connection, Connector};
 use crate::entry::{Entry, EntryState};
 use crate::journal::{entries, Journal, JournalError};
 use crate::pipeline::{execute, InFlight, Mover, MOVES_IN_FLIGHT};
@@ -29,6 +30,33 @@ pub enum RollbackError {
     Journal(#[from] JournalError),
     #[error("the restore script answered unexpectedly: {0}")]
     Script(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterMoveError),
+}
+
+/// Which entries a rollback restores.
+fn eligible(entry: &Entry, force: bool) -> bool {
+    matches!(entry.state, EntryState::Done | EntryState::Pending) || (force && entry.state == EntryState::RollbackRefused)
+}
+
+/// The rollback on a Redis Cluster: each page restored node by node ([`ClusterMoves`]).
+async fn rollback_cluster(
+    mut cluster: ClusterMoves,
+    journal: &dyn Journal,
+    batch: usize,
+    force: bool,
+) -> Result<RollbackReport, RollbackError> {
+    let mut report = RollbackReport::default();
+    for page in entries(journal, true, batch) {
+        let page: Vec<Entry> = page?.into_iter().filter(|e| eligible(e, force)).collect();
+        if page.is_empty() {
+            continue;
+        }
+        let outcomes = cluster.restore_entries(&page, force).await?;
+        note(journal, page, outcomes, &mut report)?;
+    }
+    journal.flush()?;
+    Ok(report)
 }
 
 /// Notes a page's restore outcomes (in the journal, unflushed: a restore that ran but was not
@@ -46,6 +74,16 @@ async fn finish(
     let reply =
         reloading_if_lost(store, reply, scripts, |scripts| restore_many_command(&entries, force, scripts)).await;
     let outcomes = restore_outcomes(reply?, &entries).map_err(RollbackError::Script)?;
+    note(journal, entries, outcomes, report)
+}
+
+/// Notes each entry's restore outcome in the journal and the report.
+fn note(
+    journal: &dyn Journal,
+    entries: Vec<Entry>,
+    outcomes: Vec<RestoreOutcome>,
+    report: &mut RollbackReport,
+) -> Result<(), RollbackError> {
     let mut updated = Vec::new();
     for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
         match outcome {
@@ -60,6 +98,9 @@ async fn finish(
                 if report.refused_keys.len() < 50 {
                     report.refused_keys.push(format!("{} (target {target} changed)", entry.source));
                 }
+            }
+            RestoreOutcome::Elsewhere => {
+                return Err(RollbackError::Script(format!("{}: `elsewhere` from a single Redis", entry.source)))
             }
         }
         updated.push(entry);
@@ -79,6 +120,12 @@ pub async fn rollback(
     connector: Option<&Connector>,
 ) -> Result<RollbackReport, RollbackError> {
     let mut report = RollbackReport::default();
+    if let Some(connector) = connector {
+        let unavailable = |e: crate::connect::ConnectError| StoreError::Unavailable(e.to_string());
+        if let Connection::Cluster(cluster) = connector.open_connection().map_err(unavailable)? {
+            return rollback_cluster(ClusterMoves::new(cluster).await?, journal, batch, force).await;
+        }
+    }
     let mut scripts = Scripts::load(store).await?;
     let mover = match connector {
         Some(connector) => Mover::threaded("rollback-mover", connector.clone(), execute)?,
@@ -89,10 +136,7 @@ pub async fn rollback(
     for page in entries(journal, true, batch) {
         let eligible: Vec<Entry> = page?
             .into_iter()
-            .filter(|e| {
-                matches!(e.state, EntryState::Done | EntryState::Pending)
-                    || (force && e.state == EntryState::RollbackRefused)
-            })
+            .filter(|e| eligible(e, force))
             .collect();
         if eligible.is_empty() {
             continue;

@@ -46,6 +46,8 @@
 //! more than some of the moves.
 //! (Redis's `cjson.decode` of a JSON document per key cost ~7 µs, more than the move.)
 
+use std::borrow::Borrow;
+
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 
 use crate::entry::Entry;
@@ -56,6 +58,10 @@ use crate::value::{Stored, TypedValue};
 const COMMON: &str = include_str!("script/common.lua");
 const MOVE_MANY: &str = include_str!("script/move_many.lua");
 const RESTORE_MANY: &str = include_str!("script/restore_many.lua");
+const CROSS_NODE: &str = include_str!("script/cross_node.lua");
+/// What lets a script called on one node of a Redis Cluster touch keys of several of its slots
+/// (Redis 7.0 and later); without it every key of a call must share one slot.
+const CROSS_SLOT: &str = "#!lua flags=allow-cross-slot-keys";
 
 /// The scripts' SHA1s once loaded (`SCRIPT LOAD`), so a batch sends `EVALSHA` and its
 /// arguments rather than the whole script body.
@@ -84,8 +90,37 @@ impl Scripts {
     }
 }
 
+/// The scripts a Redis Cluster runs, loaded on every master: the move and the restore for
+/// entries whose keys all live on one node, and the steps of the cross-node protocol
+/// ([`crate::cluster::moves`]). Each is called per node, its keys in `ARGV` (see common.lua).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeScripts {
+    pub move_sha: String,
+    pub restore_sha: String,
+    pub cross_sha: String,
+}
+
+impl NodeScripts {
+    /// Loads the three scripts (a `SCRIPT LOAD` goes to every master); call again after a
+    /// `NOSCRIPT` error.
+    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        let load = |script: &str| Command::new("SCRIPT").arg("LOAD").arg(format!("{CROSS_SLOT}\n{COMMON}\n{script}"));
+        let replies = store.pipeline(&[load(MOVE_MANY), load(RESTORE_MANY), load(CROSS_NODE)]).await?;
+        let mut shas = replies.into_iter().map(|reply| match reply {
+            Ok(reply) => reply
+                .into_string()
+                .map_err(|detail| StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail }),
+            Err(error) => Err(StoreError::Command { command: "SCRIPT LOAD".into(), error }),
+        });
+        let (Some(move_sha), Some(restore_sha), Some(cross_sha)) = (shas.next(), shas.next(), shas.next()) else {
+            return Err(StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail: "no reply".into() });
+        };
+        Ok(Self { move_sha: move_sha?, restore_sha: restore_sha?, cross_sha: cross_sha? })
+    }
+}
+
 /// True for the error Redis gives when a script is not in its cache.
-fn is_noscript(error: &str) -> bool {
+pub fn is_noscript(error: &str) -> bool {
     error.starts_with("NOSCRIPT")
 }
 
@@ -120,6 +155,9 @@ pub enum MoveOutcome {
     Conflict { target: String },
     /// The source is gone and the targets do not hold its conversion.
     Missing,
+    /// On a cluster: a key of the entry is served by another node than the one called (the
+    /// slot moved); nothing was written.
+    Elsewhere,
 }
 
 /// What the restore script did with one entry.
@@ -130,6 +168,9 @@ pub enum RestoreOutcome {
     TargetChanged {
         target: String,
     },
+    /// On a cluster: a key of the entry is served by another node than the one called;
+    /// nothing was written.
+    Elsewhere,
 }
 
 /// A value's type in a shape: its place in the scripts' `KINDS` (0 is "the source's value").
@@ -232,10 +273,33 @@ impl Arguments {
         }
         command
     }
+
+    /// The call for one node of a cluster: no declared key, the keys first in `ARGV` after
+    /// their count (common.lua).
+    fn node_command(self, sha: &str) -> Command {
+        let mut command = Command::new("EVALSHA").arg(sha).arg(0).arg(self.keys.len());
+        command.reserve(self.keys.len() + self.argv.len());
+        for key in self.keys {
+            command.push_arg(key);
+        }
+        for arg in self.argv {
+            command.push_arg(arg);
+        }
+        command
+    }
 }
 
 /// The moves of journaled entries in one script call; [`move_outcomes`] reads its answer.
 pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
+    move_arguments(entries).command(&scripts.move_sha)
+}
+
+/// The move of `entries` whose keys all live on one cluster node, for that node.
+pub fn move_many_on_node(entries: &[&Entry], scripts: &NodeScripts) -> Command {
+    move_arguments(entries.iter().copied()).node_command(&scripts.move_sha)
+}
+
+fn move_arguments<'e>(entries: impl IntoIterator<Item = &'e Entry>) -> Arguments {
     let mut args = Arguments::default();
     for entry in entries {
         args.entry(|args, shape| {
@@ -263,12 +327,21 @@ pub fn move_many_command(entries: &[Entry], scripts: &Scripts) -> Command {
             }
         });
     }
-    args.command(&scripts.move_sha)
+    args
 }
 
 /// The restores of journaled entries in one script call; [`restore_outcomes`] reads its
 /// answer.
 pub fn restore_many_command(entries: &[Entry], force: bool, scripts: &Scripts) -> Command {
+    restore_arguments(entries, force).command(&scripts.restore_sha)
+}
+
+/// The restore of `entries` whose keys all live on one cluster node, for that node.
+pub fn restore_many_on_node(entries: &[&Entry], force: bool, scripts: &NodeScripts) -> Command {
+    restore_arguments(entries.iter().copied(), force).node_command(&scripts.restore_sha)
+}
+
+fn restore_arguments<'e>(entries: impl IntoIterator<Item = &'e Entry>, force: bool) -> Arguments {
     let mut args = Arguments::default();
     for entry in entries {
         args.entry(|args, shape| {
@@ -305,11 +378,138 @@ pub fn restore_many_command(entries: &[Entry], force: bool, scripts: &Scripts) -
             }
         });
     }
-    args.command(&scripts.restore_sha)
+    args
+}
+
+/// One step of the cross-node protocol ([`crate::cluster::moves`]) on one key, as
+/// cross_node.lua runs it. Every step is safe to run again.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    /// Write a target if it is absent or already holds `value` (else `conflict`), unless
+    /// `overwrite`. Answers `written`, `equal` or `conflict`.
+    Put { key: &'a str, value: &'a TypedValue, expire_at_ms: Option<i64>, overwrite: bool },
+    /// Delete the source — or write `replacement` over it, a target of the same name — only if
+    /// it holds `original`; `keep` leaves it. Answers `taken`, `kept`, `changed` or `missing`.
+    Take {
+        key: &'a str,
+        original: &'a TypedValue,
+        keep: bool,
+        replacement: Option<&'a TypedValue>,
+        expire_at_ms: Option<i64>,
+    },
+    /// Put back `previous` (or delete) where the key still holds `written` (any value when
+    /// `force`). Answers `removed`, `absent` or `changed`.
+    Unput { key: &'a str, written: &'a TypedValue, previous: Option<&'a Stored>, force: bool },
+    /// `SADD`; an index it creates expires at `expire_at_ms`. Answers `1` (new) or `0`.
+    Add { key: &'a str, member: &'a str, expire_at_ms: Option<i64> },
+    /// `SREM`. Answers `removed`.
+    Remove { key: &'a str, member: &'a str },
+    /// `SISMEMBER`. Answers `1` or `0`.
+    IsMember { key: &'a str, member: &'a str },
+    /// Whether the key holds `value`: `equal`, `absent` or `differs`.
+    Check { key: &'a str, value: &'a TypedValue },
+    /// Write the value whatever the key holds. Answers `written`.
+    Write { key: &'a str, value: &'a TypedValue, expire_at_ms: Option<i64> },
+}
+
+impl Step<'_> {
+    pub fn key(&self) -> &str {
+        match self {
+            Step::Put { key, .. }
+            | Step::Take { key, .. }
+            | Step::Unput { key, .. }
+            | Step::Add { key, .. }
+            | Step::Remove { key, .. }
+            | Step::IsMember { key, .. }
+            | Step::Check { key, .. }
+            | Step::Write { key, .. } => key,
+        }
+    }
+}
+
+/// The steps for one node in one call of the cross-node script; [`step_answers`] reads its
+/// answer. Each step's shape starts with its operation (the numbers in cross_node.lua).
+pub fn cross_node_command(steps: &[Step<'_>], scripts: &NodeScripts) -> Command {
+    let mut args = Arguments::default();
+    for step in steps {
+        args.key(step.key());
+        args.entry(|args, shape| match *step {
+            Step::Put { value, expire_at_ms, overwrite, .. } => {
+                shape.0.push(1);
+                shape.flag(overwrite);
+                shape.flag(expire_at_ms.is_some());
+                shape.source(value);
+                args.time(expire_at_ms);
+                args.items(value);
+            }
+            Step::Take { original, keep, replacement, expire_at_ms, .. } => {
+                shape.0.push(2);
+                shape.flag(keep);
+                shape.source(original);
+                args.items(original);
+                shape.flag(replacement.is_some());
+                if let Some(replacement) = replacement {
+                    shape.source(replacement);
+                    args.items(replacement);
+                }
+                shape.flag(expire_at_ms.is_some());
+                args.time(expire_at_ms);
+            }
+            Step::Unput { written, previous, force, .. } => {
+                shape.0.push(3);
+                shape.flag(force);
+                shape.source(written);
+                args.items(written);
+                shape.flag(previous.is_some());
+                if let Some(Stored { value, expire_at_ms }) = previous {
+                    shape.source(value);
+                    args.items(value);
+                    shape.flag(expire_at_ms.is_some());
+                    args.time(*expire_at_ms);
+                }
+            }
+            Step::Add { member, expire_at_ms, .. } => {
+                shape.0.push(4);
+                shape.flag(expire_at_ms.is_some());
+                args.text(member);
+                args.time(expire_at_ms);
+            }
+            Step::Remove { member, .. } => {
+                shape.0.push(5);
+                args.text(member);
+            }
+            Step::Check { value, .. } => {
+                shape.0.push(6);
+                shape.source(value);
+                args.items(value);
+            }
+            Step::Write { value, expire_at_ms, .. } => {
+                shape.0.push(7);
+                shape.source(value);
+                shape.flag(expire_at_ms.is_some());
+                args.items(value);
+                args.time(expire_at_ms);
+            }
+            Step::IsMember { member, .. } => {
+                shape.0.push(8);
+                args.text(member);
+            }
+        });
+    }
+    args.node_command(&scripts.cross_sha)
+}
+
+/// The answers of a [`cross_node_command`] of `steps` steps, one word each.
+pub fn step_answers(reply: Reply, steps: usize) -> Result<Vec<String>, String> {
+    let Reply::Array(items) = reply else { return Err(format!("script answered {reply:?}")) };
+    if items.len() != steps {
+        return Err(format!("{} answers for {steps} steps", items.len()));
+    }
+    items.into_iter().map(Reply::into_string).collect()
 }
 
 /// Each entry's answer, split into its word and the rest.
-fn answers(reply: Reply, entries: &[Entry]) -> Result<Vec<(&Entry, String, String)>, String> {
+fn answers<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<(&Entry, String, String)>, String> {
     let Reply::Array(items) = reply else { return Err(format!("script answered {reply:?}")) };
     if items.len() != entries.len() {
         return Err(format!("{} answers for {} keys", items.len(), entries.len()));
@@ -318,6 +518,7 @@ fn answers(reply: Reply, entries: &[Entry]) -> Result<Vec<(&Entry, String, Strin
         .iter()
         .zip(items)
         .map(|(entry, item)| {
+            let entry = entry.borrow();
             let text = item.into_string()?;
             let (word, details) = text.split_once(' ').unwrap_or((&text, ""));
             Ok((entry, word.to_owned(), details.to_owned()))
@@ -336,7 +537,7 @@ fn target_at(entry: &Entry, place: &str) -> Result<String, String> {
 }
 
 /// The answer of a [`move_many_command`] for `entries`, in entry order.
-pub fn move_outcomes(reply: Reply, entries: &[Entry]) -> Result<Vec<MoveOutcome>, String> {
+pub fn move_outcomes<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<MoveOutcome>, String> {
     answers(reply, entries)?
         .into_iter()
         .map(|(entry, word, details)| match word.as_str() {
@@ -344,6 +545,7 @@ pub fn move_outcomes(reply: Reply, entries: &[Entry]) -> Result<Vec<MoveOutcome>
             "already" => Ok(MoveOutcome::Already),
             "changed" => Ok(MoveOutcome::Changed),
             "missing" => Ok(MoveOutcome::Missing),
+            "elsewhere" => Ok(MoveOutcome::Elsewhere),
             "conflict" => Ok(MoveOutcome::Conflict { target: target_at(entry, &details)? }),
             other => Err(format!("unknown move status {other:?}")),
         })
@@ -351,11 +553,12 @@ pub fn move_outcomes(reply: Reply, entries: &[Entry]) -> Result<Vec<MoveOutcome>
 }
 
 /// The answer of a [`restore_many_command`] for `entries`, in entry order.
-pub fn restore_outcomes(reply: Reply, entries: &[Entry]) -> Result<Vec<RestoreOutcome>, String> {
+pub fn restore_outcomes<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<RestoreOutcome>, String> {
     answers(reply, entries)?
         .into_iter()
         .map(|(entry, word, details)| match word.as_str() {
             "restored" => Ok(RestoreOutcome::Restored),
+            "elsewhere" => Ok(RestoreOutcome::Elsewhere),
             "target_changed" => Ok(RestoreOutcome::TargetChanged { target: target_at(entry, &details)? }),
             other => Err(format!("unknown restore status {other:?}")),
         })

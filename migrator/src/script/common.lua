@@ -4,9 +4,37 @@
 local KINDS = {'string', 'hash', 'set', 'zset', 'list'}
 -- Globals bound to locals once per call: every use of a global is a table lookup.
 local KEYS, ARGV = KEYS, ARGV
+-- On a Redis Cluster a call is made per node and declares no key (they span slots; the
+-- script runs with `allow-cross-slot-keys`): its keys come first in ARGV, after their count.
+local CLUSTER = #KEYS == 0
+if CLUSTER then
+  local keys, args, n = {}, {}, tonumber(ARGV[1])
+  for j = 1, n do keys[j] = ARGV[j + 1] end
+  for j = n + 2, #ARGV do args[j - n - 1] = ARGV[j] end
+  KEYS, ARGV = keys, args
+end
 local rcall, rpcall, byte, min, unpack, type = redis.call, redis.pcall, string.byte, math.min, unpack, type
 -- Cursors into KEYS and ARGV, moved forward entry by entry.
 local k, i = 1, 1
+
+-- Whether `key` is served by this node: on a cluster a key of a slot that moved (a failover,
+-- resharding) answers an error, and a script must find that out before it writes anything.
+local function here(key)
+  return type(rpcall('EXISTS', key)) ~= 'table'
+end
+
+-- Whether every key of an entry is served here: its source, its `count` targets (every
+-- `stride`-th slot of T holds one) and its index keys, KEYS[index_key ...].
+local function everywhere_here(source, T, stride, count, index_key, indexes)
+  if not here(source) then return false end
+  for t = stride, stride * count, stride do
+    if not here(T[t - stride + 1]) then return false end
+  end
+  for x = 0, indexes - 1 do
+    if not here(KEYS[index_key + x]) then return false end
+  end
+  return true
+end
 
 -- A key's value as the read command of `kind` answers it: nil when absent, false when the key
 -- has another type (every moved type reads as a string or a non-empty array).

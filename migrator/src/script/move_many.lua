@@ -36,6 +36,7 @@ local function move_one()
   local index_key, member = k, i
   k, i = k + indexes, i + indexes
 
+  if CLUSTER and not everywhere_here(source, T, 5, count, index_key, indexes) then return 'elsewhere' end
   local current = read(source, kind)
   if current == nil then
     for t = 5, 5 * count, 5 do
@@ -45,8 +46,9 @@ local function move_one()
     return 'already'
   end
   if current == false or not equals(current, kind, at, n) then return 'changed' end
-  -- A rename onto a target that does not exist needs no check first: RENAMENX is both.
-  local renaming = count == 1 and T[5] and T[1] ~= source and delete_source
+  -- A rename onto a target that does not exist needs no check first: RENAMENX is both. Not on
+  -- a cluster: one command may not span two slots, even in a script allowed to.
+  local renaming = not CLUSTER and count == 1 and T[5] and T[1] ~= source and delete_source
   local renamed = renaming and rcall('RENAMENX', source, T[1]) == 1
   if not renamed then
     for t = 5, 5 * count, 5 do

@@ -41,6 +41,7 @@ local function restore_one()
   local index_key, member, added = k, i, p + 4
   k, i = k + indexes, i + indexes
 
+  if CLUSTER and not everywhere_here(source, T, 9, count, index_key, indexes) then return 'elsewhere' end
   local present = false
   if force == 0 then
     for t = 9, 9 * count, 9 do
@@ -52,7 +53,7 @@ local function restore_one()
     end
   end
   -- A single target checked to hold the original unchanged becomes the source again as is.
-  local renamed = present and count == 1 and T[5] and T[1] ~= source
+  local renamed = not CLUSTER and present and count == 1 and T[5] and T[1] ~= source
   if renamed then rcall('RENAME', T[1], source) end
   for t = 9, 9 * count, 9 do
     local key = T[t - 8]

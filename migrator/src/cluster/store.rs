@@ -1,0 +1,429 @@
+//! A Redis Cluster as one [`Store`]: every command goes to the master serving its key's slot, a
+//! pipeline is split into one pipeline per master and its replies put back in order, and what
+//! spans the cluster is spread over every master — `SCAN` walks them one after the other
+//! behind one cursor, `SCRIPT LOAD` and `DBSIZE` go to all of them, a multi-key `EXISTS`, `DEL`
+//! or `UNLINK` is split per key. A `MOVED` answer (a failover, resharding) re-reads the
+//! topology and resends; an `ASK` resends to the importing node after `ASKING`; `TRYAGAIN` and
+//! `CLUSTERDOWN` are retried for a few seconds before they become the step's error. Steps that
+//! must address one node (the move scripts, [`crate::cluster::moves`]) call [`ClusterStore::on_node`].
+//!
+//! The one cursor of a whole-cluster `SCAN` carries the master's place (by the first slot it
+//! serves, so a failover keeps it) in its top 16 bits and that master's own cursor below. A
+//! master replaced by a failover during the scan is scanned again from its start: keys may then
+//! come twice, which every caller already de-duplicates (SCAN's own contract), but none is
+//! missed.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use edgesync_core::store::{Command, CommandError, Replies, Reply, Store, StoreError};
+
+use super::slot::slot_of;
+use super::topology::Topology;
+use crate::connect::{redacted, NodeOpener, RespStore};
+
+/// How long a command keeps being redirected or retried (`TRYAGAIN`, `CLUSTERDOWN`, a node
+/// that stopped answering during a failover) before its error is the step's.
+const SETTLE: Duration = Duration::from_secs(20);
+const CURSOR_SHIFT: u32 = 48;
+
+/// Where one command (or part of one) goes.
+#[derive(Debug, Clone)]
+enum Route {
+    Slot(u16),
+    /// A master by its place (a whole-cluster command, or a scan's current master).
+    Master(usize),
+    Address(String),
+}
+
+/// How the replies of a command's parts make its reply.
+enum Gather {
+    One(usize),
+    /// The sum of integer replies (`EXISTS`, `DEL` split per key, `DBSIZE`).
+    Sum(Vec<usize>),
+    /// The same command on every master: the first reply, or the first error.
+    Same(Vec<usize>),
+    /// A scan of master `master`: its cursor made whole-cluster again.
+    Scan { part: usize, master: usize, masters: usize },
+}
+
+struct Part {
+    command: Command,
+    route: Route,
+}
+
+/// A Redis Cluster behind the [`Store`] interface.
+pub struct ClusterStore {
+    opener: NodeOpener,
+    topology: RefCell<Topology>,
+    nodes: RefCell<HashMap<String, RespStore>>,
+    /// The masters' addresses when the running scan started, by place.
+    scanned: RefCell<Vec<String>>,
+}
+
+impl ClusterStore {
+    /// The cluster `first` (a connection to `address`) belongs to.
+    pub fn discover(opener: NodeOpener, address: String, first: RespStore) -> Result<Self, StoreError> {
+        let topology = read_topology(&first)?;
+        let mut nodes = HashMap::new();
+        nodes.insert(address, first);
+        Ok(Self {
+            opener,
+            topology: RefCell::new(topology),
+            nodes: RefCell::new(nodes),
+            scanned: RefCell::default(),
+        })
+    }
+
+    /// The masters' addresses, in slot order.
+    pub fn masters(&self) -> Vec<String> {
+        self.topology.borrow().masters.iter().map(|m| m.address.clone()).collect()
+    }
+
+    /// The address of the master serving `key`.
+    pub fn node_of(&self, key: &str) -> String {
+        self.topology.borrow().master_of(slot_of(key.as_bytes())).to_owned()
+    }
+
+    /// Reads the topology again from any master that answers (after a failover, the old
+    /// master may be gone).
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let mut last = None;
+        for address in self.masters() {
+            let topology = self.with_node(&address, |node| read_topology(node));
+            match topology {
+                Ok(topology) => {
+                    *self.topology.borrow_mut() = topology;
+                    return Ok(());
+                }
+                Err(error) => {
+                    self.nodes.borrow_mut().remove(&address);
+                    last = Some(error);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Unavailable("the cluster has no master".into())))
+    }
+
+    /// Runs `commands` on the node at `address` as they are, nothing redirected.
+    pub async fn on_node(&self, address: &str, commands: &[Command]) -> Result<Replies, StoreError> {
+        self.with_node(address, |node| node.run(commands))
+    }
+
+    fn with_node<T>(&self, address: &str, run: impl FnOnce(&RespStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if !self.nodes.borrow().contains_key(address) {
+            let node = self
+                .opener
+                .open(address)
+                .map_err(|e| StoreError::Unavailable(format!("cluster node {address}: {e}")))?;
+            self.nodes.borrow_mut().insert(address.to_owned(), node);
+        }
+        let nodes = self.nodes.borrow();
+        let result = run(nodes.get(address).expect("connected above"));
+        drop(nodes);
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            // A broken connection is opened again next time.
+            self.nodes.borrow_mut().remove(address);
+        }
+        result
+    }
+
+    fn address(&self, route: &Route) -> Result<String, StoreError> {
+        let topology = self.topology.borrow();
+        Ok(match route {
+            Route::Slot(slot) => topology.master_of(*slot).to_owned(),
+            Route::Master(place) => topology
+                .masters
+                .get(*place)
+                .ok_or_else(|| StoreError::Unavailable(format!("the cluster has no master number {place}")))?
+                .address
+                .clone(),
+            Route::Address(address) => address.clone(),
+        })
+    }
+
+    /// Splits `commands` into parts for single masters and says how to put replies together.
+    fn plan(&self, commands: &[Command]) -> Result<(Vec<Part>, Vec<Gather>), StoreError> {
+        let masters = self.topology.borrow().masters.len();
+        let mut parts = Vec::new();
+        let mut gathers = Vec::with_capacity(commands.len());
+        let push = |parts: &mut Vec<Part>, command: Command, route: Route| {
+            parts.push(Part { command, route });
+            parts.len() - 1
+        };
+        for command in commands {
+            let name = command.name().to_ascii_uppercase();
+            let args = command.args();
+            let gather = match name.as_str() {
+                "SCAN" => {
+                    let (master, cursor) = self.scan_cursor(args, masters)?;
+                    let mut node_command = Command::new("SCAN").arg(cursor);
+                    for arg in &args[1..] {
+                        node_command = node_command.arg_bytes(arg);
+                    }
+                    let part = push(&mut parts, node_command, Route::Master(master));
+                    Gather::Scan { part, master, masters }
+                }
+                "SCRIPT" | "FLUSHALL" | "FLUSHDB" => Gather::Same(
+                    (0..masters).map(|m| push(&mut parts, command.clone(), Route::Master(m))).collect(),
+                ),
+                "DBSIZE" => {
+                    Gather::Sum((0..masters).map(|m| push(&mut parts, command.clone(), Route::Master(m))).collect())
+                }
+                "EXISTS" | "DEL" | "UNLINK" | "TOUCH" if args.len() > 1 => Gather::Sum(
+                    args.iter()
+                        .map(|key| {
+                            push(&mut parts, Command::new(&name).arg_bytes(key), Route::Slot(slot_of(key)))
+                        })
+                        .collect(),
+                ),
+                "EVAL" | "EVALSHA" | "FCALL" => {
+                    let declared = args.get(1).and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+                    let route = match (declared, args.get(2)) {
+                        (Some(n), Some(key)) if n > 0 => Route::Slot(slot_of(key)),
+                        _ => Route::Master(0),
+                    };
+                    Gather::One(push(&mut parts, command.clone(), route))
+                }
+                "INFO" | "PING" | "TIME" | "CLUSTER" | "CONFIG" | "ECHO" => {
+                    Gather::One(push(&mut parts, command.clone(), Route::Master(0)))
+                }
+                _ => match args.first() {
+                    Some(key) => Gather::One(push(&mut parts, command.clone(), Route::Slot(slot_of(key)))),
+                    None => Gather::One(push(&mut parts, command.clone(), Route::Master(0))),
+                },
+            };
+            gathers.push(gather);
+        }
+        Ok((parts, gathers))
+    }
+
+    /// A whole-cluster cursor's master and that master's own cursor. A new scan notes the
+    /// masters; a master replaced since (a failover) is scanned from its start.
+    fn scan_cursor(&self, args: &[Vec<u8>], masters: usize) -> Result<(usize, u64), StoreError> {
+        let cursor: u64 = args
+            .first()
+            .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
+            .ok_or_else(|| StoreError::Rejected { status: 400, message: "SCAN needs a numeric cursor".into() })?;
+        let current = self.masters();
+        if cursor == 0 {
+            *self.scanned.borrow_mut() = current;
+            return Ok((0, 0));
+        }
+        let master = (cursor >> CURSOR_SHIFT) as usize;
+        let mut scanned = self.scanned.borrow_mut();
+        if scanned.len() != masters || master >= masters {
+            return Err(StoreError::Unavailable(format!(
+                "the cluster went from {} masters to {masters} during the scan: run the step again",
+                scanned.len()
+            )));
+        }
+        if scanned[master] != current[master] {
+            scanned[master] = current[master].clone();
+            return Ok((master, 0));
+        }
+        Ok((master, cursor & ((1 << CURSOR_SHIFT) - 1)))
+    }
+
+    /// Sends every part to its master, following redirects until each has its final reply.
+    fn run_parts(&self, parts: &[Part]) -> Result<Vec<Result<Reply, CommandError>>, StoreError> {
+        let mut replies: Vec<Option<Result<Reply, CommandError>>> = vec![None; parts.len()];
+        let mut routes: Vec<Route> = parts.iter().map(|p| p.route.clone()).collect();
+        let mut asking: Vec<bool> = vec![false; parts.len()];
+        let started = Instant::now();
+        let mut round = 0u32;
+        loop {
+            let waiting: Vec<usize> = (0..parts.len()).filter(|i| replies[*i].is_none()).collect();
+            if waiting.is_empty() {
+                break;
+            }
+            let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
+            for &i in &waiting {
+                by_node.entry(self.address(&routes[i])?).or_default().push(i);
+            }
+            let mut refresh = false;
+            let mut failure = None;
+            for (address, indexes) in by_node {
+                let mut commands = Vec::with_capacity(indexes.len());
+                let mut places = Vec::with_capacity(indexes.len());
+                for &i in &indexes {
+                    if asking[i] {
+                        commands.push(Command::new("ASKING"));
+                    }
+                    places.push(commands.len());
+                    commands.push(parts[i].command.clone());
+                }
+                let node_replies = match self.with_node(&address, |node| node.run(&commands)) {
+                    Ok(node_replies) => node_replies,
+                    Err(error @ StoreError::Unavailable(_)) => {
+                        // The node stopped answering (a failover in progress): its parts wait
+                        // for the next round, on whichever master then serves their slots.
+                        refresh = true;
+                        failure = Some(error);
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
+                let mut node_replies: Vec<Option<Result<Reply, CommandError>>> =
+                    node_replies.into_iter().map(Some).collect();
+                for (&i, &place) in indexes.iter().zip(&places) {
+                    let reply = node_replies.get_mut(place).and_then(Option::take).unwrap_or_else(|| {
+                        Err(CommandError(format!("no reply from {address}")))
+                    });
+                    asking[i] = false;
+                    match &reply {
+                        Err(CommandError(text)) if text.starts_with("MOVED ") => {
+                            if let Some((slot, to)) = redirect(text) {
+                                self.topology.borrow_mut().moved(slot, &to);
+                                routes[i] = route_after_move(&parts[i].route, to);
+                            }
+                            refresh = true;
+                        }
+                        Err(CommandError(text)) if text.starts_with("ASK ") => {
+                            if let Some((_, to)) = redirect(text) {
+                                routes[i] = Route::Address(to);
+                                asking[i] = true;
+                            }
+                        }
+                        Err(CommandError(text)) if text.starts_with("TRYAGAIN") || text.starts_with("CLUSTERDOWN") => {
+                            refresh = true;
+                            if started.elapsed() > SETTLE {
+                                replies[i] = Some(reply);
+                            }
+                        }
+                        _ => replies[i] = Some(reply),
+                    }
+                }
+            }
+            if started.elapsed() > SETTLE {
+                if let Some(error) = failure {
+                    return Err(error);
+                }
+                for reply in replies.iter_mut().filter(|r| r.is_none()) {
+                    *reply = Some(Err(CommandError("the cluster kept redirecting this command".into())));
+                }
+            }
+            if refresh {
+                round += 1;
+                // Back off: a failover takes the cluster a few hundred milliseconds.
+                if round > 1 {
+                    std::thread::sleep(Duration::from_millis(50 * u64::from(round.min(10))));
+                }
+                if self.refresh().is_ok() {
+                    for (i, part) in parts.iter().enumerate() {
+                        if replies[i].is_none() && !asking[i] {
+                            routes[i] = part.route.clone();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(replies.into_iter().map(|r| r.expect("every part answered")).collect())
+    }
+
+    fn gather(&self, gathers: Vec<Gather>, mut replies: Vec<Result<Reply, CommandError>>) -> Replies {
+        let mut take = |i: usize| std::mem::replace(&mut replies[i], Ok(Reply::Nil));
+        gathers
+            .into_iter()
+            .map(|gather| match gather {
+                Gather::One(i) => take(i),
+                Gather::Sum(parts) => parts.into_iter().try_fold(0i64, |sum, i| match take(i)? {
+                    Reply::Int(n) => Ok(sum + n),
+                    other => Err(CommandError(format!("expected a number, got {other:?}"))),
+                })
+                .map(Reply::Int),
+                Gather::Same(parts) => {
+                    let mut first = None;
+                    for i in parts {
+                        let reply = take(i);
+                        if reply.is_err() {
+                            return reply;
+                        }
+                        first.get_or_insert(reply);
+                    }
+                    first.unwrap_or(Ok(Reply::Nil))
+                }
+                Gather::Scan { part, master, masters } => take(part).and_then(|reply| whole_cursor(reply, master, masters)),
+            })
+            .collect()
+    }
+}
+
+/// A redirect's slot and address: `MOVED 3999 127.0.0.1:6381`.
+fn redirect(text: &str) -> Option<(u16, String)> {
+    let mut words = text.split_whitespace().skip(1);
+    let slot = words.next()?.parse().ok()?;
+    Some((slot, words.next()?.to_owned()))
+}
+
+fn route_after_move(route: &Route, to: String) -> Route {
+    match route {
+        Route::Slot(slot) => Route::Slot(*slot),
+        _ => Route::Address(to),
+    }
+}
+
+/// A master's `[cursor, keys]` with the cursor made whole-cluster: the next master's start
+/// when this one is done, 0 after the last.
+fn whole_cursor(reply: Reply, master: usize, masters: usize) -> Result<Reply, CommandError> {
+    let Reply::Array(mut parts) = reply else { return Err(CommandError("SCAN: not an array".into())) };
+    if parts.len() != 2 {
+        return Err(CommandError("SCAN: expected [cursor, keys]".into()));
+    }
+    let cursor = std::mem::replace(&mut parts[0], Reply::Nil).into_string().map_err(CommandError)?;
+    let cursor: u64 = cursor.parse().map_err(|_| CommandError(format!("SCAN: cursor {cursor:?}")))?;
+    if cursor >> CURSOR_SHIFT != 0 {
+        return Err(CommandError(format!("SCAN: a node's cursor {cursor} is too large to combine")));
+    }
+    let whole = match (cursor, master + 1 < masters) {
+        (0, true) => ((master as u64 + 1) << CURSOR_SHIFT) | 0,
+        (0, false) => 0,
+        (cursor, _) => ((master as u64) << CURSOR_SHIFT) | cursor,
+    };
+    parts[0] = Reply::bulk(whole.to_string());
+    Ok(Reply::Array(parts))
+}
+
+fn read_topology(node: &RespStore) -> Result<Topology, StoreError> {
+    let mut replies = node.run(&[Command::new("CLUSTER").arg("SLOTS")])?;
+    let reply = replies
+        .pop()
+        .ok_or_else(|| StoreError::Unavailable("CLUSTER SLOTS: no reply".into()))?
+        .map_err(|error| StoreError::Command { command: "CLUSTER SLOTS".into(), error })?;
+    Topology::from_cluster_slots(reply).map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+impl std::fmt::Debug for ClusterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterStore").field("masters", &self.masters()).field("seed", &redacted(self.opener.url())).finish()
+    }
+}
+
+#[async_trait(?Send)]
+impl Store for ClusterStore {
+    async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (parts, gathers) = self.plan(commands)?;
+        let replies = self.run_parts(&parts)?;
+        Ok(self.gather(gathers, replies))
+    }
+
+    async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+        let (parts, _) = self.plan(commands)?;
+        let mut addresses = parts.iter().map(|p| self.address(&p.route));
+        let Some(first) = addresses.next().transpose()? else { return Ok(Vec::new()) };
+        for address in addresses {
+            if address? != first {
+                return Err(StoreError::Rejected {
+                    status: 400,
+                    message: "a transaction on a Redis Cluster must keep to one node".into(),
+                });
+            }
+        }
+        self.with_node(&first, |node| node.run_atomic(commands))
+    }
+}
