@@ -144,12 +144,22 @@ pub fn open_connection(url: &str, token: Option<&str>, trust: &Trust) -> Result<
         )));
     }
     if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let first = open_resp(url, trust)?;
+        // Asked first on database 0: a cluster node refuses `SELECT`, and must be recognised
+        // before a URL naming another database is refused for it.
+        let opener = NodeOpener::new(url, trust)?;
+        let first = opener.open(opener.address())?;
         let unreachable = |e: StoreError| ConnectError::Unreachable { url: redacted(url), reason: e.to_string() };
         if !is_cluster_node(&first).map_err(unreachable)? {
+            let first = if opener.database == 0 { first } else { open_resp(url, trust)? };
             return Ok(Connection::Single(Box::new(first)));
         }
-        let opener = NodeOpener::new(url, trust)?;
+        if opener.database != 0 {
+            return Err(ConnectError::Usage(format!(
+                "`{}` is a Redis Cluster node: a cluster has only database 0, and this URL names database {}",
+                redacted(url),
+                opener.database
+            )));
+        }
         let address = opener.address().to_owned();
         let cluster = ClusterStore::discover(opener, address, first).map_err(unreachable)?;
         return Ok(Connection::Cluster(Box::new(cluster)));
@@ -171,9 +181,10 @@ pub fn open_connection(url: &str, token: Option<&str>, trust: &Trust) -> Result<
 fn open_resp(url: &str, trust: &Trust) -> Result<RespStore, ConnectError> {
     let unreachable = |e: redis::RedisError| ConnectError::Unreachable { url: redacted(url), reason: e.to_string() };
     let client = match &trust.ca_pem {
-        Some(pem) => {
-            redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) })
-        }
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+        ),
         None => redis::Client::open(url),
     }
     .map_err(unreachable)?;
@@ -197,24 +208,26 @@ fn is_cluster_node(node: &RespStore) -> Result<bool, StoreError> {
 /// password and TLS trust, another host and port.
 #[derive(Clone)]
 pub struct NodeOpener {
+    /// The URL without its database.
     url: url::Url,
     address: String,
     trust: Trust,
+    database: u32,
 }
 
 impl NodeOpener {
     pub fn new(url: &str, trust: &Trust) -> Result<Self, ConnectError> {
         let usage = |why: &str| ConnectError::Usage(format!("`{}`: {why}", redacted(url)));
         let parsed = url::Url::parse(url).map_err(|e| usage(&e.to_string()))?;
-        let database = parsed.path().trim_start_matches('/');
-        if !database.is_empty() && database != "0" {
-            return Err(usage(&format!(
-                "a Redis Cluster has only database 0, and this URL names database {database}"
-            )));
-        }
+        let database = match parsed.path().trim_start_matches('/') {
+            "" => 0,
+            text => text.parse().map_err(|_| usage(&format!("`{text}` is not a database number")))?,
+        };
         let host = parsed.host_str().ok_or_else(|| usage("no host"))?;
         let address = format!("{host}:{}", parsed.port().unwrap_or(6379));
-        Ok(Self { url: parsed, address, trust: trust.clone() })
+        let mut url = parsed;
+        url.set_path("");
+        Ok(Self { url, address, trust: trust.clone(), database })
     }
 
     /// The `host:port` of the URL itself.

@@ -36,7 +36,8 @@ pub enum RollbackError {
 
 /// Which entries a rollback restores.
 fn eligible(entry: &Entry, force: bool) -> bool {
-    matches!(entry.state, EntryState::Done | EntryState::Pending) || (force && entry.state == EntryState::RollbackRefused)
+    matches!(entry.state, EntryState::Done | EntryState::Pending)
+        || (force && entry.state == EntryState::RollbackRefused)
 }
 
 /// The rollback on a Redis Cluster: each page restored node by node ([`ClusterMoves`]).
@@ -134,10 +135,7 @@ pub async fn rollback(
     let mut in_flight = VecDeque::new();
     // Newest first: a key migrated twice is restored to its oldest original last.
     for page in entries(journal, true, batch) {
-        let eligible: Vec<Entry> = page?
-            .into_iter()
-            .filter(|e| eligible(e, force))
-            .collect();
+        let eligible: Vec<Entry> = page?.into_iter().filter(|e| eligible(e, force)).collect();
         if eligible.is_empty() {
             continue;
         }

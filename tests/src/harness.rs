@@ -123,7 +123,7 @@ pub struct Stack {
     http: ureq::Agent,
 }
 
-fn require_tool(path: &str, hint: &str) -> Result<(), String> {
+pub fn require_tool(path: &str, hint: &str) -> Result<(), String> {
     let found = if path.contains('/') {
         std::path::Path::new(path).exists()
     } else {

@@ -11,9 +11,11 @@
 //!   (binary `mexc-standin`).
 
 pub mod admin;
+pub mod cluster;
 pub mod harness;
 pub mod native_http;
 pub mod okx;
 pub mod process;
 pub mod standin;
 pub mod suite;
+pub mod tradingboost;

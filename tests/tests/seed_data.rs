@@ -9,13 +9,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{migrator_binary, repo_root, HttpAnswer, Stack, StackOptions};
-use edgesync_e2e::okx::okx_position;
 use edgesync_e2e::suite::run_suite;
+use edgesync_e2e::tradingboost::{
+    grid_legacy_all_positions, grid_legacy_quantity, grid_phase2_all_positions, py_json, trading_cache_get_position,
+    write_legacy, Written,
+};
 use edgesync_migrator::connect::open;
 use edgesync_migrator::dump::{differences, dump, Dump};
 use futures_executor::block_on;
@@ -72,174 +74,10 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// Python's `json.dumps` with its default separators, as the bots serialize.
-fn py_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let items: Vec<String> =
-                map.iter().map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), py_json(v))).collect();
-            format!("{{{}}}", items.join(", "))
-        }
-        Value::Array(items) => format!("[{}]", items.iter().map(py_json).collect::<Vec<_>>().join(", ")),
-        other => other.to_string(),
-    }
-}
-
-fn decimal(value: Option<&Value>) -> Decimal {
-    value.and_then(Value::as_str).filter(|s| !s.is_empty()).map_or(Decimal::ZERO, |s| Decimal::from_str(s).unwrap())
-}
-
-const GRID_EXCLUDED: [&str; 3] = ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "SOL-USDT-SWAP"];
-
-/// GRID's `get_all_positions` (balance_service.py at 42d81ac), legacy branch: the JSON at
-/// `{exchange}:positions:{user}`, a list of positions or a dict of them by symbol.
-fn grid_legacy_all_positions(text: &str) -> BTreeMap<String, Decimal> {
-    let mut result = BTreeMap::new();
-    let mut take = |symbol: &str, position: &Value| {
-        let (pos, notional) = (decimal(position.get("pos")), decimal(position.get("notionalUsd")));
-        if !pos.is_zero() && notional < Decimal::from(10_000) && !GRID_EXCLUDED.contains(&symbol) {
-            result.insert(symbol.to_owned(), pos);
-        }
-    };
-    match serde_json::from_str::<Value>(text).unwrap() {
-        Value::Array(positions) => {
-            for position in positions.iter().filter(|p| p.is_object()) {
-                take(position["instId"].as_str().unwrap_or_default(), position);
-            }
-        }
-        Value::Object(by_symbol) => {
-            for (symbol, position) in by_symbol.iter().filter(|(_, p)| p.is_object()) {
-                take(symbol, position);
-            }
-        }
-        _ => {}
-    }
-    result
-}
-
-/// GRID's `process_okx_position_data` (what `handle_okx` reads): a list, or OKX's envelope.
-fn grid_legacy_quantity(text: &str, symbol: &str) -> Decimal {
-    let value: Value = serde_json::from_str(text).unwrap();
-    let positions =
-        value.as_array().or_else(|| value.get("data").and_then(Value::as_array)).cloned().unwrap_or_default();
-    positions.iter().find(|p| p["instId"] == symbol).map_or(Decimal::ZERO, |p| decimal(p.get("pos")))
-}
-
-/// GRID's `get_all_positions` at 42d81ac, Phase 2: SMEMBERS the index, HGETALL each hash,
-/// long and short summed per symbol.
-fn grid_phase2_all_positions(redis: &mut redis::Connection, user: &str, exchange: &str) -> BTreeMap<String, Decimal> {
-    let members: Vec<String> = redis.smembers(format!("positions:index:{user}:{exchange}")).unwrap();
-    let mut result = BTreeMap::new();
-    for member in members {
-        let (symbol, side) = member.split_once(':').unwrap();
-        let position: BTreeMap<String, String> =
-            redis.hgetall(format!("positions:{user}:{exchange}:{symbol}:{side}")).unwrap();
-        if position.is_empty() {
-            continue;
-        }
-        let pos = Decimal::from_str(position.get("pos").map_or("0", String::as_str)).unwrap();
-        let notional = Decimal::from_str(position.get("notionalUsd").map_or("0", String::as_str)).unwrap();
-        if !pos.is_zero() && notional < Decimal::from(10_000) && !GRID_EXCLUDED.contains(&symbol) {
-            *result.entry(symbol.to_owned()).or_insert(Decimal::ZERO) += pos;
-        }
-    }
-    result
-}
-
-/// `TradingCache.get_position` (TradingBoost's shared/cache/trading_cache.py at 42d81ac): GET + JSON parse.
-fn trading_cache_get_position(redis: &mut redis::Connection, user: &str, symbol: &str, side: &str) -> Option<Value> {
-    let text: Option<String> = redis.get(format!("position:{user}:okx:{symbol}:{side}")).unwrap();
-    text.map(|t| serde_json::from_str(&t).unwrap())
-}
-
 fn tradingboost_new_readers_see_the_legacy_data(stack: &Stack) {
     let db = 1;
     let mut redis = connection(stack, db);
-    // GRID: the positions payload cached for 300 s, as a list (websocket) and as OKX's REST
-    // envelope (`private_get_account_positions`); hedge mode and net mode.
-    let hedge = json!([
-        okx_position("DOGE-USDT-SWAP", "long", "10", "1.5"),
-        okx_position("XRP-USDT-SWAP", "short", "4", "2.4"),
-        okx_position("ADA-USDT-SWAP", "long", "0", "0"),
-        okx_position("BTC-USDT-SWAP", "long", "1", "95000"),
-    ]);
-    let net = json!({"code": "0", "data": [
-        okx_position("LTC-USDT-SWAP", "net", "-3", "300"),
-        okx_position("BNB-USDT-SWAP", "net", "2", "1200"),
-        okx_position("TRX-USDT-SWAP", "net", "0", "0"),
-    ], "msg": ""});
-    let grid = [("101", py_json(&hedge)), ("102", py_json(&net))];
-    for (user, payload) in &grid {
-        let _: () = redis.set_ex(format!("okx:positions:{user}"), payload, 300).unwrap();
-    }
-    // Another exchange's per-symbol cache (handle_other_exchanges): no rule moves it.
-    let _: () = redis.set_ex("binance:positions:103:BTCUSDT", "[]", 300).unwrap();
-    // TradingCache.set_position at 6111cb0: json.dumps, 300 s.
-    let cached = [
-        (
-            "201",
-            "BTC-USDT-SWAP",
-            "long",
-            json!({"symbol": "BTC-USDT-SWAP", "side": "long", "size": 1.5, "entry_price": 60000.5, "leverage": 10}),
-        ),
-        (
-            "202",
-            "ETH-USDT-SWAP",
-            "short",
-            json!({"instId": "ETH-USDT-SWAP", "posSide": "short", "pos": "2", "avgPx": "3000.1"}),
-        ),
-        ("203", "SOL-USDT-SWAP", "short", json!({"instId": "SOL-USDT-SWAP", "posSide": "net", "pos": "-5"})),
-    ];
-    for (user, symbol, _, value) in &cached {
-        let _: () = redis.set_ex(format!("position:{user}:{symbol}"), py_json(value), 300).unwrap();
-    }
-    // HYPERRSI: position hashes (tp_sl_calculator's and okx_position_fetcher's mappings) and
-    // its own state keys under the same prefix.
-    let long = [
-        ("symbol", "BTC-USDT-SWAP"),
-        ("side", "long"),
-        ("size", "0.5"),
-        ("entry_price", "61000.0"),
-        ("leverage", "10.0"),
-        ("sl_order_id", "998877"),
-        ("sl_price", "59000.0"),
-        ("order_id", "998877"),
-    ];
-    let short = [
-        ("symbol", "BTC-USDT-SWAP"),
-        ("side", "short"),
-        ("size", "0.2"),
-        ("contracts", "0.2"),
-        ("entry_price", "62000.0"),
-        ("leverage", "10.0"),
-        ("unrealized_pnl", "-1.5"),
-        ("margin_mode", "cross"),
-        ("dca_count", "1"),
-        ("last_update_time", "1735363600"),
-        ("last_update_time_kr", "2024-12-28 14:26:40"),
-    ];
-    let _: () = redis.hset_multiple("user:301:position:BTC-USDT-SWAP:long", &long).unwrap();
-    let _: () = redis.hset_multiple("user:301:position:BTC-USDT-SWAP:short", &short).unwrap();
-    let state_keys = [
-        "user:301:position:BTC-USDT-SWAP:position_state",
-        "user:301:position:BTC-USDT-SWAP:hedging_direction",
-        "user:301:position:BTC-USDT-SWAP:min_sustain_contract_size",
-        "user:301:position:BTC-USDT-SWAP:long:tp_data",
-        "user:301:position:BTC-USDT-SWAP:long:dca_count",
-        "user:301:position:BTC-USDT-SWAP:closing",
-        "user:301:position:BTC-USDT-SWAP:long_dca_levels",
-    ];
-    let _: () = redis.set(state_keys[0], "1").unwrap();
-    let _: () = redis.set(state_keys[1], "long").unwrap();
-    let _: () = redis.set(state_keys[2], "0.01").unwrap();
-    let _: () =
-        redis.set(state_keys[3], py_json(&json!([{"price": "63000", "size": "0.1", "status": "active"}]))).unwrap();
-    let _: () = redis.set(state_keys[4], "2").unwrap();
-    let _: () = redis.set_ex(state_keys[5], "true", 300).unwrap();
-    let _: () = redis.rpush(state_keys[6], &["60000", "59000"]).unwrap();
-    // GRID's upload_order_placed at 6111cb0: {level: int(bool)}.
-    let _: () = redis.hset_multiple("okx:user:401:symbol:DOGE-USDT-SWAP:order_placed", &[("0", 1), ("1", 0)]).unwrap();
-
+    let Written { hedge, net, grid, cached, long, short, state_keys } = write_legacy(&mut redis, "");
     let original = typed_dump(stack, db);
     let legacy_totals: Vec<BTreeMap<String, Decimal>> =
         grid.iter().map(|(_, p)| grid_legacy_all_positions(p)).collect();
@@ -312,8 +150,8 @@ fn tradingboost_new_readers_see_the_legacy_data(stack: &Stack) {
     }
     // HYPERRSI's state keys are exactly as they were.
     let after = typed_dump(stack, db);
-    for key in state_keys {
-        assert_eq!(after.get(key).map(|s| &s.value), original.get(key).map(|s| &s.value), "{key}");
+    for key in &state_keys {
+        assert_eq!(after.get(key.as_str()).map(|s| &s.value), original.get(key.as_str()).map(|s| &s.value), "{key}");
     }
     let orders: BTreeMap<String, String> =
         redis.hgetall("orders:okx:user:401:symbol:DOGE-USDT-SWAP:order_placed").unwrap();

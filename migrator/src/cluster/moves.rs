@@ -43,6 +43,20 @@ use crate::script::{
 /// How many times entries whose keys moved between nodes are tried again.
 const ROUNDS: usize = 8;
 
+/// The crash points of the cross-node protocol, for the tests that kill a run there: with
+/// `MIGRATOR_CRASH_AT=point:n` the process aborts — as a `SIGKILL` would stop it, nothing
+/// flushed, nothing cleaned up — the `n`th time it reaches `point` (`indexes-noted`, `put`,
+/// `taken`, `node`: after any node's call of a step).
+fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static PASSED: AtomicUsize = AtomicUsize::new(0);
+    let Ok(at) = std::env::var("MIGRATOR_CRASH_AT") else { return };
+    let Some((name, nth)) = at.split_once(':') else { return };
+    if name == point && nth.parse::<usize>().ok() == Some(PASSED.fetch_add(1, Ordering::SeqCst) + 1) {
+        std::process::abort();
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterMoveError {
     #[error(transparent)]
@@ -70,12 +84,18 @@ impl ClusterMoves {
 
     /// Runs `command` (built from the scripts) on the master at `address`, loading the scripts
     /// again if that master lost them (a restart, or a replica promoted since they were loaded).
-    async fn call(&mut self, address: &str, command: impl Fn(&NodeScripts) -> Command) -> Result<Reply, ClusterMoveError> {
+    async fn call(
+        &mut self,
+        address: &str,
+        command: impl Fn(&NodeScripts) -> Command,
+    ) -> Result<Reply, ClusterMoveError> {
         for _ in 0..2 {
             let reply = self.cluster.on_node(address, &[command(&self.scripts)]).await?.pop();
             match reply {
                 Some(Ok(reply)) => return Ok(reply),
-                Some(Err(error)) if is_noscript(&error.0) => self.scripts = NodeScripts::load(self.cluster.as_ref()).await?,
+                Some(Err(error)) if is_noscript(&error.0) => {
+                    self.scripts = NodeScripts::load(self.cluster.as_ref()).await?
+                }
                 Some(Err(error)) if error.0.starts_with("MOVED") || error.0.starts_with("CLUSTERDOWN") => {
                     // Only a node that is no longer a master answers a keyless call so.
                     return Ok(Reply::Nil);
@@ -112,6 +132,7 @@ impl ClusterMoves {
             for (i, word) in indexes.into_iter().zip(words) {
                 answers[i] = word;
             }
+            crash_point("node");
         }
         Ok(answers)
     }
@@ -174,13 +195,18 @@ impl ClusterMoves {
         // 0. Whether each index member is there before the move, durable before any SADD.
         let unknown: Vec<(usize, usize)> = indexes
             .iter()
-            .flat_map(|&i| entries[i].index.iter().enumerate().filter(|(_, m)| m.added.is_none()).map(move |(x, _)| (i, x)))
+            .flat_map(|&i| {
+                entries[i].index.iter().enumerate().filter(|(_, m)| m.added.is_none()).map(move |(x, _)| (i, x))
+            })
             .collect();
         if !unknown.is_empty() {
             let answers = {
                 let steps: Vec<Step<'_>> = unknown
                     .iter()
-                    .map(|&(i, x)| Step::IsMember { key: &entries[i].index[x].key, member: &entries[i].index[x].member })
+                    .map(|&(i, x)| Step::IsMember {
+                        key: &entries[i].index[x].key,
+                        member: &entries[i].index[x].member,
+                    })
                     .collect();
                 self.run_steps(&steps).await?
             };
@@ -192,6 +218,7 @@ impl ClusterMoves {
             }
             let noted: Vec<Entry> = indexes.iter().map(|&i| entries[i].clone()).collect();
             journal.update(&noted, true)?;
+            crash_point("indexes-noted");
         }
 
         // 1. Put every target that is not the source itself.
@@ -216,6 +243,7 @@ impl ClusterMoves {
             })
             .collect();
         let put_answers = self.run_steps(&put_steps).await?;
+        crash_point("put");
         let mut written: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut all_equal: BTreeMap<usize, bool> = indexes.iter().map(|&i| (i, true)).collect();
         let mut decided: BTreeMap<usize, MoveOutcome> = BTreeMap::new();
@@ -259,6 +287,7 @@ impl ClusterMoves {
             })
             .collect();
         let take_answers = self.run_steps(&take_steps).await?;
+        crash_point("taken");
         let mut moved = Vec::new();
         for (&i, answer) in takers.iter().zip(&take_answers) {
             let outcome = match answer.as_str() {
@@ -280,7 +309,8 @@ impl ClusterMoves {
                 // Every target the move may have written — this run or a crashed one — comes
                 // back out where it still holds what was written.
                 let entry = &entries[i];
-                take_back.extend((0..entry.targets.len()).filter(|&t| entry.targets[t].0 != entry.source).map(|t| (i, t)));
+                take_back
+                    .extend((0..entry.targets.len()).filter(|&t| entry.targets[t].0 != entry.source).map(|t| (i, t)));
             }
             decided.insert(i, outcome);
         }
@@ -382,8 +412,7 @@ impl ClusterMoves {
     async fn restore_across(&mut self, entry: &Entry, force: bool) -> Result<RestoreOutcome, ClusterMoveError> {
         // 1. Every target still holds what the move wrote (or is gone), unless forced.
         if !force {
-            let steps: Vec<Step<'_>> =
-                entry.targets.iter().map(|(key, value)| Step::Check { key, value }).collect();
+            let steps: Vec<Step<'_>> = entry.targets.iter().map(|(key, value)| Step::Check { key, value }).collect();
             let answers = self.run_steps(&steps).await?;
             if answers.iter().any(|a| a == "elsewhere") {
                 return Ok(RestoreOutcome::Elsewhere);

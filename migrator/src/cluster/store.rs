@@ -46,7 +46,11 @@ enum Gather {
     /// The same command on every master: the first reply, or the first error.
     Same(Vec<usize>),
     /// A scan of master `master`: its cursor made whole-cluster again.
-    Scan { part: usize, master: usize, masters: usize },
+    Scan {
+        part: usize,
+        master: usize,
+        masters: usize,
+    },
 }
 
 struct Part {
@@ -69,12 +73,7 @@ impl ClusterStore {
         let topology = read_topology(&first)?;
         let mut nodes = HashMap::new();
         nodes.insert(address, first);
-        Ok(Self {
-            opener,
-            topology: RefCell::new(topology),
-            nodes: RefCell::new(nodes),
-            scanned: RefCell::default(),
-        })
+        Ok(Self { opener, topology: RefCell::new(topology), nodes: RefCell::new(nodes), scanned: RefCell::default() })
     }
 
     /// The masters' addresses, in slot order.
@@ -112,7 +111,11 @@ impl ClusterStore {
         self.with_node(address, |node| node.run(commands))
     }
 
-    fn with_node<T>(&self, address: &str, run: impl FnOnce(&RespStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with_node<T>(
+        &self,
+        address: &str,
+        run: impl FnOnce(&RespStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if !self.nodes.borrow().contains_key(address) {
             let node = self
                 .opener
@@ -166,17 +169,15 @@ impl ClusterStore {
                     let part = push(&mut parts, node_command, Route::Master(master));
                     Gather::Scan { part, master, masters }
                 }
-                "SCRIPT" | "FLUSHALL" | "FLUSHDB" => Gather::Same(
-                    (0..masters).map(|m| push(&mut parts, command.clone(), Route::Master(m))).collect(),
-                ),
+                "SCRIPT" | "FLUSHALL" | "FLUSHDB" => {
+                    Gather::Same((0..masters).map(|m| push(&mut parts, command.clone(), Route::Master(m))).collect())
+                }
                 "DBSIZE" => {
                     Gather::Sum((0..masters).map(|m| push(&mut parts, command.clone(), Route::Master(m))).collect())
                 }
                 "EXISTS" | "DEL" | "UNLINK" | "TOUCH" if args.len() > 1 => Gather::Sum(
                     args.iter()
-                        .map(|key| {
-                            push(&mut parts, Command::new(&name).arg_bytes(key), Route::Slot(slot_of(key)))
-                        })
+                        .map(|key| push(&mut parts, Command::new(&name).arg_bytes(key), Route::Slot(slot_of(key))))
                         .collect(),
                 ),
                 "EVAL" | "EVALSHA" | "FCALL" => {
@@ -269,9 +270,10 @@ impl ClusterStore {
                 let mut node_replies: Vec<Option<Result<Reply, CommandError>>> =
                     node_replies.into_iter().map(Some).collect();
                 for (&i, &place) in indexes.iter().zip(&places) {
-                    let reply = node_replies.get_mut(place).and_then(Option::take).unwrap_or_else(|| {
-                        Err(CommandError(format!("no reply from {address}")))
-                    });
+                    let reply = node_replies
+                        .get_mut(place)
+                        .and_then(Option::take)
+                        .unwrap_or_else(|| Err(CommandError(format!("no reply from {address}"))));
                     asking[i] = false;
                     match &reply {
                         Err(CommandError(text)) if text.starts_with("MOVED ") => {
@@ -329,11 +331,13 @@ impl ClusterStore {
             .into_iter()
             .map(|gather| match gather {
                 Gather::One(i) => take(i),
-                Gather::Sum(parts) => parts.into_iter().try_fold(0i64, |sum, i| match take(i)? {
-                    Reply::Int(n) => Ok(sum + n),
-                    other => Err(CommandError(format!("expected a number, got {other:?}"))),
-                })
-                .map(Reply::Int),
+                Gather::Sum(parts) => parts
+                    .into_iter()
+                    .try_fold(0i64, |sum, i| match take(i)? {
+                        Reply::Int(n) => Ok(sum + n),
+                        other => Err(CommandError(format!("expected a number, got {other:?}"))),
+                    })
+                    .map(Reply::Int),
                 Gather::Same(parts) => {
                     let mut first = None;
                     for i in parts {
@@ -345,7 +349,9 @@ impl ClusterStore {
                     }
                     first.unwrap_or(Ok(Reply::Nil))
                 }
-                Gather::Scan { part, master, masters } => take(part).and_then(|reply| whole_cursor(reply, master, masters)),
+                Gather::Scan { part, master, masters } => {
+                    take(part).and_then(|reply| whole_cursor(reply, master, masters))
+                }
             })
             .collect()
     }
@@ -397,7 +403,10 @@ fn read_topology(node: &RespStore) -> Result<Topology, StoreError> {
 
 impl std::fmt::Debug for ClusterStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterStore").field("masters", &self.masters()).field("seed", &redacted(self.opener.url())).finish()
+        f.debug_struct("ClusterStore")
+            .field("masters", &self.masters())
+            .field("seed", &redacted(self.opener.url()))
+            .finish()
     }
 }
 

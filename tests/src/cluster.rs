@@ -1,0 +1,140 @@
+//! [`RedisCluster`]: a Redis Cluster of real `redis-server` processes on 127.0.0.1 — masters
+//! and replicas, created with `redis-cli --cluster create` and polled until every node reports
+//! `cluster_state:ok` and knows every other. Stopped (every process) when dropped.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::require_tool;
+use crate::process::{wait_until, Service};
+
+/// The highest port a node may use: its cluster bus listens on the port + 10000.
+const HIGHEST_PORT: u16 = 55535;
+
+pub struct RedisCluster {
+    nodes: Vec<(u16, Service)>,
+    masters: usize,
+    _dir: tempfile::TempDir,
+}
+
+/// A port that is free now, with its cluster-bus port (+ 10000) free too.
+fn free_node_port() -> u16 {
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind on 127.0.0.1");
+        let port = listener.local_addr().expect("bound").port();
+        let port = 20_000 + port % (HIGHEST_PORT - 20_000);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
+fn info(port: u16, section: &str) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut connection = client.get_connection_with_timeout(Duration::from_millis(300)).ok()?;
+    let command = if section == "cluster" {
+        redis::cmd("CLUSTER").arg("INFO").clone()
+    } else {
+        redis::cmd("INFO").arg(section).clone()
+    };
+    command.query::<String>(&mut connection).ok()
+}
+
+impl RedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each.
+    pub fn start(masters: usize, replicas: usize) -> Result<Self, String> {
+        require_tool("redis-server", "install it with `apt-get install redis-server` (`make test` does this)")?;
+        require_tool("redis-cli", "it comes with redis-server (`apt-get install redis-server`)")?;
+        let dir = tempfile::Builder::new().prefix("edgesync-cluster-").tempdir().map_err(|e| e.to_string())?;
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let port = free_node_port();
+            let mut command = Command::new("redis-server");
+            command.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"]);
+            command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
+            command.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
+            command.arg("--dir").arg(dir.path());
+            let service =
+                Service::spawn("redis-server (cluster)", command, &dir.path().join(format!("node-{port}.log")))?;
+            nodes.push((port, service));
+        }
+        for (port, service) in &mut nodes {
+            let port = *port;
+            wait_until("a cluster node to answer", Duration::from_secs(20), || {
+                (info(port, "server").is_some() || !service.is_running()).then_some(())
+            })?;
+            if !service.is_running() {
+                return Err(format!("redis-server on {port} exited:\n{}", service.log_tail(20)));
+            }
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        create.args(nodes.iter().map(|(port, _)| format!("127.0.0.1:{port}")));
+        create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
+        let created = create.output().map_err(|e| format!("redis-cli --cluster create: {e}"))?;
+        if !created.status.success() {
+            return Err(format!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&created.stdout)));
+        }
+        let cluster = Self { nodes, masters, _dir: dir };
+        cluster.wait_ok()?;
+        Ok(cluster)
+    }
+
+    /// Waits until every node says the cluster is ok and knows every node.
+    pub fn wait_ok(&self) -> Result<(), String> {
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        for (port, _) in &self.nodes {
+            wait_until("cluster_state:ok on every node", Duration::from_secs(30), || {
+                info(*port, "cluster").filter(|i| i.contains("cluster_state:ok") && i.contains(&known)).map(drop)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `redis://127.0.0.1:{port}` of every node, masters and replicas.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|(port, _)| format!("redis://127.0.0.1:{port}")).collect()
+    }
+
+    /// The nodes' ports whose role (`INFO replication`) is `role` (`master` or `slave`).
+    pub fn ports_with_role(&self, role: &str) -> Vec<u16> {
+        let wanted = format!("role:{role}");
+        self.nodes
+            .iter()
+            .map(|(port, _)| *port)
+            .filter(|port| info(*port, "replication").is_some_and(|i| i.lines().any(|l| l.trim() == wanted)))
+            .collect()
+    }
+
+    pub fn masters(&self) -> usize {
+        self.masters
+    }
+
+    /// A client that follows the cluster (slots, redirects), as a bot on a cluster would use.
+    pub fn client(&self) -> redis::cluster::ClusterConnection {
+        redis::cluster::ClusterClient::new(self.urls())
+            .expect("cluster URLs")
+            .get_connection()
+            .expect("cluster connection")
+    }
+
+    /// Empties every master (replicas follow).
+    pub fn flush(&self) {
+        for port in self.ports_with_role("master") {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let _: () = redis::cmd("FLUSHALL").query(&mut client.get_connection().unwrap()).unwrap();
+        }
+    }
+
+    /// How many keys each master holds.
+    pub fn keys_per_master(&self) -> Vec<u64> {
+        self.ports_with_role("master")
+            .into_iter()
+            .map(|port| {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+                redis::cmd("DBSIZE").query(&mut client.get_connection().unwrap()).unwrap()
+            })
+            .collect()
+    }
+}

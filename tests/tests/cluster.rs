@@ -1,0 +1,324 @@
+//! The migrator on a Redis Cluster: 3 masters and 3 replicas of Debian's `redis-server` on
+//! 127.0.0.1, created with `redis-cli --cluster create`, beside a single `redis-server` holding
+//! the same data for comparison. The bots' own writers (TradingBoost at 6111cb0) write through a
+//! cluster-aware client, so their keys land on every master; the migrator is given the URL of
+//! one node and must plan, move, verify and roll back all of them — across a crash at each
+//! point of the cross-node protocol, and across a failover.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use edgesync_e2e::cluster::RedisCluster;
+use edgesync_e2e::harness::{migrator_binary, require_tool};
+use edgesync_e2e::process::{free_port, wait_until, Service};
+use edgesync_e2e::suite::run_suite;
+use edgesync_e2e::tradingboost::{
+    grid_legacy_all_positions, grid_legacy_quantity, grid_phase2_all_positions, trading_cache_get_position,
+    write_legacy,
+};
+use edgesync_migrator::connect::open;
+use edgesync_migrator::dump::{differences, dump, Dump};
+use futures_executor::block_on;
+use redis::Commands;
+use serde_json::Value;
+
+struct Fixture {
+    cluster: RedisCluster,
+    /// One plain redis-server, for the single-node plan of the same data.
+    _single: Service,
+    single_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn start() -> Result<Self, String> {
+        require_tool("redis-server", "install it with `apt-get install redis-server` (`make test` does this)")?;
+        let cluster = RedisCluster::start(3, 1)?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let single_port = free_port();
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--port", &single_port.to_string(), "--save", "", "--appendonly", "no"]);
+        command.arg("--dir").arg(dir.path());
+        let mut single = Service::spawn("redis-server", command, &dir.path().join("single.log"))?;
+        let url = format!("redis://127.0.0.1:{single_port}");
+        wait_until("redis-server to answer", Duration::from_secs(20), || {
+            let answers = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            (answers || !single.is_running()).then_some(())
+        })?;
+        Ok(Self { cluster, _single: single, single_port, _dir: dir })
+    }
+
+    /// The URL of one master: the operator gives any node.
+    fn cluster_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.cluster.ports_with_role("master")[1])
+    }
+
+    fn single_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.single_port)
+    }
+
+    fn single(&self) -> redis::Connection {
+        redis::Client::open(self.single_url()).unwrap().get_connection().unwrap()
+    }
+
+    fn reset(&self) {
+        self.cluster.wait_ok().unwrap();
+        self.cluster.flush();
+        let _: () = redis::cmd("FLUSHALL").query(&mut self.single()).unwrap();
+    }
+}
+
+fn main() {
+    run_suite(
+        Fixture::start,
+        &[
+            ("tradingboost_on_a_cluster_reads_as_on_one_redis", tradingboost_on_a_cluster_reads_as_on_one_redis),
+            (
+                "a_crash_at_each_cross_node_step_resumes_to_the_same_end",
+                a_crash_at_each_cross_node_step_resumes_to_the_same_end,
+            ),
+            ("one_apply_per_cluster", one_apply_per_cluster),
+            ("a_failover_mid_apply_loses_and_duplicates_nothing", a_failover_mid_apply_loses_and_duplicates_nothing),
+            (
+                "what_a_cluster_cannot_do_is_refused_with_a_sentence",
+                what_a_cluster_cannot_do_is_refused_with_a_sentence,
+            ),
+        ],
+    )
+}
+
+/// Runs the migrator CLI as an operator would, with `--json`.
+fn migrator(url: &str, journal: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, Value) {
+    let mut command = Command::new(migrator_binary());
+    command.args(args).args(["--url", url, "--journal"]).arg(journal).arg("--json");
+    if args[0] == "apply" {
+        command.arg("--no-progress");
+    }
+    let output = command.envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output, report)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn typed_dump(url: &str) -> Dump {
+    let store = open(url, None).unwrap();
+    block_on(dump(store.as_ref())).unwrap()
+}
+
+/// What `plan` reports that must not depend on where the keys live.
+fn plan_counts(plan: &Value) -> Value {
+    serde_json::json!({"rules": plan["rules"], "total": plan["total"], "not_owned": plan["not_owned"]["count"]})
+}
+
+const TAGS: [&str; 10] = ["", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+fn tradingboost_on_a_cluster_reads_as_on_one_redis(fixture: &Fixture) {
+    fixture.reset();
+    let mut client = fixture.cluster.client();
+    let mut single = fixture.single();
+    let written: Vec<_> = TAGS.iter().map(|tag| write_legacy(&mut client, tag)).collect();
+    for tag in TAGS {
+        write_legacy(&mut single, tag);
+    }
+    let per_master = fixture.cluster.keys_per_master();
+    assert!(per_master.len() == 3 && per_master.iter().all(|n| *n > 20), "spread over every master: {per_master:?}");
+    let original = typed_dump(&fixture.cluster_url());
+    assert_eq!(original.len() as u64, per_master.iter().sum::<u64>(), "the dump sees every master");
+
+    let journal = tempfile::tempdir().unwrap();
+    let url = fixture.cluster_url();
+    let base = ["--rules", "tradingboost"];
+    let (planned, plan) = migrator(&url, journal.path(), &[&["plan"][..], &base].concat(), &[]);
+    assert_eq!(planned.status.code(), Some(0), "{plan} {}", stderr(&planned));
+    let (_, single_plan) = migrator(&fixture.single_url(), journal.path(), &[&["plan"][..], &base].concat(), &[]);
+    assert_eq!(plan_counts(&plan), plan_counts(&single_plan), "the cluster's plan is the single Redis's");
+    let to_move = plan["total"]["migrate"].as_u64().unwrap();
+    assert_eq!(to_move, 8 * TAGS.len() as u64, "{plan}");
+
+    let (applied, report) = migrator(&url, journal.path(), &[&["apply"][..], &base].concat(), &[]);
+    assert_eq!(applied.status.code(), Some(0), "{report} {}", stderr(&applied));
+    assert_eq!(report["migrated"].as_u64(), Some(to_move), "{report}");
+    let (verified, check) = migrator(&url, journal.path(), &["verify"], &[]);
+    assert_eq!(verified.status.code(), Some(0), "{check} {}", stderr(&verified));
+    assert_eq!(check["checked"].as_u64(), Some(to_move), "{check}");
+
+    // The bots' new readers, through a cluster-aware client, see what the old ones saw.
+    for (tag, written) in TAGS.iter().zip(&written) {
+        // GRID: the hedge-mode list as its legacy reader totals it; the net-mode envelope as
+        // `handle_okx` reads each symbol.
+        let (hedge_user, hedge_payload) = &written.grid[0];
+        let phase2 = grid_phase2_all_positions(&mut client, hedge_user, "okx");
+        assert_eq!(phase2, grid_legacy_all_positions(hedge_payload), "GRID user {hedge_user}");
+        assert_eq!(phase2.len(), 2, "DOGE and XRP");
+        let (net_user, net_payload) = &written.grid[1];
+        let phase2 = grid_phase2_all_positions(&mut client, net_user, "okx");
+        for symbol in ["LTC-USDT-SWAP", "BNB-USDT-SWAP"] {
+            assert_eq!(phase2[symbol], grid_legacy_quantity(net_payload, symbol), "{net_user} {symbol}");
+        }
+        for (user, _) in &written.grid {
+            let gone: bool = client.exists(format!("okx:positions:{user}")).unwrap();
+            assert!(!gone, "okx:positions:{user} moved");
+        }
+        for (user, symbol, side, value) in &written.cached {
+            let read = trading_cache_get_position(&mut client, user, symbol, side);
+            assert_eq!(read.as_ref(), Some(value), "TradingCache {user} {symbol}");
+        }
+        let orders: std::collections::BTreeMap<String, String> =
+            client.hgetall(format!("orders:okx:user:{tag}401:symbol:DOGE-USDT-SWAP:order_placed")).unwrap();
+        assert_eq!(orders.len(), 2, "GRID's order hash for tag {tag:?}");
+    }
+
+    let (rolled, undone) = migrator(&url, journal.path(), &["rollback"], &[]);
+    assert_eq!(rolled.status.code(), Some(0), "{undone} {}", stderr(&rolled));
+    assert_eq!(undone["restored"].as_u64(), Some(to_move), "{undone}");
+    let diff = differences(&original, &typed_dump(&url), 1_000, |_| false);
+    assert!(diff.is_empty(), "rollback restores type, value and TTL on every master: {diff:?}");
+    let restored = typed_dump(&url);
+    assert_eq!(restored.len(), original.len(), "nothing left behind");
+}
+
+/// Generated legacy data (`migrator generate`), mostly moves whose source and targets live on
+/// different masters.
+fn generate(fixture: &Fixture, keys: u64) -> Dump {
+    fixture.reset();
+    let url = fixture.cluster_url();
+    let journal = tempfile::tempdir().unwrap();
+    let (generated, _) =
+        migrator(&url, journal.path(), &["generate", "--keys", &keys.to_string(), "--seed", "11"], &[]);
+    assert_eq!(generated.status.code(), Some(0), "{}", stderr(&generated));
+    typed_dump(&url)
+}
+
+fn a_crash_at_each_cross_node_step_resumes_to_the_same_end(fixture: &Fixture) {
+    let url = fixture.cluster_url();
+    let original = generate(fixture, 1_500);
+    let base = ["apply", "--rules", "tradingboost", "--batch", "50"];
+
+    // The end state of an uninterrupted run.
+    let journal = tempfile::tempdir().unwrap();
+    let (applied, report) = migrator(&url, journal.path(), &base, &[]);
+    assert!(applied.status.code().is_some_and(|c| c <= 1), "{report} {}", stderr(&applied));
+    let moved = report["migrated"].as_u64().unwrap();
+    assert!(moved > 500, "{report}");
+    let uninterrupted = typed_dump(&url);
+    let (rolled, _) = migrator(&url, journal.path(), &["rollback"], &[]);
+    assert_eq!(rolled.status.code(), Some(0), "{}", stderr(&rolled));
+    assert!(differences(&original, &typed_dump(&url), 1_000, |_| false).is_empty(), "back to the original");
+
+    // Killed at each step of the protocol — after the index state is journaled, after the
+    // targets are written, after the sources are taken, between two nodes' calls — then run
+    // again until done.
+    let journal = tempfile::tempdir().unwrap();
+    let mut crashes = 0;
+    for point in ["indexes-noted:2", "put:3", "taken:2", "node:5", "put:9", "node:17"] {
+        let (crashed, _) = migrator(&url, journal.path(), &base, &[("MIGRATOR_CRASH_AT", point)]);
+        if crashed.status.code().is_none() {
+            crashes += 1;
+        }
+        // A killed run leaves its lock to expire; an operator waits, the test clears it.
+        let _: () = fixture.cluster.client().del(format!("{}lock", edgesync_migrator::rules::OWN_KEYS_PREFIX)).unwrap();
+    }
+    assert!(crashes >= 5, "the run was killed at the protocol's steps ({crashes} of 6)");
+    let (finished, report) = migrator(&url, journal.path(), &base, &[]);
+    assert!(finished.status.code().is_some_and(|c| c <= 1), "{report} {}", stderr(&finished));
+    let diff = differences(&uninterrupted, &typed_dump(&url), 1_000, |_| false);
+    assert!(diff.is_empty(), "resumed runs end where an uninterrupted one does: {diff:?}");
+    assert_eq!(typed_dump(&url).len(), uninterrupted.len(), "no key left behind or duplicated");
+    let (verified, check) = migrator(&url, journal.path(), &["verify"], &[]);
+    assert_eq!(verified.status.code(), Some(0), "{check}");
+    assert_eq!(check["checked"].as_u64(), Some(moved), "{check}");
+    let (rolled, undone) = migrator(&url, journal.path(), &["rollback"], &[]);
+    assert_eq!(rolled.status.code(), Some(0), "{undone} {}", stderr(&rolled));
+    let diff = differences(&original, &typed_dump(&url), 1_000, |_| false);
+    assert!(diff.is_empty(), "rollback after the crashes restores the original: {diff:?}");
+}
+
+fn one_apply_per_cluster(fixture: &Fixture) {
+    generate(fixture, 200);
+    let url = fixture.cluster_url();
+    let mut client = fixture.cluster.client();
+    // Another run's lock, as it holds it while moving.
+    let lock = format!("{}lock", edgesync_migrator::rules::OWN_KEYS_PREFIX);
+    let _: () = client.pset_ex(&lock, "another-run", 60_000).unwrap();
+    for port in fixture.cluster.ports_with_role("master") {
+        let journal = tempfile::tempdir().unwrap();
+        let node = format!("redis://127.0.0.1:{port}");
+        let (refused, _) = migrator(&node, journal.path(), &["apply", "--rules", "tradingboost"], &[]);
+        assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains("lock"), "{}", stderr(&refused));
+    }
+    let _: () = client.del(&lock).unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let (applied, report) = migrator(&url, journal.path(), &["apply", "--rules", "tradingboost"], &[]);
+    assert!(applied.status.code().is_some_and(|c| c <= 1), "{report} {}", stderr(&applied));
+}
+
+fn a_failover_mid_apply_loses_and_duplicates_nothing(fixture: &Fixture) {
+    let original = generate(fixture, 4_000);
+    let url = fixture.cluster_url();
+    let journal = tempfile::tempdir().unwrap();
+    let (_, plan) = migrator(&url, journal.path(), &["plan", "--rules", "tradingboost"], &[]);
+    let to_move = plan["total"]["migrate"].as_u64().unwrap();
+
+    let mut command = Command::new(migrator_binary());
+    command.args(["apply", "--rules", "tradingboost", "--batch", "50", "--rate", "800", "--no-progress", "--json"]);
+    command.args(["--url", &url, "--journal"]).arg(journal.path());
+    let run = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Once the run is moving, a replica takes over its master (as an operator's failover).
+    wait_until("the apply to move keys", Duration::from_secs(30), || {
+        let left: usize = fixture
+            .cluster
+            .ports_with_role("master")
+            .into_iter()
+            .map(|port| {
+                let mut node =
+                    redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap();
+                node.scan_match::<_, String>("okx:positions:*").unwrap().count()
+            })
+            .sum();
+        (left < 300).then_some(())
+    })
+    .unwrap();
+    let replica = fixture.cluster.ports_with_role("slave")[0];
+    let mut connection = redis::Client::open(format!("redis://127.0.0.1:{replica}")).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut connection).unwrap();
+    wait_until("the replica to become a master", Duration::from_secs(30), || {
+        fixture.cluster.ports_with_role("master").contains(&replica).then_some(())
+    })
+    .unwrap();
+    let first = run.wait_with_output().unwrap();
+
+    // The run followed the new topology, or stopped with an error that a re-run resumes.
+    let mut report: Value = serde_json::from_slice(&first.stdout).unwrap_or(Value::Null);
+    if first.status.code() != Some(0) && first.status.code() != Some(1) {
+        assert!(!stderr(&first).is_empty(), "a failed run says why");
+        let (again, rerun) = migrator(&url, journal.path(), &["apply", "--rules", "tradingboost"], &[]);
+        assert!(again.status.code().is_some_and(|c| c <= 1), "{rerun} {}", stderr(&again));
+        report = rerun;
+    }
+    assert!(report.is_object(), "{}", stderr(&first));
+    let (_, after) = migrator(&url, journal.path(), &["plan", "--rules", "tradingboost"], &[]);
+    assert_eq!(after["total"]["migrate"], 0, "nothing left to move: {after}");
+    let (verified, check) = migrator(&url, journal.path(), &["verify"], &[]);
+    assert_eq!(verified.status.code(), Some(0), "nothing lost, no source beside its target: {check}");
+    assert_eq!(check["checked"].as_u64(), Some(to_move), "{check}");
+    let (rolled, undone) = migrator(&url, journal.path(), &["rollback"], &[]);
+    assert_eq!(rolled.status.code(), Some(0), "{undone} {}", stderr(&rolled));
+    let diff = differences(&original, &typed_dump(&url), 1_000, |_| false);
+    assert!(diff.is_empty(), "rollback after the failover restores the original: {diff:?}");
+}
+
+fn what_a_cluster_cannot_do_is_refused_with_a_sentence(fixture: &Fixture) {
+    let journal = tempfile::tempdir().unwrap();
+    let port = fixture.cluster.ports_with_role("master")[0];
+    let (refused, _) = migrator(&format!("redis://127.0.0.1:{port}/2"), journal.path(), &["plan"], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("only database 0"), "{}", stderr(&refused));
+}
