@@ -5,8 +5,11 @@
 //! one node and must plan, move, verify and roll back all of them — across a crash at each
 //! point of the cross-node protocol, and across a failover.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use edgesync_e2e::cluster::RedisCluster;
@@ -17,8 +20,15 @@ use edgesync_e2e::tradingboost::{
     grid_legacy_all_positions, grid_legacy_quantity, grid_phase2_all_positions, trading_cache_get_position,
     write_legacy,
 };
-use edgesync_migrator::connect::open;
+use edgesync_migrator::apply::{apply, lock_key, ApplyOptions};
+use edgesync_migrator::connect::{open, Connector, Trust};
 use edgesync_migrator::dump::{differences, dump, Dump};
+use edgesync_migrator::entry::EntryState;
+use edgesync_migrator::generate::generate;
+use edgesync_migrator::journal::{entries, SledJournal};
+use edgesync_migrator::rules::convert::{convert, Converted};
+use edgesync_migrator::rules::{builtin, RuleOptions};
+use edgesync_migrator::value::{read_many, TypedValue};
 use futures_executor::block_on;
 use redis::Commands;
 use serde_json::Value;
@@ -82,6 +92,10 @@ fn main() {
                 a_crash_at_each_cross_node_step_resumes_to_the_same_end,
             ),
             ("one_apply_per_cluster", one_apply_per_cluster),
+            (
+                "a_live_writer_loses_no_update_and_no_target_is_left_behind",
+                a_live_writer_loses_no_update_and_no_target_is_left_behind,
+            ),
             ("a_failover_mid_apply_loses_and_duplicates_nothing", a_failover_mid_apply_loses_and_duplicates_nothing),
             (
                 "what_a_cluster_cannot_do_is_refused_with_a_sentence",
@@ -186,7 +200,7 @@ fn tradingboost_on_a_cluster_reads_as_on_one_redis(fixture: &Fixture) {
 
 /// Generated legacy data (`migrator generate`), mostly moves whose source and targets live on
 /// different masters.
-fn generate(fixture: &Fixture, keys: u64) -> Dump {
+fn generated(fixture: &Fixture, keys: u64) -> Dump {
     fixture.reset();
     let url = fixture.cluster_url();
     let journal = tempfile::tempdir().unwrap();
@@ -198,7 +212,7 @@ fn generate(fixture: &Fixture, keys: u64) -> Dump {
 
 fn a_crash_at_each_cross_node_step_resumes_to_the_same_end(fixture: &Fixture) {
     let url = fixture.cluster_url();
-    let original = generate(fixture, 1_500);
+    let original = generated(fixture, 1_500);
     let base = ["apply", "--rules", "tradingboost", "--batch", "50"];
 
     // The end state of an uninterrupted run.
@@ -241,7 +255,7 @@ fn a_crash_at_each_cross_node_step_resumes_to_the_same_end(fixture: &Fixture) {
 }
 
 fn one_apply_per_cluster(fixture: &Fixture) {
-    generate(fixture, 200);
+    generated(fixture, 200);
     let url = fixture.cluster_url();
     let mut client = fixture.cluster.client();
     // Another run's lock, as it holds it while moving.
@@ -261,7 +275,7 @@ fn one_apply_per_cluster(fixture: &Fixture) {
 }
 
 fn a_failover_mid_apply_loses_and_duplicates_nothing(fixture: &Fixture) {
-    let original = generate(fixture, 4_000);
+    let original = generated(fixture, 4_000);
     let url = fixture.cluster_url();
     let journal = tempfile::tempdir().unwrap();
     let (_, plan) = migrator(&url, journal.path(), &["plan", "--rules", "tradingboost"], &[]);
@@ -321,4 +335,91 @@ fn what_a_cluster_cannot_do_is_refused_with_a_sentence(fixture: &Fixture) {
     let (refused, _) = migrator(&format!("redis://127.0.0.1:{port}/2"), journal.path(), &["plan"], &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("only database 0"), "{}", stderr(&refused));
+}
+
+fn a_live_writer_loses_no_update_and_no_target_is_left_behind(fixture: &Fixture) {
+    fixture.reset();
+    let url = fixture.cluster_url();
+    let store = open(&url, None).unwrap();
+    let rule_options = RuleOptions { target_prefix: "lw:".into(), ..RuleOptions::default() };
+    block_on(generate(store.as_ref(), 2_000, 3, "lw:")).unwrap();
+    let hot: Vec<String> = (0..40).map(|i| format!("user:w{i}:position:QRLUSDT:long")).collect();
+    let mut client = fixture.cluster.client();
+    for key in &hot {
+        let _: () = client.set(key, r#"{"qty":"0","version":"0"}"#).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, hot) = (stop.clone(), hot.clone());
+        let mut client = fixture.cluster.client();
+        std::thread::spawn(move || {
+            let mut last = BTreeMap::new();
+            let mut version = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                version += 1;
+                for key in &hot {
+                    let value = format!(r#"{{"qty":"{version}","version":"{version}"}}"#);
+                    let _: () = client.set(key, &value).unwrap();
+                    last.insert(key.clone(), value);
+                }
+            }
+            last
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let journal = SledJournal::open(dir.path()).unwrap();
+    let set = builtin::load("generic").unwrap();
+    let options = |rate: Option<f64>| ApplyOptions {
+        batch: 50,
+        rate,
+        keep_source: false,
+        overwrite: false,
+        progress: false,
+        lock_key: lock_key(),
+        connector: Some(Connector::new(&url, None, &Trust::default())),
+    };
+    block_on(apply(store.as_ref(), &journal, &set, &rule_options, &options(Some(1_500.0)))).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let last = writer.join().unwrap();
+    // A second run picks up what the writer recreated after its first move.
+    let again = block_on(apply(store.as_ref(), &journal, &set, &rule_options, &options(None))).unwrap();
+
+    // What each source's completed moves wrote: the only values its target may hold.
+    let mut moved_values: BTreeMap<String, Vec<TypedValue>> = BTreeMap::new();
+    let mut changed = 0;
+    for page in entries(&journal, false, 1_000) {
+        for entry in page.unwrap() {
+            match entry.state {
+                EntryState::Done => moved_values
+                    .entry(entry.source.clone())
+                    .or_default()
+                    .extend(entry.targets.into_iter().map(|(_, v)| v)),
+                EntryState::Changed => changed += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(changed > 0, "the writer changed sources under the move (else this test tests nothing)");
+    let rule = builtin::rules().into_iter().find(|r| r.name == "user-position").unwrap();
+    for (key, value) in &last {
+        let captures = rule.from.capture(key).unwrap();
+        let Converted::Targets { targets, .. } =
+            convert(&rule, &captures, &TypedValue::String(value.clone()), &rule_options)
+        else {
+            panic!("{key} converts")
+        };
+        let held = block_on(read_many(store.as_ref(), &[targets[0].0.clone()])).unwrap().remove(0);
+        let source: Option<String> = client.get(key).unwrap();
+        let migrated_latest = source.is_none() && held.as_ref().is_some_and(|t| t.value == targets[0].1);
+        let reported =
+            source.as_deref() == Some(value.as_str()) && again.problems.iter().any(|p| p.starts_with(key.as_str()));
+        assert!(
+            migrated_latest || reported,
+            "{key}: its last write {value} was lost (target {held:?}, source {source:?})"
+        );
+        if let Some(held) = held {
+            let moved = moved_values.get(key).into_iter().flatten().any(|v| *v == held.value);
+            assert!(moved, "{key}: its target holds {:?}, which no completed move wrote", held.value);
+        }
+    }
 }
