@@ -21,8 +21,9 @@ use edgesync_core::store::{Command, Reply, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::moves::{ClusterMoveError, ClusterMoves};
-use crate::connect::{Connection, Connector};
+use crate::cluster::moves::{ClusterMoveError, NodeMoves};
+use crate::cluster::placement::Placement;
+use crate::connect::Connector;
 use crate::entry::{Entry, EntryState, IndexMember};
 use crate::families::{survey, NotOwned};
 use crate::journal::{entries, Journal, JournalError};
@@ -31,6 +32,7 @@ use crate::pipeline::{execute, InFlight, Mover, ReadPlan, Reader, MOVES_IN_FLIGH
 use crate::plan::{classify, Candidate, Class, Classified, PlanError, Scanner};
 use crate::rules::{Rule, RuleOptions, RuleSet, OWN_KEYS_PREFIX};
 use crate::script::{move_many_command, move_outcomes, reloading_if_lost, MoveOutcome, Scripts};
+use crate::sides::Sides;
 use crate::spill::KeyedSpill;
 
 /// How many times a source that keeps changing is re-read before it is reported.
@@ -61,6 +63,9 @@ pub struct ApplyOptions {
     /// moving overlap ([`crate::pipeline`]); `None`: everything on the store given to
     /// [`apply`], one step after the other.
     pub connector: Option<Connector>,
+    /// Another Redis for the targets (`--target-url`): sources are read and deleted where they
+    /// are, targets written there. Needs a `connector` too.
+    pub target: Option<Connector>,
 }
 
 impl ApplyOptions {
@@ -151,10 +156,18 @@ struct Run<'a> {
     /// The families' keys no rule owns, once the scan has run.
     not_owned: Option<crate::families::NotOwned>,
     /// On a Redis Cluster: the moves, node by node.
-    cluster: Option<ClusterMoves>,
+    /// On a Redis Cluster or with another Redis as the target: the moves, node by node.
+    nodes: Option<NodeMoves>,
+    /// The Redis the targets live in, when not the sources' (`--target-url`).
+    target: Option<&'a dyn Store>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// Where sources are read and targets looked up.
+    fn sides(&self) -> Sides<'a> {
+        Sides::with_target(self.store, self.target)
+    }
+
     async fn lock(&mut self, first: bool) -> Result<(), ApplyError> {
         if !first && self.lock_renewed.elapsed() < LOCK_RENEWAL {
             return Ok(());
@@ -251,8 +264,8 @@ impl Run<'_> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(cluster) = &mut self.cluster {
-            let outcomes = cluster.move_entries(&mut entries, self.journal).await?;
+        if let Some(nodes) = &mut self.nodes {
+            let outcomes = nodes.move_entries(&mut entries, self.journal).await?;
             return self.note(entries, outcomes);
         }
         // The whole batch in one script call: one round trip and one script start for all.
@@ -266,7 +279,7 @@ impl Run<'_> {
         if entries.is_empty() {
             return Ok(None);
         }
-        if self.cluster.is_some() {
+        if self.nodes.is_some() {
             let changed = self.journal_and_move(entries).await?;
             self.retry_changed(changed).await?;
             return Ok(None);
@@ -346,7 +359,7 @@ impl Run<'_> {
             }
             self.report.changed_retried += changed.len() as u64;
             let candidates = self.candidates(&changed);
-            let classified = classify(self.store, self.rules, self.rule_options, candidates).await?;
+            let classified = classify(self.sides(), self.rules, self.rule_options, candidates).await?;
             let mut again = Vec::new();
             for item in classified {
                 if item.class != Class::Migrate && !(item.class == Class::Conflict && self.options.overwrite) {
@@ -375,13 +388,13 @@ impl Run<'_> {
     }
 }
 
-/// The cluster's moves when the connector leads to a Redis Cluster.
-async fn cluster_moves(connector: Option<&Connector>) -> Result<Option<ClusterMoves>, ApplyError> {
-    let Some(connector) = connector else { return Ok(None) };
+/// The moves node by node, when the connector leads to a Redis Cluster or there is a target.
+async fn node_moves(options: &ApplyOptions) -> Result<Option<NodeMoves>, ApplyError> {
+    let Some(connector) = &options.connector else { return Ok(None) };
     let unavailable = |e: crate::connect::ConnectError| StoreError::Unavailable(e.to_string());
-    match connector.open_connection().map_err(unavailable)? {
-        Connection::Cluster(cluster) => Ok(Some(ClusterMoves::new(cluster).await?)),
-        Connection::Single(_) => Ok(None),
+    match Placement::open(connector, options.target.as_ref()).map_err(unavailable)? {
+        Some(placement) => Ok(Some(NodeMoves::new(placement).await?)),
+        None => Ok(None),
     }
 }
 
@@ -399,6 +412,8 @@ pub async fn apply(
         Some(rate) => ApplyOptions { batch: Pace::batch_for(rate, options.batch), ..options.clone() },
         None => options.clone(),
     };
+    let unavailable = |e: crate::connect::ConnectError| StoreError::Unavailable(e.to_string());
+    let target = options.target.as_ref().map(|t| t.open_connection()).transpose().map_err(unavailable)?;
     let mut run = Run {
         store,
         journal,
@@ -414,7 +429,8 @@ pub async fn apply(
         unmoved: KeyedSpill::new_in(journal.dir())?,
         colliding: Default::default(),
         not_owned: None,
-        cluster: cluster_moves(options.connector.as_ref()).await?,
+        nodes: node_moves(options).await?,
+        target: target.as_ref().map(|t| t.store()),
     };
     run.lock(true).await?;
     let outcome = apply_locked(&mut run).await;
@@ -475,10 +491,13 @@ async fn apply_locked(run: &mut Run<'_>) -> Result<(), ApplyError> {
         scratch: run.journal.dir().to_owned(),
     };
     let (mut reader, mover) = match &run.options.connector {
+        // Classifying against another Redis's targets reads two connections: one step after
+        // the other.
+        Some(_) if run.target.is_some() => (Reader::inline(&plan, run.sides())?, Mover::inline(run.store, execute)),
         Some(connector) => {
             (Reader::threaded(plan, connector.clone())?, Mover::threaded("apply-mover", connector.clone(), execute)?)
         }
-        None => (Reader::inline(&plan, run.store)?, Mover::inline(run.store, execute)),
+        None => (Reader::inline(&plan, run.sides())?, Mover::inline(run.store, execute)),
     };
     let mut in_flight = std::collections::VecDeque::new();
     while let Some(page) = reader.next().await? {
@@ -569,7 +588,7 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
         if recreated.is_empty() {
             continue;
         }
-        let classified = classify(run.store, run.rules, run.rule_options, run.candidates(&recreated)).await?;
+        let classified = classify(run.sides(), run.rules, run.rule_options, run.candidates(&recreated)).await?;
         let mut entries = Vec::new();
         for item in classified {
             let Some(previous_move) = recreated.iter().find(|e| e.source == item.candidate.key) else { continue };

@@ -16,6 +16,7 @@ use edgesync_core::store::Store;
 
 use crate::plan::{classify, Class, Classified, Scanner};
 use crate::rules::{RuleOptions, RuleSet};
+use crate::sides::Sides;
 use crate::spill::KeyedSpill;
 
 const SEPARATOR: char = '\u{1}';
@@ -87,7 +88,7 @@ pub async fn find(
     let mut finder = CollisionFinder::new_in(scratch).map_err(scratch_error)?;
     let mut scanner = Scanner::new(set, batch);
     while let Some(page) = scanner.next_page(store).await? {
-        for item in classify(store, &set.rules, options, page).await? {
+        for item in classify(Sides::same(store), &set.rules, options, page).await? {
             finder.note(&item).map_err(scratch_error)?;
         }
     }

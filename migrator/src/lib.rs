@@ -30,6 +30,7 @@ pub mod families;
 pub mod generate;
 pub mod http;
 pub mod journal;
+pub mod journal_target;
 pub mod pace;
 pub mod pipeline;
 pub mod plan;
@@ -37,6 +38,7 @@ pub mod render;
 pub mod rollback;
 pub mod rules;
 pub mod script;
+pub mod sides;
 pub mod spill;
 #[cfg(test)]
 mod test_redis;

@@ -11,6 +11,7 @@ use edgesync_migrator::apply::{apply, lock_key, ApplyOptions};
 use edgesync_migrator::connect::{open_with, redacted, Connector, Trust};
 use edgesync_migrator::journal::{heads, Journal, SledJournal};
 use edgesync_migrator::rules::{builtin, RuleOptions, RuleSet, Target};
+use edgesync_migrator::sides::Sides;
 use edgesync_migrator::value::SizeLimits;
 use edgesync_migrator::{exit, generate, plan, rollback, verify};
 use futures_executor::block_on;
@@ -40,6 +41,14 @@ struct Global {
     /// Token for an https:// (Upstash REST) URL.
     #[arg(long, global = true, env = "UPSTASH_REDIS_REST_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Another Redis to move the keys into (redis://, rediss:// — a single node or any node of
+    /// a cluster — or https:// Upstash REST): sources are read and deleted where they are,
+    /// targets written there. Give it to verify and rollback too (the journal remembers it).
+    #[arg(long, global = true, env = "MIGRATOR_TARGET_URL", hide_env_values = true)]
+    target_url: Option<String>,
+    /// Token for an https:// (Upstash REST) --target-url.
+    #[arg(long, global = true, env = "MIGRATOR_TARGET_TOKEN", hide_env_values = true)]
+    target_token: Option<String>,
     /// PEM file of the CA certificates to trust for rediss:// and https:// instead of the
     /// bundled Mozilla roots (a self-hosted Redis with a private CA).
     #[arg(long, global = true, env = "MIGRATOR_TLS_CA", value_name = "FILE")]
@@ -286,14 +295,40 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
     let store = store.as_ref();
     // apply, verify and rollback open more connections of their own (docs/design.md).
     let connector = Connector::new(url, global.token.as_deref(), &trust);
+    let target_connector =
+        global.target_url.as_deref().map(|target| Connector::new(target, global.target_token.as_deref(), &trust));
+    let target = match &global.target_url {
+        Some(target) => {
+            Some(open_with(target, global.target_token.as_deref(), &trust).map_err(|error| match error {
+                edgesync_migrator::connect::ConnectError::Usage(message) => {
+                    StepError::Usage(format!("--target-url: {message}"))
+                }
+                other => failed(format!("--target-url: {other}")),
+            })?)
+        }
+        None => None,
+    };
+    let target = target.as_deref();
+    if target.is_some() && matches!(&cli.step, Step::Apply { overwrite: true, .. }) {
+        return Err(StepError::Usage(
+            "--overwrite with --target-url is not supported: the target's keys are not replaced".into(),
+        ));
+    }
+    let journaled_target = |record: bool| -> Result<(), StepError> {
+        let dir = journal_dir(&global.journal).map_err(StepError::Failed)?;
+        edgesync_migrator::journal_target::check(&dir, global.target_url.as_deref(), record)
+            .map_err(|e| StepError::Usage(e.to_string()))
+    };
 
     match &cli.step {
         Step::Plan => {
-            let planned = block_on(plan::plan(store, &set, &rule_options, global.batch, &std::env::temp_dir()))
+            let sides = Sides::with_target(store, target);
+            let planned = block_on(plan::plan(sides, &set, &rule_options, global.batch, &std::env::temp_dir()))
                 .map_err(|e| failed(format!("{}: {e}", redacted(url))))?;
             report(global.json, &planned, !planned.has_problems())
         }
         Step::Apply { rate, keep_source, overwrite, no_progress } => {
+            journaled_target(true)?;
             let journal = journal()?;
             let options = ApplyOptions {
                 batch: global.batch,
@@ -303,19 +338,29 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
                 progress: !no_progress && !global.json,
                 lock_key: lock_key(),
                 connector: Some(connector.clone()),
+                target: target_connector.clone(),
             };
             let applied =
                 block_on(apply(store, &journal as &dyn Journal, &set, &rule_options, &options)).map_err(failed)?;
             report(global.json, &applied, !applied.has_problems())
         }
         Step::Verify => {
+            journaled_target(false)?;
             let verified =
-                block_on(verify::verify(store, &journal()?, global.batch, Some(&connector))).map_err(failed)?;
+                block_on(verify::verify(store, &journal()?, global.batch, Some(&connector), target)).map_err(failed)?;
             report(global.json, &verified, verified.is_clean())
         }
         Step::Rollback { force } => {
-            let rolled = block_on(rollback::rollback(store, &journal()?, global.batch, *force, Some(&connector)))
-                .map_err(failed)?;
+            journaled_target(false)?;
+            let rolled = block_on(rollback::rollback(
+                store,
+                &journal()?,
+                global.batch,
+                *force,
+                Some(&connector),
+                target_connector.as_ref(),
+            ))
+            .map_err(failed)?;
             report(global.json, &rolled, rolled.refused == 0)
         }
         Step::Generate { keys, seed } => {

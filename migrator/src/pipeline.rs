@@ -29,6 +29,7 @@ use crate::entry::Entry;
 use crate::families::NotOwned;
 use crate::plan::{classify, Candidate, Classified, PlanError, Scanner};
 use crate::rules::{RuleOptions, RuleSet};
+use crate::sides::Sides;
 
 /// Pages the reader classifies before the main thread takes them: one per classifier, so
 /// both keep Redis busy while the main thread journals (a fifth less wall time on 1 M keys
@@ -58,7 +59,7 @@ pub struct ReadPlan {
 /// Scans and classifies pages, ahead of the main thread or inline.
 pub enum Reader<'a> {
     Threaded { pages: Receiver<Result<Page, PlanError>>, thread: JoinHandle<Result<NotOwned, PlanError>> },
-    Inline { plan: &'a ReadPlan, store: &'a dyn Store, scanner: Box<Scanner<'a>> },
+    Inline { plan: &'a ReadPlan, sides: Sides<'a>, scanner: Box<Scanner<'a>> },
 }
 
 impl<'a> Reader<'a> {
@@ -118,10 +119,10 @@ impl<'a> Reader<'a> {
     }
 
     /// A reader on the caller's connection.
-    pub fn inline(plan: &'a ReadPlan, store: &'a dyn Store) -> Result<Self, PlanError> {
+    pub fn inline(plan: &'a ReadPlan, sides: Sides<'a>) -> Result<Self, PlanError> {
         let scanner =
             Scanner::new(&plan.set, plan.page_size).surveying(&plan.rule_options.target_prefix, &plan.scratch)?;
-        Ok(Reader::Inline { plan, store, scanner: Box::new(scanner) })
+        Ok(Reader::Inline { plan, sides, scanner: Box::new(scanner) })
     }
 
     /// The next classified page; `None` at the end of the scan.
@@ -133,7 +134,7 @@ impl<'a> Reader<'a> {
                     Err(_) => Ok(None), // the reader finished (or failed: `finish` says)
                 }
             }
-            Reader::Inline { plan, store, scanner } => read_page(plan, *store, scanner).await,
+            Reader::Inline { plan, sides, scanner } => read_page(plan, *sides, scanner).await,
         }
     }
 
@@ -146,8 +147,8 @@ impl<'a> Reader<'a> {
                     Err(PlanError::Store(StoreError::Unavailable("the reader thread panicked".into())))
                 })
             }
-            Reader::Inline { plan, store, scanner } => {
-                (*scanner).finish_survey(store, &plan.rule_options.target_prefix, &plan.scratch).await
+            Reader::Inline { plan, sides, scanner } => {
+                (*scanner).finish_survey(sides.source, &plan.rule_options.target_prefix, &plan.scratch).await
             }
         }
     }
@@ -160,15 +161,15 @@ fn classify_job(
 ) -> Job<'_, Result<Page, PlanError>> {
     Box::pin(async move {
         let owned = candidates.len();
-        let items = classify(store, &plan.set.rules, &plan.rule_options, candidates).await?;
+        let items = classify(Sides::same(store), &plan.set.rules, &plan.rule_options, candidates).await?;
         Ok(Page { owned, items })
     })
 }
 
-async fn read_page(plan: &ReadPlan, store: &dyn Store, scanner: &mut Scanner<'_>) -> Result<Option<Page>, PlanError> {
-    let Some(candidates) = scanner.next_page(store).await? else { return Ok(None) };
+async fn read_page(plan: &ReadPlan, sides: Sides<'_>, scanner: &mut Scanner<'_>) -> Result<Option<Page>, PlanError> {
+    let Some(candidates) = scanner.next_page(sides.source).await? else { return Ok(None) };
     let owned = candidates.len();
-    let items = classify(store, &plan.set.rules, &plan.rule_options, candidates).await?;
+    let items = classify(sides, &plan.set.rules, &plan.rule_options, candidates).await?;
     Ok(Some(Page { owned, items }))
 }
 

@@ -20,6 +20,7 @@ use crate::collisions::CollisionFinder;
 use crate::families::{survey, FamilySurvey, NotOwned};
 use crate::rules::convert::{convert, Converted};
 use crate::rules::{is_own_key, Expiry, Rule, RuleOptions, RuleSet};
+use crate::sides::Sides;
 use crate::spill::KeyedSpill;
 use crate::value::{read_expecting, read_within, Read, Stored, TypedValue};
 
@@ -153,7 +154,7 @@ pub struct Classified {
 /// Reads and converts a batch of candidates and classifies them against what the targets
 /// hold now. Candidates that vanished since the scan are dropped.
 pub async fn classify(
-    store: &dyn Store,
+    sides: Sides<'_>,
     rules: &[Rule],
     options: &RuleOptions,
     candidates: Vec<Candidate>,
@@ -163,7 +164,7 @@ pub async fn classify(
     // sets list strings first): read as that, another type costs a round trip more.
     let expected: Vec<Option<&'static str>> =
         candidates.iter().map(|c| rules[c.rule].types.first().map(|t| t.name())).collect();
-    let originals = read_within(store, &keys, &expected, Some(&options.limits)).await?;
+    let originals = read_within(sides.source, &keys, &expected, Some(&options.limits)).await?;
     let mut classified = Vec::new();
     for (candidate, original) in candidates.into_iter().zip(originals) {
         let original = match original {
@@ -207,7 +208,7 @@ pub async fn classify(
     // One more read for every target key of the batch.
     let target_keys: Vec<(&str, &'static str)> =
         classified.iter().flat_map(|c| c.targets.iter().map(|(k, v)| (k.as_str(), v.type_name()))).collect();
-    let current = read_expecting(store, &target_keys).await?;
+    let current = read_expecting(sides.target, &target_keys).await?;
     let mut current = current.into_iter();
     for item in &mut classified {
         let mut all_equal = !item.targets.is_empty();
@@ -305,7 +306,7 @@ struct Seen {
 
 /// Runs the plan. `batch` keys are read per round trip; `scratch` takes the spill files.
 pub async fn plan(
-    store: &dyn Store,
+    sides: Sides<'_>,
     set: &RuleSet,
     options: &RuleOptions,
     batch: usize,
@@ -316,8 +317,8 @@ pub async fn plan(
     let mut seen = KeyedSpill::new_in(scratch).map_err(scratch_error)?;
     let mut collisions = CollisionFinder::new_in(scratch).map_err(scratch_error)?;
     let mut scanner = Scanner::new(set, batch).surveying(&options.target_prefix, scratch)?;
-    while let Some(page) = scanner.next_page(store).await? {
-        for item in classify(store, rules, options, page).await? {
+    while let Some(page) = scanner.next_page(sides.source).await? {
+        for item in classify(sides, rules, options, page).await? {
             collisions.note(&item).map_err(scratch_error)?;
             let record = Seen { rule: item.candidate.rule, class: item.class, reason: item.reason };
             seen.insert(item.candidate.key, record).map_err(scratch_error)?;
@@ -332,6 +333,6 @@ pub async fn plan(
             None => report.count(&rules[seen.rule].name, &key, seen.class, seen.reason.as_deref()),
         }
     }
-    report.not_owned = scanner.finish_survey(store, &options.target_prefix, scratch).await?;
+    report.not_owned = scanner.finish_survey(sides.source, &options.target_prefix, scratch).await?;
     Ok(report)
 }

@@ -7,8 +7,9 @@ use std::collections::VecDeque;
 use edgesync_core::store::{Store, StoreError};
 use serde::Serialize;
 
-use crate::cluster::moves::{ClusterMoveError, ClusterMoves};
-use crate::connect::{Connection, Connector};
+use crate::cluster::moves::{ClusterMoveError, NodeMoves};
+use crate::cluster::placement::Placement;
+use crate::connect::Connector;
 use crate::entry::{Entry, EntryState};
 use crate::journal::{entries, Journal, JournalError};
 use crate::pipeline::{execute, InFlight, Mover, MOVES_IN_FLIGHT};
@@ -40,9 +41,10 @@ fn eligible(entry: &Entry, force: bool) -> bool {
         || (force && entry.state == EntryState::RollbackRefused)
 }
 
-/// The rollback on a Redis Cluster: each page restored node by node ([`ClusterMoves`]).
-async fn rollback_cluster(
-    mut cluster: ClusterMoves,
+/// The rollback on a Redis Cluster or from another Redis: each page restored node by node
+/// ([`NodeMoves`]).
+async fn rollback_by_node(
+    mut nodes: NodeMoves,
     journal: &dyn Journal,
     batch: usize,
     force: bool,
@@ -53,7 +55,7 @@ async fn rollback_cluster(
         if page.is_empty() {
             continue;
         }
-        let outcomes = cluster.restore_entries(&page, force).await?;
+        let outcomes = nodes.restore_entries(&page, force).await?;
         note(journal, page, outcomes, &mut report)?;
     }
     journal.flush()?;
@@ -119,12 +121,13 @@ pub async fn rollback(
     batch: usize,
     force: bool,
     connector: Option<&Connector>,
+    target: Option<&Connector>,
 ) -> Result<RollbackReport, RollbackError> {
     let mut report = RollbackReport::default();
     if let Some(connector) = connector {
         let unavailable = |e: crate::connect::ConnectError| StoreError::Unavailable(e.to_string());
-        if let Connection::Cluster(cluster) = connector.open_connection().map_err(unavailable)? {
-            return rollback_cluster(ClusterMoves::new(cluster).await?, journal, batch, force).await;
+        if let Some(placement) = Placement::open(connector, target).map_err(unavailable)? {
+            return rollback_by_node(NodeMoves::new(placement).await?, journal, batch, force).await;
         }
     }
     let mut scripts = Scripts::load(store).await?;

@@ -12,6 +12,7 @@ use crate::connect::Connector;
 use crate::entry::{Entry, EntryState};
 use crate::journal::{entries, Journal, JournalError};
 use crate::pipeline::{Job, Pending, Worker, MOVES_IN_FLIGHT};
+use crate::sides::Sides;
 use crate::value::read_expecting;
 
 /// Most examples listed per category.
@@ -83,10 +84,10 @@ pub enum VerifyError {
     Journal(#[from] JournalError),
 }
 
-async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport) -> Result<(), StoreError> {
+async fn check(sides: Sides<'_>, entries: &[Entry], report: &mut VerifyReport) -> Result<(), StoreError> {
     let target_keys: Vec<(&str, &'static str)> =
         entries.iter().flat_map(|e| e.targets.iter().map(|(k, v)| (k.as_str(), v.type_name()))).collect();
-    let current = read_expecting(store, &target_keys).await?;
+    let current = read_expecting(sides.target, &target_keys).await?;
     let mut current = current.into_iter();
     let mut probes = Vec::new();
     for entry in entries {
@@ -117,7 +118,8 @@ async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport) 
                 }
             }
         }
-        if !entry.keep_source && !entry.targets.iter().any(|(k, _)| *k == entry.source) {
+        let in_place = !sides.separate() && entry.targets.iter().any(|(k, _)| *k == entry.source);
+        if !entry.keep_source && !in_place {
             probes.push((Command::new("EXISTS").arg(&entry.source), format!("{} still exists", entry.source), true));
         }
         for member in &entry.index {
@@ -128,8 +130,17 @@ async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport) 
             ));
         }
     }
-    let commands: Vec<Command> = probes.iter().map(|(c, _, _)| c.clone()).collect();
-    for ((_, what, is_source), reply) in probes.into_iter().zip(store.pipeline(&commands).await?) {
+    // Sources are probed where they were, index sets where the targets are.
+    let (at_source, at_target): (Vec<_>, Vec<_>) = probes.into_iter().partition(|(_, _, is_source)| *is_source);
+    let source_commands: Vec<Command> = at_source.iter().map(|(c, _, _)| c.clone()).collect();
+    let target_commands: Vec<Command> = at_target.iter().map(|(c, _, _)| c.clone()).collect();
+    let replies = sides
+        .source
+        .pipeline(&source_commands)
+        .await?
+        .into_iter()
+        .chain(sides.target.pipeline(&target_commands).await?);
+    for ((_, what, is_source), reply) in at_source.into_iter().chain(at_target).zip(replies) {
         match (is_source, reply) {
             (true, Ok(Reply::Int(1))) => report.source_present.add(what),
             (false, Ok(Reply::Int(0))) => report.index_missing.add(what),
@@ -143,7 +154,7 @@ async fn check(store: &dyn Store, entries: &[Entry], report: &mut VerifyReport) 
 fn check_page(store: &dyn Store, entries: Vec<Entry>) -> Job<'_, Result<VerifyReport, StoreError>> {
     Box::pin(async move {
         let mut report = VerifyReport::default();
-        check(store, &entries, &mut report).await.map(|()| report)
+        check(Sides::same(store), &entries, &mut report).await.map(|()| report)
     })
 }
 
@@ -160,7 +171,18 @@ pub async fn verify(
     journal: &dyn Journal,
     batch: usize,
     connector: Option<&Connector>,
+    target: Option<&dyn Store>,
 ) -> Result<VerifyReport, VerifyError> {
+    if let Some(target) = target {
+        // Two connections per check: one page after the other.
+        let sides = Sides::with_target(store, Some(target));
+        let mut report = VerifyReport::default();
+        for page in entries(journal, false, batch) {
+            let done: Vec<Entry> = page?.into_iter().filter(|e| e.state == EntryState::Done).collect();
+            check(sides, &done, &mut report).await?;
+        }
+        return Ok(report);
+    }
     let checkers = match connector {
         Some(connector) => (0..CHECKERS)
             .map(|i| Worker::threaded(&format!("verify-checker-{i}"), connector.clone(), check_page))

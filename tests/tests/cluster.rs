@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgesync_e2e::binaries;
 use edgesync_e2e::cluster::RedisCluster;
-use edgesync_e2e::harness::{migrator_binary, require_tool};
+use edgesync_e2e::harness::{migrator_binary, require_tool, RedisBackend, REDIS_TOKEN};
 use edgesync_e2e::process::{free_port, wait_until, Service};
 use edgesync_e2e::suite::run_suite;
 use edgesync_e2e::tradingboost::{
@@ -35,6 +36,8 @@ use serde_json::Value;
 
 struct Fixture {
     cluster: RedisCluster,
+    /// Another redis-server with the Upstash REST gateway in front: a target over REST.
+    backend: RedisBackend,
     /// One plain redis-server, for the single-node plan of the same data.
     _single: Service,
     single_port: u16,
@@ -45,6 +48,7 @@ impl Fixture {
     fn start() -> Result<Self, String> {
         require_tool("redis-server", "install it with `apt-get install redis-server` (`make test` does this)")?;
         let cluster = RedisCluster::start(3, 1)?;
+        let backend = RedisBackend::start(&binaries!())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let single_port = free_port();
         let mut command = Command::new("redis-server");
@@ -59,7 +63,7 @@ impl Fixture {
                 .is_ok();
             (answers || !single.is_running()).then_some(())
         })?;
-        Ok(Self { cluster, _single: single, single_port, _dir: dir })
+        Ok(Self { cluster, backend, _single: single, single_port, _dir: dir })
     }
 
     /// The URL of one master: the operator gives any node.
@@ -101,6 +105,7 @@ fn main() {
                 "what_a_cluster_cannot_do_is_refused_with_a_sentence",
                 what_a_cluster_cannot_do_is_refused_with_a_sentence,
             ),
+            ("onto_another_redis_a_cluster_or_upstash_rest", onto_another_redis_a_cluster_or_upstash_rest),
         ],
     )
 }
@@ -377,6 +382,7 @@ fn a_live_writer_loses_no_update_and_no_target_is_left_behind(fixture: &Fixture)
         progress: false,
         lock_key: lock_key(),
         connector: Some(Connector::new(&url, None, &Trust::default())),
+        target: None,
     };
     block_on(apply(store.as_ref(), &journal, &set, &rule_options, &options(Some(1_500.0)))).unwrap();
     stop.store(true, Ordering::SeqCst);
@@ -421,5 +427,83 @@ fn a_live_writer_loses_no_update_and_no_target_is_left_behind(fixture: &Fixture)
             let moved = moved_values.get(key).into_iter().flatten().any(|v| *v == held.value);
             assert!(moved, "{key}: its target holds {:?}, which no completed move wrote", held.value);
         }
+    }
+}
+
+/// `--target-url`: the bot's data moves out of a self-hosted Redis into a cluster, or into a
+/// Redis behind the Upstash REST protocol (the gateway), standardized on the way.
+fn onto_another_redis_a_cluster_or_upstash_rest(fixture: &Fixture) {
+    let tags = ["", "1", "2"];
+    let single_url = fixture.single_url();
+    let rest = fixture.backend.gateway_url.clone();
+    for target in [fixture.cluster_url(), rest.clone()] {
+        fixture.reset();
+        let mut rest_redis = redis::Client::open(fixture.backend.redis_url.as_str()).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("FLUSHDB").query(&mut rest_redis).unwrap();
+        let mut single = fixture.single();
+        let written: Vec<_> = tags.iter().map(|tag| write_legacy(&mut single, tag)).collect();
+        let original = typed_dump(&single_url);
+        let journal = tempfile::tempdir().unwrap();
+        let env = [("MIGRATOR_TARGET_TOKEN", REDIS_TOKEN)];
+        let with_target = |step: &'static str| vec![step, "--rules", "tradingboost", "--target-url", target.as_str()];
+        let target_dump = || {
+            if target == rest {
+                typed_dump(&fixture.backend.redis_url)
+            } else {
+                typed_dump(&target)
+            }
+        };
+
+        let (applied, report) = migrator(&single_url, journal.path(), &with_target("apply"), &env);
+        assert_eq!(applied.status.code(), Some(0), "{target}: {report} {}", stderr(&applied));
+        let moved = report["migrated"].as_u64().unwrap();
+        assert_eq!(moved, 8 * tags.len() as u64, "{report}");
+        // The source keeps only what no rule moves.
+        let left = typed_dump(&single_url);
+        assert_eq!(left.len() as u64, original.len() as u64 - moved, "every moved source is gone from the source");
+        for written in &written {
+            for key in &written.state_keys {
+                assert!(left.contains_key(key.as_str()), "{key} stays on the source");
+            }
+        }
+        // The new readers, on the target, see what the legacy readers saw on the source.
+        assert!(target_dump().len() as u64 >= moved, "every target written");
+        for written in &written {
+            let (user, payload) = &written.grid[0];
+            let phase2 = if target == rest {
+                grid_phase2_all_positions(&mut rest_redis, user, "okx")
+            } else {
+                grid_phase2_all_positions(&mut fixture.cluster.client(), user, "okx")
+            };
+            assert_eq!(phase2, grid_legacy_all_positions(payload), "GRID {user} on {target}");
+            for (user, symbol, side, value) in &written.cached {
+                let read = if target == rest {
+                    trading_cache_get_position(&mut rest_redis, user, symbol, side)
+                } else {
+                    trading_cache_get_position(&mut fixture.cluster.client(), user, symbol, side)
+                };
+                assert_eq!(read.as_ref(), Some(value), "TradingCache {user} {symbol} on {target}");
+            }
+        }
+
+        let (verified, check) = migrator(&single_url, journal.path(), &with_target("verify"), &env);
+        assert_eq!(verified.status.code(), Some(0), "{check} {}", stderr(&verified));
+        assert_eq!(check["checked"].as_u64(), Some(moved), "{check}");
+        // The journal remembers where the targets went.
+        let (forgot, _) = migrator(&single_url, journal.path(), &["verify"], &[]);
+        assert_eq!(forgot.status.code(), Some(2), "{}", stderr(&forgot));
+        assert!(stderr(&forgot).contains("--target-url"), "{}", stderr(&forgot));
+
+        let (rolled, undone) = migrator(&single_url, journal.path(), &with_target("rollback"), &env);
+        assert_eq!(rolled.status.code(), Some(0), "{undone} {}", stderr(&rolled));
+        assert_eq!(undone["restored"].as_u64(), Some(moved), "{undone}");
+        let diff = differences(&original, &typed_dump(&single_url), 1_000, |_| false);
+        assert!(diff.is_empty(), "rollback restores the source: {diff:?}");
+        let target_left = target_dump();
+        assert!(
+            target_left.is_empty(),
+            "rollback removes the targets: {:?}",
+            target_left.keys().take(5).collect::<Vec<_>>()
+        );
     }
 }

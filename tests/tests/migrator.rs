@@ -24,6 +24,7 @@ use edgesync_migrator::plan::{plan, Class};
 use edgesync_migrator::rules::builtin;
 use edgesync_migrator::rules::convert::{convert, Converted};
 use edgesync_migrator::rules::{RuleOptions, RuleSet};
+use edgesync_migrator::sides::Sides;
 use edgesync_migrator::value::TypedValue;
 use edgesync_migrator::verify::verify;
 use futures_executor::block_on;
@@ -66,6 +67,7 @@ fn apply_options(batch: usize) -> ApplyOptions {
         progress: false,
         lock_key: edgesync_migrator::apply::lock_key(),
         connector: None,
+        target: None,
     }
 }
 
@@ -85,7 +87,7 @@ fn plan_apply_verify_rollback_on_100k_keys(backend: &RedisBackend) {
     let original = block_on(dump(store)).unwrap();
     assert_eq!(original.len() as u64, truth.keys);
 
-    let report = block_on(plan(store, &generic(), &options(), 500, &std::env::temp_dir())).unwrap();
+    let report = block_on(plan(Sides::same(store), &generic(), &options(), 500, &std::env::temp_dir())).unwrap();
     for (rule, classes) in &truth.counts {
         let counts = serde_json::to_value(&report.rules[rule]).unwrap();
         for (class, expected) in classes {
@@ -286,7 +288,7 @@ fn a_live_writer_loses_no_update(backend: &RedisBackend) {
             target[0]
         );
     }
-    let verified = block_on(verify(store.as_ref(), &journal, 100, None)).unwrap();
+    let verified = block_on(verify(store.as_ref(), &journal, 100, None, None)).unwrap();
     // Keys the writer recreated after their move differ from the journal only at the source.
     assert_eq!(verified.missing.count + verified.type_mismatch.count, 0, "{verified:?}");
 }
@@ -338,13 +340,13 @@ fn upstash_rest_backend(backend: &RedisBackend) {
     let store = store.as_ref();
     // The gateway serves database 0; give this test its own keys there.
     block_on(generate(store, 1_000, 5, PREFIX)).unwrap();
-    let report = block_on(plan(store, &generic(), &options(), 200, &std::env::temp_dir())).unwrap();
+    let report = block_on(plan(Sides::same(store), &generic(), &options(), 200, &std::env::temp_dir())).unwrap();
     assert!(report.total.migrate > 0);
     let journal = tempfile::tempdir().unwrap();
     let journal = SledJournal::open(journal.path()).unwrap();
     let applied = block_on(apply(store, &journal, &generic(), &options(), &apply_options(200))).unwrap();
     assert_eq!(applied.migrated, report.total.migrate + report.total.already_migrated);
-    let verified = block_on(verify(store, &journal, 200, None)).unwrap();
+    let verified = block_on(verify(store, &journal, 200, None, None)).unwrap();
     assert!(verified.is_clean(), "{verified:?}");
     assert!(block_on(store.scan(0, "qrl:v1:position:*", 10)).is_ok());
     assert!(open("https://example.invalid", None).is_err(), "an https URL without a token is refused");
@@ -446,7 +448,8 @@ fn rate_limits_apply(backend: &RedisBackend) {
     let db = 7;
     let store = open(&url(backend, db), None).unwrap();
     block_on(generate(store.as_ref(), 1_500, 13, PREFIX)).unwrap();
-    let owned = block_on(plan(store.as_ref(), &generic(), &options(), 500, &std::env::temp_dir())).unwrap().total;
+    let owned =
+        block_on(plan(Sides::same(store.as_ref()), &generic(), &options(), 500, &std::env::temp_dir())).unwrap().total;
     let scanned = owned.migrate + owned.already_migrated + owned.conflict + owned.unparseable + owned.wrong_type;
     let journal = tempfile::tempdir().unwrap();
     let rate = 1_000;

@@ -6,6 +6,7 @@
 //! protocol where they do not (docs/design.md, "Redis Cluster").
 
 pub mod moves;
+pub mod placement;
 pub mod slot;
 pub mod store;
 pub mod topology;

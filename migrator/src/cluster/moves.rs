@@ -1,4 +1,5 @@
-//! Moving and restoring journaled entries on a Redis Cluster, node by node.
+//! Moving and restoring journaled entries node by node: on a Redis Cluster, and onto another
+//! Redis (`--target-url`), where every target is on another node than its source.
 //!
 //! An entry whose keys (source, targets, index keys) are all served by one master is moved by
 //! the same compare-and-move script as on one Redis, called on that master with the batch's
@@ -32,7 +33,7 @@ use std::collections::BTreeMap;
 
 use edgesync_core::store::{Command, Reply, StoreError};
 
-use super::store::ClusterStore;
+use super::placement::{Node, Placement};
 use crate::entry::Entry;
 use crate::journal::{Journal, JournalError};
 use crate::script::{
@@ -69,62 +70,73 @@ pub enum ClusterMoveError {
     Unsettled(usize),
 }
 
-/// The moves and restores of a step on a cluster, with the scripts loaded on every master.
-pub struct ClusterMoves {
-    cluster: Box<ClusterStore>,
+/// The moves and restores of a step, with the scripts loaded on every node.
+pub struct NodeMoves {
+    placement: Placement,
     scripts: NodeScripts,
 }
 
-impl ClusterMoves {
-    /// Moves on `cluster` (connections of their own, beside the step's reads).
-    pub async fn new(cluster: Box<ClusterStore>) -> Result<Self, StoreError> {
-        let scripts = NodeScripts::load(cluster.as_ref()).await?;
-        Ok(Self { cluster, scripts })
+impl NodeMoves {
+    /// Moves on the nodes of `placement` (connections of their own, beside the step's reads).
+    pub async fn new(placement: Placement) -> Result<Self, StoreError> {
+        let scripts = load_scripts(&placement).await?;
+        Ok(Self { placement, scripts })
     }
 
-    /// Runs `command` (built from the scripts) on the master at `address`, loading the scripts
-    /// again if that master lost them (a restart, or a replica promoted since they were loaded).
+    /// Whether a target named `key` is the source itself (a conversion in place); never when
+    /// targets live on another Redis, where a key of the same name is another key.
+    fn in_place(&self, key: &str, source: &str) -> bool {
+        !self.placement.separate() && key == source
+    }
+
+    fn step_node(&self, step: &Step<'_>) -> Node {
+        match step {
+            Step::Take { key, .. } | Step::Write { key, .. } => self.placement.source_node(key),
+            other => self.placement.target_node(other.key()),
+        }
+    }
+
+    /// Runs `command` (built from the scripts) on `node`, loading the scripts again if it lost
+    /// them (a restart, or a replica promoted since they were loaded).
     async fn call(
         &mut self,
-        address: &str,
+        node: &Node,
         command: impl Fn(&NodeScripts) -> Command,
     ) -> Result<Reply, ClusterMoveError> {
         for _ in 0..2 {
-            let reply = self.cluster.on_node(address, &[command(&self.scripts)]).await?.pop();
+            let reply = self.placement.call(node, &[command(&self.scripts)]).await?.pop();
             match reply {
                 Some(Ok(reply)) => return Ok(reply),
-                Some(Err(error)) if is_noscript(&error.0) => {
-                    self.scripts = NodeScripts::load(self.cluster.as_ref()).await?
-                }
+                Some(Err(error)) if is_noscript(&error.0) => self.scripts = load_scripts(&self.placement).await?,
                 Some(Err(error)) if error.0.starts_with("MOVED") || error.0.starts_with("CLUSTERDOWN") => {
                     // Only a node that is no longer a master answers a keyless call so.
                     return Ok(Reply::Nil);
                 }
-                Some(Err(error)) => return Err(ClusterMoveError::Script(format!("{address}: {}", error.0))),
-                None => return Err(ClusterMoveError::Script(format!("{address}: no reply"))),
+                Some(Err(error)) => return Err(ClusterMoveError::Script(format!("{node}: {}", error.0))),
+                None => return Err(ClusterMoveError::Script(format!("{node}: no reply"))),
             }
         }
-        Err(ClusterMoveError::Script(format!("{address} keeps losing its scripts")))
+        Err(ClusterMoveError::Script(format!("{node} keeps losing its scripts")))
     }
 
-    /// The master of every key of `entry`, if they share one.
-    fn one_node(&self, entry: &Entry) -> Option<String> {
-        let node = self.cluster.node_of(&entry.source);
+    /// The node of every key of `entry`, if they share one.
+    fn one_node(&self, entry: &Entry) -> Option<Node> {
+        let node = self.placement.source_node(&entry.source);
         let keys = entry.targets.iter().map(|(key, _)| key).chain(entry.index.iter().map(|m| &m.key));
-        keys.into_iter().all(|key| self.cluster.node_of(key) == node).then_some(node)
+        keys.into_iter().all(|key| self.placement.target_node(key) == node).then_some(node)
     }
 
     /// Runs steps, each on the master of its key: one script call per master. A master that is
     /// no longer one answers every step `elsewhere`.
     async fn run_steps(&mut self, steps: &[Step<'_>]) -> Result<Vec<String>, ClusterMoveError> {
-        let mut by_node: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by_node: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
         for (i, step) in steps.iter().enumerate() {
-            by_node.entry(self.cluster.node_of(step.key())).or_default().push(i);
+            by_node.entry(self.step_node(step)).or_default().push(i);
         }
         let mut answers = vec![String::new(); steps.len()];
-        for (address, indexes) in by_node {
+        for (node, indexes) in by_node {
             let mine: Vec<Step<'_>> = indexes.iter().map(|&i| steps[i]).collect();
-            let reply = self.call(&address, |scripts| cross_node_command(&mine, scripts)).await?;
+            let reply = self.call(&node, |scripts| cross_node_command(&mine, scripts)).await?;
             let words = match reply {
                 Reply::Nil => vec!["elsewhere".to_owned(); mine.len()],
                 reply => step_answers(reply, mine.len()).map_err(ClusterMoveError::Script)?,
@@ -151,9 +163,9 @@ impl ClusterMoves {
                 break;
             }
             if round > 0 {
-                self.cluster.refresh()?;
+                self.placement.refresh()?;
             }
-            let mut local: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            let mut local: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
             let mut cross = Vec::new();
             for i in waiting {
                 match self.one_node(&entries[i]) {
@@ -161,9 +173,9 @@ impl ClusterMoves {
                     None => cross.push(i),
                 }
             }
-            for (address, indexes) in local {
+            for (node, indexes) in local {
                 let mine: Vec<&Entry> = indexes.iter().map(|&i| &entries[i]).collect();
-                let reply = self.call(&address, |scripts| move_many_on_node(&mine, scripts)).await?;
+                let reply = self.call(&node, |scripts| move_many_on_node(&mine, scripts)).await?;
                 let answered = match reply {
                     Reply::Nil => vec![MoveOutcome::Elsewhere; mine.len()],
                     reply => move_outcomes(reply, &mine).map_err(ClusterMoveError::Script)?,
@@ -225,7 +237,7 @@ impl ClusterMoves {
         let mut puts: Vec<(usize, usize)> = Vec::new();
         for &i in indexes {
             for (t, (key, _)) in entries[i].targets.iter().enumerate() {
-                if *key != entries[i].source {
+                if !self.in_place(key, &entries[i].source) {
                     puts.push((i, t));
                 }
             }
@@ -276,7 +288,8 @@ impl ClusterMoves {
             .iter()
             .map(|&i| {
                 let entry = &entries[i];
-                let replacement = entry.targets.iter().find(|(key, _)| *key == entry.source).map(|(_, value)| value);
+                let replacement =
+                    entry.targets.iter().find(|(key, _)| self.in_place(key, &entry.source)).map(|(_, value)| value);
                 Step::Take {
                     key: &entry.source,
                     original: &entry.original.value,
@@ -309,8 +322,11 @@ impl ClusterMoves {
                 // Every target the move may have written — this run or a crashed one — comes
                 // back out where it still holds what was written.
                 let entry = &entries[i];
-                take_back
-                    .extend((0..entry.targets.len()).filter(|&t| entry.targets[t].0 != entry.source).map(|t| (i, t)));
+                take_back.extend(
+                    (0..entry.targets.len())
+                        .filter(|&t| !self.in_place(&entry.targets[t].0, &entry.source))
+                        .map(|t| (i, t)),
+                );
             }
             decided.insert(i, outcome);
         }
@@ -337,7 +353,7 @@ impl ClusterMoves {
                 break;
             }
             if round > 0 {
-                self.cluster.refresh()?;
+                self.placement.refresh()?;
             }
             let steps: Vec<Step<'_>> = left
                 .iter()
@@ -374,9 +390,9 @@ impl ClusterMoves {
                 break;
             }
             if round > 0 {
-                self.cluster.refresh()?;
+                self.placement.refresh()?;
             }
-            let mut local: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            let mut local: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
             let mut cross = Vec::new();
             for i in waiting {
                 match self.one_node(&entries[i]) {
@@ -384,9 +400,9 @@ impl ClusterMoves {
                     None => cross.push(i),
                 }
             }
-            for (address, indexes) in local {
+            for (node, indexes) in local {
                 let mine: Vec<&Entry> = indexes.iter().map(|&i| &entries[i]).collect();
-                let reply = self.call(&address, |scripts| restore_many_on_node(&mine, force, scripts)).await?;
+                let reply = self.call(&node, |scripts| restore_many_on_node(&mine, force, scripts)).await?;
                 let answered = match reply {
                     Reply::Nil => vec![RestoreOutcome::Elsewhere; mine.len()],
                     reply => restore_outcomes(reply, &mine).map_err(ClusterMoveError::Script)?,
@@ -435,7 +451,7 @@ impl ClusterMoves {
             .targets
             .iter()
             .enumerate()
-            .filter(|(_, (key, _))| *key != entry.source)
+            .filter(|(_, (key, _))| !self.in_place(key, &entry.source))
             .map(|(t, (key, written))| Step::Unput {
                 key,
                 written,
@@ -469,4 +485,14 @@ fn expire_at(entry: &Entry) -> Option<i64> {
     } else {
         entry.original.expire_at_ms
     }
+}
+
+/// Loads the scripts on every side; their SHA1s are the same everywhere (they depend on the
+/// text alone).
+async fn load_scripts(placement: &Placement) -> Result<NodeScripts, StoreError> {
+    let mut loaded = None;
+    for store in placement.stores() {
+        loaded = Some(NodeScripts::load(store).await?);
+    }
+    loaded.ok_or_else(|| StoreError::Unavailable("no Redis to load the scripts on".into()))
 }

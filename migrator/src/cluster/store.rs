@@ -91,7 +91,7 @@ impl ClusterStore {
     pub fn refresh(&self) -> Result<(), StoreError> {
         let mut last = None;
         for address in self.masters() {
-            let topology = self.with_node(&address, |node| read_topology(node));
+            let topology = self.with_node(&address, read_topology);
             match topology {
                 Ok(topology) => {
                     *self.topology.borrow_mut() = topology;
@@ -339,15 +339,9 @@ impl ClusterStore {
                     })
                     .map(Reply::Int),
                 Gather::Same(parts) => {
-                    let mut first = None;
-                    for i in parts {
-                        let reply = take(i);
-                        if reply.is_err() {
-                            return reply;
-                        }
-                        first.get_or_insert(reply);
-                    }
-                    first.unwrap_or(Ok(Reply::Nil))
+                    // Every master's reply, the first one kept: any error is the command's.
+                    let replies: Result<Vec<Reply>, CommandError> = parts.into_iter().map(&mut take).collect();
+                    replies.map(|replies| replies.into_iter().next().unwrap_or(Reply::Nil))
                 }
                 Gather::Scan { part, master, masters } => {
                     take(part).and_then(|reply| whole_cursor(reply, master, masters))
@@ -384,7 +378,7 @@ fn whole_cursor(reply: Reply, master: usize, masters: usize) -> Result<Reply, Co
         return Err(CommandError(format!("SCAN: a node's cursor {cursor} is too large to combine")));
     }
     let whole = match (cursor, master + 1 < masters) {
-        (0, true) => ((master as u64 + 1) << CURSOR_SHIFT) | 0,
+        (0, true) => (master as u64 + 1) << CURSOR_SHIFT,
         (0, false) => 0,
         (cursor, _) => ((master as u64) << CURSOR_SHIFT) | cursor,
     };
