@@ -351,6 +351,31 @@ impl RespStore {
             .collect())
     }
 
+    /// Sends `commands` without reading their replies: a cluster sends every master its part
+    /// of a pipeline before it reads any, so the masters work at the same time.
+    pub(crate) fn send(&self, commands: &[Command]) -> Result<(), StoreError> {
+        let mut buffer = self.buffer.borrow_mut();
+        encode(commands, &mut buffer);
+        let sent = self.connection.borrow_mut().send_packed_command(&buffer);
+        if buffer.capacity() > KEPT_BUFFER_BYTES {
+            *buffer = Vec::new();
+        }
+        sent.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Reads the replies of `count` commands [`RespStore::send`] sent.
+    pub(crate) fn receive(&self, count: usize) -> Result<Replies, StoreError> {
+        let mut connection = self.connection.borrow_mut();
+        (0..count)
+            .map(|_| match connection.recv_response() {
+                Ok(redis::Value::ServerError(error)) => Ok(Err(command_error(error.into()))),
+                Ok(value) => Ok(Ok(to_reply(value))),
+                Err(error) if error.code().is_some() => Ok(Err(command_error(error))),
+                Err(error) => Err(StoreError::Unavailable(error.to_string())),
+            })
+            .collect()
+    }
+
     pub(crate) fn run_atomic(&self, commands: &[Command]) -> Result<Replies, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());

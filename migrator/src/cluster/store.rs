@@ -1,17 +1,17 @@
 //! A Redis Cluster as one [`Store`]: every command goes to the master serving its key's slot, a
-//! pipeline is split into one pipeline per master and its replies put back in order, and what
-//! spans the cluster is spread over every master — `SCAN` walks them one after the other
-//! behind one cursor, `SCRIPT LOAD` and `DBSIZE` go to all of them, a multi-key `EXISTS`, `DEL`
-//! or `UNLINK` is split per key. A `MOVED` answer (a failover, resharding) re-reads the
+//! pipeline is split into one pipeline per master — all sent before any reply is read, so the
+//! masters work at once — and its replies put back in order, and what spans the cluster is
+//! spread over every master: `SCAN` asks all of them at once, `SCRIPT LOAD` and `DBSIZE` go to
+//! all of them, a multi-key `EXISTS`, `DEL` or `UNLINK` is split per key. A `MOVED` answer (a failover, resharding) re-reads the
 //! topology and resends; an `ASK` resends to the importing node after `ASKING`; `TRYAGAIN` and
 //! `CLUSTERDOWN` are retried for a few seconds before they become the step's error. Steps that
 //! must address one node (the move scripts, [`crate::cluster::moves`]) call [`ClusterStore::on_node`].
 //!
-//! The one cursor of a whole-cluster `SCAN` carries the master's place (by the first slot it
-//! serves, so a failover keeps it) in its top 16 bits and that master's own cursor below. A
-//! master replaced by a failover during the scan is scanned again from its start: keys may then
-//! come twice, which every caller already de-duplicates (SCAN's own contract), but none is
-//! missed.
+//! A whole-cluster `SCAN` asks every master at once (each its own `SCAN`, sent before any reply
+//! is read) and hands back one page of all their keys; the cursor it returns names the scan's
+//! state here — each master's own cursor — so the steps' scanners are unchanged. A master
+//! replaced by a failover during the scan is scanned again from its start: keys may then come
+//! twice, which every caller already de-duplicates (SCAN's own contract), but none is missed.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,7 +27,6 @@ use crate::connect::{redacted, NodeOpener, RespStore};
 /// How long a command keeps being redirected or retried (`TRYAGAIN`, `CLUSTERDOWN`, a node
 /// that stopped answering during a failover) before its error is the step's.
 const SETTLE: Duration = Duration::from_secs(20);
-const CURSOR_SHIFT: u32 = 48;
 
 /// Where one command (or part of one) goes.
 #[derive(Debug, Clone)]
@@ -45,12 +44,13 @@ enum Gather {
     Sum(Vec<usize>),
     /// The same command on every master: the first reply, or the first error.
     Same(Vec<usize>),
-    /// A scan of master `master`: its cursor made whole-cluster again.
-    Scan {
-        part: usize,
-        master: usize,
-        masters: usize,
-    },
+}
+
+/// A whole-cluster `SCAN` under way: per master (by place), its address when its scan began
+/// and its own cursor (`None`: done).
+struct ClusterScan {
+    masters: Vec<String>,
+    cursors: Vec<Option<u64>>,
 }
 
 struct Part {
@@ -63,8 +63,9 @@ pub struct ClusterStore {
     opener: NodeOpener,
     topology: RefCell<Topology>,
     nodes: RefCell<HashMap<String, RespStore>>,
-    /// The masters' addresses when the running scan started, by place.
-    scanned: RefCell<Vec<String>>,
+    /// Whole-cluster scans under way, by the cursor handed out for them.
+    scans: RefCell<HashMap<u64, ClusterScan>>,
+    next_scan: std::cell::Cell<u64>,
 }
 
 impl ClusterStore {
@@ -73,7 +74,13 @@ impl ClusterStore {
         let topology = read_topology(&first)?;
         let mut nodes = HashMap::new();
         nodes.insert(address, first);
-        Ok(Self { opener, topology: RefCell::new(topology), nodes: RefCell::new(nodes), scanned: RefCell::default() })
+        Ok(Self {
+            opener,
+            topology: RefCell::new(topology),
+            nodes: RefCell::new(nodes),
+            scans: RefCell::default(),
+            next_scan: std::cell::Cell::new(1),
+        })
     }
 
     /// The masters' addresses, in slot order.
@@ -161,13 +168,10 @@ impl ClusterStore {
             let args = command.args();
             let gather = match name.as_str() {
                 "SCAN" => {
-                    let (master, cursor) = self.scan_cursor(args, masters)?;
-                    let mut node_command = Command::new("SCAN").arg(cursor);
-                    for arg in &args[1..] {
-                        node_command = node_command.arg_bytes(arg);
-                    }
-                    let part = push(&mut parts, node_command, Route::Master(master));
-                    Gather::Scan { part, master, masters }
+                    return Err(StoreError::Rejected {
+                        status: 400,
+                        message: "SCAN on a Redis Cluster is a command of its own, not part of a pipeline".into(),
+                    })
                 }
                 "SCRIPT" | "FLUSHALL" | "FLUSHDB" => {
                     Gather::Same((0..masters).map(|m| push(&mut parts, command.clone(), Route::Master(m))).collect())
@@ -201,31 +205,75 @@ impl ClusterStore {
         Ok((parts, gathers))
     }
 
-    /// A whole-cluster cursor's master and that master's own cursor. A new scan notes the
-    /// masters; a master replaced since (a failover) is scanned from its start.
-    fn scan_cursor(&self, args: &[Vec<u8>], masters: usize) -> Result<(usize, u64), StoreError> {
-        let cursor: u64 = args
+    /// `SCAN cursor [MATCH …] [COUNT …]` over every master at once: each live master's own
+    /// `SCAN` is sent before any reply is read, and the keys of all of them make one page. The
+    /// cursor handed back names the scan's state here (each master's own cursor), 0 at the end.
+    /// A master replaced since its scan began (a failover) is scanned again from its start.
+    fn scan(&self, command: &Command) -> Result<Reply, StoreError> {
+        let args = command.args();
+        let handle: u64 = args
             .first()
             .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
             .ok_or_else(|| StoreError::Rejected { status: 400, message: "SCAN needs a numeric cursor".into() })?;
         let current = self.masters();
-        if cursor == 0 {
-            *self.scanned.borrow_mut() = current;
-            return Ok((0, 0));
-        }
-        let master = (cursor >> CURSOR_SHIFT) as usize;
-        let mut scanned = self.scanned.borrow_mut();
-        if scanned.len() != masters || master >= masters {
+        let mut scan = if handle == 0 {
+            ClusterScan { masters: current.clone(), cursors: vec![Some(0); current.len()] }
+        } else {
+            self.scans.borrow_mut().remove(&handle).ok_or_else(|| StoreError::Rejected {
+                status: 400,
+                message: format!("SCAN cursor {handle} names no scan under way"),
+            })?
+        };
+        if scan.masters.len() != current.len() {
             return Err(StoreError::Unavailable(format!(
-                "the cluster went from {} masters to {masters} during the scan: run the step again",
-                scanned.len()
+                "the cluster went from {} masters to {} during the scan: run the step again",
+                scan.masters.len(),
+                current.len()
             )));
         }
-        if scanned[master] != current[master] {
-            scanned[master] = current[master].clone();
-            return Ok((master, 0));
+        for (place, address) in current.iter().enumerate() {
+            if scan.masters[place] != *address && scan.cursors[place].is_some() {
+                scan.masters[place] = address.clone();
+                scan.cursors[place] = Some(0);
+            }
         }
-        Ok((master, cursor & ((1 << CURSOR_SHIFT) - 1)))
+        let live: Vec<usize> = (0..current.len()).filter(|&m| scan.cursors[m].is_some()).collect();
+        let mut sent = Vec::with_capacity(live.len());
+        for &place in &live {
+            let mut node_scan = Command::new("SCAN").arg(scan.cursors[place].unwrap_or(0));
+            for arg in &args[1..] {
+                node_scan = node_scan.arg_bytes(arg);
+            }
+            let sending = self.with_node(&scan.masters[place], |node| node.send(std::slice::from_ref(&node_scan)));
+            sent.push((place, sending));
+        }
+        let mut keys = Vec::new();
+        for (place, sending) in sent {
+            let received = sending.and_then(|()| self.with_node(&scan.masters[place], |node| node.receive(1)));
+            let reply = match received.map(|mut replies| replies.pop()) {
+                Ok(Some(Ok(reply))) => reply,
+                Ok(Some(Err(error))) => return Err(StoreError::Command { command: "SCAN".into(), error }),
+                Ok(None) => return Err(StoreError::Unavailable("SCAN: no reply".into())),
+                Err(StoreError::Unavailable(_)) => {
+                    // The master is gone (a failover): its replacement is scanned from its start.
+                    self.refresh()?;
+                    scan.masters[place].clear();
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let (cursor, mut page) = node_page(reply)?;
+            scan.cursors[place] = (cursor != 0).then_some(cursor);
+            keys.append(&mut page);
+        }
+        let keys = Reply::Array(keys.into_iter().map(Reply::bulk).collect());
+        if scan.cursors.iter().all(Option::is_none) {
+            return Ok(Reply::Array(vec![Reply::bulk("0"), keys]));
+        }
+        let handle = self.next_scan.get();
+        self.next_scan.set(handle + 1);
+        self.scans.borrow_mut().insert(handle, scan);
+        Ok(Reply::Array(vec![Reply::bulk(handle.to_string()), keys]))
     }
 
     /// Sends every part to its master, following redirects until each has its final reply.
@@ -246,6 +294,8 @@ impl ClusterStore {
             }
             let mut refresh = false;
             let mut failure = None;
+            // Every master gets its part before any reply is read, so they work at once.
+            let mut sent = Vec::with_capacity(by_node.len());
             for (address, indexes) in by_node {
                 let mut commands = Vec::with_capacity(indexes.len());
                 let mut places = Vec::with_capacity(indexes.len());
@@ -256,7 +306,12 @@ impl ClusterStore {
                     places.push(commands.len());
                     commands.push(parts[i].command.clone());
                 }
-                let node_replies = match self.with_node(&address, |node| node.run(&commands)) {
+                let sending = self.with_node(&address, |node| node.send(&commands));
+                sent.push((address, indexes, places, commands.len(), sending));
+            }
+            for (address, indexes, places, count, sending) in sent {
+                let received = sending.and_then(|()| self.with_node(&address, |node| node.receive(count)));
+                let node_replies = match received {
                     Ok(node_replies) => node_replies,
                     Err(error @ StoreError::Unavailable(_)) => {
                         // The node stopped answering (a failover in progress): its parts wait
@@ -343,9 +398,6 @@ impl ClusterStore {
                     let replies: Result<Vec<Reply>, CommandError> = parts.into_iter().map(&mut take).collect();
                     replies.map(|replies| replies.into_iter().next().unwrap_or(Reply::Nil))
                 }
-                Gather::Scan { part, master, masters } => {
-                    take(part).and_then(|reply| whole_cursor(reply, master, masters))
-                }
             })
             .collect()
     }
@@ -365,25 +417,17 @@ fn route_after_move(route: &Route, to: String) -> Route {
     }
 }
 
-/// A master's `[cursor, keys]` with the cursor made whole-cluster: the next master's start
-/// when this one is done, 0 after the last.
-fn whole_cursor(reply: Reply, master: usize, masters: usize) -> Result<Reply, CommandError> {
-    let Reply::Array(mut parts) = reply else { return Err(CommandError("SCAN: not an array".into())) };
-    if parts.len() != 2 {
-        return Err(CommandError("SCAN: expected [cursor, keys]".into()));
-    }
-    let cursor = std::mem::replace(&mut parts[0], Reply::Nil).into_string().map_err(CommandError)?;
-    let cursor: u64 = cursor.parse().map_err(|_| CommandError(format!("SCAN: cursor {cursor:?}")))?;
-    if cursor >> CURSOR_SHIFT != 0 {
-        return Err(CommandError(format!("SCAN: a node's cursor {cursor} is too large to combine")));
-    }
-    let whole = match (cursor, master + 1 < masters) {
-        (0, true) => (master as u64 + 1) << CURSOR_SHIFT,
-        (0, false) => 0,
-        (cursor, _) => ((master as u64) << CURSOR_SHIFT) | cursor,
+/// One master's `SCAN` reply: its cursor and keys.
+fn node_page(reply: Reply) -> Result<(u64, Vec<String>), StoreError> {
+    let unexpected = |detail: String| StoreError::UnexpectedReply { command: "SCAN".into(), detail };
+    let Reply::Array(parts) = reply else { return Err(unexpected("not an array".into())) };
+    let mut parts = parts.into_iter();
+    let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(unexpected("expected [cursor, keys]".into()));
     };
-    parts[0] = Reply::bulk(whole.to_string());
-    Ok(Reply::Array(parts))
+    let cursor = cursor.into_string().map_err(unexpected)?;
+    let cursor = cursor.parse().map_err(|_| unexpected(format!("cursor {cursor:?}")))?;
+    Ok((cursor, keys.into_texts().map_err(unexpected)?))
 }
 
 fn read_topology(node: &RespStore) -> Result<Topology, StoreError> {
@@ -409,6 +453,14 @@ impl Store for ClusterStore {
     async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
+        }
+        if let [command] = commands {
+            if command.name().eq_ignore_ascii_case("SCAN") {
+                return Ok(vec![self.scan(command).map_err(|error| match error {
+                    StoreError::Command { error, .. } => error,
+                    other => CommandError(other.to_string()),
+                })]);
+            }
         }
         let (parts, gathers) = self.plan(commands)?;
         let replies = self.run_parts(&parts)?;
