@@ -17,14 +17,19 @@
 //!   `TRADINGBOOST_REPO` (a clone or a bare mirror; default: the library's mirror when present,
 //!   else a fresh clone of github.com/seungdori/TradingBoost-Strategy).
 //!
+//! - the same generated keys on a Redis Cluster of 3 masters on this machine: every step's
+//!   keys/s and peak RSS (100 k against 1 M), the ratio to the single-node apply, each master's
+//!   busy share, and the migrator's CPU per key — what a core per master would allow.
+//!
 //! Environment: `BENCH_KEYS` (default 1000000), `BENCH_NAIVE_KEYS` (default 100000),
-//! `BENCH_GRID_USERS` (default 20000).
+//! `BENCH_GRID_USERS` (default 20000), `BENCH_CLUSTER` (0 skips the cluster run).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use edgesync_e2e::binaries;
+use edgesync_e2e::cluster::RedisCluster;
 use edgesync_e2e::harness::RedisBackend;
 use edgesync_e2e::okx::okx_position;
 use edgesync_migrator::connect::open;
@@ -58,13 +63,16 @@ fn migrator_binary() -> PathBuf {
 }
 
 /// One step's run: wall seconds, its JSON report, peak RSS in KiB, and the CPU seconds the
-/// migrator (all its threads) and Redis spent on it — which says what bounds the step.
+/// migrator (all its threads) and each Redis (one, or every master of a cluster) spent on it —
+/// which says what bounds the step.
 struct Run {
     seconds: f64,
     report: Value,
     rss_kib: i64,
     migrator_cpu: f64,
     redis_cpu: f64,
+    /// Per Redis server, in the order given.
+    redis_cpus: Vec<f64>,
 }
 
 /// Redis's own CPU seconds so far (`INFO cpu`: user + system of the server process).
@@ -84,8 +92,8 @@ fn timeval_seconds(time: libc::timeval) -> f64 {
 /// Runs `migrator <step> --json …` and measures it.
 // The child is reaped with `wait4`, which also yields its peak RSS; clippy cannot see that.
 #[allow(clippy::zombie_processes)]
-fn run_step(step: &str, url: &str, journal: &Path, extra: &[&str]) -> Run {
-    let redis_before = redis_cpu_seconds(url);
+fn run_step(step: &str, url: &str, journal: &Path, extra: &[&str], servers: &[String]) -> Run {
+    let redis_before: Vec<f64> = servers.iter().map(|server| redis_cpu_seconds(server)).collect();
     let started = Instant::now();
     let child = Command::new(migrator_binary())
         .args([step, "--json", "--batch", "1000", "--url", url, "--journal"])
@@ -105,10 +113,12 @@ fn run_step(step: &str, url: &str, journal: &Path, extra: &[&str]) -> Run {
     // SAFETY: waits for our own child and fills `usage` with its resource use.
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let seconds = started.elapsed().as_secs_f64();
-    let redis_cpu = redis_cpu_seconds(url) - redis_before;
+    let redis_cpus: Vec<f64> =
+        servers.iter().zip(redis_before).map(|(server, before)| redis_cpu_seconds(server) - before).collect();
+    let redis_cpu = redis_cpus.iter().sum();
     let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{step} report ({e}): {text}"));
     let migrator_cpu = timeval_seconds(usage.ru_utime) + timeval_seconds(usage.ru_stime);
-    Run { seconds, report, rss_kib: usage.ru_maxrss, migrator_cpu, redis_cpu }
+    Run { seconds, report, rss_kib: usage.ru_maxrss, migrator_cpu, redis_cpu, redis_cpus }
 }
 
 fn count(report: &Value, pointer: &str) -> u64 {
@@ -117,17 +127,17 @@ fn count(report: &Value, pointer: &str) -> u64 {
 
 /// The four steps on one database: (plan, apply, verify, rollback), each with the count its
 /// keys/s is of. Verify must come back clean and rollback must restore every move.
-fn all_steps(url: &str, rules: &[&str]) -> [(Run, u64); 4] {
+fn all_steps(url: &str, rules: &[&str], servers: &[String]) -> [(Run, u64); 4] {
     let journal = tempfile::tempdir().expect("temp dir");
-    let plan = run_step("plan", url, journal.path(), rules);
+    let plan = run_step("plan", url, journal.path(), rules, servers);
     let classes = ["migrate", "already_migrated", "conflict", "unparseable", "wrong_type", "too_large"];
     let planned = classes.iter().map(|class| count(&plan.report, &format!("/total/{class}"))).sum();
-    let apply = run_step("apply", url, journal.path(), &[rules, &["--no-progress"]].concat());
+    let apply = run_step("apply", url, journal.path(), &[rules, &["--no-progress"]].concat(), servers);
     let moved = count(&apply.report, "/migrated");
-    let verify = run_step("verify", url, journal.path(), rules);
+    let verify = run_step("verify", url, journal.path(), rules, servers);
     let checked = count(&verify.report, "/checked");
     assert_eq!(count(&verify.report, "/value_mismatch/count"), 0, "verify: {}", verify.report);
-    let rollback = run_step("rollback", url, journal.path(), rules);
+    let rollback = run_step("rollback", url, journal.path(), rules, servers);
     let restored = count(&rollback.report, "/restored");
     assert_eq!(restored, checked, "rollback restores every move: {}", rollback.report);
     [(plan, planned), (apply, moved), (verify, checked), (rollback, restored)]
@@ -322,13 +332,14 @@ fn main() {
     let ceiling = redis_benchmark_sets_per_second(port);
     let naive = naive_keys_per_second(&db(3), naive_keys);
 
+    let single = [backend.redis_url.clone()];
     block_on(generate(open(&db(1), None).unwrap().as_ref(), 100_000, 1, "qrl:v1:")).unwrap();
-    let small = all_steps(&db(1), &[]);
+    let small = all_steps(&db(1), &[], &single);
 
     let started = Instant::now();
     let truth = block_on(generate(open(&db(2), None).unwrap().as_ref(), keys, 2, "qrl:v1:")).unwrap();
     println!("generated {} legacy keys in {:.1} s", truth.keys, started.elapsed().as_secs_f64());
-    let big = all_steps(&db(2), &[]);
+    let big = all_steps(&db(2), &[], &single);
 
     let (apply, moved) = &big[1];
     let rate = *moved as f64 / apply.seconds;
@@ -348,7 +359,7 @@ fn main() {
     write_grid_arrays(&db(4), grid_users);
     write_grid_arrays(&db(5), grid_users);
     let journal = tempfile::tempdir().expect("temp dir");
-    let ours = run_step("apply", &db(4), journal.path(), &["--rules", "tradingboost", "--no-progress"]);
+    let ours = run_step("apply", &db(4), journal.path(), &["--rules", "tradingboost", "--no-progress"], &single);
     let ours_moved = count(&ours.report, "/migrated");
     assert_eq!(ours_moved, grid_users, "apply moves every array: {}", ours.report);
     let (their_seconds, their_moved) = run_tradingboost(&python, &root, &db(5));
@@ -359,4 +370,62 @@ fn main() {
     println!("  TradingBoost {TRADINGBOOST_SCRIPT} @ {TRADINGBOOST_COMMIT} ({REDIS_PY}): {their_seconds:.1} s = {their_rate:.0} keys/s");
     println!("  ratio: {:.2}x", ours_rate / their_rate);
     let _: () = redis::Client::open(db(2)).unwrap().get_connection().unwrap().set("bench:done", 1).unwrap();
+
+    if env_number("BENCH_CLUSTER", 1) == 1 {
+        cluster_run(keys, &big[1]);
+    }
+}
+
+/// The same generated data on a Redis Cluster of 3 masters on this machine, the migrator given
+/// one node's URL: keys/s against the single-node run above, each master's busy share, the
+/// migrator's CPU per key, and what a machine with a core per master would allow.
+fn cluster_run(keys: u64, single_apply: &(Run, u64)) {
+    const MASTERS: usize = 3;
+    let cluster = RedisCluster::start(MASTERS, 0).unwrap_or_else(|e| panic!("the cluster could not start: {e}"));
+    let masters: Vec<String> =
+        cluster.ports_with_role("master").into_iter().map(|port| format!("redis://127.0.0.1:{port}")).collect();
+    let url = masters[0].clone();
+    let generate_on = |keys: u64, seed: u64| {
+        cluster.flush();
+        block_on(generate(open(&url, None).unwrap().as_ref(), keys, seed, "qrl:v1:")).unwrap();
+    };
+    generate_on(100_000, 1);
+    let small = all_steps(&url, &[], &masters);
+    generate_on(keys, 2);
+    let big = all_steps(&url, &[], &masters);
+    print_steps(
+        &format!("Redis Cluster, {MASTERS} masters on this machine's {} cores, {keys} generated keys", cores()),
+        &big,
+        &small,
+    );
+    let (single_run, single_moved) = single_apply;
+    let single_rate = *single_moved as f64 / single_run.seconds;
+    let (apply, moved) = &big[1];
+    let rate = *moved as f64 / apply.seconds;
+    println!(
+        "  apply on the cluster: {rate:.0} keys/s = {:.2}x the single-node run's {single_rate:.0}",
+        rate / single_rate
+    );
+    for (name, (run, _)) in ["plan", "apply", "verify", "rollback"].iter().zip(&big) {
+        let shares: Vec<String> =
+            run.redis_cpus.iter().map(|cpu| format!("{:.0} %", 100.0 * cpu / run.seconds)).collect();
+        println!("  {name:<9} each master busy: {}", shares.join(", "));
+    }
+    // With a core per master and one for the migrator: the busiest master's CPU seconds and the
+    // migrator's own bound the step; the single node's Redis CPU per move is the per-node ceiling.
+    let busiest = apply.redis_cpus.iter().copied().fold(0.0, f64::max);
+    let per_node_ceiling = *single_moved as f64 / single_run.redis_cpu;
+    let redis_bound = *moved as f64 / busiest;
+    let migrator_bound = *moved as f64 / apply.migrator_cpu;
+    println!(
+        "  a core per master: Redis allows {redis_bound:.0} keys/s (the busiest master's {busiest:.1} s), \
+         the migrator's own CPU ({:.1} µs per key) {migrator_bound:.0} keys/s; \
+         {MASTERS} x the single node's ceiling ({per_node_ceiling:.0} moves per Redis CPU-second) = {:.0}",
+        1e6 * apply.migrator_cpu / *moved as f64,
+        MASTERS as f64 * per_node_ceiling
+    );
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }

@@ -7,9 +7,10 @@
 //! slots there). An entry whose keys live on different masters cannot be moved atomically, so
 //! it is moved by a protocol of steps that are each safe to repeat (cross_node.lua):
 //!
-//! 0. its original is journaled (before this module runs), and so is, for each index member,
-//!    whether the index already held it (`SISMEMBER`, durable before any `SADD`), so a
-//!    rollback removes exactly the members the move added even when a crash hid `SADD`'s answer;
+//! 0. its original is journaled (before this module runs), and so is — for every entry, on one
+//!    node or not — whether each index already held its member (`SISMEMBER`, durable before any
+//!    `SADD`), so a rollback removes exactly the members the move added even when a crash lost
+//!    `SADD`'s answer;
 //! 1. **put** — each target is written on its master only if absent (or already equal: a
 //!    resumed run), else the entry is a conflict and what this step wrote is taken back;
 //! 2. **take** — the source is deleted on its master only if it still equals the journaled
@@ -165,6 +166,9 @@ impl NodeMoves {
             if round > 0 {
                 self.placement.refresh()?;
             }
+            if !self.note_index_state(entries, &waiting, journal).await? {
+                continue;
+            }
             let mut local: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
             let mut cross = Vec::new();
             for i in waiting {
@@ -185,7 +189,7 @@ impl NodeMoves {
                 }
             }
             if !cross.is_empty() {
-                for (i, outcome) in self.move_across(entries, &cross, journal).await?.into_iter() {
+                for (i, outcome) in self.move_across(entries, &cross).await?.into_iter() {
                     outcomes[i] = (outcome != MoveOutcome::Elsewhere).then_some(outcome);
                 }
             }
@@ -197,42 +201,52 @@ impl NodeMoves {
         Ok(outcomes.into_iter().map(|o| o.expect("settled")).collect())
     }
 
-    /// The cross-node protocol for the entries at `indexes`.
-    async fn move_across(
+    /// Step 0, for every entry with index members whose earlier state is not journaled yet:
+    /// whether each index already holds its member, journaled durably before any `SADD`, so a
+    /// rollback removes exactly what the move added even when a crash lost `SADD`'s answer (or
+    /// a same-node script's). `false` when a node no longer serves a key (try the round again).
+    async fn note_index_state(
         &mut self,
         entries: &mut [Entry],
         indexes: &[usize],
         journal: &dyn Journal,
-    ) -> Result<Vec<(usize, MoveOutcome)>, ClusterMoveError> {
-        // 0. Whether each index member is there before the move, durable before any SADD.
+    ) -> Result<bool, ClusterMoveError> {
         let unknown: Vec<(usize, usize)> = indexes
             .iter()
             .flat_map(|&i| {
                 entries[i].index.iter().enumerate().filter(|(_, m)| m.added.is_none()).map(move |(x, _)| (i, x))
             })
             .collect();
-        if !unknown.is_empty() {
-            let answers = {
-                let steps: Vec<Step<'_>> = unknown
-                    .iter()
-                    .map(|&(i, x)| Step::IsMember {
-                        key: &entries[i].index[x].key,
-                        member: &entries[i].index[x].member,
-                    })
-                    .collect();
-                self.run_steps(&steps).await?
-            };
-            if answers.iter().any(|a| a == "elsewhere") {
-                return Ok(indexes.iter().map(|&i| (i, MoveOutcome::Elsewhere)).collect());
-            }
-            for (&(i, x), answer) in unknown.iter().zip(answers) {
-                entries[i].index[x].added = Some(answer == "0");
-            }
-            let noted: Vec<Entry> = indexes.iter().map(|&i| entries[i].clone()).collect();
-            journal.update(&noted, true)?;
-            crash_point("indexes-noted");
+        if unknown.is_empty() {
+            return Ok(true);
         }
+        let answers = {
+            let steps: Vec<Step<'_>> = unknown
+                .iter()
+                .map(|&(i, x)| Step::IsMember { key: &entries[i].index[x].key, member: &entries[i].index[x].member })
+                .collect();
+            self.run_steps(&steps).await?
+        };
+        if answers.iter().any(|a| a == "elsewhere") {
+            return Ok(false);
+        }
+        for (&(i, x), answer) in unknown.iter().zip(answers) {
+            entries[i].index[x].added = Some(answer == "0");
+        }
+        let mut noted: Vec<usize> = unknown.iter().map(|&(i, _)| i).collect();
+        noted.dedup();
+        let noted: Vec<Entry> = noted.into_iter().map(|i| entries[i].clone()).collect();
+        journal.update(&noted, true)?;
+        crash_point("indexes-noted");
+        Ok(true)
+    }
 
+    /// The cross-node protocol for the entries at `indexes` (their index state journaled).
+    async fn move_across(
+        &mut self,
+        entries: &mut [Entry],
+        indexes: &[usize],
+    ) -> Result<Vec<(usize, MoveOutcome)>, ClusterMoveError> {
         // 1. Put every target that is not the source itself.
         let mut puts: Vec<(usize, usize)> = Vec::new();
         for &i in indexes {
@@ -411,9 +425,17 @@ impl NodeMoves {
                     outcomes[i] = (outcome != RestoreOutcome::Elsewhere).then_some(outcome);
                 }
             }
-            for i in cross {
-                let outcome = self.restore_across(&entries[i], force).await?;
-                outcomes[i] = (outcome != RestoreOutcome::Elsewhere).then_some(outcome);
+            // In waves, each source at most once per wave: a key moved twice gets its older
+            // original (later in the page: newest first) last.
+            let mut rest = cross;
+            while !rest.is_empty() {
+                let mut seen = std::collections::HashSet::new();
+                let (wave, later): (Vec<usize>, Vec<usize>) =
+                    rest.into_iter().partition(|&i| seen.insert(entries[i].source.as_str()));
+                for (i, outcome) in self.restore_across(entries, &wave, force).await? {
+                    outcomes[i] = (outcome != RestoreOutcome::Elsewhere).then_some(outcome);
+                }
+                rest = later;
             }
         }
         let unsettled = outcomes.iter().filter(|o| o.is_none()).count();
@@ -423,58 +445,86 @@ impl NodeMoves {
         Ok(outcomes.into_iter().map(|o| o.expect("settled")).collect())
     }
 
-    /// The cross-node restore of one entry. Entries are restored one by one (newest first), so
-    /// a key moved twice gets its oldest original last.
-    async fn restore_across(&mut self, entry: &Entry, force: bool) -> Result<RestoreOutcome, ClusterMoveError> {
+    /// The cross-node restore of the entries at `indexes` (no source twice), step by step for
+    /// all of them: one call per node per step.
+    async fn restore_across(
+        &mut self,
+        entries: &[Entry],
+        indexes: &[usize],
+        force: bool,
+    ) -> Result<Vec<(usize, RestoreOutcome)>, ClusterMoveError> {
+        let mut decided: BTreeMap<usize, RestoreOutcome> = BTreeMap::new();
         // 1. Every target still holds what the move wrote (or is gone), unless forced.
         if !force {
-            let steps: Vec<Step<'_>> = entry.targets.iter().map(|(key, value)| Step::Check { key, value }).collect();
-            let answers = self.run_steps(&steps).await?;
-            if answers.iter().any(|a| a == "elsewhere") {
-                return Ok(RestoreOutcome::Elsewhere);
-            }
-            if let Some(t) = answers.iter().position(|a| a == "differs") {
-                return Ok(RestoreOutcome::TargetChanged { target: entry.targets[t].0.clone() });
+            let checks: Vec<(usize, usize)> =
+                indexes.iter().flat_map(|&i| (0..entries[i].targets.len()).map(move |t| (i, t))).collect();
+            let steps: Vec<Step<'_>> = checks
+                .iter()
+                .map(|&(i, t)| Step::Check { key: &entries[i].targets[t].0, value: &entries[i].targets[t].1 })
+                .collect();
+            for (&(i, t), answer) in checks.iter().zip(self.run_steps(&steps).await?) {
+                match answer.as_str() {
+                    "elsewhere" => {
+                        decided.insert(i, RestoreOutcome::Elsewhere);
+                    }
+                    "differs" => {
+                        decided.entry(i).or_insert_with(|| RestoreOutcome::TargetChanged {
+                            target: entries[i].targets[t].0.clone(),
+                        });
+                    }
+                    _ => {}
+                }
             }
         }
-        // 2. The original, exactly, on the source's master.
-        let write = [Step::Write {
-            key: &entry.source,
-            value: &entry.original.value,
-            expire_at_ms: entry.original.expire_at_ms,
-        }];
-        if self.run_steps(&write).await?[0] == "elsewhere" {
-            return Ok(RestoreOutcome::Elsewhere);
-        }
-        // 3. Each other target as it was before the move; 4. the index members it added.
-        let mut steps: Vec<Step<'_>> = entry
-            .targets
+        // 2. The originals, exactly, on their sources' nodes.
+        let writing: Vec<usize> = indexes.iter().copied().filter(|i| !decided.contains_key(i)).collect();
+        let steps: Vec<Step<'_>> = writing
             .iter()
-            .enumerate()
-            .filter(|(_, (key, _))| !self.in_place(key, &entry.source))
-            .map(|(t, (key, written))| Step::Unput {
-                key,
-                written,
-                previous: entry.previous_targets.get(t).and_then(Option::as_ref),
-                force,
+            .map(|&i| Step::Write {
+                key: &entries[i].source,
+                value: &entries[i].original.value,
+                expire_at_ms: entries[i].original.expire_at_ms,
             })
             .collect();
-        steps.extend(
-            entry
-                .index
-                .iter()
-                .filter(|m| m.added == Some(true))
-                .map(|m| Step::Remove { key: &m.key, member: &m.member }),
-        );
-        let answers = self.run_steps(&steps).await?;
-        if answers.iter().any(|a| a == "elsewhere") {
-            return Ok(RestoreOutcome::Elsewhere);
+        let mut restoring = Vec::new();
+        for (&i, answer) in writing.iter().zip(self.run_steps(&steps).await?) {
+            if answer == "elsewhere" {
+                decided.insert(i, RestoreOutcome::Elsewhere);
+            } else {
+                restoring.push(i);
+            }
         }
-        if let Some(t) = answers.iter().position(|a| a == "changed") {
-            // Changed between the check and now (a live writer): left as the writer made it.
-            return Ok(RestoreOutcome::TargetChanged { target: steps[t].key().to_owned() });
+        // 3. Each other target as it was before the move; 4. the index members it added.
+        let mut owners = Vec::new();
+        let mut steps: Vec<Step<'_>> = Vec::new();
+        for &i in &restoring {
+            let entry = &entries[i];
+            for (t, (key, written)) in entry.targets.iter().enumerate() {
+                if !self.in_place(key, &entry.source) {
+                    let previous = entry.previous_targets.get(t).and_then(Option::as_ref);
+                    steps.push(Step::Unput { key, written, previous, force });
+                    owners.push(i);
+                }
+            }
+            for member in entry.index.iter().filter(|m| m.added == Some(true)) {
+                steps.push(Step::Remove { key: &member.key, member: &member.member });
+                owners.push(i);
+            }
         }
-        Ok(RestoreOutcome::Restored)
+        for ((&i, step), answer) in owners.iter().zip(&steps).zip(self.run_steps(&steps).await?) {
+            match answer.as_str() {
+                // The source is back already: a later run finishes what moved (every step repeats).
+                "elsewhere" => {
+                    decided.insert(i, RestoreOutcome::Elsewhere);
+                }
+                // Changed between the check and now (a live writer): left as the writer made it.
+                "changed" => {
+                    decided.entry(i).or_insert_with(|| RestoreOutcome::TargetChanged { target: step.key().to_owned() });
+                }
+                _ => {}
+            }
+        }
+        Ok(indexes.iter().map(|&i| (i, decided.remove(&i).unwrap_or(RestoreOutcome::Restored))).collect())
     }
 }
 
