@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgesync_core::store::StoreExt;
 use edgesync_e2e::binaries;
 use edgesync_e2e::cluster::RedisCluster;
 use edgesync_e2e::harness::{migrator_binary, require_tool, RedisBackend, REDIS_TOKEN};
@@ -106,6 +107,8 @@ fn main() {
                 what_a_cluster_cannot_do_is_refused_with_a_sentence,
             ),
             ("onto_another_redis_a_cluster_or_upstash_rest", onto_another_redis_a_cluster_or_upstash_rest),
+            // Last: it moves a slot, which the tests before do not expect.
+            ("a_key_resharded_during_a_scan_is_still_seen", a_key_resharded_during_a_scan_is_still_seen),
         ],
     )
 }
@@ -506,4 +509,83 @@ fn onto_another_redis_a_cluster_or_upstash_rest(fixture: &Fixture) {
             target_left.keys().take(5).collect::<Vec<_>>()
         );
     }
+}
+
+fn node(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
+}
+
+/// A scan that a resharding overtakes: every key sits in one slot of one master, the other
+/// masters (empty) finish their scans at once, then the slot moves to one of them — its keys
+/// now live where the scan has already been. They must still be seen.
+fn a_key_resharded_during_a_scan_is_still_seen(fixture: &Fixture) {
+    fixture.reset();
+    let masters = fixture.cluster.ports_with_role("master");
+    let mut client = fixture.cluster.client();
+    let keys: Vec<String> = (0..300).map(|i| format!("okx:positions:{{reshard}}{i}")).collect();
+    for key in &keys {
+        let _: () = client.set(key, "[]").unwrap();
+    }
+    let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&keys[0]).query(&mut node(masters[0])).unwrap();
+    let holds = |port: u16| -> bool {
+        let count: u64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query(&mut node(port)).unwrap();
+        count > 0
+    };
+    let from = *masters.iter().find(|port| holds(**port)).expect("a master holds the slot");
+    let to = *masters.iter().find(|port| **port != from).unwrap();
+    let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut node(port)).unwrap() };
+    let (from_id, to_id) = (id(from), id(to));
+
+    let store = open(&fixture.cluster_url(), None).unwrap();
+    let first = block_on(store.scan(0, "okx:positions:*", 10)).unwrap();
+    assert_ne!(first.cursor, 0, "the scan is under way");
+    assert!(first.keys.len() < keys.len(), "{} keys in the first page", first.keys.len());
+
+    // Move the slot as `redis-cli --cluster reshard` does: importing, migrating, MIGRATE the
+    // keys, then every master learns the new owner.
+    let _: () =
+        redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("IMPORTING").arg(&from_id).query(&mut node(to)).unwrap();
+    let _: () =
+        redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("MIGRATING").arg(&to_id).query(&mut node(from)).unwrap();
+    loop {
+        let batch: Vec<String> =
+            redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(100).query(&mut node(from)).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let mut migrate = redis::cmd("MIGRATE");
+        migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000).arg("KEYS").arg(&batch);
+        let _: () = migrate.query(&mut node(from)).unwrap();
+    }
+    for port in &masters {
+        let _: () =
+            redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&to_id).query(&mut node(*port)).unwrap();
+    }
+    wait_until("every master to agree on the slot's owner", Duration::from_secs(20), || {
+        masters
+            .iter()
+            .all(|port| {
+                let ranges: Vec<Vec<redis::Value>> =
+                    redis::cmd("CLUSTER").arg("SLOTS").query(&mut node(*port)).unwrap_or_default();
+                ranges.iter().any(|range| match range.as_slice() {
+                    [redis::Value::Int(start), redis::Value::Int(end), redis::Value::Array(master), ..] => {
+                        (*start..=*end).contains(&i64::from(slot))
+                            && matches!(master.get(1), Some(redis::Value::Int(p)) if *p == i64::from(to))
+                    }
+                    _ => false,
+                })
+            })
+            .then_some(())
+    })
+    .unwrap();
+
+    let mut seen: std::collections::BTreeSet<String> = first.keys.into_iter().collect();
+    let mut cursor = first.cursor;
+    while cursor != 0 {
+        let page = block_on(store.scan(cursor, "okx:positions:*", 10)).unwrap();
+        seen.extend(page.keys);
+        cursor = page.cursor;
+    }
+    let expected: std::collections::BTreeSet<String> = keys.into_iter().collect();
+    assert_eq!(seen, expected, "every key of the resharded slot is seen once the scan ends");
 }

@@ -51,6 +51,9 @@ enum Gather {
 struct ClusterScan {
     masters: Vec<String>,
     cursors: Vec<Option<u64>>,
+    /// The topology when the scan began: slots that changed master since (resharding) are read
+    /// again at the end.
+    started: Topology,
 }
 
 struct Part {
@@ -217,7 +220,11 @@ impl ClusterStore {
             .ok_or_else(|| StoreError::Rejected { status: 400, message: "SCAN needs a numeric cursor".into() })?;
         let current = self.masters();
         let mut scan = if handle == 0 {
-            ClusterScan { masters: current.clone(), cursors: vec![Some(0); current.len()] }
+            ClusterScan {
+                masters: current.clone(),
+                cursors: vec![Some(0); current.len()],
+                started: self.topology.borrow().clone(),
+            }
         } else {
             self.scans.borrow_mut().remove(&handle).ok_or_else(|| StoreError::Rejected {
                 status: 400,
@@ -247,7 +254,7 @@ impl ClusterStore {
             let sending = self.with_node(&scan.masters[place], |node| node.send(std::slice::from_ref(&node_scan)));
             sent.push((place, sending));
         }
-        let mut keys = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
         for (place, sending) in sent {
             let received = sending.and_then(|()| self.with_node(&scan.masters[place], |node| node.receive(1)));
             let reply = match received.map(|mut replies| replies.pop()) {
@@ -266,14 +273,96 @@ impl ClusterStore {
             scan.cursors[place] = (cursor != 0).then_some(cursor);
             keys.append(&mut page);
         }
-        let keys = Reply::Array(keys.into_iter().map(Reply::bulk).collect());
         if scan.cursors.iter().all(Option::is_none) {
+            keys.append(&mut self.resharded_keys(&scan.started, args)?);
+            let keys = Reply::Array(keys.into_iter().map(Reply::bulk).collect());
             return Ok(Reply::Array(vec![Reply::bulk("0"), keys]));
         }
+        let keys = Reply::Array(keys.into_iter().map(Reply::bulk).collect());
         let handle = self.next_scan.get();
         self.next_scan.set(handle + 1);
         self.scans.borrow_mut().insert(handle, scan);
         Ok(Reply::Array(vec![Reply::bulk(handle.to_string()), keys]))
+    }
+
+    /// The keys (matching the scan's `MATCH`) of every slot that changed master since `started`
+    /// or is being migrated now: resharding may have carried a key from a master whose scan had
+    /// not reached it to one whose scan had passed it. Read by slot (`CLUSTER GETKEYSINSLOT`)
+    /// from every master that may hold it; a key may come twice, never not at all.
+    fn resharded_keys(&self, started: &Topology, args: &[Vec<u8>]) -> Result<Vec<String>, StoreError> {
+        self.refresh()?;
+        let mut slots: Vec<(u16, Vec<String>)> = Vec::new();
+        {
+            let now = self.topology.borrow();
+            for slot in 0..super::slot::SLOTS {
+                let (before, after) = (started.master_of(slot), now.master_of(slot));
+                if before != after {
+                    slots.push((slot, vec![after.to_owned()]));
+                }
+            }
+        }
+        for address in self.masters() {
+            for (slot, other) in self.migrating_slots(&address)? {
+                slots.push((slot, vec![address.clone(), other]));
+            }
+        }
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pattern = args
+            .iter()
+            .position(|arg| arg.eq_ignore_ascii_case(b"MATCH"))
+            .and_then(|at| args.get(at + 1))
+            .map(|pattern| edgesync_core::glob::Glob::new(&String::from_utf8_lossy(pattern)));
+        let mut keys = Vec::new();
+        for (slot, holders) in slots {
+            for address in holders {
+                let count = self.slot_command(&address, Command::new("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot))?;
+                let Reply::Int(count) = count else { continue };
+                if count == 0 {
+                    continue;
+                }
+                let found =
+                    self.slot_command(&address, Command::new("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(count))?;
+                let found = found.into_texts().map_err(|detail| StoreError::UnexpectedReply {
+                    command: "CLUSTER GETKEYSINSLOT".into(),
+                    detail,
+                })?;
+                keys.extend(found.into_iter().filter(|key| pattern.as_ref().is_none_or(|p| p.matches(key.as_bytes()))));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The slots the master at `address` is migrating to, or importing from, another node
+    /// (`[slot->-id]`, `[slot-<-id]` in its `CLUSTER NODES` line), with that node's address.
+    fn migrating_slots(&self, address: &str) -> Result<Vec<(u16, String)>, StoreError> {
+        let nodes = self.slot_command(address, Command::new("CLUSTER").arg("NODES"))?;
+        let nodes = nodes.into_string().unwrap_or_default();
+        let address_of = |id: &str| {
+            nodes.lines().find(|line| line.starts_with(id)).and_then(|line| line.split_whitespace().nth(1)).map(|a| {
+                // `host:port@bus`
+                a.split('@').next().unwrap_or(a).to_owned()
+            })
+        };
+        let Some(mine) = nodes.lines().find(|line| line.contains("myself")) else { return Ok(Vec::new()) };
+        Ok(mine
+            .split_whitespace()
+            .filter_map(|word| {
+                let inner = word.strip_prefix('[')?.strip_suffix(']')?;
+                let (slot, other) = inner.split_once("->-").or_else(|| inner.split_once("-<-"))?;
+                Some((slot.parse().ok()?, address_of(other)?))
+            })
+            .collect())
+    }
+
+    fn slot_command(&self, address: &str, command: Command) -> Result<Reply, StoreError> {
+        let name = format!("{} {}", command.name(), command.text(0).unwrap_or_default());
+        match self.with_node(address, |node| node.run(std::slice::from_ref(&command)))?.pop() {
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(error)) => Err(StoreError::Command { command: name, error }),
+            None => Err(StoreError::Unavailable(format!("{name}: no reply"))),
+        }
     }
 
     /// Sends every part to its master, following redirects until each has its final reply.
