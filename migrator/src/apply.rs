@@ -155,7 +155,6 @@ struct Run<'a> {
     colliding: std::collections::HashMap<String, String>,
     /// The families' keys no rule owns, once the scan has run.
     not_owned: Option<crate::families::NotOwned>,
-    /// On a Redis Cluster: the moves, node by node.
     /// On a Redis Cluster or with another Redis as the target: the moves, node by node.
     nodes: Option<NodeMoves>,
     /// The Redis the targets live in, when not the sources' (`--target-url`).

@@ -19,6 +19,7 @@ use edgesync_core::secret::Secret;
 use edgesync_core::store::upstash::{UpstashClient, UpstashConfig};
 use edgesync_core::store::{Command, CommandError, Replies, Reply, Store, StoreError};
 
+use crate::cluster::topology::TopologyError;
 use crate::cluster::ClusterStore;
 use crate::http::NativeHttp;
 
@@ -161,7 +162,11 @@ pub fn open_connection(url: &str, token: Option<&str>, trust: &Trust) -> Result<
             )));
         }
         let address = opener.address().to_owned();
-        let cluster = ClusterStore::discover(opener, address, first).map_err(unreachable)?;
+        let cluster = ClusterStore::discover(opener, address, first).map_err(|error| match error {
+            // A cluster that does not serve every slot cannot be migrated as a whole: say so.
+            incomplete @ TopologyError::Incomplete { .. } => ConnectError::Usage(incomplete.to_string()),
+            other => ConnectError::Unreachable { url: redacted(url), reason: other.to_string() },
+        })?;
         return Ok(Connection::Cluster(Box::new(cluster)));
     }
     if url.starts_with("https://") || url.starts_with("http://") {
@@ -189,6 +194,10 @@ fn open_resp(url: &str, trust: &Trust) -> Result<RespStore, ConnectError> {
     }
     .map_err(unreachable)?;
     let connection = client.get_connection_with_timeout(Duration::from_secs(10)).map_err(unreachable)?;
+    // A node that stops answering (paused, partitioned) fails the call instead of hanging it:
+    // the cluster store then reads the topology again, and a step fails with exit 3, resumable.
+    connection.set_read_timeout(Some(IO_TIMEOUT)).map_err(unreachable)?;
+    connection.set_write_timeout(Some(IO_TIMEOUT)).map_err(unreachable)?;
     Ok(RespStore { connection: RefCell::new(connection), buffer: RefCell::default() })
 }
 
@@ -250,6 +259,9 @@ impl NodeOpener {
         open_resp(url.as_str(), &self.trust)
     }
 }
+
+/// How long a read or a write on a RESP connection may block.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// RESP over one connection. `RefCell`: the CLI drives one future at a time.
 pub struct RespStore {

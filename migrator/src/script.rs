@@ -1,7 +1,9 @@
 //! The Lua scripts that move and restore journaled keys atomically, so a live bot writing the
 //! same keys can never interleave with half a move. One script call handles a whole batch,
 //! each key compared and moved (or restored) on its own, with one answer per key in order.
-//! Both declare every key they touch in `KEYS` (as Redis Cluster and Upstash expect).
+//! On one Redis both declare every key they touch in `KEYS`; on a Redis Cluster, or with
+//! another Redis as the target, they are called per node ([`NodeScripts`]) with their keys at
+//! the front of `ARGV` (common.lua), beside the cross-node protocol's steps ([`Step`]).
 //!
 //! **Move** — checks the source still holds exactly the journaled value (else
 //! [`MoveOutcome::Changed`]), refuses a target that exists with a different value unless
@@ -406,8 +408,10 @@ pub enum Step<'a> {
     Remove { key: &'a str, member: &'a str },
     /// `SISMEMBER`. Answers `1` or `0`.
     IsMember { key: &'a str, member: &'a str },
-    /// Whether the key holds `value`: `equal`, `absent` or `differs`.
+    /// Whether the key (a target) holds `value`: `equal`, `absent` or `differs`.
     Check { key: &'a str, value: &'a TypedValue },
+    /// The same question of a source, asked where the sources are.
+    CheckSource { key: &'a str, value: &'a TypedValue },
     /// Write the value whatever the key holds. Answers `written`.
     Write { key: &'a str, value: &'a TypedValue, expire_at_ms: Option<i64> },
 }
@@ -422,6 +426,7 @@ impl Step<'_> {
             | Step::Remove { key, .. }
             | Step::IsMember { key, .. }
             | Step::Check { key, .. }
+            | Step::CheckSource { key, .. }
             | Step::Write { key, .. } => key,
         }
     }
@@ -478,7 +483,7 @@ pub fn cross_node_command(steps: &[Step<'_>], scripts: &NodeScripts) -> Command 
                 shape.0.push(5);
                 args.text(member);
             }
-            Step::Check { value, .. } => {
+            Step::Check { value, .. } | Step::CheckSource { value, .. } => {
                 shape.0.push(6);
                 shape.source(value);
                 args.items(value);

@@ -19,12 +19,13 @@
 //!    by `apply` as on one Redis);
 //! 3. **index** — the index members are added.
 //!
-//! A crash anywhere leaves the entry pending in the journal; the next run repeats the steps:
-//! targets already written answer `equal`, a source already deleted answers `missing` with
-//! every target `equal` — the entry is `already` moved — and `SADD` is idempotent. Restores
-//! run the same way in reverse: check the targets (unless `--force`), write the original on
-//! the source's master, put back or delete each target where it still holds what the move
-//! wrote, remove the added index members.
+//! Before step 1 each source is read: one already gone (a crash after step 2) is `already`
+//! moved if every target holds its conversion, else `missing`, and nothing is written around
+//! it; one that differs is `changed` at once. A crash anywhere leaves the entry pending in the
+//! journal and the next run repeats the steps: targets already written answer `equal`, and
+//! `SADD` is idempotent. Restores run in reverse: check the targets (unless `--force`), put
+//! back or delete each target where it still holds what the move wrote, and only then write
+//! the original on the source's master and remove the added index members.
 //!
 //! A step sent to a master that no longer serves its key (a failover or resharding since the
 //! topology was read) answers `elsewhere` without writing; the entry is tried again after the
@@ -42,8 +43,23 @@ use crate::script::{
     step_answers, MoveOutcome, NodeScripts, RestoreOutcome, Step,
 };
 
-/// How many times entries whose keys moved between nodes are tried again.
+/// How many times entries whose keys moved between nodes are tried again, a growing pause
+/// between rounds (a failover takes the cluster a second or two).
 const ROUNDS: usize = 8;
+
+/// Errors with which a node refuses a whole script call because it does not serve as a master
+/// now: a replica refuses a script with writes (`READONLY`), a cluster between topologies says
+/// `CLUSTERDOWN`/`MASTERDOWN`, a keyed call is redirected (`MOVED`).
+const NOT_SERVING: [&str; 4] = ["MOVED", "READONLY", "CLUSTERDOWN", "MASTERDOWN"];
+
+/// Before round `round` (from 0): a pause, then the topology read again.
+fn settle(placement: &Placement, round: usize) -> Result<(), StoreError> {
+    if round == 0 {
+        return Ok(());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100 * round as u64));
+    placement.refresh()
+}
 
 /// The crash points of the cross-node protocol, for the tests that kill a run there: with
 /// `MIGRATOR_CRASH_AT=point:n` the process aborts — as a `SIGKILL` would stop it, nothing
@@ -52,10 +68,16 @@ const ROUNDS: usize = 8;
 fn crash_point(point: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static PASSED: AtomicUsize = AtomicUsize::new(0);
-    let Ok(at) = std::env::var("MIGRATOR_CRASH_AT") else { return };
-    let Some((name, nth)) = at.split_once(':') else { return };
-    if name == point && nth.parse::<usize>().ok() == Some(PASSED.fetch_add(1, Ordering::SeqCst) + 1) {
-        std::process::abort();
+    static AT: std::sync::OnceLock<Option<(String, usize)>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        let at = std::env::var("MIGRATOR_CRASH_AT").ok()?;
+        let (name, nth) = at.split_once(':')?;
+        Some((name.to_owned(), nth.parse().ok()?))
+    });
+    if let Some((name, nth)) = at {
+        if name == point && PASSED.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+            std::process::abort();
+        }
     }
 }
 
@@ -92,7 +114,9 @@ impl NodeMoves {
 
     fn step_node(&self, step: &Step<'_>) -> Node {
         match step {
-            Step::Take { key, .. } | Step::Write { key, .. } => self.placement.source_node(key),
+            Step::Take { key, .. } | Step::Write { key, .. } | Step::CheckSource { key, .. } => {
+                self.placement.source_node(key)
+            }
             other => self.placement.target_node(other.key()),
         }
     }
@@ -109,8 +133,9 @@ impl NodeMoves {
             match reply {
                 Some(Ok(reply)) => return Ok(reply),
                 Some(Err(error)) if is_noscript(&error.0) => self.scripts = load_scripts(&self.placement).await?,
-                Some(Err(error)) if error.0.starts_with("MOVED") || error.0.starts_with("CLUSTERDOWN") => {
-                    // Only a node that is no longer a master answers a keyless call so.
+                Some(Err(error)) if NOT_SERVING.iter().any(|word| error.0.starts_with(word)) => {
+                    // A node that is no longer a master (a failover), or a cluster settling:
+                    // nothing ran; the entries are tried again once the topology is read anew.
                     return Ok(Reply::Nil);
                 }
                 Some(Err(error)) => return Err(ClusterMoveError::Script(format!("{node}: {}", error.0))),
@@ -163,9 +188,7 @@ impl NodeMoves {
             if waiting.is_empty() {
                 break;
             }
-            if round > 0 {
-                self.placement.refresh()?;
-            }
+            settle(&self.placement, round)?;
             if !self.note_index_state(entries, &waiting, journal).await? {
                 continue;
             }
@@ -247,15 +270,81 @@ impl NodeMoves {
         entries: &mut [Entry],
         indexes: &[usize],
     ) -> Result<Vec<(usize, MoveOutcome)>, ClusterMoveError> {
-        // 1. Put every target that is not the source itself.
-        let mut puts: Vec<(usize, usize)> = Vec::new();
-        for &i in indexes {
-            for (t, (key, _)) in entries[i].targets.iter().enumerate() {
-                if !self.in_place(key, &entries[i].source) {
-                    puts.push((i, t));
+        let mut decided: BTreeMap<usize, MoveOutcome> = BTreeMap::new();
+        // Every target an entry may have written — in this run or a crashed one — to take back
+        // where it still holds what was written (an earlier value put back, under --overwrite).
+        let mut take_back: Vec<(usize, usize)> = Vec::new();
+        let separate = self.placement.separate();
+        let all_targets = |entry: &Entry, skip: Option<usize>| other_targets(entry, separate, skip);
+        let mut moved = Vec::new();
+
+        // 1. Is each source still its journaled original? Read first, so that a source a
+        //    crashed run already took (or a live writer changed) is never written around.
+        let steps: Vec<Step<'_>> = indexes
+            .iter()
+            .map(|&i| Step::CheckSource { key: &entries[i].source, value: &entries[i].original.value })
+            .collect();
+        let mut proceeding = Vec::new();
+        let mut gone = Vec::new();
+        for (&i, answer) in indexes.iter().zip(self.run_steps(&steps).await?) {
+            let entry = &entries[i];
+            let in_place = entry.targets.iter().any(|(key, _)| self.in_place(key, &entry.source));
+            match answer.as_str() {
+                "equal" => proceeding.push(i),
+                // Already replaced by its in-place conversion, perhaps: the take step tells.
+                "differs" if in_place => proceeding.push(i),
+                "differs" => {
+                    decided.insert(i, MoveOutcome::Changed);
+                    take_back.extend(all_targets(entry, None).into_iter().map(|t| (i, t)));
+                }
+                "absent" if in_place => {
+                    decided.insert(i, MoveOutcome::Missing);
+                }
+                "absent" => gone.push(i),
+                "elsewhere" => {
+                    decided.insert(i, MoveOutcome::Elsewhere);
+                }
+                other => return Err(ClusterMoveError::Script(format!("unknown check answer {other:?}"))),
+            }
+        }
+        // A source already gone: moved before (a crash after the take step) if every target
+        // holds its conversion, else missing — and its targets are not written around it.
+        if !gone.is_empty() {
+            let checks: Vec<(usize, usize)> =
+                gone.iter().flat_map(|&i| (0..entries[i].targets.len()).map(move |t| (i, t))).collect();
+            let steps: Vec<Step<'_>> = checks
+                .iter()
+                .map(|&(i, t)| Step::Check { key: &entries[i].targets[t].0, value: &entries[i].targets[t].1 })
+                .collect();
+            let mut held: BTreeMap<usize, bool> = gone.iter().map(|&i| (i, true)).collect();
+            for (&(i, _), answer) in checks.iter().zip(self.run_steps(&steps).await?) {
+                match answer.as_str() {
+                    "equal" => {}
+                    "elsewhere" => {
+                        decided.insert(i, MoveOutcome::Elsewhere);
+                    }
+                    _ => {
+                        held.insert(i, false);
+                    }
+                }
+            }
+            for i in gone {
+                if decided.contains_key(&i) {
+                    continue;
+                }
+                if held[&i] {
+                    decided.insert(i, MoveOutcome::Already);
+                    moved.push(i);
+                } else {
+                    decided.insert(i, MoveOutcome::Missing);
+                    take_back.extend(all_targets(&entries[i], None).into_iter().map(|t| (i, t)));
                 }
             }
         }
+
+        // 2. Put every target that is not the source itself.
+        let puts: Vec<(usize, usize)> =
+            proceeding.iter().flat_map(|&i| all_targets(&entries[i], None).into_iter().map(move |t| (i, t))).collect();
         let put_steps: Vec<Step<'_>> = puts
             .iter()
             .map(|&(i, t)| {
@@ -270,34 +359,25 @@ impl NodeMoves {
             .collect();
         let put_answers = self.run_steps(&put_steps).await?;
         crash_point("put");
-        let mut written: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        let mut all_equal: BTreeMap<usize, bool> = indexes.iter().map(|&i| (i, true)).collect();
-        let mut decided: BTreeMap<usize, MoveOutcome> = BTreeMap::new();
         for (&(i, t), answer) in puts.iter().zip(&put_answers) {
             match answer.as_str() {
-                "written" => {
-                    written.entry(i).or_default().push(t);
-                    all_equal.insert(i, false);
-                }
-                "equal" => {}
+                "written" | "equal" => {}
+                // A conflict is final: every other target of the entry comes back out.
                 "conflict" => {
-                    decided.entry(i).or_insert(MoveOutcome::Conflict { target: entries[i].targets[t].0.clone() });
+                    if !matches!(decided.get(&i), Some(MoveOutcome::Conflict { .. })) {
+                        decided.insert(i, MoveOutcome::Conflict { target: entries[i].targets[t].0.clone() });
+                        take_back.extend(all_targets(&entries[i], Some(t)).into_iter().map(|t| (i, t)));
+                    }
                 }
                 "elsewhere" => {
-                    decided.insert(i, MoveOutcome::Elsewhere);
+                    decided.entry(i).or_insert(MoveOutcome::Elsewhere);
                 }
                 other => return Err(ClusterMoveError::Script(format!("unknown put answer {other:?}"))),
             }
         }
-        // A conflict takes back what this entry's other puts wrote.
-        let mut take_back: Vec<(usize, usize)> = decided
-            .iter()
-            .filter(|(_, o)| matches!(o, MoveOutcome::Conflict { .. }))
-            .flat_map(|(&i, _)| written.get(&i).into_iter().flatten().map(move |&t| (i, t)))
-            .collect();
 
-        // 2. Take each source that is still as journaled.
-        let takers: Vec<usize> = indexes.iter().copied().filter(|i| !decided.contains_key(i)).collect();
+        // 3. Take each source that is still as journaled.
+        let takers: Vec<usize> = proceeding.iter().copied().filter(|i| !decided.contains_key(i)).collect();
         let take_steps: Vec<Step<'_>> = takers
             .iter()
             .map(|&i| {
@@ -315,32 +395,20 @@ impl NodeMoves {
             .collect();
         let take_answers = self.run_steps(&take_steps).await?;
         crash_point("taken");
-        let mut moved = Vec::new();
         for (&i, answer) in takers.iter().zip(&take_answers) {
             let outcome = match answer.as_str() {
                 "taken" | "kept" => {
                     moved.push(i);
                     continue;
                 }
-                "missing" if all_equal[&i] => {
-                    moved.push(i);
-                    decided.insert(i, MoveOutcome::Already);
-                    continue;
-                }
+                // Gone or changed since step 1 (a live writer): what step 2 wrote comes back out.
                 "missing" => MoveOutcome::Missing,
                 "changed" => MoveOutcome::Changed,
                 "elsewhere" => MoveOutcome::Elsewhere,
                 other => return Err(ClusterMoveError::Script(format!("unknown take answer {other:?}"))),
             };
-            if matches!(outcome, MoveOutcome::Changed | MoveOutcome::Missing) {
-                // Every target the move may have written — this run or a crashed one — comes
-                // back out where it still holds what was written.
-                let entry = &entries[i];
-                take_back.extend(
-                    (0..entry.targets.len())
-                        .filter(|&t| !self.in_place(&entry.targets[t].0, &entry.source))
-                        .map(|t| (i, t)),
-                );
+            if outcome != MoveOutcome::Elsewhere {
+                take_back.extend(all_targets(&entries[i], None).into_iter().map(|t| (i, t)));
             }
             decided.insert(i, outcome);
         }
@@ -357,7 +425,7 @@ impl NodeMoves {
             self.run_steps(&steps).await?;
         }
 
-        // 3. The index members of what moved; a member whose master changed is added on the
+        // 4. The index members of what moved; a member whose master changed is added on the
         //    next one (a source already taken cannot be put back in the queue).
         let adds: Vec<(usize, usize)> =
             moved.iter().flat_map(|&i| (0..entries[i].index.len()).map(move |x| (i, x))).collect();
@@ -366,9 +434,7 @@ impl NodeMoves {
             if left.is_empty() {
                 break;
             }
-            if round > 0 {
-                self.placement.refresh()?;
-            }
+            settle(&self.placement, round)?;
             let steps: Vec<Step<'_>> = left
                 .iter()
                 .map(|&(i, x)| Step::Add {
@@ -403,9 +469,7 @@ impl NodeMoves {
             if waiting.is_empty() {
                 break;
             }
-            if round > 0 {
-                self.placement.refresh()?;
-            }
+            settle(&self.placement, round)?;
             let mut local: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
             let mut cross = Vec::new();
             for i in waiting {
@@ -476,56 +540,62 @@ impl NodeMoves {
                 }
             }
         }
-        // 2. The originals, exactly, on their sources' nodes.
-        let writing: Vec<usize> = indexes.iter().copied().filter(|i| !decided.contains_key(i)).collect();
-        let steps: Vec<Step<'_>> = writing
-            .iter()
-            .map(|&i| Step::Write {
-                key: &entries[i].source,
-                value: &entries[i].original.value,
-                expire_at_ms: entries[i].original.expire_at_ms,
-            })
-            .collect();
-        let mut restoring = Vec::new();
-        for (&i, answer) in writing.iter().zip(self.run_steps(&steps).await?) {
-            if answer == "elsewhere" {
-                decided.insert(i, RestoreOutcome::Elsewhere);
-            } else {
-                restoring.push(i);
-            }
-        }
-        // 3. Each other target as it was before the move; 4. the index members it added.
+        // 2. Each other target as it was before the move — first, so that a target a live
+        //    writer changed in the meantime stops the entry before its original is written.
+        let checked: Vec<usize> = indexes.iter().copied().filter(|i| !decided.contains_key(i)).collect();
         let mut owners = Vec::new();
         let mut steps: Vec<Step<'_>> = Vec::new();
-        for &i in &restoring {
+        for &i in &checked {
             let entry = &entries[i];
-            for (t, (key, written)) in entry.targets.iter().enumerate() {
-                if !self.in_place(key, &entry.source) {
-                    let previous = entry.previous_targets.get(t).and_then(Option::as_ref);
-                    steps.push(Step::Unput { key, written, previous, force });
-                    owners.push(i);
-                }
-            }
-            for member in entry.index.iter().filter(|m| m.added == Some(true)) {
-                steps.push(Step::Remove { key: &member.key, member: &member.member });
+            for t in other_targets(entry, self.placement.separate(), None) {
+                let (key, written) = (&entry.targets[t].0, &entry.targets[t].1);
+                let previous = entry.previous_targets.get(t).and_then(Option::as_ref);
+                steps.push(Step::Unput { key, written, previous, force });
                 owners.push(i);
             }
         }
         for ((&i, step), answer) in owners.iter().zip(&steps).zip(self.run_steps(&steps).await?) {
             match answer.as_str() {
-                // The source is back already: a later run finishes what moved (every step repeats).
                 "elsewhere" => {
-                    decided.insert(i, RestoreOutcome::Elsewhere);
+                    decided.entry(i).or_insert(RestoreOutcome::Elsewhere);
                 }
-                // Changed between the check and now (a live writer): left as the writer made it.
+                // Changed between the check and now: left as the writer made it, the original
+                // not written (it stays in the journal; `--force` restores it).
                 "changed" => {
-                    decided.entry(i).or_insert_with(|| RestoreOutcome::TargetChanged { target: step.key().to_owned() });
+                    decided.insert(i, RestoreOutcome::TargetChanged { target: step.key().to_owned() });
                 }
                 _ => {}
             }
         }
+        // 3. The originals, exactly, on their sources' nodes; 4. the index members it added.
+        let mut owners = Vec::new();
+        let mut steps: Vec<Step<'_>> = Vec::new();
+        for &i in checked.iter().filter(|i| !decided.contains_key(i)) {
+            let entry = &entries[i];
+            steps.push(Step::Write {
+                key: &entry.source,
+                value: &entry.original.value,
+                expire_at_ms: entry.original.expire_at_ms,
+            });
+            owners.push(i);
+            for member in entry.index.iter().filter(|m| m.added == Some(true)) {
+                steps.push(Step::Remove { key: &member.key, member: &member.member });
+                owners.push(i);
+            }
+        }
+        for (&i, answer) in owners.iter().zip(self.run_steps(&steps).await?) {
+            if answer == "elsewhere" {
+                // Safe to repeat: the targets are gone, the original written again.
+                decided.entry(i).or_insert(RestoreOutcome::Elsewhere);
+            }
+        }
         Ok(indexes.iter().map(|&i| (i, decided.remove(&i).unwrap_or(RestoreOutcome::Restored))).collect())
     }
+}
+
+/// The places of an entry's targets other than the source itself (and than `skip`).
+fn other_targets(entry: &Entry, separate: bool, skip: Option<usize>) -> Vec<usize> {
+    (0..entry.targets.len()).filter(|&t| Some(t) != skip && (separate || entry.targets[t].0 != entry.source)).collect()
 }
 
 /// The absolute expiry an entry's targets get.

@@ -14,14 +14,14 @@
 //! twice, which every caller already de-duplicates (SCAN's own contract), but none is missed.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use edgesync_core::store::{Command, CommandError, Replies, Reply, Store, StoreError};
 
 use super::slot::slot_of;
-use super::topology::Topology;
+use super::topology::{Topology, TopologyError};
 use crate::connect::{redacted, NodeOpener, RespStore};
 
 /// How long a command keeps being redirected or retried (`TRYAGAIN`, `CLUSTERDOWN`, a node
@@ -46,11 +46,10 @@ enum Gather {
     Same(Vec<usize>),
 }
 
-/// A whole-cluster `SCAN` under way: per master (by place), its address when its scan began
-/// and its own cursor (`None`: done).
+/// A whole-cluster `SCAN` under way.
 struct ClusterScan {
-    masters: Vec<String>,
-    cursors: Vec<Option<u64>>,
+    /// Each master's own cursor, by address (`None`: done).
+    cursors: BTreeMap<String, Option<u64>>,
     /// The topology when the scan began: slots that changed master since (resharding) are read
     /// again at the end.
     started: Topology,
@@ -73,8 +72,8 @@ pub struct ClusterStore {
 
 impl ClusterStore {
     /// The cluster `first` (a connection to `address`) belongs to.
-    pub fn discover(opener: NodeOpener, address: String, first: RespStore) -> Result<Self, StoreError> {
-        let topology = read_topology(&first)?;
+    pub fn discover(opener: NodeOpener, address: String, first: RespStore) -> Result<Self, TopologyError> {
+        let topology = slots_of_node(&first)?;
         let mut nodes = HashMap::new();
         nodes.insert(address, first);
         Ok(Self {
@@ -220,60 +219,59 @@ impl ClusterStore {
             .ok_or_else(|| StoreError::Rejected { status: 400, message: "SCAN needs a numeric cursor".into() })?;
         let current = self.masters();
         let mut scan = if handle == 0 {
-            ClusterScan {
-                masters: current.clone(),
-                cursors: vec![Some(0); current.len()],
-                started: self.topology.borrow().clone(),
-            }
+            ClusterScan { cursors: BTreeMap::new(), started: self.topology.borrow().clone() }
         } else {
             self.scans.borrow_mut().remove(&handle).ok_or_else(|| StoreError::Rejected {
                 status: 400,
                 message: format!("SCAN cursor {handle} names no scan under way"),
             })?
         };
-        if scan.masters.len() != current.len() {
-            return Err(StoreError::Unavailable(format!(
-                "the cluster went from {} masters to {} during the scan: run the step again",
-                scan.masters.len(),
-                current.len()
-            )));
+        // A master that is no longer one (a failover) leaves its unfinished scan to the master
+        // that replaced it, which is new here and scanned from its start.
+        scan.cursors.retain(|address, cursor| cursor.is_none() || current.contains(address));
+        for address in &current {
+            scan.cursors.entry(address.clone()).or_insert(Some(0));
         }
-        for (place, address) in current.iter().enumerate() {
-            if scan.masters[place] != *address && scan.cursors[place].is_some() {
-                scan.masters[place] = address.clone();
-                scan.cursors[place] = Some(0);
-            }
-        }
-        let live: Vec<usize> = (0..current.len()).filter(|&m| scan.cursors[m].is_some()).collect();
-        let mut sent = Vec::with_capacity(live.len());
-        for &place in &live {
-            let mut node_scan = Command::new("SCAN").arg(scan.cursors[place].unwrap_or(0));
+        let mut sent = Vec::new();
+        for (address, cursor) in &scan.cursors {
+            let Some(cursor) = cursor else { continue };
+            let mut node_scan = Command::new("SCAN").arg(cursor);
             for arg in &args[1..] {
                 node_scan = node_scan.arg_bytes(arg);
             }
-            let sending = self.with_node(&scan.masters[place], |node| node.send(std::slice::from_ref(&node_scan)));
-            sent.push((place, sending));
+            let sending = self.with_node(address, |node| node.send(std::slice::from_ref(&node_scan)));
+            sent.push((address.clone(), sending));
         }
+        // Every reply is read before anything is returned: a reply left unread would answer
+        // the next command on that connection.
         let mut keys: Vec<String> = Vec::new();
-        for (place, sending) in sent {
-            let received = sending.and_then(|()| self.with_node(&scan.masters[place], |node| node.receive(1)));
-            let reply = match received.map(|mut replies| replies.pop()) {
-                Ok(Some(Ok(reply))) => reply,
-                Ok(Some(Err(error))) => return Err(StoreError::Command { command: "SCAN".into(), error }),
-                Ok(None) => return Err(StoreError::Unavailable("SCAN: no reply".into())),
-                Err(StoreError::Unavailable(_)) => {
-                    // The master is gone (a failover): its replacement is scanned from its start.
-                    self.refresh()?;
-                    scan.masters[place].clear();
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let (cursor, mut page) = node_page(reply)?;
-            scan.cursors[place] = (cursor != 0).then_some(cursor);
-            keys.append(&mut page);
+        let mut failed = None;
+        let mut lost = Vec::new();
+        for (address, sending) in sent {
+            let received = sending.and_then(|()| self.with_node(&address, |node| node.receive(1)));
+            match received.map(|mut replies| replies.pop()) {
+                Ok(Some(Ok(reply))) => match node_page(reply) {
+                    Ok((cursor, mut page)) => {
+                        scan.cursors.insert(address, (cursor != 0).then_some(cursor));
+                        keys.append(&mut page);
+                    }
+                    Err(error) => failed = failed.or(Some(error)),
+                },
+                Ok(Some(Err(error))) => failed = failed.or(Some(StoreError::Command { command: "SCAN".into(), error })),
+                Ok(None) => failed = failed.or(Some(StoreError::Unavailable("SCAN: no reply".into()))),
+                Err(StoreError::Unavailable(_)) => lost.push(address),
+                Err(error) => failed = failed.or(Some(error)),
+            }
         }
-        if scan.cursors.iter().all(Option::is_none) {
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        if !lost.is_empty() {
+            // Gone (a failover): the next page asks whichever master replaced it.
+            self.refresh()?;
+            scan.cursors.retain(|address, _| !lost.contains(address));
+        }
+        if scan.cursors.values().all(Option::is_none) && lost.is_empty() {
             keys.append(&mut self.resharded_keys(&scan.started, args)?);
             let keys = Reply::Array(keys.into_iter().map(Reply::bulk).collect());
             return Ok(Reply::Array(vec![Reply::bulk("0"), keys]));
@@ -296,7 +294,9 @@ impl ClusterStore {
             let now = self.topology.borrow();
             for slot in 0..super::slot::SLOTS {
                 let (before, after) = (started.master_of(slot), now.master_of(slot));
-                if before != after {
+                // A failover hands a master's slots, all of them, to its replica, which holds
+                // their keys already: only slots that changed shard are read again.
+                if before != after && started.slots_of(before) != now.slots_of(after) {
                     slots.push((slot, vec![after.to_owned()]));
                 }
             }
@@ -519,13 +519,16 @@ fn node_page(reply: Reply) -> Result<(u64, Vec<String>), StoreError> {
     Ok((cursor, keys.into_texts().map_err(unexpected)?))
 }
 
+/// The topology as the node says it is (`CLUSTER SLOTS`).
+fn slots_of_node(node: &RespStore) -> Result<Topology, TopologyError> {
+    let unreadable = |why: String| TopologyError::Unreadable(why);
+    let mut replies = node.run(&[Command::new("CLUSTER").arg("SLOTS")]).map_err(|e| unreadable(e.to_string()))?;
+    let reply = replies.pop().ok_or_else(|| unreadable("no reply".into()))?.map_err(|error| unreadable(error.0))?;
+    Topology::from_cluster_slots(reply)
+}
+
 fn read_topology(node: &RespStore) -> Result<Topology, StoreError> {
-    let mut replies = node.run(&[Command::new("CLUSTER").arg("SLOTS")])?;
-    let reply = replies
-        .pop()
-        .ok_or_else(|| StoreError::Unavailable("CLUSTER SLOTS: no reply".into()))?
-        .map_err(|error| StoreError::Command { command: "CLUSTER SLOTS".into(), error })?;
-    Topology::from_cluster_slots(reply).map_err(|e| StoreError::Unavailable(e.to_string()))
+    slots_of_node(node).map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
 impl std::fmt::Debug for ClusterStore {

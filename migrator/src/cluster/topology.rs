@@ -34,6 +34,8 @@ pub struct Topology {
 pub enum TopologyError {
     #[error("CLUSTER SLOTS answered something unexpected: {0}")]
     Unexpected(String),
+    #[error("cannot read the cluster's topology (CLUSTER SLOTS): {0}")]
+    Unreadable(String),
     #[error("the cluster does not serve every slot ({missing} of 16384 have no master, the first {first}): fix the cluster (`redis-cli --cluster check`) and run again")]
     Incomplete { missing: usize, first: u16 },
 }
@@ -86,6 +88,14 @@ impl Topology {
     /// The address of the master serving `slot`.
     pub fn master_of(&self, slot: u16) -> &str {
         &self.masters[usize::from(self.owner[usize::from(slot)])].address
+    }
+
+    /// The slot ranges the master at `address` serves, in order.
+    pub fn slots_of(&self, address: &str) -> Vec<(u16, u16)> {
+        let mut ranges: Vec<(u16, u16)> =
+            self.masters.iter().filter(|m| m.address == address).flat_map(|m| m.ranges.iter().copied()).collect();
+        ranges.sort_unstable();
+        ranges
     }
 
     /// Notes that `slot` is now served by `address` (a `MOVED` answer), until the next refresh.

@@ -38,7 +38,14 @@ local function take(key, shape)
   local expire_at = expiry(byte(shape, p))
   local current = read(key, kind)
   if current == nil then return 'missing' end
-  if current == false or not equals(current, kind, at, n) then return 'changed' end
+  if current == false or not equals(current, kind, at, n) then
+    -- Already its in-place conversion: a run that crashed after this step.
+    if replace == 1 then
+      local now = read(key, rkind)
+      if now and equals(now, rkind, rat, rn) then return 'taken' end
+    end
+    return 'changed'
+  end
   if replace == 1 then
     write(key, rkind, rat, rn, expire_at, true)
   elseif keep == 0 then
