@@ -46,6 +46,9 @@ enum Gather {
     Same(Vec<usize>),
 }
 
+/// How many unfinished whole-cluster scans a store keeps (each step runs one or two at once).
+const SCANS_KEPT: usize = 16;
+
 /// A whole-cluster `SCAN` under way.
 struct ClusterScan {
     /// Each master's own cursor, by address (`None`: done).
@@ -66,7 +69,7 @@ pub struct ClusterStore {
     topology: RefCell<Topology>,
     nodes: RefCell<HashMap<String, RespStore>>,
     /// Whole-cluster scans under way, by the cursor handed out for them.
-    scans: RefCell<HashMap<u64, ClusterScan>>,
+    scans: RefCell<BTreeMap<u64, ClusterScan>>,
     next_scan: std::cell::Cell<u64>,
 }
 
@@ -279,7 +282,12 @@ impl ClusterStore {
         let keys = Reply::Array(keys.into_iter().map(Reply::bulk).collect());
         let handle = self.next_scan.get();
         self.next_scan.set(handle + 1);
-        self.scans.borrow_mut().insert(handle, scan);
+        let mut scans = self.scans.borrow_mut();
+        // A scan its caller abandoned (an error mid-way) is forgotten once enough newer ones run.
+        while scans.len() >= SCANS_KEPT {
+            scans.pop_first();
+        }
+        scans.insert(handle, scan);
         Ok(Reply::Array(vec![Reply::bulk(handle.to_string()), keys]))
     }
 
