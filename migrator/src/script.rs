@@ -412,8 +412,9 @@ pub enum Step<'a> {
     Check { key: &'a str, value: &'a TypedValue },
     /// The same question of a source, asked where the sources are.
     CheckSource { key: &'a str, value: &'a TypedValue },
-    /// Write the value whatever the key holds. Answers `written`.
-    Write { key: &'a str, value: &'a TypedValue, expire_at_ms: Option<i64> },
+    /// Write the value whatever the key holds — or, `if_absent`, only where the key does not
+    /// exist. Answers `written` (or `kept`).
+    Write { key: &'a str, value: &'a TypedValue, expire_at_ms: Option<i64>, if_absent: bool },
 }
 
 impl Step<'_> {
@@ -488,10 +489,11 @@ pub fn cross_node_command(steps: &[Step<'_>], scripts: &NodeScripts) -> Command 
                 shape.source(value);
                 args.items(value);
             }
-            Step::Write { value, expire_at_ms, .. } => {
+            Step::Write { value, expire_at_ms, if_absent, .. } => {
                 shape.0.push(7);
                 shape.source(value);
                 shape.flag(expire_at_ms.is_some());
+                shape.flag(if_absent);
                 args.items(value);
                 args.time(expire_at_ms);
             }

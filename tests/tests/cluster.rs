@@ -98,6 +98,10 @@ fn main() {
             ),
             ("one_apply_per_cluster", one_apply_per_cluster),
             (
+                "rolling_back_a_crashed_run_keeps_what_a_writer_wrote_since",
+                rolling_back_a_crashed_run_keeps_what_a_writer_wrote_since,
+            ),
+            (
                 "a_live_writer_loses_no_update_and_no_target_is_left_behind",
                 a_live_writer_loses_no_update_and_no_target_is_left_behind,
             ),
@@ -587,4 +591,38 @@ fn a_key_resharded_during_a_scan_is_still_seen(fixture: &Fixture) {
     }
     let expected: std::collections::BTreeSet<String> = keys.into_iter().collect();
     assert_eq!(seen, expected, "every key of the resharded slot is seen once the scan ends");
+}
+
+/// A run killed after writing targets leaves its entries pending; a bot then updates one of
+/// those sources. Rolling back must take the targets back and leave the bot's update alone —
+/// not write the journaled (older) original over it.
+fn rolling_back_a_crashed_run_keeps_what_a_writer_wrote_since(fixture: &Fixture) {
+    fixture.reset();
+    let url = fixture.cluster_url();
+    let mut client = fixture.cluster.client();
+    let written: Vec<_> = TAGS.iter().map(|tag| write_legacy(&mut client, tag)).collect();
+    let original = typed_dump(&url);
+    let journal = tempfile::tempdir().unwrap();
+    let (crashed, _) = migrator(
+        &url,
+        journal.path(),
+        &["apply", "--rules", "tradingboost", "--batch", "1000"],
+        &[("MIGRATOR_CRASH_AT", "put:1")],
+    );
+    assert_eq!(crashed.status.code(), None, "killed after the targets were written: {}", stderr(&crashed));
+    let _: () = client.del(format!("{}lock", edgesync_migrator::rules::OWN_KEYS_PREFIX)).unwrap();
+    // The bot writes one of the pending sources again (TradingCache.set_position, 300 s).
+    let (user, symbol, _, _) = &written[1].cached[0];
+    let source = format!("position:{user}:{symbol}");
+    let update = r#"{"symbol": "BTC-USDT-SWAP", "side": "long", "size": 2.5}"#;
+    let _: () = client.set_ex(&source, update, 300).unwrap();
+
+    let (rolled, undone) = migrator(&url, journal.path(), &["rollback"], &[]);
+    assert_eq!(rolled.status.code(), Some(0), "{undone} {}", stderr(&rolled));
+    let now: Option<String> = client.get(&source).unwrap();
+    assert_eq!(now.as_deref(), Some(update), "the bot's update is kept");
+    let restored = typed_dump(&url);
+    let diff = differences(&original, &restored, 1_000, |key| key == source);
+    assert!(diff.is_empty(), "everything else as before the run, targets taken back: {diff:?}");
+    assert_eq!(restored.len(), original.len(), "no target left behind");
 }

@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use edgesync_core::store::{Command, Reply, StoreError};
 
 use super::placement::{Node, Placement};
-use crate::entry::Entry;
+use crate::entry::{Entry, EntryState};
 use crate::journal::{Journal, JournalError};
 use crate::script::{
     cross_node_command, is_noscript, move_many_on_node, move_outcomes, restore_many_on_node, restore_outcomes,
@@ -572,10 +572,14 @@ impl NodeMoves {
         let mut steps: Vec<Step<'_>> = Vec::new();
         for &i in checked.iter().filter(|i| !decided.contains_key(i)) {
             let entry = &entries[i];
+            // An entry still pending may never have been moved, and its source may hold what a
+            // live writer put there since: the original goes back only where the source is gone.
             steps.push(Step::Write {
                 key: &entry.source,
                 value: &entry.original.value,
                 expire_at_ms: entry.original.expire_at_ms,
+                if_absent: entry.state == EntryState::Pending
+                    && !entry.targets.iter().any(|(key, _)| self.in_place(key, &entry.source)),
             });
             owners.push(i);
             for member in entry.index.iter().filter(|m| m.added == Some(true)) {

@@ -141,7 +141,9 @@ local function step()
     local kind, at, n, p = value_at(shape, 2)
     local expire_at = expiry(byte(shape, p))
     if not here(key) then return 'elsewhere' end
-    write(key, kind, at, n, expire_at, rcall('EXISTS', key) == 1)
+    local exists = rcall('EXISTS', key) == 1
+    if exists and byte(shape, p + 1) == 1 then return 'kept' end
+    write(key, kind, at, n, expire_at, exists)
     return 'written'
   end
   return 'unknown'
