@@ -215,7 +215,8 @@ impl<'a> Run<'a> {
             index: item
                 .index
                 .iter()
-                .map(|(key, member)| IndexMember { key: key.clone(), member: member.clone(), added: None })
+                .zip(item.index_present.iter().map(|present| Some(!present)).chain(std::iter::repeat(None)))
+                .map(|((key, member), added)| IndexMember { key: key.clone(), member: member.clone(), added })
                 .collect(),
             keep_source: self.options.keep_source,
             overwrite: self.options.overwrite,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use edgesync_core::keys::pattern::Captures;
-use edgesync_core::store::{Store, StoreError, StoreExt};
+use edgesync_core::store::{Command, Reply, Store, StoreError, StoreExt};
 use serde::{Deserialize, Serialize};
 
 use crate::collisions::CollisionFinder;
@@ -144,6 +144,9 @@ pub struct Classified {
     pub original: Option<Stored>,
     pub targets: Vec<(String, TypedValue)>,
     pub index: Vec<(String, String)>,
+    /// Whether each index already holds its member: journaled with the entry, so a rollback
+    /// removes exactly the members the move added even when a crash lost the move's answer.
+    pub index_present: Vec<bool>,
     /// What each target key held before the move (`None`: it did not exist).
     pub previous: Vec<Option<Stored>>,
     pub reason: Option<String>,
@@ -181,6 +184,7 @@ pub async fn classify(
                     original: None,
                     targets: Vec::new(),
                     index: Vec::new(),
+                    index_present: Vec::new(),
                     previous: Vec::new(),
                     reason: Some(reason),
                     drop_expiry: false,
@@ -200,6 +204,7 @@ pub async fn classify(
             original: Some(original),
             targets,
             index,
+            index_present: Vec::new(),
             previous: Vec::new(),
             reason,
             drop_expiry: rule.expiry == Expiry::Drop,
@@ -232,6 +237,23 @@ pub async fn classify(
             } else if any_differs {
                 item.class = Class::Conflict;
                 item.reason = Some("a target exists with a different value".into());
+            }
+        }
+    }
+    // And whether each index set holds its member already (only sets that fan-outs write).
+    let members: Vec<Command> = classified
+        .iter()
+        .flat_map(|c| c.index.iter().map(|(key, member)| Command::new("SISMEMBER").arg(key).arg(member)))
+        .collect();
+    if !members.is_empty() {
+        let mut present = sides.target.pipeline(&members).await?.into_iter();
+        for item in &mut classified {
+            for _ in 0..item.index.len() {
+                let reply = present
+                    .next()
+                    .transpose()
+                    .map_err(|error| StoreError::Command { command: "SISMEMBER".into(), error })?;
+                item.index_present.push(reply == Some(Reply::Int(1)));
             }
         }
     }

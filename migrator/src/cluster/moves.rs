@@ -7,10 +7,10 @@
 //! slots there). An entry whose keys live on different masters cannot be moved atomically, so
 //! it is moved by a protocol of steps that are each safe to repeat (cross_node.lua):
 //!
-//! 0. its original is journaled (before this module runs), and so is — for every entry, on one
-//!    node or not — whether each index already held its member (`SISMEMBER`, durable before any
-//!    `SADD`), so a rollback removes exactly the members the move added even when a crash lost
-//!    `SADD`'s answer;
+//! 0. its original is journaled (before this module runs) with, for each index member, whether
+//!    the index already held it (read at classification; for entries journaled without it, read
+//!    here and journaled durably before any `SADD`), so a rollback removes exactly the members
+//!    the move added even when a crash lost `SADD`'s answer;
 //! 1. **put** — each target is written on its master only if absent (or already equal: a
 //!    resumed run), else the entry is a conflict and what this step wrote is taken back;
 //! 2. **take** — the source is deleted on its master only if it still equals the journaled
