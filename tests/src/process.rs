@@ -85,6 +85,26 @@ impl Service {
             .sum()
     }
 
+    /// CPU time (user + system, in clock ticks of `_SC_CLK_TCK`) the processes named
+    /// `program` in this service's process group have used so far, from `/proc/<pid>/stat`.
+    pub fn group_cpu_ticks(&self, program: &str) -> u64 {
+        let group = self.child.id().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+            .filter_map(|stat| {
+                let (head, rest) = stat.rsplit_once(") ")?;
+                let comm = head.split_once(" (")?.1;
+                let fields: Vec<&str> = rest.split(' ').collect();
+                // After `)`: state(0) ppid(1) pgrp(2) … utime(11) stime(12).
+                let utime: u64 = fields.get(11)?.parse().ok()?;
+                let stime: u64 = fields.get(12)?.parse().ok()?;
+                (comm == program && fields.get(2) == Some(&group.as_str())).then_some(utime + stime)
+            })
+            .sum()
+    }
+
     /// False once the process has exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
