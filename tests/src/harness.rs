@@ -658,6 +658,11 @@ impl ExtraWorker {
     pub fn workerd_cpu_ticks(&self) -> u64 {
         self.service.group_cpu_ticks("workerd")
     }
+
+    /// CPU time its workerd's threads have run so far, ns.
+    pub fn workerd_cpu_ns(&self) -> u64 {
+        self.service.group_cpu_ns("workerd")
+    }
 }
 
 impl Stack {
