@@ -148,7 +148,9 @@ impl CronPeers {
             .enumerate()
             .map(|(i, s)| json!({ "asset": s.trim_end_matches("USDT"), "free": format!("{}.{:08}", 100 + i, 12345678), "locked": "0" }))
             .collect();
-        for (i, asset) in ["USDT", "USDC", "BNB", "PEPE", "SHIB", "TON", "ARB", "OP", "SUI", "WLD", "ENA"].iter().enumerate() {
+        for (i, asset) in
+            ["USDT", "USDC", "BNB", "PEPE", "SHIB", "TON", "ARB", "OP", "SUI", "WLD", "ENA"].iter().enumerate()
+        {
             balances.push(json!({ "asset": asset, "free": format!("{}.5", 1000 * (i + 1)), "locked": "1.25" }));
         }
         let account = json!({
@@ -184,7 +186,8 @@ impl edgesync_core::http::HttpClient for CronPeers {
     ) -> Result<edgesync_core::http::HttpResponse, edgesync_core::http::TransportError> {
         let (address, query) = request.url.split_once('?').unwrap_or((&request.url, ""));
         let body = if address.ends_with("/pipeline") {
-            let commands: Vec<serde::de::IgnoredAny> = serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
+            let commands: Vec<serde::de::IgnoredAny> =
+                serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
             format!("[{}]", vec![r#"{"result":"OK"}"#; commands.len()].join(",")).into_bytes()
         } else if address.ends_with("/api/v3/time") {
             br#"{"serverTime":1700000000000}"#.to_vec()

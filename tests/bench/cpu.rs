@@ -72,12 +72,28 @@ fn phase(stack: &[&CallFrame]) -> &'static str {
             ("cost computation", &["cost_basis", "sync::cost::report", "rust_decimal::ops", "Decimal as core::ops"]),
             (
                 "parsing MEXC JSON",
-                &["serde_json::de", "serde_json::value::de", "lenient_decimal", "exchange::model", "read_json", "from_str"],
+                &[
+                    "serde_json::de",
+                    "serde_json::value::de",
+                    "lenient_decimal",
+                    "exchange::model",
+                    "read_json",
+                    "from_str",
+                ],
             ),
             ("JSON encoding", &["serde_json::ser", "format_escaped_str", "encode_json", "command_json", "to_string"]),
             (
                 "building pipelines",
-                &["store::command", "sync::status", "sync::raw", "keys::", "upstash", "Command", "store::tiered", "iso8601"],
+                &[
+                    "store::command",
+                    "sync::status",
+                    "sync::raw",
+                    "keys::",
+                    "upstash",
+                    "Command",
+                    "store::tiered",
+                    "iso8601",
+                ],
             ),
         ]
         .into_iter()
@@ -155,6 +171,14 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// Runs the measured workerd ahead of other work on the machine (a build, another test), so
+/// its samples are not stretched by waiting for a core: root only; otherwise it says so.
+fn raise(set: impl Fn(i32) -> Result<(), String>) {
+    if let Err(error) = set(-10) {
+        eprintln!("note: the measured worker runs at normal priority ({error}); other load on the machine inflates the samples");
+    }
+}
+
 fn invocations() -> usize {
     std::env::var("BENCH_INVOCATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20).max(1)
 }
@@ -173,7 +197,8 @@ fn serve_bench_data(stack: &Stack) {
         .enumerate()
         .map(|(i, s)| json!({ "asset": s.trim_end_matches("USDT"), "free": format!("{}.{:08}", 100 + i, 12345678), "locked": "0" }))
         .collect();
-    for (i, asset) in ["USDT", "USDC", "BNB", "PEPE", "SHIB", "TON", "ARB", "OP", "SUI", "WLD", "ENA"].iter().enumerate()
+    for (i, asset) in
+        ["USDT", "USDC", "BNB", "PEPE", "SHIB", "TON", "ARB", "OP", "SUI", "WLD", "ENA"].iter().enumerate()
     {
         balances.push(json!({ "asset": asset, "free": format!("{}.5", 1000 * (i + 1)), "locked": "1.25" }));
     }
@@ -204,6 +229,7 @@ struct Row {
     cron: Invocation,
     cron_median_us: f64,
     cron_p90_us: f64,
+    cron_min_us: f64,
     isolate_median_us: f64,
     durable_object_median_us: f64,
     tasks: Vec<(&'static str, f64)>,
@@ -211,6 +237,8 @@ struct Row {
     /// handler, the runtime set-up and one log line, no task.
     floor_us: f64,
     process_ms: f64,
+    /// Profiles that caught no sample of the invocation, left out.
+    lost: usize,
 }
 
 fn mean_invocation(all: &[Invocation]) -> Invocation {
@@ -240,7 +268,8 @@ fn mean_invocation(all: &[Invocation]) -> Invocation {
 }
 
 fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row {
-    let label = format!("{symbols} symbol{}, copy {}", if symbols == 1 { "" } else { "s" }, if copy { "on" } else { "off" });
+    let label =
+        format!("{symbols} symbol{}, copy {}", if symbols == 1 { "" } else { "s" }, if copy { "on" } else { "off" });
     let namespace = format!("cpu{symbols}{}", if copy { "d" } else { "n" });
     let cron_tasks = format!("{FULL}=balance,price,cost;{}", TASK_CRONS.map(|(t, c)| format!("{c}={t}")).join(";"));
     let symbol_list = SYMBOLS[..symbols].join(",");
@@ -252,6 +281,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
             ("DURABLE_COPY", if copy { "on" } else { "off" }),
         ])
         .unwrap_or_else(|e| panic!("{label}: the worker could not start: {e}"));
+    raise(|nice| worker.set_priority(nice));
     let n = invocations();
     for _ in 0..WARM_UP {
         fire(http, &worker.url, FULL);
@@ -270,16 +300,28 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
 
     let mut inspector = Inspector::connect(worker.inspector_port).expect("the worker's inspector");
     inspector.enable_profiler(SAMPLING_US).expect("Profiler.enable");
+    let mut lost = 0;
+    // A profile without a single sample of the isolate lost the invocation (the sampler
+    // missed it): it is left out, and counted, rather than read as a free invocation.
     let mut profiled = |cron: &str| -> Vec<Invocation> {
-        (0..n)
-            .map(|_| {
-                let ((), profile) = inspector.profile(|| fire(http, &worker.url, cron)).expect("a CPU profile");
-                Invocation::of(&profile)
-            })
-            .collect()
+        let mut kept = Vec::new();
+        for _ in 0..n * 2 {
+            let ((), profile) = inspector.profile(|| fire(http, &worker.url, cron)).expect("a CPU profile");
+            let invocation = Invocation::of(&profile);
+            if invocation.isolate_us == 0 {
+                lost += 1;
+            } else {
+                kept.push(invocation);
+            }
+            if kept.len() == n {
+                break;
+            }
+        }
+        kept
     };
     let full = profiled(FULL);
     let floor_us = median(profiled(UNMAPPED).iter().map(|i| i.isolate_us as f64).collect());
+    drop(profiled);
     let tasks = TASK_CRONS
         .map(|(task, cron)| (task, median(profiled(cron).iter().map(|i| i.cron_us() as f64).collect())))
         .to_vec();
@@ -291,6 +333,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
         cron: mean_invocation(&full),
         cron_median_us: median(cron_values),
         cron_p90_us: sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)],
+        cron_min_us: sorted[0],
         isolate_median_us: median(full.iter().map(|i| i.isolate_us as f64).collect()),
         durable_object_median_us: median(
             full.iter().map(|i| i.phases.get("durable object").copied().unwrap_or(0) as f64).collect(),
@@ -298,6 +341,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
         tasks,
         floor_us,
         process_ms,
+        lost,
     }
 }
 
@@ -306,6 +350,7 @@ fn hello_floor(http: &ureq::Agent, dir: &std::path::Path) -> (f64, f64) {
     let config = repo_root().join("tests/bench/hello/wrangler.toml");
     let (hello, url, inspector_port) =
         spawn_wrangler_dev(Some(&config), &[], &dir.join("hello.log"), None, free_port()).expect("hello worker");
+    raise(|nice| hello.set_priority(nice));
     let get = || {
         let answer = http.get(&format!("{url}/")).call().expect("hello answers");
         assert_eq!(answer.status(), 200);
@@ -331,8 +376,7 @@ fn main() {
     })
     .unwrap_or_else(|e| panic!("the bench stack could not start: {e}"));
     serve_bench_data(&stack);
-    let http: ureq::Agent =
-        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).build().into();
+    let http: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).build().into();
     let dir = tempfile::tempdir().expect("temp dir");
     let (hello_isolate_ms, hello_process_ms) = hello_floor(&http, dir.path());
 
@@ -358,9 +402,10 @@ fn main() {
         "hello-world worker, per request: isolate {hello_isolate_ms:.2} ms, workerd process {hello_process_ms:.2} ms (the floor)"
     );
     println!(
-        "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8}",
+        "\n{:<22} {:>9} {:>7} {:>7} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8}",
         "configuration",
         "cron CPU",
+        "min",
         "p90",
         "isolate",
         "DO part",
@@ -374,9 +419,10 @@ fn main() {
     );
     for row in &rows {
         println!(
-            "{:<22} {:>9.2} {:>7.2} {:>9.2} {:>8.2} {:>6.2} {:>8.2} {:>8.2} {:>8.2} {:>6.2} {:>9.2} {:>8.1}",
+            "{:<22} {:>9.2} {:>7.2} {:>7.2} {:>9.2} {:>8.2} {:>6.2} {:>8.2} {:>8.2} {:>8.2} {:>6.2} {:>9.2} {:>8.1}",
             row.label,
             row.cron_median_us / 1000.0,
+            row.cron_min_us / 1000.0,
             row.cron_p90_us / 1000.0,
             row.isolate_median_us / 1000.0,
             row.durable_object_median_us / 1000.0,
@@ -388,6 +434,10 @@ fn main() {
             row.process_ms,
             row.process_ms / hello_process_ms,
         );
+    }
+    let lost: Vec<String> = rows.iter().filter(|r| r.lost > 0).map(|r| format!("{} {}", r.label, r.lost)).collect();
+    if !lost.is_empty() {
+        println!("profiles without a sample of the invocation (left out, replaced): {}", lost.join(", "));
     }
     println!("\nphases, mean ms per invocation (isolate CPU; the durable object's share apart)");
     print!("{:<22}", "configuration");

@@ -659,6 +659,11 @@ impl ExtraWorker {
         self.service.group_cpu_ticks("workerd")
     }
 
+    /// See [`Service::set_priority`].
+    pub fn set_priority(&self, nice: i32) -> Result<(), String> {
+        self.service.set_priority(nice)
+    }
+
     /// CPU time its workerd's threads have run so far, ns.
     pub fn workerd_cpu_ns(&self) -> u64 {
         self.service.group_cpu_ns("workerd")

@@ -57,10 +57,13 @@ async fn exchange(request: &HttpRequest, signal: &AbortSignal) -> Result<HttpRes
 #[async_trait(?Send)]
 impl HttpClient for FetchClient {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let signal =
-            AbortSignal::timeout_with_u32(u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX));
-        exchange(&request, &signal)
-            .await
-            .map_err(|error| if signal.aborted() { TransportError::Timeout(request.timeout) } else { failed(error) })
+        let signal = AbortSignal::timeout_with_u32(u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX));
+        exchange(&request, &signal).await.map_err(|error| {
+            if signal.aborted() {
+                TransportError::Timeout(request.timeout)
+            } else {
+                failed(error)
+            }
+        })
     }
 }

@@ -51,9 +51,8 @@ impl<T> Fetched<T> {
     /// The raw response as stored: compact JSON, object keys in order (what
     /// `serde_json::to_string(&self.raw)` writes), encoded once.
     pub fn raw_json(&self) -> &RawValue {
-        self.raw_json.get_or_init(|| {
-            RawValue::from_string(self.raw.to_string()).expect("a serialized Value is valid JSON")
-        })
+        self.raw_json
+            .get_or_init(|| RawValue::from_string(self.raw.to_string()).expect("a serialized Value is valid JSON"))
     }
 }
 

@@ -224,8 +224,7 @@ impl<H: HttpClient> Store for UpstashClient<H> {
         let mut start = 0;
         // Runs of JSON-safe commands go as pipelines; a command that is not goes alone.
         while start < commands.len() {
-            let end =
-                commands[start..].iter().position(|c| !is_json_safe(c)).map_or(commands.len(), |i| start + i);
+            let end = commands[start..].iter().position(|c| !is_json_safe(c)).map_or(commands.len(), |i| start + i);
             if end > start {
                 replies.extend(self.batch("/pipeline", &commands[start..end]).await?);
             }

@@ -182,8 +182,7 @@ mod tests {
             Command::zadd("h", 7, "m"),
         ];
         for deferred in [false, true] {
-            let typed =
-                DurableRequest::Run { commands: commands.iter().map(encode_command).collect(), deferred };
+            let typed = DurableRequest::Run { commands: commands.iter().map(encode_command).collect(), deferred };
             let borrowed: Vec<&Command> = commands.iter().collect();
             assert_eq!(encode_run(&borrowed, deferred), serde_json::to_string(&typed).unwrap());
         }
