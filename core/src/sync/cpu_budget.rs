@@ -1,17 +1,20 @@
-//! The cron's CPU budget: [`estimate_ms`] says how much isolate CPU one invocation of a set
-//! of tasks is expected to take — a linear model per task, `fixed + per_symbol × symbols`,
-//! fitted to `make bench`'s measurements (docs/benchmarks.md, "CPU per cron invocation") —
-//! and [`check`] compares every `CRON_TASKS` expression with the free plan's 10 ms of CPU per
+//! The cron's CPU budget: [`estimate_ms`] says how much CPU one invocation of a set of tasks
+//! is expected to take — a linear model per task, `fixed + per_symbol × symbols`, fitted to
+//! `make bench`'s measurements (docs/benchmarks.md, "CPU per cron invocation") — and
+//! [`check`] compares every `CRON_TASKS` expression with the free plan's 10 ms of CPU per
 //! invocation. `/health` reports the estimates and warns about each expression past the
 //! budget: Cloudflare cuts such an invocation off ("Exceeded CPU Limit") and the tasks still
 //! running are lost. The remedy is splitting: tasks on their own expressions run as separate
 //! invocations, each with its own 10 ms.
 //!
-//! The coefficients are medians of each task run alone (its own cron expression), measured
-//! through V8's sampling profiler in workerd on the 2-core VM of docs/benchmarks.md: an
-//! estimate of the order of magnitude, conservative on faster machines, not a promise. Only
-//! the cron's own CPU is modelled: the Durable Object's share of the durable copy is billed
-//! to the object's requests, so the copy adds what the worker spends sending it the writes.
+//! The coefficients are medians of each task run alone (its own cron expression): workerd's
+//! CPU time per invocation minus an invocation that runs no task, on the 2-core VM of
+//! docs/benchmarks.md, with MEXC answers of that bench's size (50 fills per symbol). That
+//! includes the runtime's own work for every subrequest (~2 ms each there, as much as a
+//! hello-world request), which Cloudflare's faster machines do in less and may not bill as the
+//! isolate's: the estimates are an upper bound, and the warning errs on the side of warning.
+//! The Durable Object's share of the durable copy is billed to the object's own requests, so
+//! the copy adds only what the worker spends sending it the writes.
 
 use serde::Serialize;
 
@@ -33,19 +36,21 @@ impl TaskCost {
     }
 }
 
-/// Each task run alone with the durable copy off (docs/benchmarks.md, fitted to 1, 5 and
-/// 20 symbols).
+/// Each task run alone with the durable copy off (docs/benchmarks.md, 2026-12-04: the line
+/// through the 1- and 20-symbol medians). Balance makes two subrequests whatever the symbols;
+/// price one per symbol; cost two per symbol (ticker and a page of fills) and stores the page.
 pub fn alone(task: Task) -> TaskCost {
     match task {
-        Task::Balance => TaskCost { fixed_ms: 5.6, per_symbol_ms: 0.19 },
-        Task::Price => TaskCost { fixed_ms: 3.8, per_symbol_ms: 2.0 },
-        Task::Cost => TaskCost { fixed_ms: 9.6, per_symbol_ms: 3.9 },
+        Task::Balance => TaskCost { fixed_ms: 9.4, per_symbol_ms: 0.1 },
+        Task::Price => TaskCost { fixed_ms: 3.7, per_symbol_ms: 1.8 },
+        Task::Cost => TaskCost { fixed_ms: 8.3, per_symbol_ms: 5.2 },
     }
 }
 
-/// What the durable copy adds to an invocation on the worker's side (encoding and sending
-/// the permanent writes; the Durable Object's own share is not the cron's).
-pub const DURABLE: TaskCost = TaskCost { fixed_ms: 2.7, per_symbol_ms: 0.63 };
+/// What the durable copy adds to an invocation on the worker's side: encoding the permanent
+/// writes and one subrequest per task to the object (the object's own share is not the
+/// cron's). From the profile's share of that work, which is rougher than the rest.
+pub const DURABLE: TaskCost = TaskCost { fixed_ms: 5.0, per_symbol_ms: 0.5 };
 
 /// The expected isolate CPU of one invocation running `tasks` for `symbols` symbols, ms.
 /// Tasks of one invocation share exchange calls, so the sum of their costs alone
