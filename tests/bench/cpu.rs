@@ -315,7 +315,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
 
     let mut inspector = Inspector::connect(worker.inspector_port).expect("the worker's inspector");
     inspector.enable_profiler(SAMPLING_US).expect("Profiler.enable");
-    let mut lost = 0;
+    let lost = std::cell::Cell::new(0);
     // A profile without a single sample of the isolate lost the invocation (the sampler
     // missed it): it is left out, and counted, rather than read as a free invocation.
     let mut profiled = |cron: &str| -> Vec<Invocation> {
@@ -324,7 +324,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
             let ((), profile) = inspector.profile(|| fire(http, &worker.url, cron)).expect("a CPU profile");
             let invocation = Invocation::of(&profile);
             if invocation.isolate_us == 0 {
-                lost += 1;
+                lost.set(lost.get() + 1);
             } else {
                 kept.push(invocation);
             }
@@ -339,7 +339,6 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
     let tasks = TASK_CRONS
         .map(|(task, cron)| (task, median(profiled(cron).iter().map(|i| i.cron_us() as f64).collect())))
         .to_vec();
-    drop(profiled);
     let cron_values: Vec<f64> = full.iter().map(|i| i.cron_us() as f64).collect();
     let mut sorted = cron_values.clone();
     sorted.sort_by(f64::total_cmp);
@@ -358,7 +357,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
         process_ms,
         empty_process_ms,
         task_process_ms,
-        lost,
+        lost: lost.get(),
     }
 }
 
