@@ -150,7 +150,7 @@ bench-migrator: tools ## migrator plan/apply/verify/rollback on 1M keys (keys/s,
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench migrator
 
-bench-core: ## criterion benchmarks of key building and the codec (numbers in docs/benchmarks.md)
+bench-core: ## criterion benchmarks of key building, the codec and one cron invocation natively (numbers in docs/benchmarks.md)
 	cargo bench -p edgesync-core --bench core
 
 deploy: tools wasm ## deploy to Cloudflare (needs `wrangler login` and the secrets, see README)
