@@ -40,7 +40,7 @@ DEV_PORT ?= 8787
 # The bundle budget: 600 KB compressed (the free plan allows 3 MB; a small bundle starts fast).
 BUNDLE_LIMIT_BYTES := 614400
 
-.PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-migrator bench-core deploy clean
+.PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-cpu bench-migrator bench-core deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -134,10 +134,15 @@ deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the 600 
 	echo "bundle: $$size bytes compressed (limit $(BUNDLE_LIMIT_BYTES))"; \
 	[ "$$size" -le $(BUNDLE_LIMIT_BYTES) ] || { echo "bundle exceeds its budget of $(BUNDLE_LIMIT_BYTES) bytes compressed (the free plan allows 3 MB)"; exit 1; }
 
-bench: tools wasm ## HTTP latency/throughput of the worker vs. a hello-world and a JS @upstash/redis worker (wrk)
+bench: tools wasm ## HTTP latency/throughput vs. a hello-world and a JS @upstash/redis worker (wrk), then CPU per cron invocation (V8 profiler)
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench http
+	cargo bench -p edgesync-e2e --bench cpu
+
+bench-cpu: tools wasm ## only the CPU part of `make bench`: isolate CPU per cron invocation for 1/5/20 symbols, copy on/off
+	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
+	cargo bench -p edgesync-e2e --bench cpu
 
 bench-migrator: tools ## migrator plan/apply/verify/rollback on 1M keys (keys/s, RSS) vs. redis-benchmark, a naive loop and TradingBoost's script
 	@python3 -c "import venv, ensurepip" 2>/dev/null || { echo "installing python3-venv (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv >/dev/null; }
@@ -145,7 +150,7 @@ bench-migrator: tools ## migrator plan/apply/verify/rollback on 1M keys (keys/s,
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench migrator
 
-bench-core: ## criterion benchmarks of key building and the codec (numbers in docs/benchmarks.md)
+bench-core: ## criterion benchmarks of key building, the codec and one cron invocation natively (numbers in docs/benchmarks.md)
 	cargo bench -p edgesync-core --bench core
 
 deploy: tools wasm ## deploy to Cloudflare (needs `wrangler login` and the secrets, see README)

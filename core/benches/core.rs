@@ -2,7 +2,9 @@
 //! trip of what the price task stores and the API reads. Each group has a baseline measured
 //! in the same run (a bare `format!`, a bare `serde_json` of plain strings), so the numbers
 //! read as a ratio: what validation and exact decimals cost. The glob group pins the matcher's
-//! linear time: a hostile pattern within 2× of `*` on the same key.
+//! linear time: a hostile pattern within 2× of `*` on the same key. The cron group runs one
+//! whole cron invocation natively (the task code the worker runs, peers answered from memory)
+//! for 1, 5 and 20 symbols: the cross-check of `make bench`'s CPU per invocation.
 
 use std::hint::black_box;
 
@@ -126,5 +128,148 @@ fn handler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keys, codec, glob, handler);
+/// The cron's exchange and Redis, answered from memory: the dataset of `make bench`'s CPU
+/// part (tests/bench/cpu.rs: 31 balances, each symbol's ticker, 50 fills per symbol), and an
+/// Upstash REST endpoint that acknowledges every command of a pipeline.
+struct CronPeers {
+    account: Vec<u8>,
+    ticker: serde_json::Value,
+    fills: Vec<u8>,
+}
+
+const CRON_SYMBOLS: [&str; 20] = [
+    "QRLUSDT", "BTCUSDT", "ETHUSDT", "MXUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "TRXUSDT", "LINKUSDT",
+    "DOTUSDT", "LTCUSDT", "BCHUSDT", "AVAXUSDT", "ATOMUSDT", "XLMUSDT", "NEARUSDT", "UNIUSDT", "FILUSDT", "APTUSDT",
+];
+
+impl CronPeers {
+    fn new(now: i64) -> Self {
+        use serde_json::json;
+        let mut balances: Vec<serde_json::Value> = CRON_SYMBOLS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| json!({ "asset": s.trim_end_matches("USDT"), "free": format!("{}.{:08}", 100 + i, 12345678), "locked": "0" }))
+            .collect();
+        for (i, asset) in
+            ["USDT", "USDC", "BNB", "PEPE", "SHIB", "TON", "ARB", "OP", "SUI", "WLD", "ENA"].iter().enumerate()
+        {
+            balances.push(json!({ "asset": asset, "free": format!("{}.5", 1000 * (i + 1)), "locked": "1.25" }));
+        }
+        let account = json!({
+            "canTrade": true, "canWithdraw": true, "canDeposit": true, "updateTime": null,
+            "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"],
+        });
+        let fills: Vec<serde_json::Value> = (0..50usize)
+            .map(|i| {
+                let buy = i % 3 != 2;
+                json!({
+                    "symbol": "QRLUSDT", "id": format!("{:032x}", 0xfad2af9e942049b6u64 as u128 * (i as u128 + 1)),
+                    "orderId": format!("{:032x}", 0xbb41e566u64 as u128 * (i as u128 + 7)), "orderListId": -1,
+                    "price": format!("0.0{}12345", 1 + i % 9), "qty": format!("{}.00000000", 100 + i),
+                    "quoteQty": format!("{}.123456", 1 + i), "commission": "0.01000000",
+                    "commissionAsset": if buy { "QRL" } else { "USDT" }, "time": now - 86_400_000 + i as i64 * 60_000,
+                    "isBuyer": buy, "isMaker": i % 2 == 0, "isBestMatch": true, "isSelfTrade": false, "clientOrderId": null,
+                })
+            })
+            .collect();
+        Self {
+            account: account.to_string().into_bytes(),
+            ticker: serde_json::from_str(include_str!("../../fixtures/mexc/ticker_24hr.json")).unwrap(),
+            fills: serde_json::Value::Array(fills).to_string().into_bytes(),
+        }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl edgesync_core::http::HttpClient for CronPeers {
+    async fn send(
+        &self,
+        request: edgesync_core::http::HttpRequest,
+    ) -> Result<edgesync_core::http::HttpResponse, edgesync_core::http::TransportError> {
+        let (address, query) = request.url.split_once('?').unwrap_or((&request.url, ""));
+        let body = if address.ends_with("/pipeline") {
+            let commands: Vec<serde::de::IgnoredAny> =
+                serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
+            format!("[{}]", vec![r#"{"result":"OK"}"#; commands.len()].join(",")).into_bytes()
+        } else if address.ends_with("/api/v3/time") {
+            br#"{"serverTime":1700000000000}"#.to_vec()
+        } else if address.ends_with("/api/v3/account") {
+            self.account.clone()
+        } else if address.ends_with("/api/v3/myTrades") {
+            self.fills.clone()
+        } else if address.ends_with("/api/v3/ticker/24hr") {
+            let symbol = query.split('&').find_map(|p| p.strip_prefix("symbol=")).unwrap();
+            let mut ticker = self.ticker.clone();
+            ticker["symbol"] = symbol.into();
+            ticker.to_string().into_bytes()
+        } else {
+            panic!("unexpected call to {address}")
+        };
+        Ok(edgesync_core::http::HttpResponse { status: 200, headers: Vec::new(), body })
+    }
+}
+
+/// The cron's own work natively — the same task code the worker runs (fetch, parse, cost,
+/// pipelines, JSON) with its peers answered from memory — for 1, 5 and 20 symbols: the
+/// cross-check of `make bench`'s isolate CPU per invocation (docs/benchmarks.md). Baseline:
+/// parsing the exchange's answers of 5 symbols into `serde_json::Value`, the floor of any
+/// implementation.
+fn cron(c: &mut Criterion) {
+    use edgesync_core::api::flight::Flights;
+    use edgesync_core::clock::{FixedClock, ThreadSleep};
+    use edgesync_core::config::Config;
+    use edgesync_core::store::tiered::{IsolateCache, Tiered};
+    use edgesync_core::store::upstash::UpstashClient;
+    use edgesync_core::App;
+
+    let now = 1_700_000_000_000;
+    let peers = CronPeers::new(now);
+    let mut group = c.benchmark_group("cron");
+    group.bench_function("baseline_parse_5_symbols", |b| {
+        b.iter(|| {
+            let mut values = vec![serde_json::from_slice::<serde_json::Value>(&peers.account).unwrap()];
+            for _ in 0..5 {
+                values.push(serde_json::from_slice(&peers.fills).unwrap());
+                values.push(serde_json::from_str(include_str!("../../fixtures/mexc/ticker_24hr.json")).unwrap());
+            }
+            values
+        })
+    });
+    for symbols in [1, 5, 20] {
+        let list = CRON_SYMBOLS[..symbols].join(",");
+        let vars = [
+            ("SYMBOLS", list.as_str()),
+            ("MEXC_API_KEY", "key"),
+            ("MEXC_API_SECRET", "secret"),
+            ("MEXC_BASE_URL", "http://mexc.bench"),
+            ("UPSTASH_REDIS_REST_URL", "http://redis.bench"),
+            ("UPSTASH_REDIS_REST_TOKEN", "token"),
+        ];
+        let config = Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())).unwrap();
+        let clock = FixedClock::at(now);
+        let redis = UpstashClient::new(&peers, config.redis.clone().unwrap());
+        let memory = IsolateCache::new(config.tiers);
+        let tiers = Tiered::new(&memory, &redis, &clock);
+        let flights = Flights::default();
+        let app = App {
+            config: &config,
+            store: &tiers,
+            http: &peers,
+            clock: &clock,
+            sleep: &ThreadSleep,
+            flights: &flights,
+            waiter: &edgesync_core::single_flight::Unbounded,
+            page: &edgesync_core::api::page::PageAssets::NONE,
+        };
+        group.bench_function(format!("invocation_{symbols}_symbols"), |b| {
+            b.iter(|| {
+                let reports = futures_executor::block_on(edgesync_core::sync::run_cron(&app, "*/3 * * * *")).unwrap();
+                assert!(reports.iter().all(|r| r.ok), "{reports:?}");
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, keys, codec, glob, handler, cron);
 criterion_main!(benches);

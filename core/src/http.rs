@@ -82,3 +82,12 @@ pub enum TransportError {
 pub trait HttpClient {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
 }
+
+/// A borrowed client is a client: one transport can serve several users (e.g. the exchange
+/// and Redis clients of a bench sharing one stand-in).
+#[async_trait(?Send)]
+impl<T: HttpClient + ?Sized> HttpClient for &T {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        (**self).send(request).await
+    }
+}

@@ -92,12 +92,10 @@ impl MarketQuery {
     /// Fetches the query from the exchange as MEXC's JSON.
     pub async fn fetch(&self, exchange: &MexcClient<'_>) -> Result<Fetched<Value>, ExchangeError> {
         match self {
-            MarketQuery::Ticker { symbol } => exchange.ticker_24hr(symbol).await.map(|f| Fetched {
-                value: f.raw.clone(),
-                raw: f.raw,
-                fetched_at_ms: f.fetched_at_ms,
-                endpoint: f.endpoint,
-            }),
+            MarketQuery::Ticker { symbol } => exchange
+                .ticker_24hr(symbol)
+                .await
+                .map(|f| Fetched::new(f.raw.clone(), f.raw, f.fetched_at_ms, f.endpoint)),
             MarketQuery::Ohlcv { symbol, interval, limit } => exchange.klines(symbol, interval.as_str(), *limit).await,
             MarketQuery::Deals { symbol, limit } => exchange.trades(symbol, *limit).await,
             MarketQuery::Orderbook { symbol, limit } => exchange.depth(symbol, *limit).await,

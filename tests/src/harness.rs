@@ -120,6 +120,8 @@ pub struct Stack {
     pub exchange: ExchangeStandin,
     pub backend: RedisBackend,
     pub worker_url: String,
+    /// The worker's V8 inspector (`wrangler dev --inspector-port`), on 127.0.0.1.
+    pub inspector_port: u16,
     http: ureq::Agent,
 }
 
@@ -353,8 +355,9 @@ impl Stack {
         ];
         vars.extend(options.vars);
         let worker_state = backend.dir.path().join("wrangler-state");
-        let (worker, worker_url) = start_wrangler_dev_persisted(None, &vars, &log("worker"), Some(&worker_state))?;
-        Ok(Stack { worker, worker_vars: vars, worker_state, exchange, backend, worker_url, http })
+        let (worker, worker_url, inspector_port) =
+            spawn_wrangler_dev(None, &vars, &log("worker"), Some(&worker_state), free_port())?;
+        Ok(Stack { worker, worker_vars: vars, worker_state, exchange, backend, worker_url, inspector_port, http })
     }
 
     /// Sets (or replaces) worker vars for the next [`Stack::restart_worker`]; an empty value
@@ -371,9 +374,11 @@ impl Stack {
     pub fn restart_worker(&mut self) -> Result<(), String> {
         self.worker.stop();
         let log = self.backend.log(&format!("worker-restarted-{}", free_port()));
-        let (worker, url) = start_wrangler_dev_persisted(None, &self.worker_vars, &log, Some(&self.worker_state))?;
+        let (worker, url, inspector_port) =
+            spawn_wrangler_dev(None, &self.worker_vars, &log, Some(&self.worker_state), free_port())?;
         self.worker = worker;
         self.worker_url = url;
+        self.inspector_port = inspector_port;
         Ok(())
     }
 
@@ -475,6 +480,12 @@ impl Stack {
     /// Resident memory of the worker's workerd, KiB.
     pub fn workerd_rss_kib(&self) -> u64 {
         self.worker.group_rss_kib("workerd")
+    }
+
+    /// CPU time the worker's workerd has used so far, in clock ticks (see
+    /// [`Service::group_cpu_ticks`]).
+    pub fn workerd_cpu_ticks(&self) -> u64 {
+        self.worker.group_cpu_ticks("workerd")
     }
 
     /// Names of the services, for diagnostics.
@@ -580,7 +591,19 @@ pub fn start_wrangler_dev_at(
     state: Option<&std::path::Path>,
     port: u16,
 ) -> Result<(Service, String), String> {
+    spawn_wrangler_dev(config, vars, log, state, port).map(|(service, url, _)| (service, url))
+}
+
+/// [`start_wrangler_dev_at`], also answering the port of the worker's V8 inspector.
+pub fn spawn_wrangler_dev(
+    config: Option<&std::path::Path>,
+    vars: &[(String, String)],
+    log: &std::path::Path,
+    state: Option<&std::path::Path>,
+    port: u16,
+) -> Result<(Service, String, u16), String> {
     let root = repo_root();
+    let inspector_port = free_port();
     let wrangler = root.join("node_modules/.bin/wrangler");
     require_tool(wrangler.to_str().unwrap_or_default(), "run `npm ci` in the repository root (`make test` does this)")?;
     let mut command = Command::new(&wrangler);
@@ -593,7 +616,7 @@ pub fn start_wrangler_dev_at(
         "--inspector-ip",
         "127.0.0.1",
         "--inspector-port",
-        &free_port().to_string(),
+        &inspector_port.to_string(),
         "--show-interactive-dev-session=false",
         "--log-level",
         "log",
@@ -619,13 +642,32 @@ pub fn start_wrangler_dev_at(
     let url = format!("http://127.0.0.1:{port}");
     let probe = if config.is_some() { format!("{url}/") } else { format!("{url}/health") };
     wait_ready(&agent(), &mut worker, &probe, Duration::from_secs(240))?;
-    Ok((worker, url))
+    Ok((worker, url, inspector_port))
 }
 
 /// Another worker process on the same backend and stand-in (e.g. with different vars).
 pub struct ExtraWorker {
-    _service: Service,
+    service: Service,
     pub url: String,
+    /// Its V8 inspector, on 127.0.0.1.
+    pub inspector_port: u16,
+}
+
+impl ExtraWorker {
+    /// CPU time its workerd has used so far, in clock ticks.
+    pub fn workerd_cpu_ticks(&self) -> u64 {
+        self.service.group_cpu_ticks("workerd")
+    }
+
+    /// See [`Service::set_priority`].
+    pub fn set_priority(&self, nice: i32) -> Result<(), String> {
+        self.service.set_priority(nice)
+    }
+
+    /// CPU time its workerd's threads have run so far, ns.
+    pub fn workerd_cpu_ns(&self) -> u64 {
+        self.service.group_cpu_ns("workerd")
+    }
 }
 
 impl Stack {
@@ -641,8 +683,9 @@ impl Stack {
         all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let name = format!("worker-{}", free_port());
         let state = self.backend.dir.path().join(format!("{name}-state"));
-        let (service, url) = start_wrangler_dev_persisted(None, &all, &self.backend.log(&name), Some(&state))?;
-        Ok(ExtraWorker { _service: service, url })
+        let (service, url, inspector_port) =
+            spawn_wrangler_dev(None, &all, &self.backend.log(&name), Some(&state), free_port())?;
+        Ok(ExtraWorker { service, url, inspector_port })
     }
 }
 

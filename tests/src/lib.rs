@@ -3,6 +3,7 @@
 //! - [`admin`]: signed admin calls, made as the README tells an operator to.
 //! - [`harness`]: [`harness::Stack`] starts redis-server, the gateway, the stand-in and the
 //!   worker in workerd, and stops them all when dropped.
+//! - [`inspector`]: a V8 inspector session with a worker's isolate: sampling CPU profiles.
 //! - [`native_http`]: core's HTTP transport over a blocking native client.
 //! - [`process`]: child processes in their own process groups, stopped on drop or signal.
 //! - [`okx`]: OKX position objects as the seed bots cache them.
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod harness;
+pub mod inspector;
 pub mod native_http;
 pub mod okx;
 pub mod process;

@@ -1,8 +1,8 @@
 //! [`ObjectTransport`]: core's durable-tier transport over a Durable Object stub — one
-//! `fetch` to the namespace's `EdgeStore` instance per request, the body core's typed JSON.
+//! `fetch` to the namespace's `EdgeStore` instance per request, the body the JSON core
+//! encoded (and decodes).
 
 use async_trait::async_trait;
-use edgesync_core::store::durable::wire::{DurableRequest, DurableResponse};
 use edgesync_core::store::durable::DurableTransport;
 use edgesync_core::store::StoreError;
 use worker::{Env, Method, Request, RequestInit, Stub};
@@ -25,19 +25,13 @@ impl ObjectTransport {
 
 #[async_trait(?Send)]
 impl DurableTransport for ObjectTransport {
-    async fn call(&self, request: &DurableRequest) -> Result<DurableResponse, StoreError> {
+    async fn call(&self, request: String) -> Result<String, StoreError> {
         let unavailable = |error: worker::Error| StoreError::Unavailable(format!("durable copy: {error}"));
-        let body = serde_json::to_string(request)
-            .map_err(|e| StoreError::UnexpectedReply { command: "durable".into(), detail: e.to_string() })?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(body.into()));
+        init.with_method(Method::Post).with_body(Some(request.into()));
         // The host is never resolved: a stub's fetch goes to the object.
         let outbound = Request::new_with_init("https://edge-store.internal/", &init).map_err(unavailable)?;
         let mut response = self.stub.fetch_with_request(outbound).await.map_err(unavailable)?;
-        let text = response.text().await.map_err(unavailable)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::UnexpectedReply {
-            command: "durable".into(),
-            detail: format!("{e}: {}", edgesync_core::codec::shorten(&text, 120)),
-        })
+        response.text().await.map_err(unavailable)
     }
 }

@@ -141,6 +141,7 @@ async fn report(app: &App<'_>) -> Value {
     if let Some(object) = body.as_object_mut() {
         let symbols: Vec<&str> = app.config.symbols.iter().map(|s| s.as_str()).collect();
         object.insert("symbols".into(), json!(symbols));
+        object.insert("cpu".into(), cpu_budget(app));
         if let Some(durable) = durable {
             object.insert("durable".into(), durable);
         }
@@ -148,9 +149,55 @@ async fn report(app: &App<'_>) -> Value {
     body
 }
 
+/// The cron's CPU per invocation as the budget model estimates it for this configuration,
+/// with a warning when an expression does not fit the free plan ([`crate::sync::cpu_budget`]).
+fn cpu_budget(app: &App<'_>) -> Value {
+    use crate::sync::cpu_budget::{check, warning, FREE_PLAN_CPU_MS};
+    let symbols = app.config.symbols.len();
+    let budgets = check(&app.config.sync.schedules, symbols, app.store.durable_copy().is_some());
+    let mut cpu = json!({ "free_plan_limit_ms": FREE_PLAN_CPU_MS, "schedules": budgets });
+    if let (Some(text), Some(object)) = (warning(&budgets, symbols), cpu.as_object_mut()) {
+        object.insert("warning".into(), json!(text));
+    }
+    cpu
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_app::with_app;
+
+    struct NoNetwork;
+
+    #[async_trait::async_trait(?Send)]
+    impl crate::http::HttpClient for NoNetwork {
+        async fn send(
+            &self,
+            _: crate::http::HttpRequest,
+        ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+            Err(crate::http::TransportError::Failed("no network in this test".into()))
+        }
+    }
+
+    fn cpu_report(vars: &[(&str, &str)]) -> Value {
+        with_app(vars, &NoNetwork, |app| {
+            let response = futures_executor::block_on(health(app, true));
+            serde_json::from_slice::<Value>(&response.body).unwrap()["cpu"].clone()
+        })
+    }
+
+    #[test]
+    fn health_warns_when_a_schedule_exceeds_the_free_plan_cpu() {
+        let symbols = "QRLUSDT,BTCUSDT,ETHUSDT,MXUSDT,SOLUSDT,XRPUSDT,DOGEUSDT,ADAUSDT,TRXUSDT,LINKUSDT,\
+                       DOTUSDT,LTCUSDT,BCHUSDT,AVAXUSDT,ATOMUSDT,XLMUSDT,NEARUSDT,UNIUSDT,FILUSDT,APTUSDT";
+        let past = cpu_report(&[("SYMBOLS", symbols)]);
+        assert_eq!(past["schedules"][0]["fits_free_plan"], false, "{past}");
+        assert!(past["warning"].as_str().is_some_and(|w| w.contains("Split CRON_TASKS")), "{past}");
+
+        let split = cpu_report(&[("CRON_TASKS", "*/3 * * * *=balance")]);
+        assert_eq!(split["schedules"][0]["fits_free_plan"], true, "{split}");
+        assert!(split.get("warning").is_none(), "{split}");
+    }
 
     #[test]
     fn schedules_read_as_minutes() {

@@ -9,11 +9,12 @@
 //! All waiting stops at the client's deadline (the cron invocation's budget): a wait that
 //! would pass it fails at once instead.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::time::Duration;
 
 use futures_util::lock::Mutex;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::model::{Account, ErrorBody, ServerTime, Ticker24h, Trade};
@@ -37,6 +38,22 @@ pub struct Fetched<T> {
     pub fetched_at_ms: i64,
     /// The endpoint's short name in raw-response keys, e.g. `ticker_24hr`.
     pub endpoint: &'static str,
+    /// `raw` as compact JSON (keys in order), encoded on first use and shared by every
+    /// record that embeds the response (the raw record, the account, the ticker cache).
+    raw_json: OnceCell<Box<RawValue>>,
+}
+
+impl<T> Fetched<T> {
+    pub fn new(value: T, raw: Value, fetched_at_ms: i64, endpoint: &'static str) -> Self {
+        Self { value, raw, fetched_at_ms, endpoint, raw_json: OnceCell::new() }
+    }
+
+    /// The raw response as stored: compact JSON, object keys in order (what
+    /// `serde_json::to_string(&self.raw)` writes), encoded once.
+    pub fn raw_json(&self) -> &RawValue {
+        self.raw_json
+            .get_or_init(|| RawValue::from_string(self.raw.to_string()).expect("a serialized Value is valid JSON"))
+    }
 }
 
 /// How a client may retry and how long it may spend.
@@ -206,9 +223,10 @@ impl<'a> MexcClient<'a> {
             };
             let error = match outcome {
                 Ok(raw) => {
-                    let value = serde_json::from_value(raw.clone())
+                    // Typed from the parsed tree: the body is parsed once, never cloned.
+                    let value = T::deserialize(&raw)
                         .map_err(|e| ExchangeError::Malformed { endpoint: call.endpoint, reason: e.to_string() })?;
-                    return Ok(Fetched { value, raw, fetched_at_ms: self.clock.now_ms(), endpoint: call.endpoint });
+                    return Ok(Fetched::new(value, raw, self.clock.now_ms(), call.endpoint));
                 }
                 Err(error) => error,
             };

@@ -3,6 +3,7 @@
 //! so the stored JSON is the same whichever way it was built.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +14,18 @@ pub struct AccountRecord {
     pub exchange: String,
     pub fetched_at: i64,
     pub fetched_at_iso: String,
+}
+
+/// [`AccountRecord`] as the balance task writes it: the response borrowed as the JSON it
+/// was encoded to once ([`crate::exchange::Fetched::raw_json`]). Same fields, same order,
+/// so the same bytes.
+#[derive(Debug, Serialize)]
+pub struct AccountRecordRef<'a> {
+    pub account: &'a RawValue,
+    pub account_id: &'a str,
+    pub exchange: &'a str,
+    pub fetched_at: i64,
+    pub fetched_at_iso: &'a str,
 }
 
 #[cfg(test)]
@@ -35,5 +48,14 @@ mod tests {
             r#"{"account":{"balances":[{"asset":"QRL","free":"1.5","locked":"0"}],"canTrade":true},"account_id":"main","exchange":"mexc","fetched_at":1700000000000,"fetched_at_iso":"2023-11-14T22:13:20.000Z"}"#
         );
         assert_eq!(serde_json::from_str::<AccountRecord>(&text).unwrap(), record);
+        let account = RawValue::from_string(record.account.to_string()).unwrap();
+        let borrowed = AccountRecordRef {
+            account: &account,
+            account_id: "main",
+            exchange: "mexc",
+            fetched_at: record.fetched_at,
+            fetched_at_iso: &record.fetched_at_iso,
+        };
+        assert_eq!(serde_json::to_string(&borrowed).unwrap(), text, "the write side writes the same bytes");
     }
 }

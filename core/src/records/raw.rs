@@ -2,6 +2,7 @@
 //! exchange response as it came, with when, from where and why (`metadata`).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,6 +13,18 @@ pub struct RawRecord {
     /// Which task asked, for which symbol and window.
     pub metadata: Value,
     pub response: Value,
+}
+
+/// [`RawRecord`] as the sync tasks write it: the response borrowed as the JSON it was
+/// encoded to once ([`crate::exchange::Fetched::raw_json`]). Same fields, same order, so the
+/// same bytes.
+#[derive(Debug, Serialize)]
+pub struct RawRecordRef<'a> {
+    pub endpoint: &'a str,
+    pub fetched_at: i64,
+    pub fetched_at_iso: &'a str,
+    pub metadata: &'a Value,
+    pub response: &'a RawValue,
 }
 
 #[cfg(test)]
@@ -34,5 +47,14 @@ mod tests {
             r#"{"endpoint":"ticker_24hr","fetched_at":1,"fetched_at_iso":"1970-01-01T00:00:00.001Z","metadata":{"symbol":"QRLUSDT","task":"price"},"response":{"lastPrice":"0.5"}}"#
         );
         assert_eq!(serde_json::from_str::<RawRecord>(&text).unwrap(), record);
+        let response = RawValue::from_string(record.response.to_string()).unwrap();
+        let borrowed = RawRecordRef {
+            endpoint: &record.endpoint,
+            fetched_at: record.fetched_at,
+            fetched_at_iso: &record.fetched_at_iso,
+            metadata: &record.metadata,
+            response: &response,
+        };
+        assert_eq!(serde_json::to_string(&borrowed).unwrap(), text, "the write side writes the same bytes");
     }
 }

@@ -478,12 +478,11 @@ impl<'a> Tiered<'a> {
             return outcome.map(|replies| Written { replies, deferred: false });
         };
         let is_kept: Vec<bool> = commands.iter().map(|c| Self::kept_by(durable, c)).collect();
-        let kept: Vec<Command> =
-            commands.iter().zip(&is_kept).filter(|(_, keep)| **keep).map(|(c, _)| c.clone()).collect();
+        let kept: Vec<&Command> = commands.iter().zip(&is_kept).filter(|(_, keep)| **keep).map(|(c, _)| c).collect();
         match outcome {
             Ok(replies) => {
                 if !kept.is_empty() {
-                    if let Err(error) = durable.run(&kept, false).await {
+                    if let Err(error) = durable.run_borrowed(&kept, false).await {
                         // Redis has the data; the copy catches up with the key's next write.
                         self.log.warn(&json!({ "event": "durable_copy_lagging", "error": error.to_string() }));
                     }
@@ -491,7 +490,7 @@ impl<'a> Tiered<'a> {
                 Ok(Written { replies, deferred: false })
             }
             Err(StoreError::Unavailable(reason)) if !kept.is_empty() => {
-                let (kept_replies, _) = durable.run(&kept, true).await.map_err(|error| {
+                let (kept_replies, _) = durable.run_borrowed(&kept, true).await.map_err(|error| {
                     StoreError::Unavailable(format!("{reason}; the durable copy failed too: {error}"))
                 })?;
                 // Every command answers: the copy's reply where it ran, OK for the rest (cache

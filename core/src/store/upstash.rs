@@ -96,11 +96,16 @@ impl<H: HttpClient> UpstashClient<H> {
     }
 
     /// Posts, retrying when every command is read-only and Redis could not be reached.
-    async fn post_with_retries(&self, path: &str, body: &Value, read_only: bool) -> Result<HttpResponse, StoreError> {
+    /// `body` is JSON text, encoded once by the caller.
+    async fn post_with_retries(&self, path: &str, body: Vec<u8>, read_only: bool) -> Result<HttpResponse, StoreError> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let retries = self.read_retries.as_ref().filter(|_| read_only).map_or(0, |r| r.retries);
+        let mut body = Some(body);
         let mut attempt = 0;
         loop {
-            let outcome = self.post(path, body.clone()).await.and_then(|response| match response.status {
+            // Only a request that may be retried keeps a copy of its body.
+            let sent = if attempt < retries { body.clone() } else { body.take() }.unwrap_or_default();
+            let outcome = self.post(path, sent).await.and_then(|response| match response.status {
                 500..=599 => Err(StoreError::Unavailable(format!("HTTP {}", response.status))),
                 _ => Ok(response),
             });
@@ -115,8 +120,8 @@ impl<H: HttpClient> UpstashClient<H> {
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<HttpResponse, StoreError> {
-        self.send(path, "application/json", body.to_string().into_bytes()).await
+    async fn post(&self, path: &str, body: Vec<u8>) -> Result<HttpResponse, StoreError> {
+        self.send(path, "application/json", body).await
     }
 
     /// One authenticated request in base64 mode, chaining the sync token both ways.
@@ -143,38 +148,44 @@ impl<H: HttpClient> UpstashClient<H> {
     /// refused before anything is sent.
     async fn batch(&self, path: &str, commands: &[Command]) -> Result<Replies, StoreError> {
         let mut replies = Vec::with_capacity(commands.len());
-        let mut chunk: Vec<Value> = Vec::new();
-        let mut chunk_bytes = 2;
+        // The request body, `[` then each command's JSON array, comma-separated: every
+        // command is encoded once, straight into the bytes that are sent.
+        let mut chunk: Vec<u8> = Vec::with_capacity(4096);
+        let mut encoded = Vec::new();
         let mut start = 0;
         for (index, command) in commands.iter().enumerate() {
-            let json = command_json(command).ok_or_else(|| StoreError::Rejected {
-                status: 400,
-                message: format!("`{}` has an argument that is not UTF-8", command.name()),
-            })?;
-            let size = json.to_string().len() + 1;
-            if !chunk.is_empty() && chunk_bytes + size > self.max_request_bytes {
+            encoded.clear();
+            if !write_command_json(command, &mut encoded) {
+                return Err(StoreError::Rejected {
+                    status: 400,
+                    message: format!("`{}` has an argument that is not UTF-8", command.name()),
+                });
+            }
+            if index > start && chunk.len() + encoded.len() + 3 > self.max_request_bytes {
                 if path == "/multi-exec" {
                     return Err(StoreError::Rejected {
                         status: 413,
                         message: format!("transaction exceeds the {} byte request limit", self.max_request_bytes),
                     });
                 }
+                chunk.push(b']');
                 replies.extend(self.batch_request(path, &commands[start..index], std::mem::take(&mut chunk)).await?);
-                chunk_bytes = 2;
                 start = index;
             }
-            chunk.push(json);
-            chunk_bytes += size;
+            chunk.push(if index == start { b'[' } else { b',' });
+            chunk.extend_from_slice(&encoded);
         }
-        if !chunk.is_empty() {
+        if start < commands.len() {
+            chunk.push(b']');
             replies.extend(self.batch_request(path, &commands[start..], chunk).await?);
         }
         Ok(replies)
     }
 
-    async fn batch_request(&self, path: &str, commands: &[Command], items: Vec<Value>) -> Result<Replies, StoreError> {
+    /// Sends one pipeline or transaction body (a JSON array of command arrays).
+    async fn batch_request(&self, path: &str, commands: &[Command], body: Vec<u8>) -> Result<Replies, StoreError> {
         let read_only = commands.iter().all(Command::is_read_only);
-        let response = self.post_with_retries(path, &Value::Array(items), read_only).await?;
+        let response = self.post_with_retries(path, body, read_only).await?;
         let body = parse_body(&response)?;
         match body {
             Value::Array(items) if items.len() == commands.len() => items.iter().map(item_reply).collect(),
@@ -213,8 +224,7 @@ impl<H: HttpClient> Store for UpstashClient<H> {
         let mut start = 0;
         // Runs of JSON-safe commands go as pipelines; a command that is not goes alone.
         while start < commands.len() {
-            let end =
-                commands[start..].iter().position(|c| command_json(c).is_none()).map_or(commands.len(), |i| start + i);
+            let end = commands[start..].iter().position(|c| !is_json_safe(c)).map_or(commands.len(), |i| start + i);
             if end > start {
                 replies.extend(self.batch("/pipeline", &commands[start..end]).await?);
             }
@@ -227,7 +237,7 @@ impl<H: HttpClient> Store for UpstashClient<H> {
     }
 
     async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
-        if let Some(command) = commands.iter().find(|c| command_json(c).is_none()) {
+        if let Some(command) = commands.iter().find(|c| !is_json_safe(c)) {
             return Err(StoreError::Rejected {
                 status: 400,
                 message: format!(
@@ -240,22 +250,33 @@ impl<H: HttpClient> Store for UpstashClient<H> {
     }
 
     async fn execute(&self, command: &Command) -> Result<Reply, StoreError> {
-        let reply = match command_json(command) {
-            Some(json) => item_reply(&parse_body(&self.post_with_retries("", &json, command.is_read_only()).await?)?)?,
-            None => self.send_in_path_form(command).await?,
+        let mut json = Vec::new();
+        let reply = match write_command_json(command, &mut json) {
+            true => item_reply(&parse_body(&self.post_with_retries("", json, command.is_read_only()).await?)?)?,
+            false => self.send_in_path_form(command).await?,
         };
         reply.map_err(|error| StoreError::Command { command: command.name().to_owned(), error })
     }
 }
 
-/// The command as a JSON array, or `None` when an argument is not UTF-8.
-fn command_json(command: &Command) -> Option<Value> {
-    command
-        .parts()
-        .iter()
-        .map(|part| std::str::from_utf8(part).ok().map(|text| Value::String(text.to_owned())))
-        .collect::<Option<Vec<_>>>()
-        .map(Value::Array)
+/// True when every part is UTF-8, so the command can travel as a JSON array.
+fn is_json_safe(command: &Command) -> bool {
+    command.parts().iter().all(|part| std::str::from_utf8(part).is_ok())
+}
+
+/// Appends the command as a JSON array of strings to `out`; false (and `out` unusable) when
+/// an argument is not UTF-8.
+fn write_command_json(command: &Command, out: &mut Vec<u8>) -> bool {
+    out.push(b'[');
+    for (index, part) in command.parts().iter().enumerate() {
+        let Ok(text) = std::str::from_utf8(part) else { return false };
+        if index > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, text).expect("writing a string to a Vec cannot fail");
+    }
+    out.push(b']');
+    true
 }
 
 /// Path segments are percent-encoded except for what is plainly safe.

@@ -16,7 +16,7 @@ use super::snapshot::Snapshot;
 use super::{raw, SyncError};
 use crate::codec::{encode_json, iso8601_ms};
 use crate::keys::{Exchange, Segment};
-use crate::records::account::AccountRecord;
+use crate::records::account::AccountRecordRef;
 use crate::records::position::SpotHolding;
 use crate::store::Command;
 use crate::App;
@@ -30,12 +30,13 @@ pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>,
     let keys = &app.config.keys;
     let account_id = &app.config.account_id;
     let fetched_at = fetched.fetched_at_ms;
-    let record = AccountRecord {
-        account: fetched.raw.clone(),
-        account_id: account_id.to_string(),
-        exchange: Exchange::Mexc.as_str().to_owned(),
+    let fetched_at_iso = iso8601_ms(fetched_at);
+    let record = AccountRecordRef {
+        account: fetched.raw_json(),
+        account_id: account_id.as_str(),
+        exchange: Exchange::Mexc.as_str(),
         fetched_at,
-        fetched_at_iso: iso8601_ms(fetched_at),
+        fetched_at_iso: &fetched_at_iso,
     };
     let mut commands = vec![Command::set(&keys.account(Exchange::Mexc, account_id), &encode_json(&record), None)];
     let side = Segment::new("side", SPOT_SIDE).expect("a valid constant");

@@ -10,6 +10,7 @@
 //! - [`price`]: `/api/v3/ticker/24hr` → latest (permanent) + cached (TTL) price, history, ticker.
 //! - [`cost`]: `/api/v3/myTrades` over MEXC's one-month window → average cost and P&L.
 //! - [`cost_basis`]: the average-cost arithmetic, pure.
+//! - [`cpu_budget`]: the CPU an invocation is expected to take, against the free plan's.
 //! - [`raw`]: raw-response records and their capped history.
 //! - [`status`]: the per-task status hash.
 //! - [`snapshot`]: the invocation's exchange reads, each made once and shared by the tasks.
@@ -25,6 +26,7 @@
 pub mod balance;
 pub mod cost;
 pub mod cost_basis;
+pub mod cpu_budget;
 pub mod price;
 pub mod raw;
 pub mod settings;

@@ -68,7 +68,7 @@ pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>,
         ));
         commands.push(Command::set(
             &keys.ticker(Exchange::Mexc, symbol),
-            ticker.raw.to_string().as_bytes(),
+            ticker.raw_json().get().as_bytes(),
             app.config.ttl.ttl(DataClass::Ticker),
         ));
     }

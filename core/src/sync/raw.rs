@@ -10,7 +10,7 @@ use super::{history_append, SyncError};
 use crate::codec::{encode_json, iso8601_ms};
 use crate::exchange::Fetched;
 use crate::keys::{Exchange, Segment};
-use crate::records::raw::RawRecord;
+use crate::records::raw::RawRecordRef;
 use crate::store::Command;
 use crate::App;
 
@@ -31,12 +31,13 @@ pub fn writes<T>(
     metadata: Value,
 ) -> Result<Vec<Command>, SyncError> {
     let segment = endpoint_segment(fetched.endpoint, symbol)?;
-    let record = RawRecord {
-        endpoint: fetched.endpoint.to_owned(),
+    let fetched_at_iso = iso8601_ms(fetched.fetched_at_ms);
+    let record = RawRecordRef {
+        endpoint: fetched.endpoint,
         fetched_at: fetched.fetched_at_ms,
-        fetched_at_iso: iso8601_ms(fetched.fetched_at_ms),
-        metadata,
-        response: fetched.raw.clone(),
+        fetched_at_iso: &fetched_at_iso,
+        metadata: &metadata,
+        response: fetched.raw_json(),
     };
     let record = String::from_utf8(encode_json(&record)).expect("JSON is UTF-8");
     let keys = &app.config.keys;

@@ -5,13 +5,14 @@
 
 use async_trait::async_trait;
 
-use super::wire::{encode_command, DurableRequest, DurableResponse, DurableStats, PendingKey, WireReply};
+use super::wire::{encode_run, DurableRequest, DurableResponse, DurableStats, PendingKey, WireReply};
 use crate::store::{Command, Replies, Store, StoreError};
 
-/// Carries one request to the copy and its answer back.
+/// Carries one request to the copy and its answer back, both as the wire's JSON text (the
+/// encoding is core's: [`DurableRequest`], [`DurableResponse`]).
 #[async_trait(?Send)]
 pub trait DurableTransport {
-    async fn call(&self, request: &DurableRequest) -> Result<DurableResponse, StoreError>;
+    async fn call(&self, request: String) -> Result<String, StoreError>;
 }
 
 /// Which keys the copy keeps (the edge decides from the key schema: permanent data).
@@ -34,6 +35,19 @@ impl DurableStore {
         Self { transport, keeps }
     }
 
+    async fn call(&self, request: String) -> Result<DurableResponse, StoreError> {
+        let text = self.transport.call(request).await?;
+        serde_json::from_str(&text).map_err(|e| StoreError::UnexpectedReply {
+            command: "durable".into(),
+            detail: format!("{e}: {}", crate::codec::shorten(&text, 120)),
+        })
+    }
+
+    async fn call_typed(&self, request: &DurableRequest) -> Result<DurableResponse, StoreError> {
+        let body = serde_json::to_string(request).expect("durable requests always serialize");
+        self.call(body).await
+    }
+
     /// True for keys the copy keeps.
     pub fn keeps(&self, key: &str) -> bool {
         (self.keeps)(key)
@@ -42,8 +56,16 @@ impl DurableStore {
     /// Runs `commands` on the copy; `deferred` marks the keys they write pending. Returns the
     /// replies and the oldest write time of the rows read.
     pub async fn run(&self, commands: &[Command], deferred: bool) -> Result<(Replies, Option<i64>), StoreError> {
-        let request = DurableRequest::Run { commands: commands.iter().map(encode_command).collect(), deferred };
-        match self.transport.call(&request).await? {
+        self.run_borrowed(&commands.iter().collect::<Vec<_>>(), deferred).await
+    }
+
+    /// [`DurableStore::run`] of borrowed commands (the permanent ones of a batch, uncopied).
+    pub async fn run_borrowed(
+        &self,
+        commands: &[&Command],
+        deferred: bool,
+    ) -> Result<(Replies, Option<i64>), StoreError> {
+        match self.call(encode_run(commands, deferred)).await? {
             DurableResponse::Replies { replies, oldest_written_at_ms } if replies.len() == commands.len() => {
                 let replies = replies
                     .into_iter()
@@ -57,7 +79,7 @@ impl DurableStore {
     }
 
     pub async fn pending(&self, limit: usize) -> Result<Vec<PendingKey>, StoreError> {
-        match self.transport.call(&DurableRequest::Pending { limit }).await? {
+        match self.call_typed(&DurableRequest::Pending { limit }).await? {
             DurableResponse::Pending { keys } => Ok(keys),
             other => Err(unexpected("durable pending", other)),
         }
@@ -65,14 +87,14 @@ impl DurableStore {
 
     /// Acknowledges replayed keys at their stamps; returns how many marks were cleared.
     pub async fn replayed(&self, keys: Vec<(String, u64)>) -> Result<u64, StoreError> {
-        match self.transport.call(&DurableRequest::Replayed { keys }).await? {
+        match self.call_typed(&DurableRequest::Replayed { keys }).await? {
             DurableResponse::Replayed { cleared } => Ok(cleared),
             other => Err(unexpected("durable replayed", other)),
         }
     }
 
     pub async fn stats(&self) -> Result<DurableStats, StoreError> {
-        match self.transport.call(&DurableRequest::Stats).await? {
+        match self.call_typed(&DurableRequest::Stats).await? {
             DurableResponse::Stats(stats) => Ok(stats),
             other => Err(unexpected("durable stats", other)),
         }

@@ -1,7 +1,8 @@
 //! The durable tier's wire: JSON requests the worker sends its Durable Object and the
 //! answers, typed on both sides. Bytes travel as [`WireBytes`] (text as text, else base64).
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::codec::WireBytes;
 use crate::store::memory::StoredEntry;
@@ -12,6 +13,51 @@ pub type WireCommand = Vec<WireBytes>;
 
 pub fn encode_command(command: &Command) -> WireCommand {
     command.parts().iter().map(|part| WireBytes::encode(part)).collect()
+}
+
+/// [`DurableRequest::Run`] as JSON, encoded straight from the commands (their arguments are
+/// borrowed, not copied into [`WireBytes`] first): the same text `serde_json` writes for the
+/// request built from [`encode_command`].
+pub fn encode_run(commands: &[&Command], deferred: bool) -> String {
+    /// One argument: `{"utf8": …}` or `{"base64": …}`, as [`WireBytes`] writes it.
+    struct Part<'a>(&'a [u8]);
+    impl Serialize for Part<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(1))?;
+            match std::str::from_utf8(self.0) {
+                Ok(text) => map.serialize_entry("utf8", text)?,
+                Err(_) => map.serialize_entry(
+                    "base64",
+                    &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.0),
+                )?,
+            }
+            map.end()
+        }
+    }
+    struct Parts<'a>(&'a Command);
+    impl Serialize for Parts<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut seq = serializer.serialize_seq(Some(self.0.parts().len()))?;
+            for part in self.0.parts() {
+                seq.serialize_element(&Part(part))?;
+            }
+            seq.end()
+        }
+    }
+    struct Commands<'a>(&'a [&'a Command]);
+    impl Serialize for Commands<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(self.0.iter().map(|command| Parts(command)))
+        }
+    }
+    #[derive(Serialize)]
+    struct Run<'a> {
+        op: &'static str,
+        commands: Commands<'a>,
+        deferred: bool,
+    }
+    serde_json::to_string(&Run { op: "run", commands: Commands(commands), deferred })
+        .expect("commands always serialize")
 }
 
 pub fn decode_command(parts: &[WireBytes]) -> Result<Command, String> {
@@ -122,4 +168,23 @@ pub enum DurableResponse {
     Error {
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_requests_encode_as_the_typed_request_does() {
+        let commands = [
+            Command::set("k", b"{\"a\":\"\\u00e9\"}", None),
+            Command::set("b", &[0xff, 0x00], Some(std::time::Duration::from_secs(5))),
+            Command::zadd("h", 7, "m"),
+        ];
+        for deferred in [false, true] {
+            let typed = DurableRequest::Run { commands: commands.iter().map(encode_command).collect(), deferred };
+            let borrowed: Vec<&Command> = commands.iter().collect();
+            assert_eq!(encode_run(&borrowed, deferred), serde_json::to_string(&typed).unwrap());
+        }
+    }
 }
