@@ -53,6 +53,10 @@ struct Global {
     /// bundled Mozilla roots (a self-hosted Redis with a private CA).
     #[arg(long, global = true, env = "MIGRATOR_TLS_CA", value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// PEM file of the CA certificates to trust for a rediss:// or https:// --target-url
+    /// (the source's `--tls-ca` is the source's alone).
+    #[arg(long, global = true, env = "MIGRATOR_TARGET_TLS_CA", value_name = "FILE")]
+    target_tls_ca: Option<PathBuf>,
     /// The journal directory (sled). Keep it until you are sure you will not roll back.
     #[arg(long, global = true, default_value = "migrator-journal")]
     journal: PathBuf,
@@ -284,10 +288,14 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
 
     let url =
         global.url.as_ref().ok_or_else(|| StepError::Usage("no Redis: give --url or set MIGRATOR_REDIS_URL".into()))?;
-    let trust = match &global.tls_ca {
-        Some(path) => Trust::from_pem_file(path).map_err(|e| StepError::Usage(e.to_string()))?,
-        None => Trust::default(),
+    let trust_from = |file: &Option<PathBuf>, flag: &str| match file {
+        Some(path) => {
+            Trust::from_pem_file(path).map_err(|e| StepError::Usage(e.to_string().replacen("--tls-ca", flag, 1)))
+        }
+        None => Ok(Trust::default()),
     };
+    let trust = trust_from(&global.tls_ca, "--tls-ca")?;
+    let target_trust = trust_from(&global.target_tls_ca, "--target-tls-ca")?;
     let store = open_with(url, global.token.as_deref(), &trust).map_err(|error| match error {
         edgesync_migrator::connect::ConnectError::Usage(message) => StepError::Usage(message),
         other => failed(other),
@@ -295,11 +303,13 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
     let store = store.as_ref();
     // apply, verify and rollback open more connections of their own (docs/design.md).
     let connector = Connector::new(url, global.token.as_deref(), &trust);
-    let target_connector =
-        global.target_url.as_deref().map(|target| Connector::new(target, global.target_token.as_deref(), &trust));
+    let target_connector = global
+        .target_url
+        .as_deref()
+        .map(|target| Connector::new(target, global.target_token.as_deref(), &target_trust));
     let target = match &global.target_url {
         Some(target) => {
-            Some(open_with(target, global.target_token.as_deref(), &trust).map_err(|error| match error {
+            Some(open_with(target, global.target_token.as_deref(), &target_trust).map_err(|error| match error {
                 edgesync_migrator::connect::ConnectError::Usage(message) => {
                     StepError::Usage(format!("--target-url: {message}"))
                 }

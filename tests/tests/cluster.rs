@@ -436,11 +436,20 @@ fn a_live_writer_loses_no_update_and_no_target_is_left_behind(fixture: &Fixture)
 }
 
 /// `--target-url`: the bot's data moves out of a self-hosted Redis into a cluster, or into a
-/// Redis behind the Upstash REST protocol (the gateway), standardized on the way.
+/// Redis behind the Upstash REST protocol over TLS (the gateway, its certificate signed by a
+/// private CA given with `--target-tls-ca`), standardized on the way.
 fn onto_another_redis_a_cluster_or_upstash_rest(fixture: &Fixture) {
     let tags = ["", "1", "2"];
     let single_url = fixture.single_url();
-    let rest = fixture.backend.gateway_url.clone();
+    let (ca, certificate, key) = fixture.backend.tls_files();
+    let (_gateway, rest) = fixture
+        .backend
+        .start_gateway(
+            &["--tls-cert", certificate.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+            &[("GATEWAY_TOKEN", REDIS_TOKEN)],
+        )
+        .unwrap();
+    assert!(rest.starts_with("https://"), "{rest}");
     for target in [fixture.cluster_url(), rest.clone()] {
         fixture.reset();
         let mut rest_redis = redis::Client::open(fixture.backend.redis_url.as_str()).unwrap().get_connection().unwrap();
@@ -449,7 +458,11 @@ fn onto_another_redis_a_cluster_or_upstash_rest(fixture: &Fixture) {
         let written: Vec<_> = tags.iter().map(|tag| write_legacy(&mut single, tag)).collect();
         let original = typed_dump(&single_url);
         let journal = tempfile::tempdir().unwrap();
-        let env = [("MIGRATOR_TARGET_TOKEN", REDIS_TOKEN)];
+        // The private CA is the TLS target's (for a plain one it is refused, exit 2).
+        let mut env = vec![("MIGRATOR_TARGET_TOKEN", REDIS_TOKEN)];
+        if target == rest {
+            env.push(("MIGRATOR_TARGET_TLS_CA", ca.to_str().unwrap()));
+        }
         let with_target = |step: &'static str| vec![step, "--rules", "tradingboost", "--target-url", target.as_str()];
         let target_dump = || {
             if target == rest {
