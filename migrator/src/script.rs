@@ -21,7 +21,9 @@
 //! what the move wrote, unless `force`; otherwise puts back what each target held before the
 //! move (or deletes it if it did not exist), removes the index members the move added, and
 //! writes the original back exactly (type, value, absolute expiry) — by `RENAME` from a
-//! single target checked to hold it unchanged.
+//! single target checked to hold it unchanged. An entry still pending (a run killed before it
+//! noted the move) may never have been moved, so its source, if it exists, holds either the
+//! original or what a live writer put there since: it is left as it is.
 //!
 //! **Arguments.** Pushing `ARGV` into Lua costs Redis about a tenth of a microsecond per
 //! string, a tenth of its whole time on a batch (measured in docs/benchmarks.md), so only
@@ -38,7 +40,7 @@
 //! - move: `keep_source overwrite has_expiry persist type n targets (type n)… indexes`, where
 //!   `persist` says the rule drops an expiry the source has (a renamed target must lose it);
 //!   then per index key its member in `ARGV`.
-//! - restore: `force has_expiry type n targets (type n has_previous [type n has_expiry])…
+//! - restore: `force pending has_expiry type n targets (type n has_previous [type n has_expiry])…
 //!   indexes added…`, one `added` byte per index member (remove it: the move added it).
 //!
 //! The answer is one string per entry, a word and its details: `moved` followed by `1` or `0`
@@ -52,7 +54,7 @@ use std::borrow::Borrow;
 
 use edgesync_core::store::{Command, Reply, Store, StoreError};
 
-use crate::entry::Entry;
+use crate::entry::{Entry, EntryState};
 use crate::value::{Stored, TypedValue};
 
 // The Lua lives in files of its own, to be read as Lua; each script is loaded as `COMMON`
@@ -349,6 +351,7 @@ fn restore_arguments<'e>(entries: impl IntoIterator<Item = &'e Entry>, force: bo
         args.entry(|args, shape| {
             let original = &entry.original;
             shape.flag(force);
+            shape.flag(entry.state == EntryState::Pending);
             shape.flag(original.expire_at_ms.is_some());
             shape.source(&original.value);
             shape.count(entry.targets.len());
@@ -864,6 +867,33 @@ mod tests {
         assert_eq!(restores(store, &[moved], true), vec![RestoreOutcome::Restored]);
         assert_eq!(read(store, "old:a").unwrap().value, string("1"));
         assert_eq!(read(store, "new:a"), None);
+    }
+
+    #[test]
+    fn a_pending_entry_gets_its_original_back_only_where_the_source_is_gone() {
+        let redis = TestRedis::start();
+        let store = redis.store();
+        let store = store.as_ref();
+        // Journaled, then the run was killed before its move; a writer updated the source since.
+        let never_moved = entry("old:p", string("1"), None, vec![("new:p", string("1"))]);
+        write(store, "old:p", &string("2, the writer's"), None);
+        // Journaled and moved, the outcome lost in the crash: the source is gone.
+        write(store, "old:q", &string("1"), None);
+        let moved = entry("old:q", string("1"), None, vec![("new:q", string("1"))]);
+        assert_eq!(moves(store, std::slice::from_ref(&moved)), vec![MoveOutcome::Moved { added: vec![] }]);
+        assert_eq!(moved.state, EntryState::Pending);
+
+        assert_eq!(restores(store, &[never_moved, moved.clone()], false), vec![RestoreOutcome::Restored; 2]);
+        assert_eq!(read(store, "old:p").unwrap().value, string("2, the writer's"), "the writer's update is kept");
+        assert_eq!(read(store, "new:p"), None);
+        assert_eq!(read(store, "old:q").unwrap().value, string("1"), "the moved original is back");
+        assert_eq!(read(store, "new:q"), None);
+
+        // A done entry's original is written back whatever the source holds (the move took it).
+        let done = Entry { state: EntryState::Done, ..moved };
+        write(store, "old:q", &string("recreated"), None);
+        assert_eq!(restores(store, &[done], false), vec![RestoreOutcome::Restored]);
+        assert_eq!(read(store, "old:q").unwrap().value, string("1"));
     }
 
     #[test]

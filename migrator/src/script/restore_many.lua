@@ -10,10 +10,10 @@ local function restore_one()
   local shape = ARGV[i]
   i = i + 1
   -- Read inline, as in the move: a call per field would cost more than the arithmetic.
-  local force, has_expiry, code, n1, n2, n3, n4, c1, c2, c3, c4 = byte(shape, 1, 11)
+  local force, pending, has_expiry, code, n1, n2, n3, n4, c1, c2, c3, c4 = byte(shape, 1, 12)
   local n = ((n1 * 256 + n2) * 256 + n3) * 256 + n4
   local count = ((c1 * 256 + c2) * 256 + c3) * 256 + c4
-  local p = 12
+  local p = 13
   local expire_at = expiry(has_expiry)
   local source, kind, at = KEYS[k], KINDS[code], i
   k, i = k + 1, i + n
@@ -53,7 +53,15 @@ local function restore_one()
     end
   end
   -- A single target checked to hold the original unchanged becomes the source again as is.
-  local renamed = not CLUSTER and present and count == 1 and T[5] and T[1] ~= source
+  -- An entry still pending may never have been moved, and its source may hold what a live
+  -- writer put there since: its original goes back only where the source is gone (unless a
+  -- target is the source itself, converted in place).
+  local in_place = false
+  for t = 9, 9 * count, 9 do
+    if T[t - 8] == source then in_place = true end
+  end
+  local keep_source = pending == 1 and not in_place and rcall('EXISTS', source) == 1
+  local renamed = not CLUSTER and not keep_source and present and count == 1 and T[5] and T[1] ~= source
   if renamed then rcall('RENAME', T[1], source) end
   for t = 9, 9 * count, 9 do
     local key = T[t - 8]
@@ -65,7 +73,8 @@ local function restore_one()
   for x = 0, indexes - 1 do
     if byte(shape, added + x) == 1 then rcall('SREM', KEYS[index_key + x], ARGV[member + x]) end
   end
-  if not renamed then write(source, kind, at, n, expire_at, true)
+  if keep_source then -- left as the writer made it
+  elseif not renamed then write(source, kind, at, n, expire_at, true)
   elseif expire_at then rcall('PEXPIREAT', source, expire_at)
   else rcall('PERSIST', source) end
   return 'restored'
