@@ -2,6 +2,7 @@
 //! and replicas, created with `redis-cli --cluster create` and polled until every node reports
 //! `cluster_state:ok` and knows every other. Stopped (every process) when dropped.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ const HIGHEST_PORT: u16 = 55535;
 pub struct RedisCluster {
     nodes: Vec<(u16, Service)>,
     masters: usize,
+    /// The CA file when the nodes speak TLS only (clients and the cluster bus).
+    tls_ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,20 +33,43 @@ fn free_node_port() -> u16 {
     }
 }
 
-fn info(port: u16, section: &str) -> Option<String> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
-    let mut connection = client.get_connection_with_timeout(Duration::from_millis(300)).ok()?;
-    let command = if section == "cluster" {
-        redis::cmd("CLUSTER").arg("INFO").clone()
+/// `INFO section` (`CLUSTER INFO` for `cluster`) of one node, through `redis-cli` so a TLS
+/// node is asked the same way as a plain one.
+fn info(port: u16, section: &str, tls_ca: Option<&Path>) -> Option<String> {
+    let mut command = Command::new("redis-cli");
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(ca) = tls_ca {
+        command.arg("--tls").arg("--cacert").arg(ca);
+    }
+    if section == "cluster" {
+        command.args(["CLUSTER", "INFO"]);
     } else {
-        redis::cmd("INFO").arg(section).clone()
-    };
-    command.query::<String>(&mut connection).ok()
+        command.args(["INFO", section]);
+    }
+    let output = command.output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success() && !text.is_empty() && !text.starts_with("Could not connect")).then_some(text)
 }
 
 impl RedisCluster {
     /// Starts `masters` masters with `replicas` replicas each.
     pub fn start(masters: usize, replicas: usize) -> Result<Self, String> {
+        Self::start_with(masters, replicas, None)
+    }
+
+    /// A cluster whose nodes speak TLS only — to clients and to each other — with the
+    /// certificate and key given, signed by the CA given.
+    pub fn start_tls(
+        masters: usize,
+        replicas: usize,
+        ca: &Path,
+        certificate: &Path,
+        key: &Path,
+    ) -> Result<Self, String> {
+        Self::start_with(masters, replicas, Some((ca, certificate, key)))
+    }
+
+    fn start_with(masters: usize, replicas: usize, tls: Option<(&Path, &Path, &Path)>) -> Result<Self, String> {
         require_tool("redis-server", "install it with `apt-get install redis-server` (`make test` does this)")?;
         require_tool("redis-cli", "it comes with redis-server (`apt-get install redis-server`)")?;
         let dir = tempfile::Builder::new().prefix("edgesync-cluster-").tempdir().map_err(|e| e.to_string())?;
@@ -51,7 +77,18 @@ impl RedisCluster {
         for _ in 0..masters * (1 + replicas) {
             let port = free_node_port();
             let mut command = Command::new("redis-server");
-            command.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"]);
+            command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+            match tls {
+                None => {
+                    command.args(["--port", &port.to_string()]);
+                }
+                Some((ca, certificate, key)) => {
+                    command.args(["--port", "0", "--tls-port", &port.to_string(), "--tls-cluster", "yes"]);
+                    command.args(["--tls-replication", "yes", "--tls-auth-clients", "no"]);
+                    command.arg("--tls-cert-file").arg(certificate).arg("--tls-key-file").arg(key);
+                    command.arg("--tls-ca-cert-file").arg(ca);
+                }
+            }
             command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
             command.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
             command.arg("--dir").arg(dir.path());
@@ -62,7 +99,7 @@ impl RedisCluster {
         for (port, service) in &mut nodes {
             let port = *port;
             wait_until("a cluster node to answer", Duration::from_secs(20), || {
-                (info(port, "server").is_some() || !service.is_running()).then_some(())
+                (info(port, "server", tls.map(|t| t.0)).is_some() || !service.is_running()).then_some(())
             })?;
             if !service.is_running() {
                 return Err(format!("redis-server on {port} exited:\n{}", service.log_tail(20)));
@@ -72,11 +109,14 @@ impl RedisCluster {
         create.arg("--cluster").arg("create");
         create.args(nodes.iter().map(|(port, _)| format!("127.0.0.1:{port}")));
         create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
+        if let Some((ca, _, _)) = tls {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
         let created = create.output().map_err(|e| format!("redis-cli --cluster create: {e}"))?;
         if !created.status.success() {
             return Err(format!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&created.stdout)));
         }
-        let cluster = Self { nodes, masters, _dir: dir };
+        let cluster = Self { nodes, masters, tls_ca: tls.map(|t| t.0.to_owned()), _dir: dir };
         cluster.wait_ok()?;
         Ok(cluster)
     }
@@ -86,15 +126,19 @@ impl RedisCluster {
         let known = format!("cluster_known_nodes:{}", self.nodes.len());
         for (port, _) in &self.nodes {
             wait_until("cluster_state:ok on every node", Duration::from_secs(30), || {
-                info(*port, "cluster").filter(|i| i.contains("cluster_state:ok") && i.contains(&known)).map(drop)
+                info(*port, "cluster", self.tls_ca.as_deref())
+                    .filter(|i| i.contains("cluster_state:ok") && i.contains(&known))
+                    .map(drop)
             })?;
         }
         Ok(())
     }
 
-    /// `redis://127.0.0.1:{port}` of every node, masters and replicas.
+    /// `redis://127.0.0.1:{port}` (`rediss://` for a TLS cluster) of every node, masters and
+    /// replicas.
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|(port, _)| format!("redis://127.0.0.1:{port}")).collect()
+        let scheme = if self.tls_ca.is_some() { "rediss" } else { "redis" };
+        self.nodes.iter().map(|(port, _)| format!("{scheme}://127.0.0.1:{port}")).collect()
     }
 
     /// The nodes' ports whose role (`INFO replication`) is `role` (`master` or `slave`).
@@ -103,7 +147,10 @@ impl RedisCluster {
         self.nodes
             .iter()
             .map(|(port, _)| *port)
-            .filter(|port| info(*port, "replication").is_some_and(|i| i.lines().any(|l| l.trim() == wanted)))
+            .filter(|port| {
+                info(*port, "replication", self.tls_ca.as_deref())
+                    .is_some_and(|i| i.lines().any(|l| l.trim() == wanted))
+            })
             .collect()
     }
 

@@ -23,7 +23,7 @@ use edgesync_e2e::tradingboost::{
     write_legacy,
 };
 use edgesync_migrator::apply::{apply, lock_key, ApplyOptions};
-use edgesync_migrator::connect::{open, Connector, Trust};
+use edgesync_migrator::connect::{open, open_with, Connector, Trust};
 use edgesync_migrator::dump::{differences, dump, Dump};
 use edgesync_migrator::entry::EntryState;
 use edgesync_migrator::generate::generate;
@@ -111,6 +111,7 @@ fn main() {
                 what_a_cluster_cannot_do_is_refused_with_a_sentence,
             ),
             ("onto_another_redis_a_cluster_or_upstash_rest", onto_another_redis_a_cluster_or_upstash_rest),
+            ("a_tls_cluster_is_worked_over_tls_on_every_node", a_tls_cluster_is_worked_over_tls_on_every_node),
             // Last: it moves a slot, which the tests before do not expect.
             ("a_key_resharded_during_a_scan_is_still_seen", a_key_resharded_during_a_scan_is_still_seen),
         ],
@@ -637,4 +638,50 @@ fn rolling_back_a_crashed_run_keeps_what_a_writer_wrote_since(fixture: &Fixture)
     let diff = differences(&original, &restored, 1_000, |key| key == source);
     assert!(diff.is_empty(), "everything else as before the run, targets taken back: {diff:?}");
     assert_eq!(restored.len(), original.len(), "no target left behind");
+}
+
+/// A cluster that speaks TLS only (clients and bus), its certificates from a private CA: the
+/// URL of one node (`rediss://`) and `--tls-ca` reach every master, and every step sees all of
+/// them — the plan counts what a plain cluster with the same data counts.
+fn a_tls_cluster_is_worked_over_tls_on_every_node(fixture: &Fixture) {
+    let (ca, certificate, key) = fixture.backend.tls_files();
+    let tls_cluster = RedisCluster::start_tls(3, 0, ca, certificate, key).unwrap();
+    let url = tls_cluster.urls()[1].clone();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let ca_arg = ca.to_str().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let with_ca = |args: &[&'static str]| [args, &["--tls-ca", ca_arg]].concat();
+    let (generated, _) = migrator(&url, journal.path(), &with_ca(&["generate", "--keys", "1000", "--seed", "5"]), &[]);
+    assert_eq!(generated.status.code(), Some(0), "{}", stderr(&generated));
+    let trust = Trust::from_pem_file(ca).unwrap();
+    let tls_dump = || block_on(dump(open_with(&url, None, &trust).unwrap().as_ref())).unwrap();
+    let original = tls_dump();
+
+    let (untrusted, _) = migrator(&url, journal.path(), &["plan", "--rules", "tradingboost"], &[]);
+    assert_eq!(untrusted.status.code(), Some(3), "without the CA: {}", stderr(&untrusted));
+
+    let (_, plan) = migrator(&url, journal.path(), &with_ca(&["plan", "--rules", "tradingboost"]), &[]);
+    generated_on_plain(fixture, 5);
+    let (_, plain_plan) = migrator(&fixture.cluster_url(), journal.path(), &["plan", "--rules", "tradingboost"], &[]);
+    assert_eq!(plan_counts(&plan), plan_counts(&plain_plan), "every TLS master scanned");
+
+    let (applied, report) = migrator(&url, journal.path(), &with_ca(&["apply", "--rules", "tradingboost"]), &[]);
+    assert!(applied.status.code().is_some_and(|c| c <= 1), "{report} {}", stderr(&applied));
+    assert_eq!(report["migrated"], plan["total"]["migrate"], "{report}");
+    let (verified, check) = migrator(&url, journal.path(), &with_ca(&["verify"]), &[]);
+    assert_eq!(verified.status.code(), Some(0), "{check} {}", stderr(&verified));
+    let (rolled, undone) = migrator(&url, journal.path(), &with_ca(&["rollback"]), &[]);
+    assert_eq!(rolled.status.code(), Some(0), "{undone} {}", stderr(&rolled));
+    let diff = differences(&original, &tls_dump(), 1_000, |_| false);
+    assert!(diff.is_empty(), "rollback over TLS restores every master: {diff:?}");
+}
+
+/// `migrator generate` on the plain cluster (emptied first).
+fn generated_on_plain(fixture: &Fixture, seed: u64) {
+    fixture.reset();
+    let journal = tempfile::tempdir().unwrap();
+    let seed = seed.to_string();
+    let (generated, _) =
+        migrator(&fixture.cluster_url(), journal.path(), &["generate", "--keys", "1000", "--seed", &seed], &[]);
+    assert_eq!(generated.status.code(), Some(0), "{}", stderr(&generated));
 }
