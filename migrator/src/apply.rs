@@ -577,8 +577,8 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
         let mut recreated = Vec::new();
         for (head, reply) in moved.into_iter().zip(replies) {
             let reply = reply.map_err(|e| ApplyError::Script(format!("EXISTS {}: {}", head.source, e.0)))?;
-            if reply == Reply::Int(1) {
-                handled.insert(head.source.clone());
+            // Only the newest entry of a source counts, also within one page.
+            if reply == Reply::Int(1) && handled.insert(head.source.clone()) {
                 let entry = journal
                     .get(head.seq)?
                     .ok_or_else(|| ApplyError::Journal(JournalError(format!("entry {} vanished", head.seq))))?;

@@ -425,6 +425,22 @@ fn a_live_writer_loses_no_update_and_no_target_is_left_behind(fixture: &Fixture)
         let migrated_latest = source.is_none() && held.as_ref().is_some_and(|t| t.value == targets[0].1);
         let reported =
             source.as_deref() == Some(value.as_str()) && again.problems.iter().any(|p| p.starts_with(key.as_str()));
+        if !(migrated_latest || reported) {
+            for page in entries(&journal, false, 1_000) {
+                for entry in page.unwrap().into_iter().filter(|e| e.source == *key) {
+                    eprintln!(
+                        "journal {} {:?} overwrite={} original={:?} targets={:?} previous={:?} note={:?}",
+                        entry.seq,
+                        entry.state,
+                        entry.overwrite,
+                        entry.original.value,
+                        entry.targets,
+                        entry.previous_targets,
+                        entry.note
+                    );
+                }
+            }
+        }
         assert!(
             migrated_latest || reported,
             "{key}: its last write {value} was lost (target {held:?}, source {source:?})"

@@ -211,10 +211,18 @@ impl NodeMoves {
                     outcomes[i] = (outcome != MoveOutcome::Elsewhere).then_some(outcome);
                 }
             }
-            if !cross.is_empty() {
-                for (i, outcome) in self.move_across(entries, &cross).await?.into_iter() {
+            // In waves, each source at most once per wave: two entries of one source in a step
+            // would see each other's writes — the second finding the source the first took
+            // `missing`, and taking back the targets the first moved.
+            let mut rest = cross;
+            while !rest.is_empty() {
+                let mut seen = std::collections::HashSet::new();
+                let (wave, later): (Vec<usize>, Vec<usize>) =
+                    rest.into_iter().partition(|&i| seen.insert(entries[i].source.clone()));
+                for (i, outcome) in self.move_across(entries, &wave).await? {
                     outcomes[i] = (outcome != MoveOutcome::Elsewhere).then_some(outcome);
                 }
+                rest = later;
             }
         }
         let unsettled = outcomes.iter().filter(|o| o.is_none()).count();
