@@ -79,18 +79,8 @@ impl Scripts {
     /// Loads both scripts; call again after a `NOSCRIPT` error (Redis restarted or flushed
     /// its script cache).
     pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let load = |script: &str| Command::new("SCRIPT").arg("LOAD").arg(format!("{COMMON}\n{script}"));
-        let replies = store.pipeline(&[load(MOVE_MANY), load(RESTORE_MANY)]).await?;
-        let mut shas = replies.into_iter().map(|reply| match reply {
-            Ok(reply) => reply
-                .into_string()
-                .map_err(|detail| StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail }),
-            Err(error) => Err(StoreError::Command { command: "SCRIPT LOAD".into(), error }),
-        });
-        let (Some(move_sha), Some(restore_sha)) = (shas.next(), shas.next()) else {
-            return Err(StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail: "no reply".into() });
-        };
-        Ok(Self { move_sha: move_sha?, restore_sha: restore_sha? })
+        let [move_sha, restore_sha] = load_scripts(store, "", [MOVE_MANY, RESTORE_MANY]).await?;
+        Ok(Self { move_sha, restore_sha })
     }
 }
 
@@ -108,19 +98,36 @@ impl NodeScripts {
     /// Loads the three scripts (a `SCRIPT LOAD` goes to every master); call again after a
     /// `NOSCRIPT` error.
     pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let load = |script: &str| Command::new("SCRIPT").arg("LOAD").arg(format!("{CROSS_SLOT}\n{COMMON}\n{script}"));
-        let replies = store.pipeline(&[load(MOVE_MANY), load(RESTORE_MANY), load(CROSS_NODE)]).await?;
-        let mut shas = replies.into_iter().map(|reply| match reply {
+        let header = format!("{CROSS_SLOT}\n");
+        let [move_sha, restore_sha, cross_sha] =
+            load_scripts(store, &header, [MOVE_MANY, RESTORE_MANY, CROSS_NODE]).await?;
+        Ok(Self { move_sha, restore_sha, cross_sha })
+    }
+}
+
+/// `SCRIPT LOAD`s each script — `header`, `COMMON`, then its own part — in one pipeline; their
+/// SHA1s in order.
+async fn load_scripts<const N: usize>(
+    store: &dyn Store,
+    header: &str,
+    scripts: [&str; N],
+) -> Result<[String; N], StoreError> {
+    let commands = scripts.map(|script| Command::new("SCRIPT").arg("LOAD").arg(format!("{header}{COMMON}\n{script}")));
+    let shas = store
+        .pipeline(&commands)
+        .await?
+        .into_iter()
+        .map(|reply| match reply {
             Ok(reply) => reply
                 .into_string()
                 .map_err(|detail| StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail }),
             Err(error) => Err(StoreError::Command { command: "SCRIPT LOAD".into(), error }),
-        });
-        let (Some(move_sha), Some(restore_sha), Some(cross_sha)) = (shas.next(), shas.next(), shas.next()) else {
-            return Err(StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail: "no reply".into() });
-        };
-        Ok(Self { move_sha: move_sha?, restore_sha: restore_sha?, cross_sha: cross_sha? })
-    }
+        })
+        .collect::<Result<Vec<String>, StoreError>>()?;
+    shas.try_into().map_err(|shas: Vec<String>| StoreError::UnexpectedReply {
+        command: "SCRIPT LOAD".into(),
+        detail: format!("{} replies for {N} scripts", shas.len()),
+    })
 }
 
 /// True for the error Redis gives when a script is not in its cache.
@@ -267,21 +274,19 @@ impl Arguments {
     }
 
     fn command(self, sha: &str) -> Command {
-        let mut command = Command::new("EVALSHA").arg(sha).arg(self.keys.len());
-        command.reserve(self.keys.len() + self.argv.len());
-        for key in self.keys {
-            command.push_arg(key);
-        }
-        for arg in self.argv {
-            command.push_arg(arg);
-        }
-        command
+        let declared = self.keys.len();
+        self.after(Command::new("EVALSHA").arg(sha).arg(declared))
     }
 
     /// The call for one node of a cluster: no declared key, the keys first in `ARGV` after
     /// their count (common.lua).
     fn node_command(self, sha: &str) -> Command {
-        let mut command = Command::new("EVALSHA").arg(sha).arg(0).arg(self.keys.len());
+        let count = self.keys.len();
+        self.after(Command::new("EVALSHA").arg(sha).arg(0).arg(count))
+    }
+
+    /// `command` followed by the keys, then the other arguments.
+    fn after(self, mut command: Command) -> Command {
         command.reserve(self.keys.len() + self.argv.len());
         for key in self.keys {
             command.push_arg(key);

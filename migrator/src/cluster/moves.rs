@@ -145,6 +145,19 @@ impl NodeMoves {
         Err(ClusterMoveError::Script(format!("{node} keeps losing its scripts")))
     }
 
+    /// The entries at `indexes` whose keys share a node, by node; and the others.
+    fn split(&self, entries: &[Entry], indexes: Vec<usize>) -> (BTreeMap<Node, Vec<usize>>, Vec<usize>) {
+        let mut local: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
+        let mut cross = Vec::new();
+        for i in indexes {
+            match self.one_node(&entries[i]) {
+                Some(node) => local.entry(node).or_default().push(i),
+                None => cross.push(i),
+            }
+        }
+        (local, cross)
+    }
+
     /// The node of every key of `entry`, if they share one.
     fn one_node(&self, entry: &Entry) -> Option<Node> {
         let node = self.placement.source_node(&entry.source);
@@ -192,14 +205,7 @@ impl NodeMoves {
             if !self.note_index_state(entries, &waiting, journal).await? {
                 continue;
             }
-            let mut local: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
-            let mut cross = Vec::new();
-            for i in waiting {
-                match self.one_node(&entries[i]) {
-                    Some(node) => local.entry(node).or_default().push(i),
-                    None => cross.push(i),
-                }
-            }
+            let (local, cross) = self.split(entries, waiting);
             for (node, indexes) in local {
                 let mine: Vec<&Entry> = indexes.iter().map(|&i| &entries[i]).collect();
                 let reply = self.call(&node, |scripts| move_many_on_node(&mine, scripts)).await?;
@@ -214,15 +220,10 @@ impl NodeMoves {
             // In waves, each source at most once per wave: two entries of one source in a step
             // would see each other's writes — the second finding the source the first took
             // `missing`, and taking back the targets the first moved.
-            let mut rest = cross;
-            while !rest.is_empty() {
-                let mut seen = std::collections::HashSet::new();
-                let (wave, later): (Vec<usize>, Vec<usize>) =
-                    rest.into_iter().partition(|&i| seen.insert(entries[i].source.clone()));
+            for wave in waves(entries, cross) {
                 for (i, outcome) in self.move_across(entries, &wave).await? {
                     outcomes[i] = (outcome != MoveOutcome::Elsewhere).then_some(outcome);
                 }
-                rest = later;
             }
         }
         let unsettled = outcomes.iter().filter(|o| o.is_none()).count();
@@ -478,14 +479,7 @@ impl NodeMoves {
                 break;
             }
             settle(&self.placement, round)?;
-            let mut local: BTreeMap<Node, Vec<usize>> = BTreeMap::new();
-            let mut cross = Vec::new();
-            for i in waiting {
-                match self.one_node(&entries[i]) {
-                    Some(node) => local.entry(node).or_default().push(i),
-                    None => cross.push(i),
-                }
-            }
+            let (local, cross) = self.split(entries, waiting);
             for (node, indexes) in local {
                 let mine: Vec<&Entry> = indexes.iter().map(|&i| &entries[i]).collect();
                 let reply = self.call(&node, |scripts| restore_many_on_node(&mine, force, scripts)).await?;
@@ -499,15 +493,10 @@ impl NodeMoves {
             }
             // In waves, each source at most once per wave: a key moved twice gets its older
             // original (later in the page: newest first) last.
-            let mut rest = cross;
-            while !rest.is_empty() {
-                let mut seen = std::collections::HashSet::new();
-                let (wave, later): (Vec<usize>, Vec<usize>) =
-                    rest.into_iter().partition(|&i| seen.insert(entries[i].source.as_str()));
+            for wave in waves(entries, cross) {
                 for (i, outcome) in self.restore_across(entries, &wave, force).await? {
                     outcomes[i] = (outcome != RestoreOutcome::Elsewhere).then_some(outcome);
                 }
-                rest = later;
             }
         }
         let unsettled = outcomes.iter().filter(|o| o.is_none()).count();
@@ -603,6 +592,20 @@ impl NodeMoves {
         }
         Ok(indexes.iter().map(|&i| (i, decided.remove(&i).unwrap_or(RestoreOutcome::Restored))).collect())
     }
+}
+
+/// `indexes` in waves, in order, each source at most once per wave: the steps of two entries of
+/// one source must not run side by side.
+fn waves(entries: &[Entry], mut rest: Vec<usize>) -> Vec<Vec<usize>> {
+    let mut waves = Vec::new();
+    while !rest.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let (wave, later): (Vec<usize>, Vec<usize>) =
+            rest.into_iter().partition(|&i| seen.insert(entries[i].source.as_str()));
+        waves.push(wave);
+        rest = later;
+    }
+    waves
 }
 
 /// The places of an entry's targets other than the source itself (and than `skip`).
