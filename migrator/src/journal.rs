@@ -334,6 +334,12 @@ impl Drop for SledJournal {
     }
 }
 
+/// Whether `path` holds a journal (of this migrator's layout or an older one): the steps that
+/// only read a journal must not create an empty one and report on it.
+pub fn exists(path: &Path) -> bool {
+    [SEGMENTS_DIR, "db", "segments"].iter().any(|part| path.join(part).is_dir())
+}
+
 impl SledJournal {
     /// Opens (or creates) the journal directory. One process at a time: sled locks it.
     pub fn open(path: &Path) -> Result<Self, JournalError> {

@@ -30,7 +30,7 @@ pub mod families;
 pub mod generate;
 pub mod http;
 pub mod journal;
-pub mod journal_target;
+pub mod journal_owner;
 pub mod pace;
 pub mod pipeline;
 pub mod plan;

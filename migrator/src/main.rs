@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use edgesync_core::keys::KeySpace;
 use edgesync_migrator::apply::{apply, lock_key, ApplyOptions};
-use edgesync_migrator::connect::{open_with, redacted, Connector, Trust};
-use edgesync_migrator::journal::{heads, Journal, SledJournal};
+use edgesync_migrator::connect::{open_connection, open_with, redacted, Connection, Connector, Trust};
+use edgesync_migrator::journal::{self, heads, Journal, SledJournal};
+use edgesync_migrator::journal_owner::{self, Database};
 use edgesync_migrator::rules::{builtin, RuleOptions, RuleSet, Target};
 use edgesync_migrator::sides::Sides;
 use edgesync_migrator::value::SizeLimits;
@@ -168,11 +169,28 @@ fn rules_step(action: &RulesAction) -> Result<ExitCode, StepError> {
     }
 }
 
-/// The journal directory as an absolute path, created if missing, so every file the steps
-/// put in it (segments, scratch sets) is found again whatever the working directory.
-fn journal_dir(path: &std::path::Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(path).map_err(|e| format!("cannot create the journal {}: {e}", path.display()))?;
-    path.canonicalize().map_err(|e| format!("cannot resolve the journal {}: {e}", path.display()))
+/// The journal directory as an absolute path, created if missing (by `apply`, the one step
+/// that starts a journal), so every file the steps put in it (segments, scratch sets) is found
+/// again whatever the working directory.
+fn journal_dir(path: &std::path::Path) -> Result<PathBuf, StepError> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| StepError::Failed(format!("cannot create the journal {}: {e}", path.display())))?;
+    path.canonicalize().map_err(|e| StepError::Failed(format!("cannot resolve the journal {}: {e}", path.display())))
+}
+
+/// The journal a reading step (`verify`, `rollback`, `status`) works on, which must exist:
+/// creating an empty one and reporting on it would tell an operator in the wrong directory
+/// that all is well.
+fn existing_journal_dir(path: &std::path::Path, step: &str) -> Result<PathBuf, StepError> {
+    if journal::exists(path) {
+        return journal_dir(path);
+    }
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    Err(StepError::Usage(format!(
+        "no journal at {}: `{step}` reads the journal `apply` wrote; run it in the directory apply ran in, or give \
+         --journal with that journal's path",
+        shown.display()
+    )))
 }
 
 /// Why a step could not run: bad usage (exit 2) or a failure to run at all (exit 3).
@@ -266,11 +284,22 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
         default_side: global.default_side.clone(),
         limits: SizeLimits { max_string_bytes: global.max_value_bytes, max_elements: global.max_elements },
     };
-    // Opened by the steps that keep one (not `plan`, which writes nothing anywhere).
-    let journal = || -> Result<SledJournal, StepError> {
-        let path = journal_dir(&global.journal).map_err(StepError::Failed)?;
-        SledJournal::open(&path).map_err(failed)
+    // Opened by the steps that keep one (not `plan`, which writes nothing anywhere); only
+    // `apply` starts one.
+    let step_name = match &cli.step {
+        Step::Apply { .. } => None,
+        Step::Verify => Some("verify"),
+        Step::Rollback { .. } => Some("rollback"),
+        _ => Some("status"),
     };
+    let journal_path = || match step_name {
+        None => journal_dir(&global.journal),
+        Some(step) => existing_journal_dir(&global.journal, step),
+    };
+    if matches!(cli.step, Step::Verify | Step::Rollback { .. } | Step::Status) {
+        journal_path()?;
+    }
+    let journal = || -> Result<SledJournal, StepError> { SledJournal::open(&journal_path()?).map_err(failed) };
 
     if let Step::Status = cli.step {
         let journal = journal()?;
@@ -296,11 +325,15 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
     };
     let trust = trust_from(&global.tls_ca, "--tls-ca")?;
     let target_trust = trust_from(&global.target_tls_ca, "--target-tls-ca")?;
-    let store = open_with(url, global.token.as_deref(), &trust).map_err(|error| match error {
+    let connection = open_connection(url, global.token.as_deref(), &trust).map_err(|error| match error {
         edgesync_migrator::connect::ConnectError::Usage(message) => StepError::Usage(message),
         other => failed(other),
     })?;
-    let store = store.as_ref();
+    let store = connection.store();
+    let source = match &connection {
+        Connection::Cluster(cluster) => Database::cluster(cluster.masters()),
+        Connection::Single(_) => Database::single(url),
+    };
     // apply, verify and rollback open more connections of their own (docs/design.md).
     let connector = Connector::new(url, global.token.as_deref(), &trust);
     let target_connector = global
@@ -324,9 +357,8 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
             "--overwrite with --target-url is not supported: the target's keys are not replaced".into(),
         ));
     }
-    let journaled_target = |record: bool| -> Result<(), StepError> {
-        let dir = journal_dir(&global.journal).map_err(StepError::Failed)?;
-        edgesync_migrator::journal_target::check(&dir, global.target_url.as_deref(), record)
+    let journaled_owner = |record: bool| -> Result<(), StepError> {
+        journal_owner::check(&journal_path()?, &source, global.target_url.as_deref(), record)
             .map_err(|e| StepError::Usage(e.to_string()))
     };
 
@@ -338,7 +370,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
             report(global.json, &planned, !planned.has_problems())
         }
         Step::Apply { rate, keep_source, overwrite, no_progress } => {
-            journaled_target(true)?;
+            journaled_owner(true)?;
             let journal = journal()?;
             let options = ApplyOptions {
                 batch: global.batch,
@@ -355,13 +387,13 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
             report(global.json, &applied, !applied.has_problems())
         }
         Step::Verify => {
-            journaled_target(false)?;
+            journaled_owner(false)?;
             let verified =
                 block_on(verify::verify(store, &journal()?, global.batch, Some(&connector), target)).map_err(failed)?;
             report(global.json, &verified, verified.is_clean())
         }
         Step::Rollback { force } => {
-            journaled_target(false)?;
+            journaled_owner(false)?;
             let rolled = block_on(rollback::rollback(
                 store,
                 &journal()?,

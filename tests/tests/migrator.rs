@@ -3,7 +3,8 @@
 //! restores the typed dump exactly; SIGKILLed runs resume to the same result as an
 //! uninterrupted one; a live writer loses no update; the Upstash REST backend works; and
 //! `rediss://` works with a private CA given by `--tls-ca`; keys above the size limits are
-//! reported and left alone; `--rate` holds.
+//! reported and left alone; `--rate` holds; verify, rollback and status never create a
+//! journal, and a journal is refused for another database.
 //! Each test uses its own Redis database (`redis://…/N`).
 
 use std::process::{Command, Stdio};
@@ -46,6 +47,7 @@ fn main() {
                 keys_above_the_size_limits_are_reported_and_left_alone,
             ),
             ("rate_limits_apply", rate_limits_apply),
+            ("reading_steps_need_the_journal_of_their_database", reading_steps_need_the_journal_of_their_database),
         ],
     )
 }
@@ -465,4 +467,54 @@ fn rate_limits_apply(backend: &RedisBackend) {
     assert_eq!(report["migrated"].as_u64(), Some(owned.migrate + owned.already_migrated), "{report}");
     let floor = Duration::from_secs_f64(0.9 * scanned as f64 / rate as f64);
     assert!(elapsed >= floor, "{scanned} keys at {rate}/s took {elapsed:?}, less than {floor:?}");
+}
+
+/// `verify`, `rollback` and `status` where no journal is exit 2 with a sentence naming the path,
+/// and create nothing; a journal pointed at another database is refused by verify and
+/// rollback, which then change nothing there.
+fn reading_steps_need_the_journal_of_their_database(backend: &RedisBackend) {
+    let (db, other) = (9, 10);
+    let empty = tempfile::tempdir().unwrap();
+    for step in ["verify", "rollback", "status"] {
+        let run = Command::new(migrator_binary())
+            .current_dir(empty.path())
+            .args([step, "--url", &url(backend, db)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{step}: {stderr}");
+        let looked_at = empty.path().canonicalize().unwrap().join("migrator-journal");
+        assert!(stderr.contains(&format!("no journal at {}", looked_at.display())), "{step}: {stderr}");
+        assert!(stderr.contains("--journal"), "{step} says how to point at the journal: {stderr}");
+        assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "{step} created something");
+    }
+
+    let store = open(&url(backend, db), None).unwrap();
+    block_on(generate(store.as_ref(), 300, 17, PREFIX)).unwrap();
+    let other_store = open(&url(backend, other), None).unwrap();
+    block_on(generate(other_store.as_ref(), 300, 17, PREFIX)).unwrap();
+    let other_before = block_on(dump(other_store.as_ref())).unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let run = |step: &str, database: u8| {
+        Command::new(migrator_binary())
+            .args([step, "--json", "--url", &url(backend, database), "--journal"])
+            .arg(journal.path())
+            .output()
+            .unwrap()
+    };
+    let applied = run("apply", db);
+    let report: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert!(report["migrated"].as_u64().unwrap() > 0, "{report}");
+    for step in ["verify", "rollback", "apply"] {
+        let refused = run(step, other);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{step} on another database: {stderr}");
+        assert!(stderr.contains("this journal belongs to") && stderr.contains(&format!("/{db}")), "{stderr}");
+    }
+    let other_after = block_on(dump(other_store.as_ref())).unwrap();
+    assert!(differences(&other_before, &other_after, 50, |_| false).is_empty(), "the other database changed");
+    let verified = run("verify", db);
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+    let verified: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verified["checked"], report["migrated"], "{verified}");
 }
