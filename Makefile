@@ -40,7 +40,7 @@ DEV_PORT ?= 8787
 # The bundle budget: 600 KB compressed (the free plan allows 3 MB; a small bundle starts fast).
 BUNDLE_LIMIT_BYTES := 614400
 
-.PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-cpu bench-migrator bench-core deploy clean
+.PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-cpu perf-tool bench-migrator bench-core deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -134,15 +134,20 @@ deploy-check: wasm ## bundle as `wrangler deploy` would, and fail above the 600 
 	echo "bundle: $$size bytes compressed (limit $(BUNDLE_LIMIT_BYTES))"; \
 	[ "$$size" -le $(BUNDLE_LIMIT_BYTES) ] || { echo "bundle exceeds its budget of $(BUNDLE_LIMIT_BYTES) bytes compressed (the free plan allows 3 MB)"; exit 1; }
 
-bench: tools wasm ## HTTP latency/throughput vs. a hello-world and a JS @upstash/redis worker (wrk), then CPU per cron invocation (V8 profiler)
+bench: tools wasm perf-tool ## HTTP latency/throughput vs. a hello-world and a JS @upstash/redis worker (wrk), then the isolate's CPU per cron invocation (perf, V8 profiler)
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench http
 	cargo bench -p edgesync-e2e --bench cpu
 
-bench-cpu: tools wasm ## only the CPU part of `make bench`: isolate CPU per cron invocation for 1/5/20 symbols, copy on/off
+bench-cpu: tools wasm perf-tool ## only the CPU part of `make bench`: isolate CPU per cron invocation for 1/5/20 symbols, copy on/off
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench cpu
+
+# Linux perf samples workerd's CPU for the CPU bench (Debian: linux-perf).
+perf-tool:
+	@command -v perf >/dev/null || { echo "installing perf (apt: linux-perf)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq linux-perf >/dev/null; }
+	@command -v perf >/dev/null || { echo "perf is missing: install linux-perf"; exit 1; }
 
 bench-migrator: tools ## migrator plan/apply/verify/rollback on 1M keys (keys/s, RSS) vs. redis-benchmark, a naive loop and TradingBoost's script
 	@python3 -c "import venv, ensurepip" 2>/dev/null || { echo "installing python3-venv (apt)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv >/dev/null; }

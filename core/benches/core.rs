@@ -114,6 +114,7 @@ fn handler(c: &mut Criterion) {
         clock: &*clock,
         sleep: &ThreadSleep,
         flights: &flights,
+        mexc_clock: &Default::default(),
         waiter: &edgesync_core::single_flight::Unbounded,
         page: &edgesync_core::api::page::PageAssets::NONE,
     };
@@ -258,6 +259,7 @@ fn cron(c: &mut Criterion) {
             clock: &clock,
             sleep: &ThreadSleep,
             flights: &flights,
+            mexc_clock: &Default::default(),
             waiter: &edgesync_core::single_flight::Unbounded,
             page: &edgesync_core::api::page::PageAssets::NONE,
         };

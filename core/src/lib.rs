@@ -63,6 +63,8 @@ pub struct App<'a> {
     pub sleep: &'a dyn clock::Sleep,
     /// Single-flight of read-through exchange calls (isolate-lifetime).
     pub flights: &'a api::flight::Flights,
+    /// MEXC's clock offset, measured once per isolate (isolate-lifetime).
+    pub mexc_clock: &'a exchange::clock_offset::ClockOffset,
     /// How a request waits for another's call it joined (the edge's: see [`single_flight`]).
     pub waiter: &'a dyn single_flight::Waiter,
     /// The built page `/` serves (the edge's build output).

@@ -31,6 +31,7 @@ pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnO
         clock: &*clock,
         sleep: &ThreadSleep,
         flights: &flights,
+        mexc_clock: &Default::default(),
         waiter: &crate::single_flight::Unbounded,
         page: &crate::api::page::PageAssets::NONE,
     };

@@ -1,28 +1,39 @@
 //! `make bench` (CPU part): what one cron invocation costs in CPU — the quantity Cloudflare
 //! limits and bills — for 1, 5 and 20 symbols, with and without the durable copy.
 //!
-//! Two measurements of the same worker in workerd under `wrangler dev` (release wasm, names
-//! kept), medians of `BENCH_INVOCATIONS` (default 20) invocations after 3 warm-up ones:
+//! Three measurements of the same worker in workerd under `wrangler dev` (release wasm, names
+//! kept), over `BENCH_INVOCATIONS` (default 20) invocations after 3 warm-up ones:
+//! - **the isolate's CPU** (the headline): Linux `perf` samples workerd (`cpu-clock`, 20 kHz,
+//!   call graphs; [`edgesync_e2e::perf`]); the share of samples below a V8 entry frame —
+//!   JavaScript or WebAssembly running, or V8 and the runtime's APIs called from it — applied
+//!   to workerd's CPU time for unsampled invocations (sampling costs CPU of its own, spread
+//!   over the samples). "own" subtracts an invocation for a cron expression that runs no task;
+//!   `wrangler dev`'s own isolates (its WebSocket plumbing) are left out. Beside it, what any
+//!   worker pays per subrequest, measured in the same run: a hello-world worker making 16
+//!   fetches of the stand-in, minus a plain request, per fetch; and the invocation's
+//!   subrequests, counted by the stand-in and the gateway. "edgesync" is the cron's own CPU
+//!   minus that floor times its subrequests: what the worker's code adds to the platform's
+//!   unavoidable cost.
 //! - **workerd's CPU time** per invocation (`/proc/<pid>/task/*/schedstat`, every thread,
-//!   ns), unprofiled: CPU, not wall time, so other load on the machine does not stretch it.
-//!   "own" subtracts an invocation of the same worker for a cron expression that runs no
-//!   task; per task, the task alone on its own expression (as `CRON_TASKS` splitting runs it).
-//!   Beside it, workerd's CPU per request of a hello-world worker: the same-run floor.
-//! - **the isolate's CPU** from a V8 sampling profile taken through the inspector wrangler
-//!   exposes (`Profiler` domain, 100 µs sampling): the self time of every sampled frame except
-//!   `(idle)`, `(program)` (workerd's own work) and `(garbage collector)` (shown apart). Frames
-//!   are attributed to phases by name ([`phase`]); the Durable Object's frames (`wrangler dev`
-//!   runs the object in the same isolate; Cloudflare bills it to the object's own requests)
-//!   are its share, apart from the cron's. A profile that caught no sample of the invocation
-//!   is left out and counted. On a loaded machine the sampler is starved and the totals
-//!   scatter; the phase shares over all kept profiles are what this is best for.
+//!   ns), unprofiled: CPU, not wall time. Per task, the task alone on its own expression (as
+//!   `CRON_TASKS` splitting runs it). Beside it, workerd's CPU per request of a hello-world
+//!   worker: the same-run floor.
+//! - **a V8 sampling profile** taken through the inspector wrangler exposes (`Profiler`
+//!   domain, 100 µs sampling), for *where* the isolate's time goes: frames attributed to phases
+//!   by name ([`phase`]), and the Durable Object's frames (`wrangler dev` runs the object in the
+//!   same isolate; Cloudflare bills it to the object's own requests) as its share, which also
+//!   splits perf's total. Its samples are stamped with wall-clock intervals, so on a loaded
+//!   machine a descheduled thread makes one sample stand for milliseconds: its totals are not
+//!   CPU (docs/benchmarks.md), its shares are. A profile that caught no sample of the
+//!   invocation is left out and counted.
 //!
 //! Data: the MEXC stand-in serves an account of 31 balances, each symbol's 24 h ticker and
 //! `FILLS` fills per symbol in the one-month window (one page), in `fixtures/mexc` shapes.
 //! The measured workerd runs at nice -10 when the bench may raise it (root).
 //!
 //! Environment: `BENCH_INVOCATIONS` (default 20), `BENCH_TOP` (print the N hottest frames of
-//! each configuration, default 0), `BENCH_SIZES=5` and `BENCH_COPY=off` to narrow the run.
+//! each configuration, default 0), `BENCH_SIZES=5` and `BENCH_COPY=off` to narrow the run,
+//! `BENCH_PERF_DIR` to keep perf's recordings there (`perf report -i …`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,6 +41,7 @@ use std::time::{Duration, Instant};
 use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{repo_root, spawn_wrangler_dev, Stack, StackOptions};
 use edgesync_e2e::inspector::{CallFrame, CpuProfile, Inspector, GARBAGE_COLLECTOR, IDLE, PROGRAM};
+use edgesync_e2e::perf::{self, CpuByPlace, Place, Recording};
 use edgesync_e2e::process::free_port;
 use serde_json::{json, Value};
 
@@ -46,6 +58,8 @@ const TASK_CRONS: [(&str, &str); 3] = [("balance", "1 * * * *"), ("price", "2 * 
 const UNMAPPED: &str = "9 9 9 9 9";
 const SAMPLING_US: u32 = 100;
 const WARM_UP: usize = 3;
+/// Frames of a stack shown in `BENCH_TOP`'s hottest stacks.
+const STACK_DEPTH: usize = 5;
 
 /// The phases frames are attributed to, in the order they are printed.
 const PHASES: [&str; 9] = [
@@ -121,6 +135,9 @@ struct Invocation {
     frames: BTreeMap<String, i64>,
     /// Inclusive time of edgesync's own functions (for `BENCH_TOP`).
     inclusive: BTreeMap<String, i64>,
+    /// Self time per stack, its leaf and the callers above it (for `BENCH_TOP`): where a
+    /// frame without a name is called from.
+    stacks: BTreeMap<String, i64>,
 }
 
 impl Invocation {
@@ -142,6 +159,20 @@ impl Invocation {
                         _ => leaf.to_owned(),
                     };
                     *invocation.frames.entry(name).or_default() += duration;
+                    let callers: Vec<String> = stack
+                        .iter()
+                        .take(STACK_DEPTH)
+                        .map(|f| {
+                            let name = f.function_name.split("::h").next().unwrap_or_default();
+                            let short = name.rsplit("::").take(2).collect::<Vec<_>>().join("<");
+                            if short.is_empty() {
+                                format!("(anonymous {}:{})", f.url, f.line_number)
+                            } else {
+                                short
+                            }
+                        })
+                        .collect();
+                    *invocation.stacks.entry(callers.join(" <- ")).or_default() += duration;
                     let mut seen = std::collections::BTreeSet::new();
                     for frame in &stack {
                         let name = frame.function_name.split("::h").next().unwrap_or_default();
@@ -246,6 +277,12 @@ struct Row {
     task_process_ms: [(&'static str, f64); 3],
     /// Profiles that caught no sample of the invocation, left out.
     lost: usize,
+    /// perf's CPU per invocation by place: the full cron, the no-task floor, each task alone.
+    perf_full: CpuByPlace,
+    perf_floor: CpuByPlace,
+    perf_tasks: [(&'static str, CpuByPlace); 3],
+    /// Subrequests per invocation (the full cron), counted by the stand-in and the gateway.
+    subrequests: f64,
 }
 
 fn mean_invocation(all: &[Invocation]) -> Invocation {
@@ -264,6 +301,9 @@ fn mean_invocation(all: &[Invocation]) -> Invocation {
         for (frame, us) in &inv.inclusive {
             *mean.inclusive.entry(frame.clone()).or_default() += us;
         }
+        for (stack, us) in &inv.stacks {
+            *mean.stacks.entry(stack.clone()).or_default() += us;
+        }
     }
     mean.isolate_us /= n;
     mean.gc_us /= n;
@@ -271,6 +311,7 @@ fn mean_invocation(all: &[Invocation]) -> Invocation {
     mean.phases.values_mut().for_each(|us| *us /= n);
     mean.frames.values_mut().for_each(|us| *us /= n);
     mean.inclusive.values_mut().for_each(|us| *us /= n);
+    mean.stacks.values_mut().for_each(|us| *us /= n);
     mean
 }
 
@@ -289,6 +330,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
         ])
         .unwrap_or_else(|e| panic!("{label}: the worker could not start: {e}"));
     raise(|nice| worker.set_priority(nice));
+    eprintln!("measuring {label}");
     let n = invocations();
     for _ in 0..WARM_UP {
         fire(http, &worker.url, FULL);
@@ -309,10 +351,15 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
                 .collect(),
         )
     };
+    let counted = || {
+        stack.exchange_requests()["total"].as_u64().unwrap_or(0)
+            + stack.gateway_stats()["requests"].as_u64().unwrap_or(0)
+    };
+    let before = counted();
     let process_ms = process_of(FULL);
+    let subrequests = (counted() - before) as f64 / n as f64;
     let empty_process_ms = process_of(UNMAPPED);
     let task_process_ms = TASK_CRONS.map(|(task, cron)| (task, process_of(cron)));
-
     let mut inspector = Inspector::connect(worker.inspector_port).expect("the worker's inspector");
     inspector.enable_profiler(SAMPLING_US).expect("Profiler.enable");
     let lost = std::cell::Cell::new(0);
@@ -339,6 +386,32 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
     let tasks = TASK_CRONS
         .map(|(task, cron)| (task, median(profiled(cron).iter().map(|i| i.cron_us() as f64).collect())))
         .to_vec();
+    // The isolate's CPU as perf samples it: the full cron, the no-task floor, each task alone.
+    // After the profiles, whose inspector session must not wait behind the object's work on
+    // histories this many invocations longer (with the copy on, each write loads and saves a
+    // history's whole row: docs/benchmarks.md).
+    // `BENCH_PERF_DIR` keeps the recordings (for `perf report -i`), one per configuration and cron.
+    let kept = std::env::var("BENCH_PERF_DIR").ok();
+    let sampled = |cron: &str| -> CpuByPlace {
+        let name = format!("perf-{namespace}-{}.data", cron.replace(['*', '/', ' '], "_"));
+        let perf_file = match &kept {
+            Some(dir) => std::path::Path::new(dir).join(name),
+            None => std::env::temp_dir().join(format!("edgesync-{}-{name}", std::process::id())),
+        };
+        let recording = Recording::start(&worker.workerd_pids(), &perf_file).expect("perf record");
+        for _ in 0..n {
+            fire(http, &worker.url, cron);
+        }
+        let cpu = recording.stop().expect("perf script");
+        if kept.is_none() {
+            let _ = std::fs::remove_file(&perf_file);
+        }
+        cpu
+    };
+    let perf_full = sampled(FULL);
+    let perf_floor = sampled(UNMAPPED);
+    let perf_tasks = TASK_CRONS.map(|(task, cron)| (task, sampled(cron)));
+
     let cron_values: Vec<f64> = full.iter().map(|i| i.cron_us() as f64).collect();
     let mut sorted = cron_values.clone();
     sorted.sort_by(f64::total_cmp);
@@ -358,34 +431,131 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
         empty_process_ms,
         task_process_ms,
         lost: lost.get(),
+        perf_full,
+        perf_floor,
+        perf_tasks,
+        subrequests,
     }
 }
 
-/// The hello-world worker's isolate CPU (profiled) and workerd process CPU per request.
-fn hello_floor(http: &ureq::Agent, dir: &std::path::Path) -> (f64, f64) {
+/// The same-run floors, from a hello-world worker: its isolate CPU (profiled) and workerd
+/// CPU per request, and the isolate CPU (perf) any worker pays per subrequest — a request that
+/// makes `SUBREQUESTS` fetches of the stand-in and reads their bodies, minus a plain one, per
+/// fetch.
+struct Floors {
+    hello_isolate_ms: f64,
+    hello_process_ms: f64,
+    per_subrequest_ms: f64,
+}
+
+const FLOOR_SUBREQUESTS: usize = 16;
+
+fn floors(http: &ureq::Agent, dir: &std::path::Path, standin_url: &str) -> Floors {
     let config = repo_root().join("tests/bench/hello/wrangler.toml");
     let (hello, url, inspector_port) =
         spawn_wrangler_dev(Some(&config), &[], &dir.join("hello.log"), None, free_port()).expect("hello worker");
     raise(|nice| hello.set_priority(nice));
-    let get = || {
-        let answer = http.get(&format!("{url}/")).call().expect("hello answers");
+    let get = |path: &str| {
+        let answer = http.get(&format!("{url}{path}")).call().expect("hello answers");
         assert_eq!(answer.status(), 200);
     };
-    (0..WARM_UP * 10).for_each(|_| get());
+    let fetching = format!("/?fetch={standin_url}/api/v3/ticker/24hr%3Fsymbol%3DQRLUSDT&n={FLOOR_SUBREQUESTS}");
+    (0..WARM_UP * 10).for_each(|_| get("/"));
+    (0..WARM_UP).for_each(|_| get(&fetching));
     let requests = invocations() * 10;
-    let before = hello.group_cpu_ns("workerd");
-    (0..requests).for_each(|_| get());
-    let process_ms = (hello.group_cpu_ns("workerd") - before) as f64 / 1e6 / requests as f64;
+    let cpu_of = |path: &str, n: usize| {
+        let before = hello.group_cpu_ns("workerd");
+        (0..n).for_each(|_| get(path));
+        (hello.group_cpu_ns("workerd") - before) as f64 / 1e6 / n as f64
+    };
+    let hello_process_ms = cpu_of("/", requests);
+    let fetching_process_ms = cpu_of(&fetching, invocations());
+    let perf_file = dir.join("hello.perf");
+    let isolate_of = |path: &str, n: usize, process_ms: f64| {
+        let recording = Recording::start(&hello.group_members("workerd"), &perf_file).expect("perf record");
+        (0..n).for_each(|_| get(path));
+        recording.stop().expect("perf script").isolate_share() * process_ms
+    };
+    let plain = isolate_of("/", requests, hello_process_ms);
+    let with_fetches = isolate_of(&fetching, invocations(), fetching_process_ms);
     let mut inspector = Inspector::connect(inspector_port).expect("the hello worker's inspector");
     inspector.enable_profiler(SAMPLING_US).expect("Profiler.enable");
     let isolate: Vec<f64> = (0..invocations())
-        .map(|_| Invocation::of(&inspector.profile(get).expect("a CPU profile").1).isolate_us as f64)
+        .map(|_| Invocation::of(&inspector.profile(|| get("/")).expect("a CPU profile").1).isolate_us as f64)
         .collect();
-    (median(isolate) / 1000.0, process_ms)
+    Floors {
+        hello_isolate_ms: median(isolate) / 1000.0,
+        hello_process_ms,
+        per_subrequest_ms: (with_fetches - plain) / FLOOR_SUBREQUESTS as f64,
+    }
+}
+
+/// The headline: the isolate's CPU per invocation — perf's share of samples below a V8 entry
+/// frame, applied to workerd's CPU for an unsampled invocation — and where it went.
+fn print_isolate_cpu(rows: &[Row], n: usize, floors: &Floors) {
+    println!(
+        "\nisolate CPU per cron invocation (perf cpu-clock, 20 kHz, share below a V8 entry × workerd CPU; {n} invocations; ms)"
+    );
+    println!(
+        "{:<22} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>6} {:>9}",
+        "configuration",
+        "isolate",
+        "no task",
+        "own",
+        "cron",
+        "DO est",
+        "code",
+        "V8",
+        "APIs",
+        "balance",
+        "price",
+        "cost",
+        "subreq",
+        "edgesync"
+    );
+    for row in rows {
+        let isolate = row.perf_full.isolate_share() * row.process_ms;
+        let floor = row.perf_floor.isolate_share() * row.empty_process_ms;
+        let own = isolate - floor;
+        // Locally the Durable Object runs in the same isolate; its share of the V8 profile's
+        // samples (a ratio, which the profile gets right) estimates its part.
+        let do_share =
+            if row.isolate_median_us > 0.0 { row.durable_object_median_us / row.isolate_median_us } else { 0.0 };
+        let do_ms = own * do_share.clamp(0.0, 1.0);
+        let part = |place: Place| row.perf_full.share(place) * row.process_ms;
+        let task = |i: usize| row.perf_tasks[i].1.isolate_share() * row.task_process_ms[i].1 - floor;
+        println!(
+            "{:<22} {:>8.2} {:>8.2} {:>7.2} {:>8.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>7.2} {:>7.2} {:>6.1} {:>9.2}",
+            row.label,
+            isolate,
+            floor,
+            own,
+            own - do_ms,
+            do_ms,
+            part(Place::Code),
+            part(Place::V8),
+            part(Place::RuntimeApis) + part(Place::Kernel),
+            task(0),
+            task(1),
+            task(2),
+            row.subrequests,
+            own - do_ms - row.subrequests * floors.per_subrequest_ms,
+        );
+    }
+    println!(
+        "per subrequest, any worker (hello-world worker fetching the stand-in {FLOOR_SUBREQUESTS} times, minus a plain request): {:.3} ms",
+        floors.per_subrequest_ms
+    );
+    println!(
+        "(own = isolate minus an invocation that runs no task; cron = own minus the Durable Object's estimated part; \
+         code = wasm+JS, V8 = builtins+GC, APIs = workerd's C++ and the kernel called from JS; per task: alone, own; \
+         subreq = subrequests per invocation (stand-in and gateway counts); edgesync = cron minus subreq × the per-subrequest floor)"
+    );
 }
 
 fn main() {
     let started = Instant::now();
+    perf::available().unwrap_or_else(|e| panic!("the CPU bench samples workerd with perf: {e}"));
     let stack = Stack::start(StackOptions {
         binaries: binaries!(),
         vars: vec![("REDIS_NAMESPACE".into(), "cpubench".into()), ("SYMBOLS".into(), "QRLUSDT".into())],
@@ -394,7 +564,8 @@ fn main() {
     serve_bench_data(&stack);
     let http: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).build().into();
     let dir = tempfile::tempdir().expect("temp dir");
-    let (hello_isolate_ms, hello_process_ms) = hello_floor(&http, dir.path());
+    let floors = floors(&http, dir.path(), &stack.exchange.url);
+    let (hello_isolate_ms, hello_process_ms) = (floors.hello_isolate_ms, floors.hello_process_ms);
 
     let mut rows = Vec::new();
     // `BENCH_SIZES=5` and `BENCH_COPY=off` narrow the run (while profiling a change).
@@ -413,6 +584,7 @@ fn main() {
     }
 
     let n = invocations();
+    print_isolate_cpu(&rows, n, &floors);
     println!(
         "\nworkerd CPU per cron invocation (all threads, /proc schedstat; median of {n} after {WARM_UP} warm-up; ms)"
     );
@@ -490,6 +662,12 @@ fn main() {
             frames.sort_by(|a, b| b.1.cmp(a.1));
             for (frame, us) in frames.into_iter().take(top) {
                 println!("{us:>8}  {frame}");
+            }
+            println!("\nhottest stacks, {} (mean µs per invocation, self time; leaf <- callers)", row.label);
+            let mut stacks: Vec<(&String, &i64)> = row.cron.stacks.iter().collect();
+            stacks.sort_by(|a, b| b.1.cmp(a.1));
+            for (stack, us) in stacks.into_iter().take(top) {
+                println!("{us:>8}  {stack}");
             }
             println!("\ninclusive, {} (mean µs per invocation; edgesync's functions and JS)", row.label);
             let mut frames: Vec<(&String, &i64)> = row.cron.inclusive.iter().collect();

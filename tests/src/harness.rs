@@ -668,6 +668,11 @@ impl ExtraWorker {
     pub fn workerd_cpu_ns(&self) -> u64 {
         self.service.group_cpu_ns("workerd")
     }
+
+    /// The pids of its workerd processes.
+    pub fn workerd_pids(&self) -> Vec<u32> {
+        self.service.group_members("workerd")
+    }
 }
 
 impl Stack {

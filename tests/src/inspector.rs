@@ -32,6 +32,8 @@ pub struct CallFrame {
     pub function_name: String,
     #[serde(default)]
     pub url: String,
+    #[serde(default)]
+    pub line_number: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

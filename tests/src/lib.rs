@@ -5,6 +5,7 @@
 //!   worker in workerd, and stops them all when dropped.
 //! - [`inspector`]: a V8 inspector session with a worker's isolate: sampling CPU profiles.
 //! - [`native_http`]: core's HTTP transport over a blocking native client.
+//! - [`perf`]: workerd's CPU as `perf` samples it, inside the isolate and outside it.
 //! - [`process`]: child processes in their own process groups, stopped on drop or signal.
 //! - [`okx`]: OKX position objects as the seed bots cache them.
 //! - [`suite`]: a libtest-compatible runner over one shared fixture.
@@ -17,6 +18,7 @@ pub mod harness;
 pub mod inspector;
 pub mod native_http;
 pub mod okx;
+pub mod perf;
 pub mod process;
 pub mod standin;
 pub mod suite;

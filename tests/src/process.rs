@@ -121,21 +121,30 @@ impl Service {
     /// service's process group has run so far (`/proc/<pid>/task/<tid>/schedstat`): finer
     /// than [`Service::group_cpu_ticks`], and CPU, not wall time.
     pub fn group_cpu_ns(&self, program: &str) -> u64 {
-        let group = self.child.id().to_string();
-        let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-        let members = entries.filter_map(Result::ok).filter(|entry| {
-            std::fs::read_to_string(entry.path().join("stat")).ok().is_some_and(|stat| {
-                let Some((head, rest)) = stat.rsplit_once(") ") else { return false };
-                let comm = head.split_once(" (").map(|(_, c)| c);
-                comm == Some(program) && rest.split(' ').nth(2) == Some(group.as_str())
-            })
-        });
-        members
-            .filter_map(|entry| std::fs::read_dir(entry.path().join("task")).ok())
+        self.group_members(program)
+            .into_iter()
+            .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).ok())
             .flat_map(|tasks| tasks.filter_map(Result::ok))
             .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
             .filter_map(|text| text.split(' ').next()?.parse::<u64>().ok())
             .sum()
+    }
+
+    /// The pids of the processes named `program` in this process's group.
+    pub fn group_members(&self, program: &str) -> Vec<u32> {
+        let group = self.child.id().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                std::fs::read_to_string(entry.path().join("stat")).ok().is_some_and(|stat| {
+                    let Some((head, rest)) = stat.rsplit_once(") ") else { return false };
+                    let comm = head.split_once(" (").map(|(_, c)| c);
+                    comm == Some(program) && rest.split(' ').nth(2) == Some(group.as_str())
+                })
+            })
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect()
     }
 
     /// False once the process has exited.

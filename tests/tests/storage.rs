@@ -241,6 +241,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
         clock: &SystemClock,
         sleep: &ThreadSleep,
         flights: &Default::default(),
+        mexc_clock: &Default::default(),
         waiter: &edgesync_core::single_flight::Unbounded,
         page: &edgesync_core::api::page::PageAssets::NONE,
     };

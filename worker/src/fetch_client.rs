@@ -1,69 +1,121 @@
-//! [`FetchClient`]: core's [`HttpClient`] over the runtime's `fetch`, called through
-//! `web_sys` directly: one call builds the request, one awaits the response, one awaits the
-//! whole body as an `ArrayBuffer` (copied into wasm memory once) — rather than reading the
-//! body stream chunk by chunk through closures, which is most of a subrequest's isolate CPU
-//! (`docs/benchmarks.md`, "CPU per cron invocation"). The per-request timeout is the runtime's
-//! own `AbortSignal.timeout()` (connect to last body byte), so no timer of ours races it.
+//! [`FetchClient`]: core's [`HttpClient`] over the runtime's `fetch`, in one crossing each way:
+//! a small JavaScript function (below) builds the `Request` — its body copied once, straight
+//! from wasm memory — awaits the response and its whole body, and answers with the status, the
+//! headers core reads and the bytes. Calling `Headers`, `RequestInit`, `Request`, `fetch`,
+//! `arrayBuffer` one by one through `web_sys` crossed the wasm↔JS boundary a dozen times per
+//! subrequest and wrapped two promises in Rust closures, which was most of what the isolate
+//! spent per subrequest beyond the runtime's own work (`docs/benchmarks.md`, "CPU per cron
+//! invocation"). The per-request timeout is the runtime's `AbortSignal.timeout()` (connect to
+//! last body byte), so no timer of ours races it.
 
 use async_trait::async_trait;
 use edgesync_core::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, RESPONSE_HEADERS};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortSignal, Headers, Request, RequestInit, Response, WorkerGlobalScope};
+
+#[wasm_bindgen(inline_js = r#"
+const WANTED = ["upstash-sync-token", "retry-after"];
+
+// One subrequest. `headers` is "name\nvalue\n…"; `body` a Uint8Array view of wasm memory (or
+// undefined), which `new Request` copies before this function first awaits. Answers
+// [status, [header values], bytes], or [0, "timeout" | message] when no response came.
+export async function edgesyncFetch(url, method, headers, body, timeoutMs) {
+  try {
+    const init = { method, signal: AbortSignal.timeout(timeoutMs) };
+    if (headers.length > 0) {
+      const parts = headers.split("\n");
+      const pairs = [];
+      for (let i = 0; i + 1 < parts.length; i += 2) pairs.push([parts[i], parts[i + 1]]);
+      init.headers = pairs;
+    }
+    if (body !== undefined) init.body = body;
+    const response = await fetch(new Request(url, init));
+    const found = WANTED.map((name) => response.headers.get(name));
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return [response.status, found, bytes];
+  } catch (error) {
+    const timedOut = error && (error.name === "TimeoutError" || error.name === "AbortError");
+    return [0, timedOut ? "timeout" : String((error && error.message) || error)];
+  }
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = edgesyncFetch)]
+    fn edgesync_fetch(url: &str, method: &str, headers: &str, body: JsValue, timeout_ms: u32) -> js_sys::Promise;
+}
 
 pub struct FetchClient;
 
-fn failed(error: JsValue) -> TransportError {
-    let message = error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| format!("{error:?}"));
-    TransportError::Failed(message)
+/// The headers as `edgesync_fetch` takes them: `name\nvalue\n…` (names and values never hold a
+/// newline: the runtime would refuse them anyway).
+fn joined_headers(request: &HttpRequest) -> String {
+    let mut joined = String::new();
+    for (name, value) in &request.headers {
+        joined.push_str(name);
+        joined.push('\n');
+        joined.push_str(value);
+        joined.push('\n');
+    }
+    joined
 }
 
-async fn exchange(request: &HttpRequest, signal: &AbortSignal) -> Result<HttpResponse, JsValue> {
-    let headers = Headers::new()?;
-    for (name, value) in &request.headers {
-        headers.append(name, value)?;
-    }
-    let init = RequestInit::new();
-    init.set_method(match request.method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-    });
-    init.set_headers(&headers);
-    init.set_signal(Some(signal));
-    if let Some(body) = &request.body {
-        init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
-    }
-    // A `Request` rather than `fetch(url, init)`: the runtime builds one either way, and
-    // `wrangler dev`'s fetch wrapper (which checks URLs) would build a second one from a string.
-    let outbound = Request::new_with_str_and_init(&request.url, &init)?;
-    // `fetch` is a method of the global scope in workerd; no `instanceof` check needed.
-    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response: Response = JsFuture::from(global.fetch_with_request(&outbound)).await?.unchecked_into();
-    let status = response.status();
-    let all = response.headers();
-    let headers = RESPONSE_HEADERS
-        .iter()
-        .filter_map(|name| all.get(name).ok().flatten().map(|value| (name.to_string(), value)))
-        .collect();
-    let buffer = JsFuture::from(response.array_buffer()?).await?;
-    let body = js_sys::Uint8Array::new(&buffer).to_vec();
-    Ok(HttpResponse { status, headers, body })
+fn text(value: &JsValue) -> String {
+    value.as_string().unwrap_or_else(|| format!("{value:?}"))
 }
 
 #[async_trait(?Send)]
 impl HttpClient for FetchClient {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let signal = AbortSignal::timeout_with_u32(u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX));
-        exchange(&request, &signal).await.map_err(|error| {
-            if signal.aborted() {
+        let timeout_ms = u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX);
+        let method = match request.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        };
+        let headers = joined_headers(&request);
+        let promise = match &request.body {
+            // SAFETY: the view over wasm memory is read only by `new Request`, which copies the
+            // body before `edgesyncFetch` first awaits, i.e. before this call returns; nothing
+            // allocates in wasm in between (an allocation could grow the memory and detach the
+            // view). It saves copying a pipeline (hundreds of KB) into a JS buffer first.
+            Some(body) => edgesync_fetch(
+                &request.url,
+                method,
+                &headers,
+                unsafe { js_sys::Uint8Array::view(body) }.into(),
+                timeout_ms,
+            ),
+            None => edgesync_fetch(&request.url, method, &headers, JsValue::UNDEFINED, timeout_ms),
+        };
+        let answer: js_sys::Array =
+            JsFuture::from(promise).await.map_err(|e| TransportError::Failed(text(&e)))?.unchecked_into();
+        let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+        if status == 0 {
+            let why = text(&answer.get(1));
+            return Err(if why == "timeout" {
                 TransportError::Timeout(request.timeout)
             } else {
-                failed(error)
-            }
-        })
+                TransportError::Failed(why)
+            });
+        }
+        let found: js_sys::Array = answer.get(1).unchecked_into();
+        let headers = RESPONSE_HEADERS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| found.get(i as u32).as_string().map(|value| (name.to_string(), value)))
+            .collect();
+        let body = answer.get(2).unchecked_into::<js_sys::Uint8Array>().to_vec();
+        Ok(HttpResponse { status, headers, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_javascript_reads_the_headers_core_reads() {
+        // The script lists them itself (a constant crossing once); it must match core's list.
+        assert_eq!(RESPONSE_HEADERS, ["upstash-sync-token", "retry-after"]);
     }
 }

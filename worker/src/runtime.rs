@@ -15,6 +15,7 @@ use edgesync_core::api::flight::Flights;
 use edgesync_core::api::{ApiError, ApiResponse};
 use edgesync_core::clock::{Backoff, Clock, Sleep};
 use edgesync_core::config::{Config, ConfigError};
+use edgesync_core::exchange::clock_offset::ClockOffset;
 use edgesync_core::log::EventLog;
 use edgesync_core::store::durable::client::Keeps;
 use edgesync_core::store::durable::DurableStore;
@@ -67,6 +68,12 @@ fn memory_tier(config: &Config) -> &'static IsolateCache {
 fn flights() -> &'static Flights {
     static FLIGHTS: OnceLock<Flights> = OnceLock::new();
     FLIGHTS.get_or_init(Flights::default)
+}
+
+/// The isolate's measurement of MEXC's clock offset.
+fn mexc_clock() -> &'static ClockOffset {
+    static OFFSET: OnceLock<ClockOffset> = OnceLock::new();
+    OFFSET.get_or_init(ClockOffset::default)
 }
 
 /// The isolate's memory store, the whole store when no Redis is configured.
@@ -151,6 +158,7 @@ impl Runtime {
             clock: &WorkerClock,
             sleep: &WorkerSleep,
             flights: flights(),
+            mexc_clock: mexc_clock(),
             waiter: &WorkerWaiter,
             page: &crate::page::ASSETS,
         }

@@ -3,7 +3,8 @@
 //! fetched. Status codes map to [`ExchangeError`] here, once.
 //!
 //! Signed calls carry `X-MEXC-APIKEY`, `recvWindow`, a `timestamp` corrected by the offset to
-//! MEXC's clock (measured once per client from `/api/v3/time`, and again after a 700003), and
+//! MEXC's clock (measured from `/api/v3/time` once per client, or once per isolate when the
+//! client shares a [`ClockOffset`], and again after a 700003), and
 //! the HMAC `signature`. Every call is an idempotent GET, so it is retried on 5xx, timeouts and
 //! transport errors with jittered backoff; 429 and 418 wait the `Retry-After` MEXC asks for.
 //! All waiting stops at the client's deadline (the cron invocation's budget): a wait that
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::clock_offset::ClockOffset;
 use super::model::{Account, ErrorBody, ServerTime, Ticker24h, Trade};
 use super::sign::{hmac_sha256_hex, query_string};
 use super::{ExchangeConfig, ExchangeError};
@@ -74,6 +76,8 @@ pub struct MexcClient<'a> {
     retry: Option<RetryPolicy<'a>>,
     /// MEXC's clock minus ours, once measured. `Cell`: the client serves one task.
     offset_ms: Cell<Option<i64>>,
+    /// The isolate's measurement, shared by its clients when given.
+    shared_offset: Option<&'a ClockOffset>,
     /// Held while measuring, so concurrent signed calls wait for one `/api/v3/time`.
     measuring: Mutex<()>,
     calls: Cell<u64>,
@@ -95,6 +99,7 @@ impl<'a> MexcClient<'a> {
             config,
             retry: None,
             offset_ms: Cell::new(None),
+            shared_offset: None,
             measuring: Mutex::new(()),
             calls: Cell::new(0),
         }
@@ -102,6 +107,12 @@ impl<'a> MexcClient<'a> {
 
     pub fn with_retries(mut self, retry: RetryPolicy<'a>) -> Self {
         self.retry = Some(retry);
+        self
+    }
+
+    /// Reuses (and keeps) the isolate's measurement of MEXC's clock.
+    pub fn with_shared_offset(mut self, offset: &'a ClockOffset) -> Self {
+        self.shared_offset = Some(offset);
         self
     }
 
@@ -152,13 +163,14 @@ impl<'a> MexcClient<'a> {
         self.call(Call { endpoint: "my_trades", path: "/api/v3/myTrades", params: &params, signed: true }).await
     }
 
-    /// Measures MEXC's clock offset (once per client; again after a 700003).
+    /// Measures MEXC's clock offset (once per client, or per isolate when shared; again after
+    /// a 700003).
     async fn offset(&self) -> i64 {
-        if let Some(offset) = self.offset_ms.get() {
+        if let Some(offset) = self.known_offset() {
             return offset;
         }
         let _measuring = self.measuring.lock().await;
-        if let Some(offset) = self.offset_ms.get() {
+        if let Some(offset) = self.known_offset() {
             return offset;
         }
         let sent = self.clock.now_ms();
@@ -169,7 +181,19 @@ impl<'a> MexcClient<'a> {
             Err(_) => 0,
         };
         self.offset_ms.set(Some(offset));
+        if let Some(shared) = self.shared_offset {
+            shared.set(offset, self.clock.now_ms());
+        }
         offset
+    }
+
+    /// This client's measurement, else the isolate's while it is fresh.
+    fn known_offset(&self) -> Option<i64> {
+        self.offset_ms.get().or_else(|| {
+            let shared = self.shared_offset?.get(self.clock.now_ms())?;
+            self.offset_ms.set(Some(shared));
+            Some(shared)
+        })
     }
 
     fn url(
@@ -241,6 +265,9 @@ impl<'a> MexcClient<'a> {
                 ExchangeError::Api { code: TIMESTAMP_OUTSIDE_WINDOW, .. } if call.signed && !resynced => {
                     resynced = true;
                     self.offset_ms.set(None);
+                    if let Some(shared) = self.shared_offset {
+                        shared.forget();
+                    }
                 }
                 _ if error.is_transient() && attempt < retries => {
                     attempt += 1;
@@ -395,6 +422,35 @@ mod tests {
         let seen = http.seen.borrow();
         assert_eq!(seen.iter().filter(|path| path.ends_with("/api/v3/time")).count(), 1, "{seen:?}");
         assert_eq!(seen.iter().filter(|path| path.ends_with("/api/v3/account")).count(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn clients_sharing_the_isolate_offset_measure_it_once_until_mexc_refuses_it() {
+        let http = Yielding { seen: RefCell::new(Vec::new()) };
+        let clock = FixedClock::at(1_000_000);
+        let config = config();
+        let shared = ClockOffset::default();
+        for _ in 0..3 {
+            let client = MexcClient::new(&http, &clock, &config).with_shared_offset(&shared);
+            futures_executor::block_on(client.account()).unwrap();
+        }
+        let times = |seen: &[String]| seen.iter().filter(|path| path.ends_with("/api/v3/time")).count();
+        assert_eq!(times(&http.seen.borrow()), 1, "three invocations, one measurement");
+        let account = http.seen.borrow().iter().find(|p| p.ends_with("/account")).cloned();
+        assert!(account.is_some());
+
+        // MEXC refuses a timestamp: the shared offset is forgotten and measured again.
+        let refused = script(vec![
+            response(400, &[], r#"{"code":700003,"msg":"Timestamp for this request is outside of the recvWindow."}"#),
+            response(200, &[], r#"{"serverTime": 1000900}"#),
+            response(200, &[], r#"{"balances": []}"#),
+        ]);
+        let client = MexcClient::new(&refused, &clock, &config).with_shared_offset(&shared);
+        futures_executor::block_on(client.account()).unwrap();
+        let seen = refused.seen.borrow();
+        assert!(seen[1].url.ends_with("/api/v3/time"), "{:?}", seen.iter().map(|r| &r.url).collect::<Vec<_>>());
+        assert!(seen[2].url.contains("timestamp=1000900"), "{}", seen[2].url);
+        assert_eq!(shared.get(1_000_000), Some(900));
     }
 
     #[test]

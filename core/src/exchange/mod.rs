@@ -2,12 +2,14 @@
 //!
 //! - [`sign`]: request signing, exactly as MEXC documents it.
 //! - [`model`]: typed responses, tolerant of `""`, `null` and unknown fields.
+//! - [`clock_offset`]: MEXC's clock offset, kept for the isolate.
 //! - [`client`]: [`MexcClient`], which turns calls into HTTP over [`crate::http::HttpClient`]
 //!   and answers with typed values plus the raw JSON they came from.
 //!
 //! The client never logs and never puts its key or secret into an error.
 
 pub mod client;
+pub mod clock_offset;
 pub mod model;
 pub mod sign;
 

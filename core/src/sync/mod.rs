@@ -86,14 +86,17 @@ impl SyncError {
     }
 }
 
-/// The exchange client of one cron invocation: retries and waits end at the sync budget.
+/// The exchange client of one cron invocation: retries and waits end at the sync budget; MEXC's
+/// clock offset is the isolate's.
 pub fn exchange_client<'a>(app: &App<'a>) -> MexcClient<'a> {
-    MexcClient::new(app.http, app.clock, &app.config.exchange).with_retries(RetryPolicy {
-        sleep: app.sleep,
-        retries: app.config.sync.exchange_retries,
-        backoff: Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(2) },
-        deadline_ms: app.clock.now_ms() + app.config.sync.budget.as_millis() as i64,
-    })
+    MexcClient::new(app.http, app.clock, &app.config.exchange)
+        .with_retries(RetryPolicy {
+            sleep: app.sleep,
+            retries: app.config.sync.exchange_retries,
+            backoff: Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(2) },
+            deadline_ms: app.clock.now_ms() + app.config.sync.budget.as_millis() as i64,
+        })
+        .with_shared_offset(app.mexc_clock)
 }
 
 /// Runs the tasks `CRON_TASKS` maps `cron` to, concurrently, and reports each. An expression
