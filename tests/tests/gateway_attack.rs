@@ -50,6 +50,10 @@ fn main() {
                 "acl_users_that_allow_denied_commands_stop_the_start",
                 acl_users_that_allow_denied_commands_stop_the_start,
             ),
+            (
+                "the_readme_acl_lines_make_the_users_the_gateway_makes",
+                the_readme_acl_lines_make_the_users_the_gateway_makes,
+            ),
             ("oversized_replies_are_refused_without_being_held", oversized_replies_are_refused_without_being_held),
             (
                 "a_script_that_wrote_then_loops_is_reported_unkillable",
@@ -418,6 +422,56 @@ fn acl_users_that_allow_denied_commands_stop_the_start(fixture: &Fixture) {
     assert_eq!(status, 200);
     drop(gateway);
     let _: () = redis::cmd("ACL").arg("DELUSER").arg("attack-loose").query(&mut redis).unwrap();
+}
+
+/// The README's `ACL SETUSER` lines, pasted into a shell with the tokens in the environment,
+/// make exactly the users `--acl-users provision` makes, and a gateway verifies them.
+fn the_readme_acl_lines_make_the_users_the_gateway_makes(fixture: &Fixture) {
+    let readme = std::fs::read_to_string(edgesync_e2e::harness::repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("### ACL users").expect("the README has an ACL users section")..];
+    let block = section.split("```sh\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let port = fixture.backend.redis_url.rsplit(':').next().unwrap();
+    let script: String = block
+        .lines()
+        .filter(|line| !line.contains("ACL SAVE")) // this Redis has no ACL file
+        .map(|line| line.replace("redis-cli ", &format!("redis-cli -p {port} ")) + "\n")
+        .collect();
+    let users = || -> Vec<String> {
+        let list: Vec<String> = redis::cmd("ACL").arg("LIST").query(&mut fixture.backend.redis()).unwrap();
+        list.into_iter().filter(|user| user.starts_with("user edgesync-")).collect()
+    };
+    let provisioned = users();
+    assert_eq!(provisioned.len(), 2, "{provisioned:?}");
+    let _: () = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg("edgesync-full")
+        .arg("edgesync-read-only")
+        .query(&mut fixture.backend.redis())
+        .unwrap();
+    let pasted = Command::new("bash")
+        .args(["-e", "-c", &script])
+        .env("GATEWAY_TOKEN", REDIS_TOKEN)
+        .env("GATEWAY_READ_ONLY_TOKEN", READ_TOKEN)
+        .output()
+        .unwrap();
+    assert!(pasted.status.success(), "{script}\n{}", String::from_utf8_lossy(&pasted.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&pasted.stdout).matches("OK").count(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&pasted.stdout)
+    );
+    assert_eq!(users(), provisioned, "the README's users are the gateway's, rule for rule");
+    let (gateway, url) = fixture
+        .backend
+        .start_gateway(
+            &["--acl-users", "existing"],
+            &[("GATEWAY_TOKEN", REDIS_TOKEN), ("GATEWAY_READ_ONLY_TOKEN", READ_TOKEN)],
+        )
+        .expect("a gateway accepts the README's users");
+    let (status, body) = call(&url, READ_TOKEN, "/", Some(br#"["EVAL_RO","return redis.call('KEYS','*')","0"]"#), &[]);
+    assert_eq!(status, 400, "{body}");
+    drop(gateway);
 }
 
 /// The peak resident memory of a process so far, KiB.
