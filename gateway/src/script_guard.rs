@@ -145,6 +145,22 @@ impl ScriptGuard {
         outcome
     }
 
+    /// A sentence for the operator when Redis's `busy-reply-threshold` is above the bound
+    /// (scripts then end at the threshold), or `None` (also when Redis does not say).
+    pub async fn threshold_note(&self) -> Option<String> {
+        let leased = self.control.lease().await.ok()?;
+        let mut connection = leased.connection.clone();
+        let reply: Vec<String> =
+            redis::cmd("CONFIG").arg("GET").arg("busy-reply-threshold").query_async(&mut connection).await.ok()?;
+        let threshold = Duration::from_millis(reply.get(1)?.parse().ok()?);
+        (threshold > self.bound).then(|| {
+            format!(
+                "Redis's busy-reply-threshold ({threshold:?}) is above --max-script-ms ({:?}): Redis reads no other client before it, so scripts end at the threshold; lower it with CONFIG SET busy-reply-threshold",
+                self.bound
+            )
+        })
+    }
+
     /// Whether Redis answers now: `Ok(())`, or what it says instead. Clears the
     /// unkillable-script flag once Redis answers.
     pub async fn probe(&self) -> Result<(), String> {

@@ -114,6 +114,8 @@ pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     let guard = ScriptGuard::new(config.max_script, Link::new(base, 64 * 1024, None));
     if let Err(state) = guard.probe().await {
         eprintln!("edgesync-gateway: Redis is not answering yet ({state}); requests get 503 until it does");
+    } else if let Some(note) = guard.threshold_note().await {
+        eprintln!("edgesync-gateway: {note}");
     }
     let state = Arc::new(Gateway {
         links,
