@@ -139,11 +139,10 @@ fn frozen_then_freed(fixture: &Fixture, token: &'static str, command: Value) -> 
         (status, serde_json::from_str::<Value>(&body).unwrap_or(json!({ "raw": body })))
     });
     // The script holds Redis: a direct PING gets no PONG while it runs.
-    std::thread::sleep(Duration::from_millis(300)); // let the script start; the probe below is bounded
-    assert!(
-        direct_ping(&fixture.backend.redis_url, Duration::from_millis(300)).is_err(),
-        "the script did not hold Redis"
-    );
+    wait_until("the script to hold Redis", SCRIPT_BOUND, || {
+        direct_ping(&fixture.backend.redis_url, Duration::from_millis(200)).is_err().then_some(())
+    })
+    .unwrap();
     let freed = wait_until("Redis to answer PING again", SCRIPT_BOUND + Duration::from_secs(3), || {
         direct_ping(&fixture.backend.redis_url, Duration::from_millis(200)).ok()
     })
