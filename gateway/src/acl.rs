@@ -151,8 +151,9 @@ fn must_refuse(access: Access, policy: &Policy) -> Vec<String> {
 
 fn must_allow(access: Access) -> &'static [&'static str] {
     match access {
-        Access::ReadOnly => &["GET", "EVAL_RO"],
-        Access::Full | Access::Admin => &["GET", "SET", "EVAL", "FCALL"],
+        // ECHO opens a pipeline's response budget window (crate::reply_limit).
+        Access::ReadOnly => &["GET", "EVAL_RO", "ECHO"],
+        Access::Full | Access::Admin => &["GET", "SET", "EVAL", "FCALL", "ECHO"],
     }
 }
 

@@ -6,14 +6,59 @@
 //! 100 MiB value costs the gateway at most one limit's worth of memory, never the value, and
 //! the driver sees one reply per command as it expects (the connection stays usable).
 //!
+//! A pipeline's replies share one budget: the gateway sends `ECHO` of a [`window_marker`]
+//! (a per-process nonce and the pipeline's command count) ahead of its commands, and the
+//! replies that follow the marker's reply — contiguous, as the driver writes a pipeline in one
+//! piece — count together, so the whole pipeline holds at most one limit too. Past it, each
+//! further reply of the window is replaced as it arrives.
+//!
 //! Bulk payloads are skipped by their declared length, so the cost per byte is a copy, not a
 //! scan. RESP3 frame types are followed too, although the gateway speaks RESP2.
 
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What the error replacing a reply says; [`is_exceeded`] recognises it.
+const EXCEEDED: &str = "exceeds the limit of";
+
+fn exceeded_line(limit: usize) -> String {
+    format!("-ERR the reply from Redis {EXCEEDED} {limit} bytes (--max-response-bytes); it was not read whole\r\n")
+}
+
+/// True for the error a reply past the limit was replaced by.
+pub fn is_exceeded(error_text: &str) -> bool {
+    error_text.contains(EXCEEDED) && error_text.contains("--max-response-bytes")
+}
+
+/// `edgesync-gateway-window:<nonce>:`: the nonce is random per process, so a stored value
+/// cannot pose as a marker (and one that did would only end a budget window early).
+fn marker_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let random = || std::collections::hash_map::RandomState::new().build_hasher().finish();
+        format!("edgesync-gateway-window:{:016x}{:016x}:", random(), random())
+    })
+}
+
+/// The `ECHO` argument that opens a budget window over the next `replies` replies.
+pub fn window_marker(replies: usize) -> String {
+    format!("{}{replies}", marker_prefix())
+}
+
+/// The window a marker's reply (`$n\r\n<marker>\r\n`) opens, if `reply` is one.
+fn marker_window(reply: &[u8]) -> Option<u64> {
+    if reply.len() > 128 || reply.first() != Some(&b'$') {
+        return None;
+    }
+    let body_at = memchr::memchr(b'\n', reply)? + 1;
+    let payload = reply.get(body_at..)?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(payload.strip_prefix(marker_prefix().as_bytes())?).ok()?.parse().ok()
+}
 
 /// Where the scanner is inside the current reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +83,10 @@ struct Scanner {
     size: usize,
     /// The current reply passed the limit: its bytes are dropped.
     discarding: bool,
+    /// Replies still to come in the open budget window (0: none open).
+    window_left: u64,
+    /// Bytes the window's replies used so far.
+    window_used: usize,
     out: Vec<u8>,
     /// `out[..complete]` are complete replies the reader may take.
     complete: usize,
@@ -56,6 +105,8 @@ impl Scanner {
             open: Vec::new(),
             size: 0,
             discarding: false,
+            window_left: 0,
+            window_used: 0,
             out: Vec::new(),
             complete: 0,
             taken: 0,
@@ -134,30 +185,46 @@ impl Scanner {
     }
 
     fn reply_ended(&mut self) {
+        if self.discarding {
+            if self.window_left > 0 {
+                // The window's budget is spent: its further replies are replaced too.
+                self.window_used = self.limit;
+                self.window_left -= 1;
+            }
+        } else if let Some(replies) = marker_window(&self.out[self.complete..]) {
+            self.window_left = replies;
+            self.window_used = 0;
+        } else if self.window_left > 0 {
+            self.window_used += self.size;
+            self.window_left -= 1;
+        }
         self.complete = self.out.len();
         self.size = 0;
         self.discarding = false;
     }
 
-    /// Counts `part` against the limit, and keeps it unless the reply already passed it.
+    /// What the current reply may still use: the limit, less what its window used.
+    fn budget(&self) -> usize {
+        if self.window_left > 0 {
+            self.limit.saturating_sub(self.window_used)
+        } else {
+            self.limit
+        }
+    }
+
+    /// Counts `part` against the budget, and keeps it unless the reply already passed it.
     fn keep(&mut self, part: &[u8]) {
         if self.discarding {
             return;
         }
         self.size += part.len();
-        if self.size > self.limit {
+        if self.size > self.budget() {
             // Drop what was kept of this reply and answer in its place now.
             self.out.truncate(self.complete);
             if self.out.capacity() > 2 * self.limit.min(1 << 20) {
                 self.out.shrink_to(self.out.len().max(4096));
             }
-            self.out.extend_from_slice(
-                format!(
-                    "-ERR the reply from Redis exceeds the limit of {} bytes (--max-response-bytes); it was not read whole\r\n",
-                    self.limit
-                )
-                .as_bytes(),
-            );
+            self.out.extend_from_slice(exceeded_line(self.limit).as_bytes());
             self.complete = self.out.len();
             self.discarding = true;
             return;
@@ -280,5 +347,22 @@ mod tests {
         let nested = format!("*2\r\n:1\r\n{big}+after\r\n");
         let (seen, _) = scan(1_000, nested.as_bytes(), 1000);
         assert_eq!(seen, [error.as_slice(), b"+after\r\n"].concat());
+    }
+
+    #[test]
+    fn a_pipeline_window_shares_one_budget() {
+        let marker = window_marker(3);
+        let echo = format!("${}\r\n{marker}\r\n", marker.len());
+        let value = format!("$400\r\n{}\r\n", "v".repeat(400));
+        let input = [echo.as_str(), &value, &value, &value, &value].concat();
+        let (seen, peak) = scan(1_000, input.as_bytes(), 61);
+        let error = exceeded_line(1_000);
+        // Two values fit the window's 1000 bytes, the third does not; the fourth is outside.
+        assert_eq!(String::from_utf8(seen).unwrap(), [echo.as_str(), &value, &value, &error, &value].concat());
+        assert!(peak <= 1_000 + echo.len() + error.len(), "held {peak} bytes");
+        assert!(is_exceeded(&error));
+        assert_eq!(marker_window(b"$5\r\nhello\r\n"), None);
+        let forged = "$40\r\nedgesync-gateway-window:0000000000000000:9\r\n";
+        assert_eq!(marker_window(forged.as_bytes()), None, "the nonce is not guessable");
     }
 }

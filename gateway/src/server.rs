@@ -34,6 +34,7 @@ use crate::acl::{AclError, AclMode, AclUsers};
 use crate::encode::{to_json, to_resp2, Encoding};
 use crate::policy::{Lane, Policy};
 use crate::redis_link::{Link, Target, TargetError};
+use crate::reply_limit::{is_exceeded, window_marker};
 use crate::script_guard::{runs_script, Overrun, ScriptGuard};
 pub use crate::tokens::{Access, TokenError, Tokens};
 
@@ -361,17 +362,30 @@ impl Gateway {
             pipe.atomic();
         }
         pipe.ignore_errors();
+        let admitted = verdicts.iter().filter(|v| v.is_ok()).count();
+        // The replies of a pipeline share one response budget while they are read; a
+        // transaction's come back as one reply (EXEC's), bounded as every reply is.
+        let windowed = !atomic && admitted > 1;
+        if windowed {
+            pipe.cmd("ECHO").arg(window_marker(admitted));
+        }
         for (args, verdict) in commands.iter().zip(&verdicts) {
             if verdict.is_ok() {
                 pipe.add_command(command(args));
             }
         }
         let scripts = commands.iter().zip(&verdicts).any(|(args, verdict)| verdict.is_ok() && runs_script(args));
-        let ran = if verdicts.iter().any(Result::is_ok) {
-            self.execute(pipe, lane, access, scripts).await?
-        } else {
-            Vec::new()
-        };
+        let mut ran = if admitted > 0 { self.execute(pipe, lane, access, scripts).await? } else { Vec::new() };
+        if windowed && !ran.is_empty() {
+            // The marker's echo; were it refused, the window would not open and each reply
+            // would still be bounded alone.
+            let _echo = ran.remove(0);
+        }
+        if let Some(text) =
+            ran.iter().filter_map(|r| r.as_ref().err()).filter_map(server_error_text).find(|t| is_exceeded(t))
+        {
+            return Err(Failure(StatusCode::BAD_REQUEST, text));
+        }
         let mut ran = ran.into_iter();
         let items: Vec<Json_> = verdicts
             .iter()

@@ -9,8 +9,8 @@
 //! - `FLUSHALL`, `MIGRATE`, `SWAPDB`, `MOVE`, `FUNCTION LOAD` + `FCALL` through `EVAL`,
 //!   `/pipeline`, `/multi-exec` and the path form are refused by Redis's ACL, every key intact;
 //! - ACL users that allow a denied command, and empty tokens, stop the start (exit 2);
-//! - `%2F` stays inside its argument; a 100 MiB value is refused in RESP2 and JSON without the
-//!   gateway holding it; the read-only token cannot list keys, read `INFO` or touch clients.
+//! - `%2F` stays inside its argument; a 100 MiB value is refused in RESP2 and JSON, and a
+//!   pipeline of fifty 1 MiB values, without the gateway holding them; the read-only token cannot list keys, read `INFO` or touch clients.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -522,10 +522,30 @@ fn oversized_replies_are_refused_without_being_held(fixture: &Fixture) {
     }
     let growth = peak_rss_kib(gateway.pid()).saturating_sub(before) * 1024;
     assert!(growth < 2 * LIMIT as u64, "the gateway grew by {growth} bytes for a limit of {LIMIT}");
+
+    // Fifty replies of 1 MiB each, every one under the limit: together they are not held
+    // either. The replies within the pipeline's budget are held as values until it ends, next
+    // to the one being read: about twice the limit at most, never the 50 MiB.
+    let _: () = redis::cmd("SET").arg("mid").arg(vec![b'm'; 1024 * 1024]).query(&mut redis).unwrap();
+    let pipeline = json!(vec![json!(["GET", "mid"]); 50]).to_string();
+    for _ in 0..3 {
+        let (status, body) = call(&url, REDIS_TOKEN, "/pipeline", Some(pipeline.as_bytes()), &[]);
+        exceeded(status, &body);
+    }
+    let growth = peak_rss_kib(gateway.pid()).saturating_sub(before) * 1024;
+    assert!(growth < 3 * LIMIT as u64, "the gateway grew by {growth} bytes for a limit of {LIMIT} (pipelines)");
+    let (status, body) =
+        call(&url, REDIS_TOKEN, "/pipeline", Some(br#"[["GET","small"],["GET","mid"],["GET","small"]]"#), &[]);
+    assert_eq!(status, 200, "a pipeline under the limit answers: {}", &body[..body.len().min(200)]);
+    let items: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (items[0]["result"].as_str(), items[1]["result"].as_str().map(str::len)),
+        (Some("s"), Some(1024 * 1024))
+    );
     // The connection that dropped those replies still carries the next one.
     let (status, body) = call(&url, REDIS_TOKEN, "/", Some(br#"["GET","small"]"#), &resp2);
     assert_eq!((status, body.as_str()), (200, "$1\r\ns\r\n"));
-    let _: () = redis::cmd("DEL").arg("big").arg("small").query(&mut redis).unwrap();
+    let _: () = redis::cmd("DEL").arg("big").arg("small").arg("mid").query(&mut redis).unwrap();
 }
 
 /// On a Redis of its own: the test ends it with `SHUTDOWN NOSAVE`, the only way out.
