@@ -35,6 +35,7 @@ pub enum Source {
     Environment,
 }
 
+/// Why the given tokens cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("{0} is empty: a token must have at least one character (leave the flag out to not use that token)")]
