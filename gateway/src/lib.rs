@@ -5,12 +5,23 @@
 //! with TLS or by saying so ([`listen`]).
 //!
 //! - [`server`]: the protocol (`/`, `/pipeline`, `/multi-exec`, the path form, base64 and
-//!   RESP2 responses), tokens, limits and the counters.
+//!   RESP2 responses), limits, health and the counters.
+//! - [`tokens`]: which tokens are accepted, compared in constant time.
 //! - [`policy`]: which commands run, where, for which token.
+//! - [`acl`]: the Redis ACL user of each token, so Redis enforces the policy inside scripts.
+//! - [`script_guard`]: scripts past `--max-script-ms` are ended from a connection of the
+//!   gateway's own.
+//! - [`redis_link`]: connections to Redis, reconnecting, each reply read through
+//!   [`reply_limit`], which bounds a reply while it is read.
 //! - [`listen`]: loopback, TLS or an explicit plain-text listener.
 //! - [`encode`]: Redis values → Upstash response bodies.
 
+pub mod acl;
 pub mod encode;
 pub mod listen;
 pub mod policy;
+pub mod redis_link;
+pub mod reply_limit;
+pub mod script_guard;
 pub mod server;
+pub mod tokens;

@@ -5,10 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use edgesync_gateway::acl::{AclMode, AclUsers};
 use edgesync_gateway::listen::{decide, Transport};
 use edgesync_gateway::policy::Policy;
-use edgesync_gateway::server::{router, GatewayConfig, Limits, Tokens};
+use edgesync_gateway::server::{router, GatewayConfig, Limits};
+use edgesync_gateway::tokens::{self, Source, Tokens};
 
 /// Serves the Upstash Redis REST API, backed by a Redis server.
 #[derive(Parser)]
@@ -21,7 +24,8 @@ struct Args {
     /// The Redis server behind the gateway.
     #[arg(long, env = "GATEWAY_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
-    /// Token for every command the policy allows.
+    /// Token for every command the policy allows. An operator credential: a script it runs
+    /// that writes and then loops cannot be ended (README, "The gateway").
     #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Token for read commands only.
@@ -39,6 +43,21 @@ struct Args {
     /// How long a blocking command (BLPOP, …) may wait on its own connection, ms.
     #[arg(long, default_value_t = 30_000)]
     max_block_ms: u64,
+    /// How long a script (EVAL*, EVALSHA*, FCALL*) may run before the gateway ends it with
+    /// SCRIPT KILL / FUNCTION KILL, ms. Takes effect from Redis's busy-reply-threshold on.
+    #[arg(long, default_value_t = 5_000)]
+    max_script_ms: u64,
+    /// The Redis ACL users the full and read-only tokens run as: `existing` (made by the
+    /// operator, README "ACL users"), `provision` (made here with the --redis-url user), or
+    /// `off` (no users: the deny-list is not enforced inside scripts).
+    #[arg(long, value_enum, default_value_t = AclMode::Existing)]
+    acl_users: AclMode,
+    /// The ACL user of --token.
+    #[arg(long, default_value_t = AclUsers::default().full)]
+    acl_user_full: String,
+    /// The ACL user of --read-only-token.
+    #[arg(long, default_value_t = AclUsers::default().read_only)]
+    acl_user_read_only: String,
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
     /// Commands in one /pipeline or /multi-exec request.
@@ -64,20 +83,42 @@ fn fail(code: i32, message: impl std::fmt::Display) -> ! {
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let source = |id: &str| match matches.value_source(id) {
+        Some(ValueSource::EnvVariable) => Some(Source::Environment),
+        Some(_) => Some(Source::CommandLine),
+        None => None,
+    };
+    let token = |flag: &'static str, variable: &'static str, id: &str, value: Option<String>| {
+        tokens::accept(flag, variable, value, source(id)).unwrap_or_else(|e| fail(2, e))
+    };
+    let tokens = Tokens {
+        full: token("--token", "GATEWAY_TOKEN", "token", args.token),
+        read_only: token("--read-only-token", "GATEWAY_READ_ONLY_TOKEN", "read_only_token", args.read_only_token),
+        admin: token("--admin-token", "GATEWAY_ADMIN_TOKEN", "admin_token", args.admin_token),
+    };
     // One TLS provider for the listener and for `rediss://` connections to Redis.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let listen = decide(args.listen, args.tls_cert, args.tls_key, args.insecure_listen).unwrap_or_else(|e| fail(2, e));
     let config = GatewayConfig {
         redis_url: args.redis_url,
-        tokens: Tokens { full: args.token, read_only: args.read_only_token, admin: args.admin_token },
+        tokens,
         policy: Policy::new(&args.deny, &args.allow, Duration::from_millis(args.max_block_ms)),
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
             max_commands: args.max_commands,
             max_response_bytes: args.max_response_bytes,
         },
+        acl_mode: args.acl_users,
+        acl_users: AclUsers { full: args.acl_user_full, read_only: args.acl_user_read_only },
+        max_script: Duration::from_millis(args.max_script_ms),
     };
+    if args.acl_users == AclMode::Off {
+        eprintln!(
+            "edgesync-gateway: --acl-users off: every token runs as the --redis-url user; the deny-list is not enforced inside scripts"
+        );
+    }
     let app = router(config).await.unwrap_or_else(|e| fail(2, e));
     let listener = std::net::TcpListener::bind(listen.addr)
         .unwrap_or_else(|e| fail(1, format!("cannot listen on {}: {e}", listen.addr)));

@@ -10,21 +10,16 @@
 //!   `--max-block` (a `0`, "forever", means that bound).
 //! - **Administrative commands are denied** by default (`FLUSHALL`, `CONFIG SET`, `SHUTDOWN`,
 //!   …, see [`DENIED`]); an admin token lifts that, and `--deny`/`--allow` adjust the list.
-//! - **A read-only token runs read commands only** (and, as on Upstash, not `SCAN`/`KEYS`).
+//! - **A read-only token runs read commands only** (and, as on Upstash, not `SCAN`/`KEYS`;
+//!   nor `CLIENT`, which shows and changes other clients).
+//!
+//! Redis enforces the same rules again, inside scripts too, through a per-token ACL user
+//! ([`crate::acl`]); this parser answers first and with Upstash's error shapes.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Every command but the denied ones.
-    Full,
-    /// Every command, the denied ones included (still no connection-state commands).
-    Admin,
-    /// Read commands only.
-    ReadOnly,
-}
+pub use crate::tokens::Access;
 
 /// Where an admitted command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,14 +82,15 @@ const CONNECTION_STATE: [&str; 23] = [
 
 /// `CLIENT` subcommands that change the connection or others'; `CLIENT ID|INFO|LIST|GETNAME`
 /// only read.
-const CLIENT_CHANGES: [&str; 10] =
-    ["REPLY", "KILL", "PAUSE", "UNPAUSE", "NO-EVICT", "NO-TOUCH", "TRACKING", "CACHING", "SETNAME", "SETINFO"];
+const CLIENT_CHANGES: [&str; 11] = [
+    "REPLY", "KILL", "PAUSE", "UNPAUSE", "NO-EVICT", "NO-TOUCH", "TRACKING", "CACHING", "SETNAME", "SETINFO", "UNBLOCK",
+];
 
 const BLOCKING: [&str; 10] =
     ["BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"];
 
 /// Denied by default: `NAME` for the whole command, `NAME SUB` for one subcommand.
-pub const DENIED: [&str; 28] = [
+pub const DENIED: [&str; 29] = [
     "FLUSHALL",
     "FLUSHDB",
     "CONFIG SET",
@@ -102,6 +98,7 @@ pub const DENIED: [&str; 28] = [
     "CONFIG RESETSTAT",
     "SCRIPT FLUSH",
     "SCRIPT KILL",
+    "FUNCTION LOAD",
     "FUNCTION FLUSH",
     "FUNCTION KILL",
     "FUNCTION DELETE",
@@ -126,7 +123,7 @@ pub const DENIED: [&str; 28] = [
 ];
 
 /// What a read-only token may run.
-const READS: [&str; 68] = [
+const READS: [&str; 70] = [
     "GET",
     "MGET",
     "GETRANGE",
@@ -195,6 +192,8 @@ const READS: [&str; 68] = [
     "ECHO",
     "TIME",
     "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL_RO",
 ];
 
 /// The policy a gateway runs with.
@@ -219,6 +218,11 @@ impl Policy {
         Self { denied, max_block }
     }
 
+    /// The deny-list, each entry `NAME` or `NAME SUB`, upper-case.
+    pub fn denied(&self) -> impl Iterator<Item = &str> {
+        self.denied.iter().map(String::as_str)
+    }
+
     pub fn max_block(&self) -> Duration {
         self.max_block
     }
@@ -230,7 +234,7 @@ impl Policy {
         if CONNECTION_STATE.contains(&name.as_str()) || (name == "CLIENT" && CLIENT_CHANGES.contains(&sub.as_str())) {
             return Err(Refusal::ConnectionState(name));
         }
-        if access == Access::ReadOnly && !(READS.contains(&name.as_str()) || (name == "CLIENT" && !sub.is_empty())) {
+        if access == Access::ReadOnly && !READS.contains(&name.as_str()) {
             return Err(Refusal::ReadOnly(name));
         }
         if access != Access::Admin && (self.denied.contains(&name) || self.denied.contains(&format!("{name} {sub}"))) {
@@ -291,6 +295,13 @@ mod tests {
         assert_eq!(policy().admit(&args("GET k"), Access::ReadOnly, false), Ok(Lane::Shared));
         assert_eq!(policy().admit(&args("SET k v"), Access::ReadOnly, false), Err(Refusal::ReadOnly("SET".into())));
         assert!(policy().admit(&args("SCAN 0"), Access::ReadOnly, false).is_err(), "as on Upstash");
+        for command in ["CLIENT LIST", "CLIENT INFO", "KEYS *", "INFO"] {
+            assert!(policy().admit(&args(command), Access::ReadOnly, false).is_err(), "{command}");
+        }
+        assert!(matches!(
+            policy().admit(&args("CLIENT UNBLOCK 7"), Access::Full, false),
+            Err(Refusal::ConnectionState(_))
+        ));
         assert_eq!(
             policy().admit(&args("BLPOP q 0"), Access::Full, false),
             Ok(Lane::Dedicated(Duration::from_secs(5)))

@@ -8,39 +8,35 @@
 //! on Upstash) are refused with a 400 that says so.
 //!
 //! Each request's commands run in a task of their own: a driver panic fails that request
-//! (503) and nothing else; the shared connection reconnects by itself after Redis returns.
-//! Tokens are compared in constant time and never logged (nothing here logs requests).
-//! `GET /__gateway/stats` and `POST /__gateway/reset` count requests and commands, for a
-//! full or admin token.
+//! (503) and nothing else; each token's connection (as that token's ACL user, [`crate::acl`])
+//! reconnects by itself after Redis returns. Requests that run scripts are watched by the
+//! [`crate::script_guard`]. Every reply is bounded by `--max-response-bytes` while it is read
+//! ([`crate::reply_limit`]) and every response body, JSON or RESP2, after it is encoded.
+//! Path segments are percent-decoded exactly once. Tokens are compared in constant time and
+//! never logged (nothing here logs requests). `GET /__gateway/stats` and
+//! `POST /__gateway/reset` count requests and commands, for a full or admin token;
+//! `GET /__gateway/health` says whether Redis answers (or is busy with a script).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Value};
 use serde_json::{json, Value as Json_};
-use subtle::ConstantTimeEq;
 
+use crate::acl::{AclError, AclMode, AclUsers};
 use crate::encode::{to_json, to_resp2, Encoding};
-use crate::policy::{Access, Lane, Policy};
-
-/// The tokens clients present; at least one must be set.
-#[derive(Clone, Default)]
-pub struct Tokens {
-    /// Every command the policy allows.
-    pub full: Option<String>,
-    /// Read commands only.
-    pub read_only: Option<String>,
-    /// Every command, the denied ones included.
-    pub admin: Option<String>,
-}
+use crate::policy::{Lane, Policy};
+use crate::redis_link::{Link, Target, TargetError};
+use crate::reply_limit::{is_exceeded, window_marker};
+use crate::script_guard::{runs_script, Overrun, ScriptGuard};
+pub use crate::tokens::{Access, TokenError, Tokens};
 
 /// Bounds on one request.
 #[derive(Debug, Clone, Copy)]
@@ -63,11 +59,23 @@ pub struct GatewayConfig {
     pub tokens: Tokens,
     pub policy: Policy,
     pub limits: Limits,
+    /// How the per-token ACL users come to exist.
+    pub acl_mode: AclMode,
+    pub acl_users: AclUsers,
+    /// How long a script may run before the gateway ends it.
+    pub max_script: Duration,
+}
+
+/// The connection of each token: as its ACL user, or as the `--redis-url` user.
+struct Links {
+    full: Arc<Link>,
+    read_only: Arc<Link>,
+    admin: Arc<Link>,
 }
 
 struct Gateway {
-    client: redis::Client,
-    redis: ConnectionManager,
+    links: Links,
+    guard: ScriptGuard,
     tokens: Tokens,
     policy: Policy,
     limits: Limits,
@@ -79,30 +87,40 @@ struct Gateway {
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("bad Redis URL: {0}")]
-    RedisUrl(#[from] RedisError),
-    #[error("no token given: set --token, --read-only-token or --admin-token")]
-    NoToken,
+    #[error(transparent)]
+    RedisUrl(#[from] TargetError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Acl(#[from] AclError),
 }
 
-/// Builds the router; the caller binds it.
+/// Builds the router once the tokens and their ACL users check out; the caller binds it.
 pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
-    let tokens = &config.tokens;
-    if tokens.full.is_none() && tokens.read_only.is_none() && tokens.admin.is_none() {
-        return Err(StartError::NoToken);
+    config.tokens.check()?;
+    let base = Target::from_url(&config.redis_url)?;
+    let users = crate::acl::prepare(config.acl_mode, &base, &config.acl_users, &config.tokens, &config.policy).await?;
+    // A script may hold a reply up to the script bound; the driver must not give up first.
+    let response_timeout = Some(Duration::from_secs(10).max(config.max_script + Duration::from_secs(3)));
+    let limit = config.limits.max_response_bytes;
+    let links = Links {
+        full: Arc::new(Link::new(users.full.target, limit, response_timeout).provisioned_by(users.full.provisioner)),
+        read_only: Arc::new(
+            Link::new(users.read_only.target, limit, response_timeout).provisioned_by(users.read_only.provisioner),
+        ),
+        admin: Arc::new(Link::new(base.clone(), limit, response_timeout)),
+    };
+    // The kill commands travel on a connection no request uses: a request's own connection
+    // queues behind the script it runs.
+    let guard = ScriptGuard::new(config.max_script, Link::new(base, 64 * 1024, None));
+    if let Err(state) = guard.probe().await {
+        eprintln!("edgesync-gateway: Redis is not answering yet ({state}); requests get 503 until it does");
+    } else if let Some(note) = guard.threshold_note().await {
+        eprintln!("edgesync-gateway: {note}");
     }
-    let client = redis::Client::open(config.redis_url.as_str())?;
-    // Lazy and with short timeouts: the gateway starts before Redis and keeps answering (with
-    // 503s) while Redis is down, then reconnects when it returns.
-    let manager_config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(200))
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
-    let redis = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
     let state = Arc::new(Gateway {
-        client,
-        redis,
+        links,
+        guard,
         tokens: config.tokens,
         policy: config.policy,
         limits: config.limits,
@@ -112,6 +130,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     });
     Ok(Router::new()
         .route("/__gateway/stats", get(stats))
+        .route("/__gateway/health", get(health))
         .route("/__gateway/reset", post(reset))
         .route("/subscribe/{*channel}", any(event_stream))
         .route("/monitor", any(event_stream))
@@ -133,9 +152,14 @@ impl IntoResponse for Failure {
 
 type Reply = Result<Response, Failure>;
 
-/// True when `presented` equals `expected`, in time independent of where they differ.
-fn same_token(presented: &str, expected: Option<&String>) -> bool {
-    expected.is_some_and(|expected| bool::from(presented.as_bytes().ct_eq(expected.as_bytes())))
+impl From<Overrun> for Failure {
+    fn from(overrun: Overrun) -> Self {
+        let status = match overrun {
+            Overrun::Ended(_) => StatusCode::BAD_REQUEST,
+            Overrun::Unkillable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Failure(status, overrun.to_string())
+    }
 }
 
 impl Gateway {
@@ -157,16 +181,32 @@ impl Gateway {
             .and_then(|v| v.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]));
         let query_token = query_pairs(query).into_iter().find(|(k, _)| k == "_token").map(|(_, v)| v);
         let presented = bearer.map(str::to_owned).or(query_token).unwrap_or_default();
-        // Every comparison runs, so which token matched does not show in the timing.
-        let admin = same_token(&presented, self.tokens.admin.as_ref());
-        let full = same_token(&presented, self.tokens.full.as_ref());
-        let read_only = same_token(&presented, self.tokens.read_only.as_ref());
-        match (admin, full, read_only) {
-            (true, _, _) => Ok(Access::Admin),
-            (_, true, _) => Ok(Access::Full),
-            (_, _, true) => Ok(Access::ReadOnly),
-            _ => Err(Failure(StatusCode::UNAUTHORIZED, "WRONGPASS invalid or missing auth token".into())),
+        self.tokens
+            .access(&presented)
+            .ok_or_else(|| Failure(StatusCode::UNAUTHORIZED, "WRONGPASS invalid or missing auth token".into()))
+    }
+
+    fn link(&self, access: Access) -> &Arc<Link> {
+        match access {
+            Access::Full => &self.links.full,
+            Access::ReadOnly => &self.links.read_only,
+            Access::Admin => &self.links.admin,
         }
+    }
+
+    /// `body` as the response, refused when it is larger than the response limit.
+    fn limited(&self, status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply {
+        if body.len() > self.limits.max_response_bytes {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "ERR the response ({} bytes) exceeds the limit of {} bytes (--max-response-bytes)",
+                    body.len(),
+                    self.limits.max_response_bytes
+                ),
+            ));
+        }
+        Ok(self.respond(status, ([("content-type", content_type)], body).into_response()))
     }
 
     fn respond(&self, status: StatusCode, body: Response) -> Response {
@@ -181,55 +221,80 @@ impl Gateway {
     /// A JSON body, refused when it is larger than the response limit.
     fn json_body(&self, status: StatusCode, body: &Json_) -> Reply {
         let bytes = serde_json::to_vec(body).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        if bytes.len() > self.limits.max_response_bytes {
-            return Err(Failure(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "ERR the response ({} bytes) exceeds the limit of {} bytes",
-                    bytes.len(),
-                    self.limits.max_response_bytes
-                ),
-            ));
-        }
-        Ok(self.respond(status, ([("content-type", "application/json")], bytes).into_response()))
+        self.limited(status, "application/json", bytes)
     }
 
     /// One command's result, as the client asked for it (RESP2, or JSON plain or base64).
     fn result(&self, value: &Value, encoding: Encoding) -> Reply {
         if encoding.resp2 {
-            let body = ([("content-type", "application/octet-stream")], to_resp2(value)).into_response();
-            return Ok(self.respond(StatusCode::OK, body));
+            return self.limited(StatusCode::OK, "application/octet-stream", to_resp2(value));
         }
         self.json_body(StatusCode::OK, &json!({ "result": to_json(value, encoding.base64) }))
     }
 
-    /// Runs `pipe` on the lane's connection in a task of its own, so a driver panic fails only
-    /// this request; a dedicated connection is dropped afterwards, at the latest at its bound.
-    async fn execute(&self, pipe: redis::Pipeline, lane: Lane) -> Result<Vec<redis::RedisResult<Value>>, Failure> {
-        let task = match lane {
+    /// Runs `pipe` on the token's connection (or, for a blocking command, a connection of its
+    /// own, dropped afterwards, at the latest at its bound), watched by the script guard when
+    /// it runs a script.
+    async fn execute(
+        &self,
+        pipe: redis::Pipeline,
+        lane: Lane,
+        access: Access,
+        runs_scripts: bool,
+    ) -> Result<Vec<redis::RedisResult<Value>>, Failure> {
+        let run = self.execute_on(pipe, lane, access);
+        if runs_scripts {
+            self.guard.watch(run).await.map_err(|overrun| {
+                if matches!(overrun, Overrun::Unkillable(_)) {
+                    // Redis reads nothing more from the connection running the script: later
+                    // requests get a new one, which Redis answers (BUSY) at once.
+                    self.link(access).abandon();
+                }
+                Failure::from(overrun)
+            })?
+        } else {
+            run.await
+        }
+    }
+
+    /// Runs `pipe` in a task of its own, so a driver panic fails only this request.
+    async fn execute_on(
+        &self,
+        pipe: redis::Pipeline,
+        lane: Lane,
+        access: Access,
+    ) -> Result<Vec<redis::RedisResult<Value>>, Failure> {
+        let link = self.link(access);
+        let (task, leased) = match lane {
             Lane::Shared => {
-                let mut connection = self.redis.clone();
-                tokio::spawn(async move { pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await })
+                let leased = link.lease().await.map_err(|error| unavailable(&error))?;
+                let mut connection = leased.connection.clone();
+                let task =
+                    tokio::spawn(
+                        async move { pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await },
+                    );
+                (task, Some(leased))
             }
             Lane::Dedicated(bound) => {
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    let run = async {
-                        // The bound below ends the wait; the driver's own timeout must not first.
-                        let config = redis::AsyncConnectionConfig::new()
-                            .set_connection_timeout(Some(Duration::from_secs(1)))
-                            .set_response_timeout(None);
-                        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
-                        pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await
-                    };
+                let link = Arc::clone(link);
+                let run = async move {
+                    let mut connection = link.dedicated().await?;
+                    pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await
+                };
+                let task = tokio::spawn(async move {
                     match tokio::time::timeout(bound, run).await {
                         Ok(outcome) => outcome,
                         Err(_) => Err(RedisError::from((redis::ErrorKind::Io, "blocked longer than --max-block"))),
                     }
-                })
+                });
+                (task, None)
             }
         };
-        match task.await {
+        let outcome = task.await;
+        if let (Some(leased), Ok(result)) = (&leased, &outcome) {
+            link.returned(leased, result.as_ref().err());
+        }
+        match outcome {
             Ok(Ok(results)) => Ok(results),
             Ok(Err(error)) => Err(match server_error_text(&error) {
                 Some(text) => Failure(StatusCode::BAD_REQUEST, text),
@@ -257,7 +322,7 @@ impl Gateway {
         let lane = self.policy.admit(&args, access, false).map_err(refused)?;
         let mut pipe = redis::pipe();
         pipe.ignore_errors().add_command(command(&args));
-        let mut results = self.execute(pipe, lane).await?;
+        let mut results = self.execute(pipe, lane, access, runs_script(&args)).await?;
         match results.pop() {
             Some(Ok(value)) => self.result(&value, encoding),
             Some(Err(error)) => match server_error_text(&error) {
@@ -297,12 +362,30 @@ impl Gateway {
             pipe.atomic();
         }
         pipe.ignore_errors();
+        let admitted = verdicts.iter().filter(|v| v.is_ok()).count();
+        // The replies of a pipeline share one response budget while they are read; a
+        // transaction's come back as one reply (EXEC's), bounded as every reply is.
+        let windowed = !atomic && admitted > 1;
+        if windowed {
+            pipe.cmd("ECHO").arg(window_marker(admitted));
+        }
         for (args, verdict) in commands.iter().zip(&verdicts) {
             if verdict.is_ok() {
                 pipe.add_command(command(args));
             }
         }
-        let ran = if verdicts.iter().any(Result::is_ok) { self.execute(pipe, lane).await? } else { Vec::new() };
+        let scripts = commands.iter().zip(&verdicts).any(|(args, verdict)| verdict.is_ok() && runs_script(args));
+        let mut ran = if admitted > 0 { self.execute(pipe, lane, access, scripts).await? } else { Vec::new() };
+        if windowed && !ran.is_empty() {
+            // The marker's echo; were it refused, the window would not open and each reply
+            // would still be bounded alone.
+            let _echo = ran.remove(0);
+        }
+        if let Some(text) =
+            ran.iter().filter_map(|r| r.as_ref().err()).filter_map(server_error_text).find(|t| is_exceeded(t))
+        {
+            return Err(Failure(StatusCode::BAD_REQUEST, text));
+        }
         let mut ran = ran.into_iter();
         let items: Vec<Json_> = verdicts
             .iter()
@@ -370,8 +453,15 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
 }
 
+/// One path segment's bytes: decoded once, so `%2F` is a `/` inside the argument and
+/// `%2525` is `%25`.
 fn percent_decode(segment: &str) -> Vec<u8> {
     percent_encoding::percent_decode_str(segment).collect()
+}
+
+/// The path form's arguments: the raw path split at `/`, each segment decoded once.
+fn path_arguments(raw_path: &str) -> Vec<Vec<u8>> {
+    raw_path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect()
 }
 
 /// The body, or a 413 once it passes the limit (read no further).
@@ -437,18 +527,19 @@ async fn multi_exec(State(gw): Shared, method: Method, headers: HeaderMap, RawQu
     batch(gw, method, headers, q, body, true).await
 }
 
-/// `/{cmd}/{arg}/…`: segments are percent-decoded; a POST/PUT body is appended as the last
-/// argument, then the query's `key=value` pairs (except `_token`) as `key value`.
+/// `/{cmd}/{arg}/…`: segments are percent-decoded once (from the raw path, not the router's
+/// decoded copy); a POST/PUT body is appended as the last argument, then the query's
+/// `key=value` pairs (except `_token`) as `key value`.
 async fn path_form(
     State(gw): Shared,
-    Path(path): Path<String>,
+    uri: Uri,
     method: Method,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Reply {
     let (encoding, access) = gw.admit(&method, &headers, q.as_deref())?;
-    let mut args: Vec<Vec<u8>> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let mut args = path_arguments(uri.path());
     if args.is_empty() {
         return Err(Failure(StatusCode::BAD_REQUEST, "ERR no command".into()));
     }
@@ -486,13 +577,41 @@ fn operator(gw: &Gateway, headers: &HeaderMap, query: Option<&str>) -> Result<()
     }
 }
 
+/// Redis's state as the gateway sees it: `ok`, `busy` (a script holds it) or `unavailable`,
+/// and whether the script holding it is one the gateway could not end.
+async fn redis_state(gw: &Gateway) -> (StatusCode, String, bool) {
+    match gw.guard.probe().await {
+        Ok(()) => (StatusCode::OK, "ok".into(), false),
+        Err(state) => {
+            let unkillable = state == "busy" && gw.guard.counts().unkillable_now;
+            (StatusCode::SERVICE_UNAVAILABLE, state, unkillable)
+        }
+    }
+}
+
 async fn stats(State(gw): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> Reply {
     operator(&gw, &headers, q.as_deref())?;
+    let (_, redis, unkillable_script) = redis_state(&gw).await;
+    let counts = gw.guard.counts();
     Ok(Json(json!({
         "requests": gw.requests.load(Ordering::SeqCst),
         "commands": gw.commands.load(Ordering::SeqCst),
+        "redis": redis,
+        "unkillable_script": unkillable_script,
+        "scripts": {
+            "bound_ms": gw.guard.bound().as_millis() as u64,
+            "ended": counts.ended,
+            "unkillable": counts.unkillable,
+        },
     }))
     .into_response())
+}
+
+/// For load balancers and operators: 200 while Redis answers, 503 with the reason when not.
+/// No token: it says nothing but whether Redis answers.
+async fn health(State(gw): Shared) -> Response {
+    let (status, redis, unkillable_script) = redis_state(&gw).await;
+    (status, Json(json!({ "gateway": "ok", "redis": redis, "unkillable_script": unkillable_script }))).into_response()
 }
 
 async fn reset(State(gw): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> Reply {
@@ -516,10 +635,9 @@ mod tests {
     }
 
     #[test]
-    fn tokens_compare_whole() {
-        let token = Some("secret-token".to_owned());
-        assert!(same_token("secret-token", token.as_ref()));
-        assert!(!same_token("secret-toke", token.as_ref()));
-        assert!(!same_token("", None));
+    fn path_segments_are_decoded_exactly_once() {
+        let args = path_arguments("/set/inj/hello%2FEX%2F1");
+        assert_eq!(args, vec![b"set".to_vec(), b"inj".to_vec(), b"hello/EX/1".to_vec()]);
+        assert_eq!(path_arguments("/set/pct%2525/v")[1], b"pct%25");
     }
 }

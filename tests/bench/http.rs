@@ -7,14 +7,18 @@
 //!
 //! Cases: the price read in the **steady state** (`price:…:cached` expired, as it is 150 of
 //! every 180 s between crons; default tiers), right after a cron (`cached` fresh), with the
-//! memory tier off (`MEMORY_TIER_TTL=0`), and `/health`.
+//! memory tier off (`MEMORY_TIER_TTL=0`), `/health`, and the gateway alone (`POST /` with
+//! the `GET` of the price key, as the worker sends it).
 //!
-//! Environment: `BENCH_SECONDS` (default 10), `BENCH_CONNECTIONS` (default 8).
+//! Environment: `BENCH_SECONDS` (default 10), `BENCH_CONNECTIONS` (default 8),
+//! `BENCH_BASELINE_GATEWAY` (another `edgesync-gateway` binary, e.g. the previous commit's:
+//! measured in the same rounds in front of the same Redis, and the throughput ratio printed).
 
 use std::process::Command;
 
 use edgesync_e2e::binaries;
-use edgesync_e2e::harness::{repo_root, start_wrangler_dev, Stack, StackOptions};
+use edgesync_e2e::harness::{repo_root, start_wrangler_dev, Stack, StackOptions, REDIS_TOKEN};
+use edgesync_e2e::process::{free_port, wait_until, Service};
 
 struct Measured {
     p50_ms: f64,
@@ -37,13 +41,26 @@ fn millis(text: &str) -> f64 {
 }
 
 fn wrk(url: &str) -> Measured {
+    wrk_with(url, "")
+}
+
+/// `POST /` of `command` to a gateway, with the harness's token.
+fn wrk_gateway(url: &str, command: &str) -> Measured {
+    let request = format!(
+        "wrk.method = \"POST\"\nwrk.body = '{command}'\nwrk.headers[\"Authorization\"] = \"Bearer {REDIS_TOKEN}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+    );
+    wrk_with(&format!("{url}/"), &request)
+}
+
+/// `wrk` against `url`, `request` (Lua) setting the method, body and headers.
+fn wrk_with(url: &str, request: &str) -> Measured {
     let seconds = std::env::var("BENCH_SECONDS").unwrap_or_else(|_| "10".into());
     let connections = std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "8".into());
     // Prints the first few non-2xx answers, so a failing case says what it answered.
     let script = std::env::temp_dir().join("edgesync-bench-errors.lua");
     std::fs::write(
         &script,
-        "local shown = 0\nresponse = function(status, headers, body)\n  if status >= 300 and shown < 3 then\n    shown = shown + 1\n    io.write(\"non-2xx: \", status, \" \", body, \"\\n\")\n  end\nend\n",
+        format!("{request}local shown = 0\nresponse = function(status, headers, body)\n  if status >= 300 and shown < 3 then\n    shown = shown + 1\n    io.write(\"non-2xx: \", status, \" \", body, \"\\n\")\n  end\nend\n"),
     )
     .expect("write the wrk script");
     let output = Command::new("wrk")
@@ -75,7 +92,7 @@ fn mean(samples: &[Measured]) -> Measured {
     }
 }
 
-const CASES: [&str; 7] = [
+const CASES: [&str; 9] = [
     "hello-world worker",
     "JS @upstash/redis peer",
     "JS peer, edgesync's pipeline",
@@ -83,7 +100,25 @@ const CASES: [&str; 7] = [
     "price, right after cron",
     "price, memory tier off",
     "/health",
+    "gateway alone, GET",
+    "gateway alone, baseline",
 ];
+
+/// The `BENCH_BASELINE_GATEWAY` binary in front of `redis_url`, once it answers.
+fn baseline_gateway(binary: &str, redis_url: &str, log: &std::path::Path) -> (Service, String) {
+    let port = free_port();
+    let mut command = Command::new(binary);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--redis-url", redis_url])
+        .env("GATEWAY_TOKEN", REDIS_TOKEN);
+    let service = Service::spawn("baseline gateway", command, log).expect("the baseline gateway starts");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until("the baseline gateway to answer", std::time::Duration::from_secs(20), || {
+        ureq::get(&format!("{url}/?_token={REDIS_TOKEN}")).call().ok().map(|_| ())
+    })
+    .expect("the baseline gateway answers");
+    (service, url)
+}
 
 fn main() {
     let stack = Stack::start(StackOptions {
@@ -119,6 +154,11 @@ fn main() {
         start_wrangler_dev(Some(&peer_config), &pipeline_vars, &dir.path().join("peer-pipeline.log"))
             .expect("JS pipeline peer worker");
 
+    let baseline = std::env::var("BENCH_BASELINE_GATEWAY")
+        .ok()
+        .map(|binary| baseline_gateway(&binary, &stack.backend.redis_url, &dir.path().join("baseline-gateway.log")));
+    let get_latest = format!(r#"["GET","{latest}"]"#);
+
     let price = format!("{}/v1/price/QRLUSDT", stack.worker_url);
     let peer =
         ureq::get(&format!("{peer_url}/")).call().expect("JS peer answers").into_body().read_to_string().unwrap();
@@ -140,8 +180,13 @@ fn main() {
         expire_cached();
         samples[5].push(wrk(&format!("{}/v1/price/QRLUSDT", memory_off.url)));
         samples[6].push(wrk(&format!("{}/health", stack.worker_url)));
+        samples[7].push(wrk_gateway(&stack.backend.gateway_url, &get_latest));
+        if let Some((_, url)) = &baseline {
+            samples[8].push(wrk_gateway(url, &get_latest));
+        }
     }
-    let measured: Vec<Measured> = samples.iter().map(|s| mean(s)).collect();
+    let cases = if baseline.is_some() { CASES.len() } else { CASES.len() - 1 };
+    let measured: Vec<Measured> = samples[..cases].iter().map(|s| mean(s)).collect();
     let (hello, js) = (&measured[0], &measured[1]);
     println!(
         "\n{:<26} {:>8} {:>8} {:>8}   {:>7} {:>7} {:>7}   {:>7} {:>7} {:>7}",
@@ -160,6 +205,14 @@ fn main() {
             m.p50_ms / js.p50_ms,
             m.p99_ms / js.p99_ms,
             m.requests_per_sec / js.requests_per_sec,
+        );
+    }
+    if baseline.is_some() {
+        println!(
+            "\ngateway alone, this build / baseline: req/s {:.3}, p50 {:.3}, p99 {:.3}",
+            measured[7].requests_per_sec / measured[8].requests_per_sec,
+            measured[7].p50_ms / measured[8].p50_ms,
+            measured[7].p99_ms / measured[8].p99_ms,
         );
     }
     println!("\ngoals: steady p50 <= 1.3x hello; memory tier off p50 <= 0.9x JS peer; /health p50 <= 1.5x hello");

@@ -2,7 +2,9 @@
 // package-lock.json) and prints what a user would see, as JSON, for tests/tests/page.rs:
 //   node tests/page/drive.mjs <page url> '<options json>'
 // options: token (put in sessionStorage before the page loads), typeToken (typed into the
-// form after the first refresh), screenshot (a PNG path), viewport ({width, height}).
+// form after the first refresh), screenshot (a PNG path), viewport ({width, height}), query
+// (appended to the page URL), watchMs (after the first refresh, count the requests the page
+// makes in this window: a measurement, not a wait for something).
 // Every request the browser makes is listed, so the test can check none leaves the worker.
 import { chromium } from "playwright-core";
 
@@ -24,8 +26,15 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  await page.goto(url);
+  await page.goto(url + (options.query ?? ""));
   await page.waitForFunction(() => document.body.dataset.ready === "1", null, { timeout: 30_000 });
+  let watched = null;
+  if (typeof options.watchMs === "number") {
+    const from = requests.length;
+    await page.waitForTimeout(options.watchMs);
+    const during = requests.slice(from);
+    watched = { ms: options.watchMs, requests: during.length, health: during.filter((u) => new URL(u).pathname === "/health").length };
+  }
   if (typeof options.typeToken === "string") {
     const before = await page.evaluate(() => Number(document.body.dataset.refreshes));
     await page.fill("#token", options.typeToken);
@@ -48,9 +57,10 @@ try {
     costs: document.querySelectorAll("[data-cost]").length,
     token: sessionStorage.getItem("edgesync.read-token"),
     scrollWidth: document.documentElement.scrollWidth,
+    refreshEvery: { text: document.getElementById("refresh-every").textContent, clamped: document.getElementById("refresh-every").dataset.clamped },
   }));
   if (options.screenshot) await page.screenshot({ path: options.screenshot, fullPage: true });
-  console.log(JSON.stringify({ ...seen, errors, requests }));
+  console.log(JSON.stringify({ ...seen, watched, errors, requests }));
 } finally {
   await browser.close();
 }

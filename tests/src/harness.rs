@@ -225,6 +225,9 @@ impl RedisBackend {
         let gateway_port = free_port();
         let mut command = Command::new(binaries.gateway);
         command.args(["--listen", &format!("127.0.0.1:{gateway_port}"), "--redis-url", &redis_url]);
+        // The gateway makes its token's ACL user with the default user, and again after a
+        // restart of this Redis (which keeps no ACL file).
+        command.args(["--acl-users", "provision"]);
         command.env("GATEWAY_TOKEN", REDIS_TOKEN);
         let mut gateway = Service::spawn("edgesync-gateway", command, &log("gateway"))?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
@@ -289,13 +292,18 @@ impl RedisBackend {
         assert_eq!(answer.status, 200, "resetting the gateway's counters: {}", answer.body);
     }
 
-    /// Another `edgesync-gateway` in front of this Redis, with `args` (tokens, policy, TLS)
-    /// and `env`; returns it and its base URL (`https://` when `--tls-cert` is given), once
-    /// it says it listens.
+    /// Another `edgesync-gateway` in front of this Redis, with `args` (tokens, policy, TLS;
+    /// `--acl-users provision` unless `args` say otherwise) and `env`; returns it and its base
+    /// URL (`https://` when `--tls-cert` is given), once it says it listens. Its full token
+    /// must be [`REDIS_TOKEN`]: the ACL user of a token is shared by the gateways of a Redis.
     pub fn start_gateway(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(Service, String), String> {
         let port = free_port();
         let mut command = Command::new(gateway_binary());
-        command.args(["--listen", &format!("127.0.0.1:{port}"), "--redis-url", &self.redis_url]).args(args);
+        command.args(["--listen", &format!("127.0.0.1:{port}"), "--redis-url", &self.redis_url]);
+        if !args.contains(&"--acl-users") {
+            command.args(["--acl-users", "provision"]);
+        }
+        command.args(args);
         for (name, value) in env {
             command.env(name, value);
         }

@@ -66,6 +66,11 @@ impl Service {
         &self.name
     }
 
+    /// The process id of the program started (the leader of its group).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sets the scheduling priority (nice value) of every process in this service's group:
     /// a bench raises the process it measures above whatever else runs on the machine.
     pub fn set_priority(&self, nice: i32) -> Result<(), String> {

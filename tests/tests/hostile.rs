@@ -46,7 +46,9 @@ fn main() {
             ("reads_never_delete_permanent_data", reads_never_delete_permanent_data),
             ("invalidation_keeps_permanent_data_and_nonces", invalidation_keeps_permanent_data_and_nonces),
             ("replay_with_a_future_timestamp_stays_refused", replay_with_a_future_timestamp_stays_refused),
+            ("timestamps_far_outside_the_window_are_refused", timestamps_far_outside_the_window_are_refused),
             ("positions_skip_invalid_index_members", positions_skip_invalid_index_members),
+            ("a_text_status_counter_is_repaired_once", a_text_status_counter_is_repaired_once),
             ("huge_bodies_are_refused_before_they_are_read", huge_bodies_are_refused_before_they_are_read),
             ("read_through_fetches_only_what_is_configured", read_through_fetches_only_what_is_configured),
             ("history_skips_members_that_do_not_decode", history_skips_members_that_do_not_decode),
@@ -223,6 +225,44 @@ fn replay_with_a_future_timestamp_stays_refused(stack: &Stack) {
     let replay = admin::post_signed(stack, path, body.as_bytes(), &timestamp, &signature);
     let error = assert_error(&replay, 401, "unauthorized");
     assert!(error["error"]["message"].as_str().unwrap().contains("already used"), "{error}");
+}
+
+/// Correctly signed, but with timestamps whose distance from now overflows an `i64`: the
+/// distance is computed with checked arithmetic, so they are 401s, not wrapped into the window.
+fn timestamps_far_outside_the_window_are_refused(stack: &Stack) {
+    let body = json!({"pattern": "nothing-here:*"}).to_string();
+    let path = "/v1/admin/invalidate";
+    for timestamp in ["-9223372035058435323", "-9223372036854775808", "9223372036854775807"] {
+        let signature = admin::sign(ADMIN_SECRET, timestamp, path, body.as_bytes());
+        let answer = admin::post_signed(stack, path, body.as_bytes(), timestamp, &signature);
+        let error = assert_error(&answer, 401, "unauthorized");
+        assert!(error["error"]["message"].as_str().unwrap().contains("from now"), "{timestamp}: {error}");
+    }
+}
+
+/// `runs = "text"` in a task's status hash made `HINCRBY` fail, so every run reported failure:
+/// the task repairs the counter, logs it once, and writes its data and status.
+fn a_text_status_counter_is_repaired_once(stack: &Stack) {
+    let mut redis = stack.redis();
+    let status = scan(&mut redis, "hostile:*sync:price:status");
+    let [status] = status.as_slice() else { panic!("one price status hash: {status:?}") };
+    let latest = "hostile:v1:price:mexc:QRLUSDT:latest";
+    let _: () = redis.hset(status, "runs", "text").unwrap();
+    let _: () = redis.del(latest).unwrap();
+    let last_ok_before: i64 = redis.hget(status, "last_ok").unwrap();
+    stack.fire_cron(ALL);
+    let runs: String = redis.hget(status, "runs").unwrap();
+    assert_eq!(runs, "1", "restarted at this run");
+    let last_ok: i64 = redis.hget(status, "last_ok").unwrap();
+    assert!(last_ok > last_ok_before, "the run's status was written as a success");
+    let exists: bool = redis.exists(latest).unwrap();
+    assert!(exists, "the run's data was written");
+    stack.wait_for_log("status_counter_repaired").unwrap();
+    stack.fire_cron(ALL);
+    let runs: String = redis.hget(status, "runs").unwrap();
+    assert_eq!(runs, "2");
+    let repaired = stack.worker_log().lines().filter(|line| line.contains("status_counter_repaired")).count();
+    assert_eq!(repaired, 1, "logged once");
 }
 
 fn positions_skip_invalid_index_members(stack: &Stack) {

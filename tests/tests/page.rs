@@ -45,6 +45,7 @@ fn main() {
             ("metrics_parse_and_move_with_reads", metrics_parse_and_move_with_reads),
             ("redis_down_shows_the_stale_state", redis_down_shows_the_stale_state),
             ("the_demo_fills_the_chart_within_a_minute", the_demo_fills_the_chart_within_a_minute),
+            ("refresh_is_at_least_a_second", refresh_is_at_least_a_second),
         ],
     )
 }
@@ -210,4 +211,24 @@ fn the_demo_fills_the_chart_within_a_minute(_: &Stack) {
     assert!(seen["charts"]["BTCUSDT"].as_u64().unwrap() >= 10, "{seen}");
     assert_eq!((seen["private"].as_str(), seen["costs"].as_u64()), (Some("ok"), Some(2)), "{seen}");
     assert_eq!(seen["store"], "ok", "the demo runs on the durable copy: {seen}");
+}
+
+/// `?refresh=0` (or a negative, or not a number) would poll the worker in a loop: the page
+/// refreshes at most once a second, and says so.
+fn refresh_is_at_least_a_second(stack: &Stack) {
+    // Not a number falls back to the default (15 s): no refresh within the window.
+    for (query, fewest) in [("?refresh=0", 2), ("?refresh=-5", 2), ("?refresh=", 2), ("?refresh=soon", 0)] {
+        let seen = drive(stack, json!({"query": query, "watchMs": 3000}));
+        let watched = &seen["watched"];
+        let health = watched["health"].as_u64().unwrap();
+        // One /health per refresh: at most one a second, plus one refresh in flight.
+        assert!((fewest..=4).contains(&health), "{query}: {watched}");
+        let per_second = watched["requests"].as_u64().unwrap() / 3;
+        assert!(per_second <= 12, "{query}: {per_second} requests a second: {watched}");
+        assert_eq!(seen["refreshEvery"]["clamped"], "true", "{query}: {seen}");
+        let text = seen["refreshEvery"]["text"].as_str().unwrap();
+        assert!(text.contains("at least 1 s"), "{query}: {text}");
+    }
+    let seen = drive(stack, json!({"query": "?refresh=2"}));
+    assert_eq!(seen["refreshEvery"], json!({"text": "refreshes every 2 s", "clamped": "false"}));
 }

@@ -7,7 +7,13 @@ import "uplot/dist/uPlot.min.css";
 import "./app.css";
 
 const TOKEN_KEY = "edgesync.read-token";
-const REFRESH_MS = Number(new URLSearchParams(location.search).get("refresh") ?? 15) * 1000;
+// `?refresh=` seconds between refreshes, 15 by default and never under 1: a 0, a negative
+// or a non-number would otherwise poll the worker as fast as the browser can.
+const DEFAULT_REFRESH_S = 15;
+const MIN_REFRESH_S = 1;
+const ASKED_REFRESH_S = Number(new URLSearchParams(location.search).get("refresh") ?? DEFAULT_REFRESH_S);
+const REFRESH_S = Number.isFinite(ASKED_REFRESH_S) ? Math.max(MIN_REFRESH_S, ASKED_REFRESH_S) : DEFAULT_REFRESH_S;
+const REFRESH_MS = REFRESH_S * 1000;
 const STALE_TIERS = new Set(["memory-stale", "durable-stale"]);
 const charts = new Map();
 let refreshes = 0;
@@ -188,5 +194,10 @@ $("token-form").addEventListener("submit", (event) => {
   refresh();
 });
 
+const clamped = REFRESH_S !== ASKED_REFRESH_S;
+$("refresh-every").textContent = clamped
+  ? `refreshes every ${REFRESH_S} s (?refresh= is at least ${MIN_REFRESH_S} s${Number.isFinite(ASKED_REFRESH_S) ? "" : "; it was not a number"})`
+  : `refreshes every ${REFRESH_S} s`;
+$("refresh-every").dataset.clamped = String(clamped);
 refresh();
 setInterval(refresh, REFRESH_MS);

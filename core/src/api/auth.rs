@@ -55,6 +55,12 @@ pub fn admin_message(timestamp: &str, method: &str, path_and_query: &str, body: 
     format!("{timestamp}\n{method}\n{path_and_query}\n{}", hex::encode(Sha256::digest(body)))
 }
 
+/// True when `seconds` is at most `window` seconds from `now`. Checked arithmetic: a timestamp
+/// near `i64::MIN` would otherwise wrap the difference into the window.
+fn within_window(now: i64, seconds: i64, window: i64) -> bool {
+    now.checked_sub(seconds).and_then(i64::checked_abs).is_some_and(|distance| distance <= window)
+}
+
 /// Checks an admin request's signature, freshness and single use.
 pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), ApiError> {
     let Some(secret) = &app.config.admin_secret else {
@@ -67,9 +73,9 @@ pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), Ap
     let timestamp = request.header("x-edgesync-timestamp").unwrap_or_default();
     let signature = request.header("x-edgesync-signature").unwrap_or_default().to_ascii_lowercase();
     let seconds: i64 = timestamp.parse().map_err(|_| unauthorized("X-Edgesync-Timestamp must be Unix seconds"))?;
-    let window = app.config.admin_window.as_secs() as i64;
+    let window = i64::try_from(app.config.admin_window.as_secs()).unwrap_or(i64::MAX);
     let now = app.clock.now_ms() / 1000;
-    if (now - seconds).abs() > window {
+    if !within_window(now, seconds, window) {
         return Err(unauthorized(&format!("timestamp is more than {window} s from now")));
     }
     let path_and_query = match request.query.as_str() {
@@ -155,10 +161,24 @@ mod tests {
             )))
             .unwrap();
             assert_eq!(ttl, Reply::Int(596));
+            // Far outside i64's room around now: refused, not wrapped into the window.
+            for extreme in [-9_223_372_035_058_435_323, i64::MIN, i64::MAX] {
+                let error = block_on(require_admin(app, &signed(extreme, b"{}"))).unwrap_err();
+                assert_eq!((error.status, error.message.contains("from now")), (401, true), "{extreme}");
+            }
             let mut tampered = signed(now, b"{}");
             tampered.body = b"{\"all\":true}".to_vec();
             assert_eq!(block_on(require_admin(app, &tampered)).unwrap_err().message, "bad signature");
         });
+    }
+
+    #[test]
+    fn timestamps_are_compared_with_checked_arithmetic() {
+        assert!(within_window(1_700_000_000, 1_700_000_300, 300));
+        assert!(!within_window(1_700_000_000, 1_700_000_301, 300));
+        assert!(!within_window(1_700_000_000, -9_223_372_035_058_435_323, 300));
+        assert!(!within_window(1_700_000_000, i64::MIN, 300));
+        assert!(!within_window(-1, i64::MAX, 300));
     }
 
     #[test]

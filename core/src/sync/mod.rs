@@ -168,7 +168,10 @@ pub async fn run_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> Tas
     });
     let written = app.store.write(&commands).await;
     let deferred = written.as_ref().is_ok_and(|written| written.deferred);
-    let written = written.and_then(|written| all_ok(&commands, written.replies));
+    let written = match written {
+        Ok(written) => all_ok(&commands, status::repair_counters(app, &commands, written.replies).await),
+        Err(error) => Err(error),
+    };
     let failure = match (failure, written) {
         (Some(error), _) => Some(error),
         (None, Err(error)) => Some(SyncError::Store(error)),

@@ -4,9 +4,12 @@
 //! `scheduled` handler cannot fail visibly, this hash (with the error log line) is how a
 //! failing task is noticed. Timestamps are ms since the epoch.
 
+use serde_json::json;
+
 use super::SyncError;
 use crate::records::status::RunFields;
-use crate::store::Command;
+use crate::store::{Command, CommandError, Replies, Reply};
+use crate::App;
 
 pub fn success(key: &str, started: i64, finished: i64, keys_written: usize) -> Vec<Command> {
     vec![
@@ -33,4 +36,142 @@ pub fn deferred(key: &str, at: i64) -> Vec<Command> {
 /// After pending writes were replayed to Redis.
 pub fn replayed(key: &str, at: i64, keys: u64) -> Vec<Command> {
     vec![Command::hset(key, &RunFields::replayed(at, keys))]
+}
+
+/// The `HSET` that restarts a counter whose `HINCRBY` Redis refused because the field holds
+/// no integer (a value planted or left by another tool), at this run's increment.
+fn counter_repair(command: &Command, error: &CommandError) -> Option<(String, String, Command)> {
+    if command.name() != "HINCRBY" || !error.0.contains("not an integer") {
+        return None;
+    }
+    let (key, field, increment) = (command.text(0)?, command.text(1)?, command.text(2)?);
+    Some((key.to_owned(), field.to_owned(), Command::hset(key, &[(field, increment)])))
+}
+
+/// Repairs the status counters a run's write could not increment, so one bad field does not
+/// make every run of the task a failure: each is set to this run's increment, once, with one
+/// log line naming the fields; their replies become what `HINCRBY` would have answered. A
+/// repair Redis refuses leaves the replies as they were.
+pub async fn repair_counters(app: &App<'_>, commands: &[Command], mut replies: Replies) -> Replies {
+    let broken: Vec<(usize, (String, String, Command))> = commands
+        .iter()
+        .zip(&replies)
+        .enumerate()
+        .filter_map(|(at, (command, reply))| Some((at, counter_repair(command, reply.as_ref().err()?)?)))
+        .collect();
+    if broken.is_empty() {
+        return replies;
+    }
+    let repairs: Vec<Command> = broken.iter().map(|(_, (_, _, repair))| repair.clone()).collect();
+    let Ok(written) = app.store.write(&repairs).await else { return replies };
+    if written.replies.iter().any(Result::is_err) {
+        return replies;
+    }
+    let fields: Vec<&str> = broken.iter().map(|(_, (_, field, _))| field.as_str()).collect();
+    app.store.events().warn(&json!({
+        "event": "status_counter_repaired",
+        "key": broken[0].1 .0,
+        "fields": fields,
+        "reason": "the field held no integer; it restarts at this run",
+    }));
+    for (at, (_, _, repair)) in &broken {
+        let increment = repair.text(2).and_then(|n| n.parse().ok()).unwrap_or(1);
+        replies[*at] = Ok(Reply::Int(increment));
+    }
+    replies
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use futures_executor::block_on;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::http::{HttpClient, HttpRequest, HttpResponse, TransportError};
+    use crate::log::EventLog;
+
+    struct NoNetwork;
+
+    #[async_trait::async_trait(?Send)]
+    impl HttpClient for NoNetwork {
+        async fn send(&self, _: HttpRequest) -> Result<HttpResponse, TransportError> {
+            Err(TransportError::Failed("no network in unit tests".into()))
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorded(RefCell<Vec<Value>>);
+
+    impl EventLog for Recorded {
+        fn warn(&self, event: &Value) {
+            self.0.borrow_mut().push(event.clone());
+        }
+    }
+
+    #[test]
+    fn only_counters_refused_as_non_integers_are_repaired() {
+        let increment = Command::new("HINCRBY").arg("k").arg("runs").arg(1);
+        let not_integer = CommandError("ERR hash value is not an integer".into());
+        let (_, field, repair) = counter_repair(&increment, &not_integer).unwrap();
+        assert_eq!((field.as_str(), repair.parts().len()), ("runs", 4));
+        assert_eq!(repair.name(), "HSET");
+        assert!(counter_repair(&increment, &CommandError("WRONGTYPE".into())).is_none());
+        assert!(counter_repair(&Command::new("SET").arg("k").arg("v"), &not_integer).is_none());
+    }
+
+    #[test]
+    fn a_text_counter_is_repaired_once_and_the_run_succeeds() {
+        use std::sync::Arc;
+
+        use crate::clock::{FixedClock, ThreadSleep};
+        use crate::store::memory::MemoryStore;
+        use crate::store::tiered::{IsolateCache, Tiered};
+
+        let config = crate::config::Config::from_lookup(|_| None).unwrap();
+        let clock = Arc::new(FixedClock::at(crate::test_app::NOW_MS));
+        let store = MemoryStore::new(clock.clone(), 1_000);
+        let memory = IsolateCache::new(config.tiers);
+        let events = Recorded::default();
+        let tiers = Tiered::memory_only(&memory, &store, &*clock).with_log(&events);
+        let flights = crate::api::flight::Flights::default();
+        let app = App {
+            config: &config,
+            store: &tiers,
+            http: &NoNetwork,
+            clock: &*clock,
+            sleep: &ThreadSleep,
+            flights: &flights,
+            waiter: &crate::single_flight::Unbounded,
+            page: &crate::api::page::PageAssets::NONE,
+        };
+        let key = "status-test";
+        let hget = |field: &str| block_on(store_get(&app, key, field));
+        block_on(app.store.write(&[Command::hset(key, &[("runs", "text"), ("failures", "2")])])).unwrap();
+
+        let commands = success(key, 1, 2, 3);
+        let written = block_on(app.store.write(&commands)).unwrap();
+        assert!(written.replies.iter().any(Result::is_err), "the planted text refuses HINCRBY");
+        let replies = block_on(repair_counters(&app, &commands, written.replies));
+        assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+        assert_eq!((hget("runs"), hget("last_ok")), (Some("1".into()), Some("2".into())), "status written");
+        assert_eq!(events.0.borrow().len(), 1);
+        assert_eq!(events.0.borrow()[0]["fields"], serde_json::json!(["runs"]));
+
+        // The next run counts on from the repaired value, with no second log line.
+        let commands = success(key, 3, 4, 3);
+        let written = block_on(app.store.write(&commands)).unwrap();
+        let replies = block_on(repair_counters(&app, &commands, written.replies));
+        assert!(replies.iter().all(Result::is_ok));
+        assert_eq!(hget("runs"), Some("2".into()));
+        assert_eq!(events.0.borrow().len(), 1, "logged once");
+    }
+
+    async fn store_get(app: &App<'_>, key: &str, field: &str) -> Option<String> {
+        match app.store.backing_store().execute(&Command::new("HGET").arg(key).arg(field)).await.unwrap() {
+            Reply::Bulk(bytes) => Some(String::from_utf8(bytes).unwrap()),
+            _ => None,
+        }
+    }
 }
