@@ -143,6 +143,7 @@ mod tests {
             clock: &*clock,
             sleep: &ThreadSleep,
             flights: &flights,
+            mexc_clock: &Default::default(),
             waiter: &crate::single_flight::Unbounded,
             page: &crate::api::page::PageAssets::NONE,
         };
