@@ -12,7 +12,8 @@
 //! window cannot explain — holdings bought before it — has no known cost: it is reported as
 //! `unknown_cost_qty`, never priced at zero, unless the operator sets an opening average cost
 //! (`OPENING_COSTS`), which then values it. P&L is therefore over the window (`window` in the
-//! record says which). Percentages are rounded to 8 decimals; everything else is exact.
+//! record says which). Percentages are rounded to 8 decimals, averages and allocated costs to
+//! `MONEY_DP` (12) once; sums — P&L, value — are exact (see `cost_basis`).
 //!
 //! The account and tickers come from the invocation's [`Snapshot`], shared with the balance
 //! and price tasks, so they cost no extra subrequest when those tasks run in the same cron.
@@ -24,7 +25,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use super::balance::SPOT_SIDE;
-use super::cost_basis::CostBasis;
+use super::cost_basis::{share, CostBasis, MONEY_DP};
 use super::settings::split_symbol;
 use super::snapshot::Snapshot;
 use super::{raw, SyncError};
@@ -176,7 +177,7 @@ fn report(
     let (known_qty, known_cost) = if left_without_trade.is_zero() {
         (basis.qty, basis.cost)
     } else {
-        (holdings, basis.cost * holdings / basis.qty)
+        (holdings, share(basis.cost, holdings, basis.qty))
     };
     let (priced_qty, cost_basis, invested, unknown_cost_qty) = match opening_cost {
         Some(opening) => {
@@ -185,10 +186,12 @@ fn report(
         }
         None => (known_qty, known_cost, basis.invested, before_window),
     };
-    let avg_cost = (!priced_qty.is_zero()).then(|| (cost_basis / priced_qty).normalize());
-    let value = price.map(|p| holdings * p);
-    let unrealized = price.map(|p| priced_qty * p - cost_basis);
-    let total = unrealized.map(|u| u + basis.realized_pnl);
+    let avg_cost = (!priced_qty.is_zero()).then(|| (cost_basis / priced_qty).round_dp(MONEY_DP).normalize());
+    // Exact sums, shown without trailing zeros.
+    let value = price.map(|p| (holdings * p).normalize());
+    let unrealized = price.map(|p| (priced_qty * p - cost_basis).normalize());
+    let total = unrealized.map(|u| (u + basis.realized_pnl).normalize());
+    let (cost_basis, invested) = (cost_basis.normalize(), invested.normalize());
     CostRecord {
         avg_cost,
         base_asset: window.base.to_owned(),
@@ -208,7 +211,7 @@ fn report(
         price,
         qty: priced_qty,
         quote_asset: window.quote.to_owned(),
-        realized_pnl: basis.realized_pnl,
+        realized_pnl: basis.realized_pnl.normalize(),
         roi_pct: total.and_then(|t| percent(t, invested)),
         symbol: window.symbol.to_string(),
         total_pnl: total,
@@ -371,6 +374,44 @@ mod tests {
         assert_eq!(d(&record["qty"]), Decimal::from(150));
         assert_eq!(d(&record["cost_basis"]), Decimal::from(20));
         assert_eq!(d(&record["unrealized_pnl"]), "-2".parse().unwrap(), "150 * 0.12 - 20");
+    }
+
+    /// The demo's fills (`tests/src/bin/edgesync-demo.rs`): two buys and a partial sell whose
+    /// matched cost does not divide evenly. P&L is exact, and every amount that came from a
+    /// division has at most `MONEY_DP` decimals.
+    #[test]
+    fn profit_and_loss_are_exact_and_divisions_rounded_once() {
+        let demo = |id: &str, time: i64, buy: bool, price: &str, qty: &str| {
+            let quote = price.parse::<Decimal>().unwrap() * qty.parse::<Decimal>().unwrap();
+            serde_json::from_value::<Trade>(json!({
+                "symbol": "QRLUSDT", "id": id, "price": price, "qty": qty, "quoteQty": quote.to_string(),
+                "commission": "0", "commissionAsset": "USDT", "time": time, "isBuyer": buy,
+            }))
+            .unwrap()
+        };
+        let mut basis = CostBasis::default();
+        for fill in [
+            demo("demo1", 1, true, "0.0140", "1000"),
+            demo("demo2", 2, true, "0.0135", "700"),
+            demo("demo3", 3, false, "0.0158", "200"),
+        ] {
+            basis.apply(&fill, "QRL", "USDT", None).unwrap();
+        }
+        let symbol = Segment::new("symbol", "QRLUSDT").unwrap();
+        let window = Window { symbol: &symbol, base: "QRL", quote: "USDT", start_ms: 0, now: NOW };
+        let holdings = Decimal::from(1500);
+        let record = report(window, &basis, holdings, Some("0.01533".parse().unwrap()), None);
+        let record = serde_json::to_value(&record).unwrap();
+        // 3.16 of proceeds + 1500 × 0.01533 of value − 23.45 invested.
+        assert_eq!(record["total_pnl"], "2.705", "{record}");
+        assert_eq!(d(&record["realized_pnl"]) + d(&record["unrealized_pnl"]), d(&record["total_pnl"]));
+        assert_eq!(record["avg_cost"], "0.013794117647", "{record}");
+        for (field, value) in record.as_object().unwrap() {
+            if let Some(decimals) = value.as_str().and_then(|v| v.parse::<Decimal>().ok()).map(|v| v.scale()) {
+                let most = if field.ends_with("_pct") { 8 } else { MONEY_DP };
+                assert!(decimals <= most, "{field} = {value} has {decimals} decimals");
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,14 @@
 //!   the average cost; realized P&L is proceeds minus matched cost. A sell larger than the
 //!   known holdings sold older coins of unknown cost: valued at the operator's opening cost
 //!   when configured, otherwise counted as `unmatched_sell_qty` and left out of P&L.
+//!
+//! **Exactness.** Sums of fills are exact. A quantity's share of an amount (the cost of the
+//! coins a sell matches, a part of the proceeds) needs a division, which rarely terminates:
+//! it is rounded once, to [`MONEY_DP`] decimals, and the rounded amount is *moved* — the same
+//! value leaves the cost and enters the realized P&L — so every later sum stays exact and
+//! realized + unrealized P&L equals proceeds + value − invested to the last digit (a division
+//! at 28 digits followed by a subtraction used to round again: 2.705 came out as
+//! 2.7049999999999999999999999998).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +25,16 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::exchange::model::Trade;
+
+/// Decimals of every amount that comes from a division (allocated costs, averages): finer
+/// than any exchange's quote precision (MEXC's is at most 10 decimals), and fixed, so sums of
+/// such amounts stay exact within a `Decimal`'s 28 digits.
+pub const MONEY_DP: u32 = 12;
+
+/// `amount × part / whole`, rounded once to [`MONEY_DP`] decimals (`whole` is non-zero).
+pub fn share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal {
+    (amount * part / whole).round_dp(MONEY_DP)
+}
 
 /// The running state of one symbol over the fills applied so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +65,7 @@ pub struct CostBasis {
 impl CostBasis {
     /// Average cost of the known holdings; `None` with nothing held.
     pub fn avg_cost(&self) -> Option<Decimal> {
-        (!self.qty.is_zero()).then(|| (self.cost / self.qty).normalize())
+        (!self.qty.is_zero()).then(|| (self.cost / self.qty).round_dp(MONEY_DP).normalize())
     }
 
     /// Applies one fill. `opening_cost` values sold coins of unknown cost.
@@ -88,15 +106,15 @@ impl CostBasis {
             let matched = leaves.min(self.qty);
             let excess = leaves - matched;
             if !matched.is_zero() {
-                let matched_cost = if matched == self.qty { self.cost } else { self.cost * matched / self.qty };
-                let matched_proceeds = proceeds * matched / leaves;
+                let matched_cost = if matched == self.qty { self.cost } else { share(self.cost, matched, self.qty) };
+                let matched_proceeds = if matched == leaves { proceeds } else { share(proceeds, matched, leaves) };
                 self.realized_pnl += matched_proceeds - matched_cost;
                 self.cost -= matched_cost;
                 self.qty -= matched;
             }
             if !excess.is_zero() {
                 match opening_cost {
-                    Some(opening) => self.realized_pnl += proceeds * excess / leaves - opening * excess,
+                    Some(opening) => self.realized_pnl += share(proceeds, excess, leaves) - opening * excess,
                     None => self.unmatched_sell_qty += excess,
                 }
             }
