@@ -68,7 +68,8 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
             _ if failing => "failing",
             _ => "ok",
         };
-        let mut entry: Map<String, Value> = fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        let mut entry: Map<String, Value> =
+            fields.into_iter().map(|(k, v)| (k.clone(), crate::records::status::field_json(&k, v))).collect();
         entry.insert("state".into(), json!(state));
         if let Some(minutes) = interval {
             entry.insert("schedule_minutes".into(), json!(minutes));

@@ -67,6 +67,30 @@ pub struct TaskStatus {
     pub last_replay_at: Option<i64>,
 }
 
+/// The status hash's fields that hold integers (times in ms, counters, codes): answered as
+/// JSON numbers, not as the strings a Redis hash keeps.
+pub const NUMBER_FIELDS: [&str; 10] = [
+    "last_started",
+    "last_ok",
+    "last_error_code",
+    "last_error_at",
+    "duration_ms",
+    "runs",
+    "failures",
+    "consecutive_failures",
+    "last_deferred_at",
+    "last_replay_at",
+];
+
+/// A status hash field as JSON: an integer field that parses as one is a number; anything
+/// else (and an integer field that does not parse, shown as stored) is a string.
+pub fn field_json(name: &str, value: String) -> serde_json::Value {
+    match value.parse::<i64>() {
+        Ok(number) if NUMBER_FIELDS.contains(&name) => serde_json::Value::from(number),
+        _ => serde_json::Value::String(value),
+    }
+}
+
 impl TaskStatus {
     /// Reads the hash; a field that is present but not a number is an error naming it.
     pub fn from_fields(fields: &BTreeMap<String, String>) -> Result<Self, String> {
