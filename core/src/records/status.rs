@@ -122,6 +122,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counters_and_times_are_numbers_and_the_rest_text() {
+        assert_eq!(field_json("runs", "39".into()), serde_json::json!(39));
+        assert_eq!(field_json("last_ok", "1700000000000".into()), serde_json::json!(1_700_000_000_000_i64));
+        assert_eq!(field_json("runs", "text".into()), serde_json::json!("text"), "shown as stored");
+        assert_eq!(field_json("last_error", "42".into()), serde_json::json!("42"), "a message stays text");
+    }
+
+    #[test]
     fn runs_write_these_fields_and_read_back() {
         let failed = RunFields::Failed { started: 10, finished: 25, error: "MEXC said no".into(), code: Some(700002) };
         let mut fields: BTreeMap<String, String> =
