@@ -568,6 +568,15 @@ impl Tiered<'_> {
                 self.memory.count(*class, |c| c.coalesced += 1);
             }
         }
+        // An error reply other than WRONGTYPE (LOADING after a restart, MOVED from a cluster
+        // node, READONLY, OOM, BUSY, …) says Redis could not answer, not what the key holds:
+        // the read fails over like an outage instead of calling the data unreadable.
+        let replies = replies.and_then(|replies| match replies.iter().find_map(|reply| reply.as_ref().err()) {
+            Some(error) if !error.0.starts_with("WRONGTYPE") => {
+                Err(StoreError::Unavailable(format!("Redis answered a read with `{}`", error.0)))
+            }
+            _ => Ok(replies),
+        });
         let replies = match replies {
             Ok(replies) => replies,
             Err(error) => {
@@ -856,6 +865,39 @@ mod tests {
 
         let counters = memory.stats().classes["price"];
         assert_eq!((counters.l1_hits, counters.l2_hits, counters.stale_served), (1, 1, 1));
+    }
+
+    /// Answers every command with the same error reply, as a loading or misrouted node does.
+    struct Refusing(&'static str);
+
+    #[async_trait(?Send)]
+    impl Store for Refusing {
+        async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            Ok(commands.iter().map(|_| Err(crate::store::CommandError(self.0.to_owned()))).collect())
+        }
+        async fn transaction(&self, commands: &[Command]) -> Result<Replies, StoreError> {
+            self.pipeline(commands).await
+        }
+    }
+
+    #[test]
+    fn an_error_reply_to_a_read_fails_over_like_an_outage() {
+        for reply in ["LOADING Redis is loading the dataset in memory", "MOVED 3999 127.0.0.1:6381", "READONLY no"] {
+            let (clock, memory, redis) = setup();
+            block_on(Tiered::new(&memory, &redis, &*clock).set("k", b"kept", None)).unwrap();
+            clock.advance_ms(3_000);
+            let refusing = Refusing(reply);
+            let tiered = Tiered::new(&memory, &refusing, &*clock);
+            let read = block_on(tiered.read("k", DataClass::PriceLatest)).unwrap().unwrap();
+            assert_eq!((read.tier, read.value.as_slice()), (Tier::MemoryStale, b"kept".as_slice()), "{reply}");
+            match block_on(tiered.read("unknown", DataClass::PriceLatest)) {
+                Err(ReadError::Store(StoreError::Unavailable(message))) => {
+                    assert!(message.contains(reply), "{message}")
+                }
+                other => panic!("{reply}: {other:?}"),
+            }
+            assert!(memory.stats().unreadable.is_empty(), "{reply} is not the data's fault");
+        }
     }
 
     #[test]
