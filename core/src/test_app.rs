@@ -15,6 +15,19 @@ use crate::App;
 /// The fixed time of every test app, ms since the epoch.
 pub const NOW_MS: i64 = 1_700_000_000_000;
 
+/// An HTTP client for tests that make no exchange call: every call fails.
+pub struct NoNetwork;
+
+#[async_trait::async_trait(?Send)]
+impl HttpClient for NoNetwork {
+    async fn send(
+        &self,
+        _: crate::http::HttpRequest,
+    ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+        Err(crate::http::TransportError::Failed("no network in this test".into()))
+    }
+}
+
 /// Builds the app from `vars` and runs `check` with it.
 pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnOnce(&App<'_>) -> R) -> R {
     let config = Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))

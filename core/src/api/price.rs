@@ -63,5 +63,7 @@ pub async fn history(app: &App<'_>, symbol: &str, request: &super::ApiRequest) -
         "skipped": page.skipped,
         "entries": page.entries,
     });
-    Ok(ApiResponse::json(200, &body).with_header("cache-control", format!("public, max-age={max_age}")))
+    Ok(ApiResponse::json(200, &body)
+        .with_header("cache-control", format!("public, max-age={max_age}"))
+        .with_header("x-edgesync-tier", app.store.pipeline_tier().as_str()))
 }

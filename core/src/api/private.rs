@@ -99,7 +99,7 @@ pub async fn positions(app: &App<'_>) -> Result<ApiResponse, ApiError> {
     if !skipped.is_empty() {
         body["skipped"] = json!(skipped);
     }
-    Ok(private(&body))
+    Ok(private(&body).with_header("x-edgesync-tier", app.store.pipeline_tier().as_str()))
 }
 
 pub async fn cost(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError> {
@@ -178,11 +178,13 @@ pub async fn raw_history(app: &App<'_>, name: &str, request: &ApiRequest) -> Res
         "count": page.entries.len(),
         "skipped": page.skipped,
         "entries": page.entries,
-    })))
+    }))
+    .with_header("x-edgesync-tier", app.store.pipeline_tier().as_str()))
 }
 
 pub async fn sync_status(app: &App<'_>) -> Result<ApiResponse, ApiError> {
-    Ok(private(&super::health::task_statuses(app).await?))
+    Ok(private(&super::health::task_statuses(app).await?)
+        .with_header("x-edgesync-tier", app.store.pipeline_tier().as_str()))
 }
 
 pub async fn store_stats(app: &App<'_>) -> Result<ApiResponse, ApiError> {
@@ -193,4 +195,25 @@ pub async fn store_stats(app: &App<'_>) -> Result<ApiResponse, ApiError> {
 /// Task names, for the OpenAPI document and error messages.
 pub fn task_names() -> Vec<&'static str> {
     Task::ALL.iter().map(|t| t.name()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::{handle, ApiRequest};
+    use crate::test_app::{with_app, NoNetwork};
+
+    #[test]
+    fn every_data_read_says_which_tier_answered() {
+        with_app(&[("READ_TOKEN", "tok")], &NoNetwork, |app| {
+            for path in
+                ["/v1/price/QRLUSDT/history", "/v1/positions", "/v1/sync/status", "/v1/raw/account_info/history"]
+            {
+                let mut request = ApiRequest::get(path);
+                request.headers.push(("Authorization".into(), "Bearer tok".into()));
+                let response = futures_executor::block_on(handle(app, &request));
+                assert_eq!(response.status, 200, "{path}");
+                assert_eq!(response.header("x-edgesync-tier"), Some("memory"), "{path}: the app runs on memory");
+            }
+        });
+    }
 }

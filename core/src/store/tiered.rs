@@ -453,6 +453,13 @@ impl<'a> Tiered<'a> {
         (!self.l2_is_redis).then_some(if self.embedded_durable.is_some() { Tier::Durable } else { Tier::Memory })
     }
 
+    /// The tier that answers a read that does not go through L1 (a hash, a sorted set, a
+    /// scan): Redis, or the store the worker runs on without it. When Redis fails and the
+    /// durable copy answers instead, [`Tiered::durable_age_ms`] says so.
+    pub fn pipeline_tier(&self) -> Tier {
+        self.embedded_tier().unwrap_or(Tier::Redis)
+    }
+
     /// `Some(age)` when this request read anything from the durable copy because Redis
     /// failed: the age (ms) of the oldest row it read.
     pub fn durable_age_ms(&self) -> Option<i64> {
