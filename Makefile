@@ -43,7 +43,7 @@ BUNDLE_LIMIT_BYTES := 614400
 .PHONY: help dev demo test tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-cpu perf-tool bench-migrator bench-core deploy clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DEV_PORT)/$(DEV_PORT)/g' | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 dev: tools wasm ## run the worker locally in workerd on 127.0.0.1:$(DEV_PORT)
 	@[ -f .dev.vars ] || echo "note: no .dev.vars (see .dev.vars.example): running on the durable copy (a Durable Object kept in .wrangler/state), no exchange keys"
