@@ -33,7 +33,7 @@ pub enum Lane {
 /// Why a command was refused; the text is what the client sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("ERR '{0}' changes the connection's state and is not available over REST (transactions: use /multi-exec)")]
+    #[error("ERR '{0}' changes the connection's state and is not available over REST ({hint})", hint = connection_state_hint(.0))]
     ConnectionState(String),
     #[error("NOPERM '{0}' is denied by the gateway's command policy")]
     Denied(String),
@@ -41,6 +41,20 @@ pub enum Refusal {
     ReadOnly(String),
     #[error("ERR '{0}' is not available inside /multi-exec (it blocks or changes the connection)")]
     NotInTransaction(String),
+}
+
+/// What to do instead of a connection-state command, for its refusal.
+fn connection_state_hint(name: &str) -> &'static str {
+    match name {
+        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => {
+            "send the commands to /multi-exec, which runs them atomically"
+        }
+        "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" | "MONITOR" => {
+            "it streams replies on a connection of its own, which this gateway does not serve"
+        }
+        "SELECT" | "SWAPDB" => "the database is the one --redis-url names",
+        _ => "each request runs on a connection shared with others",
+    }
 }
 
 impl Refusal {
@@ -275,6 +289,10 @@ mod tests {
             }
         }
         assert_eq!(policy().admit(&args("CLIENT ID"), Access::Full, false), Ok(Lane::Shared));
+        let said = |command: &str| policy().admit(&args(command), Access::Full, false).unwrap_err().to_string();
+        assert!(said("subscribe news").contains("does not serve"), "{}", said("subscribe news"));
+        assert!(!said("SUBSCRIBE news").contains("multi-exec"));
+        assert!(said("MULTI").contains("/multi-exec"), "{}", said("MULTI"));
     }
 
     #[test]

@@ -171,7 +171,9 @@ pub fn open_connection(url: &str, token: Option<&str>, trust: &Trust) -> Result<
     }
     if url.starts_with("https://") || url.starts_with("http://") {
         let token = token.ok_or_else(|| {
-            ConnectError::Usage("an https:// (Upstash REST) URL needs --token or UPSTASH_REDIS_REST_TOKEN".into())
+            ConnectError::Usage(
+                "an https:// or http:// (Upstash REST) URL needs --token or UPSTASH_REDIS_REST_TOKEN".into(),
+            )
         })?;
         let config = UpstashConfig { url: url.to_owned(), token: Secret::new(token), timeout: Duration::from_secs(30) };
         let http = match &trust.ca_pem {

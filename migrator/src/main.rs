@@ -36,7 +36,8 @@ struct Cli {
 
 #[derive(Args)]
 struct Global {
-    /// Redis to migrate: redis://, rediss:// (TLS) or https:// (Upstash REST).
+    /// Redis to migrate: redis://, rediss:// (TLS) or https:// (Upstash REST; http:// for a gateway on
+    /// a trusted network).
     #[arg(long, global = true, env = "MIGRATOR_REDIS_URL", hide_env_values = true)]
     url: Option<String>,
     /// Token for an https:// (Upstash REST) URL.
@@ -52,11 +53,11 @@ struct Global {
     target_token: Option<String>,
     /// PEM file of the CA certificates to trust for rediss:// and https:// instead of the
     /// bundled Mozilla roots (a self-hosted Redis with a private CA).
-    #[arg(long, global = true, env = "MIGRATOR_TLS_CA", value_name = "FILE")]
+    #[arg(long, global = true, env = "MIGRATOR_TLS_CA", hide_env_values = true, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
     /// PEM file of the CA certificates to trust for a rediss:// or https:// --target-url
     /// (the source's `--tls-ca` is the source's alone).
-    #[arg(long, global = true, env = "MIGRATOR_TARGET_TLS_CA", value_name = "FILE")]
+    #[arg(long, global = true, env = "MIGRATOR_TARGET_TLS_CA", hide_env_values = true, value_name = "FILE")]
     target_tls_ca: Option<PathBuf>,
     /// The journal directory (sled). Keep it until you are sure you will not roll back.
     #[arg(long, global = true, default_value = "migrator-journal")]
