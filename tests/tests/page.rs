@@ -211,6 +211,48 @@ fn the_demo_fills_the_chart_within_a_minute(_: &Stack) {
     assert!(seen["charts"]["BTCUSDT"].as_u64().unwrap() >= 10, "{seen}");
     assert_eq!((seen["private"].as_str(), seen["costs"].as_u64()), (Some("ok"), Some(2)), "{seen}");
     assert_eq!(seen["store"], "ok", "the demo runs on the durable copy: {seen}");
+
+    // Its market agrees with its prices: candles around the price and as many as asked,
+    // recent trades near it, and an order book whose best bid is below its best ask.
+    let get = |path: &str| -> Value {
+        let answer = ureq::get(&format!("{url}{path}")).call().unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&answer.into_body().read_to_string().unwrap()).unwrap()
+    };
+    let number = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let last = number(&get("/v1/price/QRLUSDT")["price"]);
+    let near = |price: f64| (price / last - 1.0).abs() < 0.1;
+    let candles = get("/v1/ohlcv/QRLUSDT?limit=2");
+    let candles = candles.as_array().unwrap();
+    assert_eq!(candles.len(), 2, "{candles:?}");
+    assert!(candles.iter().all(|c| near(number(&c[4]))), "candles around {last}: {candles:?}");
+    let deals = get("/v1/deals/QRLUSDT?limit=5");
+    assert!(deals.as_array().unwrap().iter().all(|d| near(number(&d["price"]))), "deals around {last}: {deals}");
+    let book = get("/v1/orderbook/QRLUSDT?limit=5");
+    let (bid, ask) = (number(&book["bids"][0][0]), number(&book["asks"][0][0]));
+    assert!(bid < ask && near(bid) && near(ask), "bid {bid} < ask {ask} around {last}");
+
+    // Started again on the same state, it starts fresh: only the new run's points.
+    drop(_demo);
+    let restarted = now_ms();
+    let port = edgesync_e2e::process::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edgesync-demo"));
+    command.args(["--port", &port.to_string()]).arg("--state").arg(state.path().join("durable"));
+    let _again = edgesync_e2e::process::Service::spawn("edgesync-demo", command, &state.path().join("demo2.log"))
+        .expect("the demo starts again");
+    let history = edgesync_e2e::process::wait_until("a synced price", std::time::Duration::from_secs(60), || {
+        let answer = ureq::get(&format!("{url}/v1/price/QRLUSDT/history?limit=1000")).call().ok()?;
+        let body: Value = serde_json::from_str(&answer.into_body().read_to_string().ok()?).ok()?;
+        (body["count"].as_u64()? >= 1).then_some(body)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", std::fs::read_to_string(state.path().join("demo2.log")).unwrap_or_default()));
+    let entries = history["entries"].as_array().unwrap();
+    assert!(entries.len() < points as usize, "{} points after the restart, {points} before", entries.len());
+    assert!(entries.iter().all(|e| e["ts"].as_i64().unwrap() >= restarted - 1000), "old points: {history}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// `?refresh=0` (or a negative, or not a number) would poll the worker in a loop: the page

@@ -1,7 +1,10 @@
 //! `edgesync-demo` (`make demo`): the worker on its durable copy (no Redis, no keys, no
 //! network) next to the MEXC stand-in, which serves a demo account with trades and prices
 //! that move; the cron fires every few seconds, so the page at `/` fills within a minute.
-//! Everything listens on 127.0.0.1. Ctrl-C stops it all.
+//! Its market routes agree with its prices: candles, recent trades and an order book are
+//! drawn around each symbol's current price every cron. It starts fresh (a new durable copy)
+//! unless `--resume` keeps the last run's data. Everything listens on 127.0.0.1. Ctrl-C stops
+//! it all.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,9 +24,13 @@ struct Args {
     /// Seconds between cron runs.
     #[arg(long, default_value_t = 3)]
     interval_secs: u64,
-    /// Where wrangler keeps the demo's durable copy (kept between runs).
+    /// Where wrangler keeps the demo's durable copy (default `target/demo-state`).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Keep the durable copy of the last run (its history, its sync runs) instead of starting
+    /// fresh.
+    #[arg(long)]
+    resume: bool,
     /// Stop after this many crons (default: run until interrupted).
     #[arg(long)]
     crons: Option<u64>,
@@ -53,6 +60,68 @@ fn ticker(symbol: &str, last: &str, base: f64, decimals: usize) -> Value {
         "openPrice": format!("{base:.decimals$}"), "highPrice": format!("{:.decimals$}", base * 1.04),
         "lowPrice": format!("{:.decimals$}", base * 0.96), "volume": "182000", "quoteVolume": null,
         "openTime": now_ms() - 86_400_000, "closeTime": now_ms(), "count": null
+    })
+}
+
+/// Hourly candles ending now, the last closing at `last`, wandering back from it.
+fn klines(last: &str, base: f64, step: u64, decimals: usize) -> Value {
+    const CANDLES: u64 = 200;
+    const HOUR_MS: i64 = 3_600_000;
+    let now = now_ms();
+    let last_value = last.parse::<f64>().unwrap_or(base);
+    let open_of_last = now - now % HOUR_MS;
+    let rows: Vec<Value> = (0..CANDLES)
+        .map(|back| {
+            let close =
+                if back == 0 { last_value } else { price(base, step + CANDLES - back, 12).parse().unwrap_or(base) };
+            let open = price(base, step + CANDLES - back - 1, 12).parse::<f64>().unwrap_or(base);
+            let (high, low) = (open.max(close) * 1.002, open.min(close) * 0.998);
+            let open_time = open_of_last - back as i64 * HOUR_MS;
+            json!([
+                open_time,
+                format!("{open:.decimals$}"),
+                format!("{high:.decimals$}"),
+                format!("{low:.decimals$}"),
+                format!("{close:.decimals$}"),
+                "1250.5",
+                open_time + HOUR_MS,
+                format!("{:.2}", 1250.5 * close),
+            ])
+        })
+        .rev()
+        .collect();
+    Value::Array(rows)
+}
+
+/// Recent trades at and around `last`, newest first.
+fn recent_trades(last: &str, base: f64, decimals: usize) -> Value {
+    let last_value = last.parse::<f64>().unwrap_or(base);
+    let now = now_ms();
+    let rows: Vec<Value> = (0..30)
+        .map(|i| {
+            let price = last_value * (1.0 + 0.0004 * ((i % 5) as f64 - 2.0));
+            let qty = 10.0 + i as f64;
+            json!({
+                "id": null, "price": format!("{price:.decimals$}"), "qty": format!("{qty:.4}"),
+                "quoteQty": format!("{:.6}", price * qty), "time": now - i * 7_000,
+                "isBuyerMaker": i % 2 == 0, "isBestMatch": true
+            })
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// An order book around `last`: bids below it, asks above, the best of each nearest.
+fn order_book(last: &str, base: f64, decimals: usize) -> Value {
+    let last_value = last.parse::<f64>().unwrap_or(base);
+    let level = |side: f64, i: usize| {
+        let price = last_value * (1.0 + side * 0.0005 * (i + 1) as f64);
+        json!([format!("{price:.decimals$}"), format!("{:.4}", 100.0 + 25.0 * i as f64)])
+    };
+    json!({
+        "lastUpdateId": now_ms(),
+        "bids": (0..20).map(|i| level(-1.0, i)).collect::<Vec<_>>(),
+        "asks": (0..20).map(|i| level(1.0, i)).collect::<Vec<_>>(),
     })
 }
 
@@ -119,6 +188,9 @@ fn main() -> Result<(), String> {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let log = state.with_extension("log");
+    if !args.resume && state.exists() {
+        std::fs::remove_dir_all(&state).map_err(|e| format!("cannot start fresh in {}: {e}", state.display()))?;
+    }
     std::fs::create_dir_all(&state).map_err(|e| format!("cannot create {}: {e}", state.display()))?;
     let (_worker, url) = start_wrangler_dev_at(None, &vars, &log, Some(&state), args.port)?;
     println!(
@@ -126,6 +198,11 @@ fn main() -> Result<(), String> {
         args.interval_secs
     );
     println!("  worker log: {}", log.display());
+    println!(
+        "  durable copy: {} ({})",
+        state.display(),
+        if args.resume { "resumed: the last run's data is kept" } else { "fresh; --resume keeps it next time" }
+    );
 
     let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
     let started = Instant::now();
@@ -138,6 +215,9 @@ fn main() -> Result<(), String> {
             let decimals = if base < 1.0 { 5 } else { 2 };
             let last = price(base, step, decimals);
             exchange.set_response("/api/v3/ticker/24hr", Some(symbol), &ticker(symbol, &last, base, decimals));
+            exchange.set_response("/api/v3/klines", Some(symbol), &klines(&last, base, step, decimals));
+            exchange.set_response("/api/v3/trades", Some(symbol), &recent_trades(&last, base, decimals));
+            exchange.set_response("/api/v3/depth", Some(symbol), &order_book(&last, base, decimals));
             line.push_str(&format!(" {symbol} {last}"));
         }
         let fired = http.get(&format!("{url}/cdn-cgi/handler/scheduled?cron=*/3+*+*+*+*")).call();

@@ -77,7 +77,8 @@ impl Endpoint {
 }
 
 /// Applies the query to a body the way MEXC does: `myTrades` and `klines` honour
-/// `startTime`/`endTime` (inclusive, ms) and `limit`, oldest first.
+/// `startTime`/`endTime` (inclusive, ms) and `limit`, oldest first; klines without a start are
+/// the newest `limit`.
 pub fn shape(endpoint: &Endpoint, body: Value, params: &[(String, String)]) -> Value {
     let param = |name: &str| params.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<i64>().ok());
     let time_of = |row: &Value| match endpoint.path {
@@ -99,6 +100,12 @@ pub fn shape(endpoint: &Endpoint, body: Value, params: &[(String, String)]) -> V
         })
         .collect();
     rows.sort_by_key(|row| time_of(row).unwrap_or(0));
-    rows.truncate(limit);
+    if start.is_none() && endpoint.path == "/api/v3/klines" {
+        // Without a start, MEXC answers the newest `limit` candles (still oldest first).
+        let newest = rows.len().saturating_sub(limit);
+        rows.drain(..newest);
+    } else {
+        rows.truncate(limit);
+    }
     Value::Array(rows)
 }
