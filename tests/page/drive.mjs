@@ -55,6 +55,13 @@ try {
     privateMessage: document.getElementById("private-message").textContent,
     positions: document.querySelectorAll("[data-position]").length,
     costs: document.querySelectorAll("[data-cost]").length,
+    // Each cost row's cells as shown, and whether its last (ROI) cell lies inside the window.
+    costCells: Object.fromEntries([...document.querySelectorAll("[data-cost]")].map((row) =>
+      [row.dataset.cost, [...row.children].map((cell) => cell.textContent)])),
+    roiVisible: [...document.querySelectorAll("[data-cost]")].every((row) => {
+      const box = row.lastElementChild.getBoundingClientRect();
+      return box.width > 0 && box.right <= window.innerWidth;
+    }),
     token: sessionStorage.getItem("edgesync.read-token"),
     scrollWidth: document.documentElement.scrollWidth,
     refreshEvery: { text: document.getElementById("refresh-every").textContent, clamped: document.getElementById("refresh-every").dataset.clamped },

@@ -211,6 +211,13 @@ fn the_demo_fills_the_chart_within_a_minute(_: &Stack) {
     assert!(seen["charts"]["BTCUSDT"].as_u64().unwrap() >= 10, "{seen}");
     assert_eq!((seen["private"].as_str(), seen["costs"].as_u64()), (Some("ok"), Some(2)), "{seen}");
     assert_eq!(seen["store"], "ok", "the demo runs on the durable copy: {seen}");
+    // Numbers are for people: grouped, rounded, and the ROI column inside a 1200 px window.
+    assert_eq!(seen["roiVisible"], true, "{seen}");
+    for (symbol, cells) in seen["costCells"].as_object().unwrap() {
+        let cells: Vec<&str> = cells.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(cells.iter().all(|c| c.len() <= 16), "{symbol}: {cells:?}");
+        assert!(cells.last().is_some_and(|roi| roi.ends_with('%') || *roi == "—"), "{symbol}: {cells:?}");
+    }
 
     // Its market agrees with its prices: candles around the price and as many as asked,
     // recent trades near it, and an order book whose best bid is below its best ask.

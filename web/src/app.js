@@ -127,8 +127,25 @@ function banner(state, text) {
   node.hidden = state === "none";
 }
 
+// Amounts arrive as exact decimal strings; a person reads them grouped and rounded (from 1
+// up: at most 2 decimals; below 1: 6 significant digits). The exact value stays in the cell's
+// title.
 function money(value) {
-  return value == null || value === "" ? "—" : String(value);
+  if (value == null || value === "") return "—";
+  const n = Number(value);
+  if (typeof value !== "string" || !/^-?\d+(\.\d+)?$/.test(value) || !Number.isFinite(n)) return String(value);
+  const options = Math.abs(n) >= 1 ? { maximumFractionDigits: 2 } : { maximumSignificantDigits: 6 };
+  return n.toLocaleString("en-US", options);
+}
+
+function percent(value) {
+  const n = Number(value);
+  return value == null || value === "" || !Number.isFinite(n) ? "—" : `${n.toLocaleString("en-US", { maximumFractionDigits: 2 })} %`;
+}
+
+// A table cell showing `text`, with the exact value (when it differs) as its title.
+function cell(text, exact) {
+  return element("td", exact != null && String(exact) !== text ? { title: String(exact) } : {}, text);
 }
 
 async function refreshPrivate(symbols) {
@@ -156,16 +173,18 @@ async function refreshPrivate(symbols) {
   $("private-message").textContent = "";
   const positionRows = (positions.body.positions ?? []).map((p) =>
     element("tr", { "data-position": `${p.symbol}:${p.side}` },
-      ...[p.symbol, p.side, p.base_free ?? p.qrl_balance, p.avg_cost, when(p.updated_at)].map((v) => element("td", {}, money(v)))));
+      cell(p.symbol), cell(p.side), ...[p.base_free ?? p.qrl_balance, p.avg_cost].map((v) => cell(money(v), v)), cell(when(p.updated_at))));
   const costRows = costs.map((c, i) => c.status === 200
     ? element("tr", { "data-cost": symbols[i] },
-      ...[symbols[i], c.body.qty, c.body.avg_cost, c.body.price, c.body.realized_pnl, c.body.total_pnl, c.body.roi_pct].map((v) => element("td", {}, money(v))))
+      cell(symbols[i]),
+      ...[c.body.qty, c.body.avg_cost, c.body.price, c.body.realized_pnl, c.body.total_pnl].map((v) => cell(money(v), v)),
+      cell(percent(c.body.roi_pct), c.body.roi_pct))
     : element("tr", { "data-cost": symbols[i] }, element("td", {}, symbols[i]), element("td", { colspan: "6" }, "no cost record yet")));
   const table = (head, rows) => element("div", { class: "scroll" }, element("table", {},
     element("thead", {}, element("tr", {}, ...head.map((h) => element("th", {}, h)))), element("tbody", {}, ...rows)));
   $("private-data").replaceChildren(
     element("h3", {}, "Positions"), table(["symbol", "side", "quantity", "avg cost", "updated"], positionRows),
-    element("h3", {}, "Cost basis and P&L"), table(["symbol", "qty", "avg cost", "price", "realized", "total P&L", "ROI %"], costRows));
+    element("h3", {}, "Cost basis and P&L"), table(["symbol", "qty", "avg cost", "price", "realized", "total P&L", "ROI"], costRows));
 }
 
 async function refresh() {
