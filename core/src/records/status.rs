@@ -69,7 +69,7 @@ pub struct TaskStatus {
 
 /// The status hash's fields that hold integers (times in ms, counters, codes): answered as
 /// JSON numbers, not as the strings a Redis hash keeps.
-pub const NUMBER_FIELDS: [&str; 10] = [
+pub const NUMBER_FIELDS: [&str; 12] = [
     "last_started",
     "last_ok",
     "last_error_code",
@@ -80,6 +80,8 @@ pub const NUMBER_FIELDS: [&str; 10] = [
     "consecutive_failures",
     "last_deferred_at",
     "last_replay_at",
+    "keys_written",
+    "replayed_keys",
 ];
 
 /// A status hash field as JSON: an integer field that parses as one is a number; anything
