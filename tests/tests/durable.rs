@@ -239,8 +239,26 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
         "after a restart: {}",
         price.body
     );
-    let history = stack.get("/v1/price/QRLUSDT/history").json();
+    let history = stack.get("/v1/price/QRLUSDT/history");
+    assert_eq!(history.header("x-edgesync-tier"), Some("durable"));
+    let history = history.json();
     assert_eq!(history["entries"].as_array().map(Vec::len), Some(1), "{history}");
+    // Private reads on the copy: every data route says so; stats count its keys without
+    // Redis's memory figures.
+    for path in ["/v1/positions", "/v1/sync/status", "/v1/cost/QRLUSDT", "/v1/raw/account_info/history"] {
+        let answer = private_get(&stack, path);
+        assert_eq!(
+            (answer.status, answer.header("x-edgesync-tier")),
+            (200, Some("durable")),
+            "{path}: {}",
+            answer.body
+        );
+    }
+    let stats = private_get(&stack, "/v1/stats");
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let stats = stats.json();
+    assert!(stats["namespace_keys"].as_u64().is_some_and(|n| n > 0), "{stats}");
+    assert!(stats["used_memory_bytes"].is_null(), "{stats}");
     let redis_keys: Vec<String> = stack.redis().keys("embedded:*").unwrap();
     assert!(redis_keys.is_empty(), "nothing went to Redis: {redis_keys:?}");
 }

@@ -1,6 +1,7 @@
 //! Store statistics, including the eviction risk that silently loses permanent data: key counts
 //! overall and in the key space (by data class), memory use, the eviction policy and evicted
-//! keys from `INFO`, and the memory tier's hit/miss and corruption counters.
+//! keys from `INFO`, and the memory tier's hit/miss and corruption counters. On a store without
+//! `INFO` (the durable copy) the memory figures are absent (`null`) and the keys are counted.
 //!
 //! The risk flag: an `allkeys-*` policy lets Redis evict *any* key under memory pressure,
 //! including the permanent synced data edgesync promises never to lose. Permanent data needs
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::tiered::{IsolateCache, TierStats};
-use super::{Store, StoreError, StoreExt};
+use super::{Command, Reply, Store, StoreError, StoreExt};
 use crate::keys::KeySpace;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -51,11 +52,21 @@ pub async fn collect(
     keys: &KeySpace,
     memory_tier: Option<&IsolateCache>,
 ) -> Result<StoreStats, StoreError> {
-    let info = store.info(None).await?;
+    // A store that answers but does not serve INFO (the durable copy, when the worker runs on
+    // it) is counted without Redis's memory figures, its keys by DBSIZE.
+    let (info, counted) = match store.info(None).await {
+        Ok(info) => (info, None),
+        Err(StoreError::Command { .. }) => (String::new(), Some(store.execute(&Command::new("DBSIZE")).await?)),
+        Err(error) => return Err(error),
+    };
     let fields = info_fields(&info);
     let number = |name: &str| fields.get(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let total = match counted {
+        Some(Reply::Int(n)) => u64::try_from(n).unwrap_or(0),
+        _ => total_keys(&fields),
+    };
     let mut stats = StoreStats {
-        total_keys: total_keys(&fields),
+        total_keys: total,
         used_memory_bytes: number("used_memory"),
         used_memory_peak_bytes: number("used_memory_peak"),
         maxmemory_policy: fields.get("maxmemory_policy").map(|v| v.trim().to_owned()),
@@ -101,6 +112,36 @@ mod tests {
     use super::*;
     use crate::clock::FixedClock;
     use crate::store::memory::MemoryStore;
+
+    /// The memory store refusing `INFO`, as the durable copy does.
+    struct WithoutInfo(MemoryStore);
+
+    #[async_trait::async_trait(?Send)]
+    impl Store for WithoutInfo {
+        async fn pipeline(&self, commands: &[Command]) -> Result<crate::store::Replies, StoreError> {
+            if commands.iter().any(|c| c.name() == "INFO") {
+                return Ok(vec![Err(crate::store::CommandError(
+                    "ERR `INFO` is not served by the durable copy".into(),
+                ))]);
+            }
+            self.0.pipeline(commands).await
+        }
+        async fn transaction(&self, commands: &[Command]) -> Result<crate::store::Replies, StoreError> {
+            self.pipeline(commands).await
+        }
+    }
+
+    #[test]
+    fn a_store_without_info_is_counted_without_memory_figures() {
+        let store = WithoutInfo(MemoryStore::new(Arc::new(FixedClock::at(0)), 1000));
+        let keys = KeySpace::new("qrl").unwrap();
+        block_on(store.set("qrl:v1:price:mexc:QRLUSDT:latest", b"{}", None)).unwrap();
+        block_on(store.set("elsewhere", b"1", None)).unwrap();
+        let stats = block_on(collect(&store, &keys, None)).unwrap();
+        assert_eq!((stats.total_keys, stats.namespace_keys, stats.permanent_keys), (2, 1, 1));
+        assert_eq!((stats.used_memory_bytes, stats.maxmemory_policy), (None, None));
+        assert!(stats.eviction_risk.is_none());
+    }
 
     #[test]
     fn counts_classes_and_flags_evictable_permanent_data() {
