@@ -33,10 +33,24 @@ pub fn redacted(url: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot connect to {url}: {reason}")]
+    #[error("cannot connect to {url}: {reason}{hint}", hint = tls_hint(reason))]
     Unreachable { url: String, reason: String },
     #[error("{0}")]
     Usage(String),
+}
+
+/// What to do about a TLS failure whose cause is not obvious from rustls's words.
+fn tls_hint(reason: &str) -> &'static str {
+    if reason.contains("CaUsedAsEndEntity") {
+        "; the server presents a CA certificate as its own (a self-signed certificate marked as a CA): \
+         give --tls-ca the CA that signed the server's certificate, and have the server present a leaf \
+         certificate signed by it"
+    } else if reason.contains("UnknownIssuer") {
+        "; the server's certificate is not signed by a CA this migrator trusts: give --tls-ca (or \
+         --target-tls-ca) the PEM of the CA that signed it"
+    } else {
+        ""
+    }
 }
 
 /// Which certificate authorities TLS connections trust.
@@ -419,6 +433,17 @@ impl Store for RespStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_failures_say_what_to_do() {
+        let error = ConnectError::Unreachable {
+            url: "rediss://h:6380".into(),
+            reason: "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))".into(),
+        };
+        assert!(error.to_string().contains("give --tls-ca the CA that signed"), "{error}");
+        let plain = ConnectError::Unreachable { url: "redis://h".into(), reason: "Connection refused".into() };
+        assert_eq!(plain.to_string(), "cannot connect to redis://h: Connection refused");
+    }
 
     #[test]
     fn pipelines_are_encoded_as_arrays_of_bulk_strings() {
