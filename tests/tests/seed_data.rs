@@ -262,7 +262,20 @@ fn qrl_api_data_is_served_by_the_worker(stack: &Stack) {
     assert_eq!((cost.json()["avg_cost"].as_str(), cost.json()["invested"].as_str()), (Some("0.45"), Some("450.0")));
     let positions = get("/v1/positions").json();
     let qrl = positions["positions"].as_array().unwrap().iter().find(|p| p["symbol"] == "QRLUSDT").cloned();
-    assert_eq!(qrl.map(|p| p["qrl_balance"].clone()), Some(json!("1000.0")), "{positions}");
+    // Converted to edgesync's position record: the balance task's fields, the bot's avg cost.
+    let qrl = qrl.expect("the QRLUSDT position");
+    for (field, value) in [
+        ("base_asset", "QRL"),
+        ("quote_asset", "USDT"),
+        ("base_free", "1000.0"),
+        ("base_locked", "0"),
+        ("quote_free", "50.0"),
+        ("avg_cost", "0.45"),
+    ] {
+        assert_eq!(qrl[field], json!(value), "{field}: {positions}");
+    }
+    assert_eq!(qrl["updated_at"], json!(ts_ms.to_string()), "{positions}");
+    assert!(qrl.get("qrl_balance").is_none(), "no bot field left: {positions}");
 
     // Reading never removed a moved value.
     for key in [

@@ -216,17 +216,19 @@ fn convert_value(cx: &Context<'_>, value: &TypedValue) -> Result<Placed, String>
             index.dedup();
             Ok((targets, index))
         }
-        (Conversion::Record(spec), TypedValue::String(text)) => {
-            let (object, _) = cx.json_object(text)?;
+        (Conversion::Record(spec), TypedValue::String(_) | TypedValue::Hash(_)) => {
+            let object = match value {
+                TypedValue::String(text) => cx.json_object(text)?.0,
+                TypedValue::Hash(fields) => hash_object(fields),
+                other => return Err(format!("record cannot convert a {}", other.type_name())),
+            };
             let (key, index) = cx.place(Some(&object))?;
             let record = spec.build(&record_input(cx, Some(&object)))?;
-            Ok(one(key, TypedValue::String(record.to_string()), index))
-        }
-        (Conversion::Record(spec), TypedValue::Hash(fields)) => {
-            let object = hash_object(fields);
-            let (key, index) = cx.place(Some(&object))?;
-            let record = spec.build(&record_input(cx, Some(&object)))?;
-            Ok(one(key, TypedValue::String(record.to_string()), index))
+            let value = match spec.shape.is_hash() {
+                true => TypedValue::Hash(super::record::hash_fields(&record)),
+                false => TypedValue::String(record.to_string()),
+            };
+            Ok(one(key, value, index))
         }
         (Conversion::Record(spec), TypedValue::Zset(items)) => {
             let (key, index) = cx.place(None)?;

@@ -104,6 +104,7 @@ struct FieldFile {
     decimal: bool,
     #[serde(default)]
     optional: bool,
+    default: Option<toml::Value>,
 }
 
 fn pattern(field: &str, text: &str) -> Result<KeyPattern, String> {
@@ -176,12 +177,17 @@ fn record(spec: RecordFile) -> Result<RecordSpec, String> {
             return Err(context("named twice".into()));
         }
         let time = field.time.as_deref().map(time_format).transpose().map_err(context)?;
+        let default = field.default.map(json_value).transpose().map_err(context)?;
+        if default.is_some() && field.optional {
+            return Err(context("give optional or default, not both".into()));
+        }
         fields.push(FieldSpec {
             name: field.name,
             source: sources.remove(0),
             time,
             decimal: field.decimal,
             optional: field.optional,
+            default,
         });
     }
     Ok(RecordSpec { shape, fields })

@@ -4,12 +4,16 @@
 //! names where it comes from — a field of the value, a placeholder of the key, a literal, a
 //! sorted-set member or score, or the ISO-8601 rendering of another output field — and may
 //! convert it: times (ISO-8601, seconds or milliseconds) to integer milliseconds, decimals
-//! (including `1e-05`) to exact decimal text. A record naming an edgesync shape is checked
+//! (including `1e-05`) to exact decimal text; a missing value may take a default. A record
+//! naming an edgesync shape is checked
 //! against core's own decoder before it is written, so what the migrator writes is what the
 //! worker reads.
 
 use edgesync_core::codec::{iso8601_ms, parse_decimal, parse_iso8601_ms};
 use edgesync_core::keys::pattern::Captures;
+use std::collections::BTreeMap;
+
+use edgesync_core::records::position::SpotHolding;
 use edgesync_core::records::{CostDocument, RawDocument};
 use edgesync_core::sync::price::PriceRecord;
 use rust_decimal::Decimal;
@@ -24,6 +28,9 @@ pub enum Shape {
     Raw,
     /// `cost:…`.
     Cost,
+    /// `position:…`: a hash with the fields the balance task writes (and the cost task's
+    /// `avg_cost`), written as a hash, not as JSON.
+    Position,
     /// Any JSON object.
     Free,
 }
@@ -34,6 +41,7 @@ impl Shape {
             "price" => Shape::Price,
             "raw" => Shape::Raw,
             "cost" => Shape::Cost,
+            "position" => Shape::Position,
             "free" => Shape::Free,
             _ => return None,
         })
@@ -44,9 +52,36 @@ impl Shape {
             Shape::Price => serde_json::from_value::<PriceRecord>(record.clone()).map(drop),
             Shape::Raw => serde_json::from_value::<RawDocument>(record.clone()).map(drop),
             Shape::Cost => serde_json::from_value::<CostDocument>(record.clone()).map(drop),
+            Shape::Position => return check_position(record),
             Shape::Free => Ok(()),
         };
         outcome.map_err(|e| format!("the record is not edgesync's {self:?} record: {e}").to_lowercase())
+    }
+
+    /// The target is a hash of the record's fields rather than its JSON.
+    pub fn is_hash(self) -> bool {
+        self == Shape::Position
+    }
+}
+
+/// The record's fields as hash fields: text as it is, numbers as their text; `null` (an
+/// optional field the source lacked) leaves the field out.
+pub fn hash_fields(record: &Value) -> BTreeMap<String, String> {
+    let Some(object) = record.as_object() else { return BTreeMap::new() };
+    object.iter().filter_map(|(name, value)| text_of(value).map(|text| (name.clone(), text))).collect()
+}
+
+/// A position hash as core reads the balance task's (`SpotHolding`), and `avg_cost`, when
+/// present, as the cost task's exact decimal.
+fn check_position(record: &Value) -> Result<(), String> {
+    let fields = hash_fields(record);
+    SpotHolding::from_fields(&fields).map_err(|e| format!("the record is not edgesync's position: {e}"))?;
+    match fields.get("avg_cost").map(String::as_str) {
+        None | Some("") => Ok(()),
+        Some(text) => text
+            .parse::<Decimal>()
+            .map(drop)
+            .map_err(|_| format!("the record is not edgesync's position: avg_cost `{text}` is not a decimal")),
     }
 }
 
@@ -84,6 +119,8 @@ pub struct FieldSpec {
     pub decimal: bool,
     /// A missing value becomes `null` instead of making the source unparseable.
     pub optional: bool,
+    /// A missing value becomes this one (converted like a present one).
+    pub default: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +186,7 @@ impl RecordSpec {
                     None => return Err(format!("`{}` renders `{name}`, which is not milliseconds", spec.name)),
                 },
             };
-            let value = match raw {
+            let value = match raw.or_else(|| spec.default.clone()) {
                 None if spec.optional => Value::Null,
                 None => return Err(format!("no value for field `{}` ({})", spec.name, describe(&spec.source))),
                 Some(value) => {
@@ -186,7 +223,7 @@ mod tests {
     use serde_json::json;
 
     fn field(name: &str, source: FieldSource) -> FieldSpec {
-        FieldSpec { name: name.into(), source, time: None, decimal: false, optional: false }
+        FieldSpec { name: name.into(), source, time: None, decimal: false, optional: false, default: None }
     }
 
     #[test]
@@ -211,6 +248,31 @@ mod tests {
         let broken = json!({"price": "cheap", "timestamp": "2022-01-05T02:26:22"});
         let input = Input { fields: broken.as_object(), ..input };
         assert!(spec.build(&input).unwrap_err().contains("price"));
+    }
+
+    #[test]
+    fn a_qrl_api_position_becomes_the_hash_the_balance_task_writes() {
+        let set = crate::rules::builtin::load("qrl-api").unwrap();
+        let rule = set.rules.iter().find(|r| r.name == "bot-position").unwrap();
+        let crate::rules::Conversion::Record(spec) = &rule.conversion else { panic!("a record rule") };
+        assert!(spec.shape.is_hash());
+        // What bot.py writes (no locked amounts, no avg cost), then what cloud_tasks.py adds.
+        let values = Captures::from([("symbol".to_owned(), "QRLUSDT".to_owned())]);
+        let written =
+            json!({"qrl_balance": "1000.0", "usdt_balance": "50.0", "updated_at": "2025-12-28T13:33:49.123456"});
+        let input = Input { fields: written.as_object(), member: None, score: None, values: &values };
+        let fields = hash_fields(&spec.build(&input).unwrap());
+        let holding = SpotHolding::from_fields(&fields).unwrap();
+        assert_eq!((holding.base_asset.as_str(), holding.quote_asset.as_str()), ("QRL", "USDT"));
+        assert_eq!((holding.base_free.to_string(), holding.base_locked.to_string()), ("1000.0".into(), "0".into()));
+        assert_eq!(holding.updated_at, 1_766_928_829_123);
+        assert!(!fields.contains_key("avg_cost"), "absent, not `null`: {fields:?}");
+        let full = json!({"qrl_balance": "1000.0", "usdt_balance": "50.0", "qrl_locked": "10.0", "avg_cost": "0.45",
+                          "updated_at": "2025-12-28T13:33:49"});
+        let fields = hash_fields(&spec.build(&Input { fields: full.as_object(), ..input }).unwrap());
+        assert_eq!((fields["base_locked"].as_str(), fields["avg_cost"].as_str()), ("10.0", "0.45"));
+        let broken = json!({"qrl_balance": "lots", "usdt_balance": "50.0", "updated_at": "2025-12-28T13:33:49"});
+        assert!(spec.build(&Input { fields: broken.as_object(), ..input }).unwrap_err().contains("base_free"));
     }
 
     #[test]
