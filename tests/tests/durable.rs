@@ -254,6 +254,31 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
             answer.body
         );
     }
+    for path in ["/v1/account", "/v1/raw/account_info/latest"] {
+        let answer = private_get(&stack, path);
+        assert_eq!(
+            (answer.status, answer.header("x-edgesync-tier")),
+            (200, Some("durable")),
+            "{path}: {}",
+            answer.body
+        );
+    }
+    // Read-through market data on the copy: answered (from the exchange or what the copy
+    // cached), and saying from where.
+    for path in
+        ["/v1/ticker/QRLUSDT", "/v1/ohlcv/QRLUSDT?limit=5", "/v1/deals/QRLUSDT?limit=5", "/v1/orderbook/QRLUSDT"]
+    {
+        for _ in 0..2 {
+            let answer = stack.get(path);
+            let tier = answer.header("x-edgesync-tier").unwrap_or_default().to_owned();
+            assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+            assert!(["exchange", "durable", "l1"].contains(&tier.as_str()), "{path}: tier `{tier}`");
+        }
+    }
+    for path in ["/health", "/openapi.json"] {
+        assert_eq!(stack.get(path).status, 200, "{path}");
+    }
+    assert_eq!(private_get(&stack, "/metrics").status, 200, "/metrics");
     let stats = private_get(&stack, "/v1/stats");
     assert_eq!(stats.status, 200, "{}", stats.body);
     let stats = stats.json();
