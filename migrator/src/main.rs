@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use edgesync_core::keys::KeySpace;
 use edgesync_migrator::apply::{apply, lock_key, ApplyOptions};
 use edgesync_migrator::connect::{open_connection, open_with, redacted, Connection, Connector, Trust};
@@ -255,8 +255,22 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 static JEMALLOC_OPTIONS: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
+/// The CLI, with the Redis, journal and rule options left out of `migrator rules --help`: they
+/// are global for the steps, and `rules` (which reads only the built-in sets) uses none of them.
+fn command() -> clap::Command {
+    fn without_globals(command: clap::Command) -> clap::Command {
+        command.mut_args(|arg| if arg.is_global_set() { arg.hide(true) } else { arg })
+    }
+    let mut command = Cli::command();
+    command.build();
+    command.mut_subcommand("rules", |rules| without_globals(rules).mut_subcommands(without_globals))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     run(&cli).unwrap_or_else(|error| {
         eprintln!("migrator: {error}");
         ExitCode::from(error.exit_code())
@@ -411,5 +425,21 @@ fn run(cli: &Cli) -> Result<ExitCode, StepError> {
             report(global.json, &truth, true)
         }
         Step::Status | Step::Rules { .. } => Err(StepError::Failed("handled before connecting".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_help_lists_only_what_rules_takes() {
+        let mut command = command();
+        let rules = command.find_subcommand_mut("rules").unwrap().render_help().to_string();
+        assert!(!rules.contains("--url") && !rules.contains("--journal"), "{rules}");
+        let verify = command.find_subcommand_mut("verify").unwrap().render_help().to_string();
+        assert!(verify.contains("--url") && verify.contains("--journal"), "{verify}");
+        let parsed = Cli::from_arg_matches(&command.try_get_matches_from(["migrator", "rules", "list"]).unwrap());
+        assert!(matches!(parsed.unwrap().step, Step::Rules { action: RulesAction::List }));
     }
 }
