@@ -103,23 +103,12 @@ pub async fn require_admin(app: &App<'_>, request: &ApiRequest) -> Result<(), Ap
 
 #[cfg(test)]
 mod tests {
-
     use futures_executor::block_on;
 
     use super::*;
-    use crate::http::{HttpClient, HttpRequest, HttpResponse, TransportError};
-
-    struct NoNetwork;
-
-    #[async_trait::async_trait(?Send)]
-    impl HttpClient for NoNetwork {
-        async fn send(&self, _: HttpRequest) -> Result<HttpResponse, TransportError> {
-            Err(TransportError::Failed("no network in unit tests".into()))
-        }
-    }
 
     fn with_app(vars: &[(&str, &str)], check: impl FnOnce(&App<'_>)) {
-        crate::test_app::with_app(vars, &NoNetwork, check)
+        crate::test_app::with_app(vars, &crate::test_app::NoNetwork, check)
     }
 
     #[test]

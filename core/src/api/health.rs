@@ -166,19 +166,7 @@ fn cpu_budget(app: &App<'_>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_app::with_app;
-
-    struct NoNetwork;
-
-    #[async_trait::async_trait(?Send)]
-    impl crate::http::HttpClient for NoNetwork {
-        async fn send(
-            &self,
-            _: crate::http::HttpRequest,
-        ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
-            Err(crate::http::TransportError::Failed("no network in this test".into()))
-        }
-    }
+    use crate::test_app::{with_app, NoNetwork};
 
     fn cpu_report(vars: &[(&str, &str)]) -> Value {
         with_app(vars, &NoNetwork, |app| {

@@ -89,17 +89,8 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::http::{HttpClient, HttpRequest, HttpResponse, TransportError};
     use crate::log::EventLog;
-
-    struct NoNetwork;
-
-    #[async_trait::async_trait(?Send)]
-    impl HttpClient for NoNetwork {
-        async fn send(&self, _: HttpRequest) -> Result<HttpResponse, TransportError> {
-            Err(TransportError::Failed("no network in unit tests".into()))
-        }
-    }
+    use crate::test_app::NoNetwork;
 
     #[derive(Default)]
     struct Recorded(RefCell<Vec<Value>>);
