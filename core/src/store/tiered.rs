@@ -372,6 +372,8 @@ pub struct Written {
     pub replies: Replies,
     /// Redis did not acknowledge the writes; the durable copy holds them for replay.
     pub deferred: bool,
+    /// Keys the durable copy holds pending after this write (0 without a copy).
+    pub copy_pending: u64,
 }
 
 impl<'a> Tiered<'a> {
@@ -479,30 +481,47 @@ impl<'a> Tiered<'a> {
     /// Writes through every tier: Redis first, then the durable copy for the permanent keys;
     /// when Redis is unavailable and the copy took them, the write is deferred, not failed.
     pub async fn write(&self, commands: &[Command]) -> Result<Written, StoreError> {
+        self.write_noting_deferral(commands, &[]).await
+    }
+
+    /// [`Tiered::write`], and when the write is deferred, `on_deferral` (permanent writes that
+    /// say so, e.g. the tasks' statuses) runs on the copy in the same request.
+    pub async fn write_noting_deferral(
+        &self,
+        commands: &[Command],
+        on_deferral: &[Command],
+    ) -> Result<Written, StoreError> {
         let outcome = self.redis.pipeline(commands).await;
         self.mirror_all(commands, &outcome);
         let Some(durable) = self.durable else {
-            return outcome.map(|replies| Written { replies, deferred: false });
+            return outcome.map(|replies| Written { replies, deferred: false, copy_pending: 0 });
         };
         let is_kept: Vec<bool> = commands.iter().map(|c| Self::kept_by(durable, c)).collect();
-        let kept: Vec<&Command> = commands.iter().zip(&is_kept).filter(|(_, keep)| **keep).map(|(c, _)| c).collect();
+        let mut kept: Vec<&Command> =
+            commands.iter().zip(&is_kept).filter(|(_, keep)| **keep).map(|(c, _)| c).collect();
         match outcome {
             Ok(replies) => {
+                let mut copy_pending = 0;
                 if !kept.is_empty() {
-                    if let Err(error) = durable.run_borrowed(&kept, false).await {
+                    match durable.run_borrowed(&kept, false).await {
+                        Ok(run) => copy_pending = run.pending,
                         // Redis has the data; the copy catches up with the key's next write.
-                        self.log.warn(&json!({ "event": "durable_copy_lagging", "error": error.to_string() }));
+                        Err(error) => {
+                            self.log.warn(&json!({ "event": "durable_copy_lagging", "error": error.to_string() }))
+                        }
                     }
                 }
-                Ok(Written { replies, deferred: false })
+                Ok(Written { replies, deferred: false, copy_pending })
             }
             Err(StoreError::Unavailable(reason)) if !kept.is_empty() => {
-                let (kept_replies, _) = durable.run_borrowed(&kept, true).await.map_err(|error| {
+                let own = kept.len();
+                kept.extend(on_deferral.iter().filter(|c| Self::kept_by(durable, c)));
+                let run = durable.run_borrowed(&kept, true).await.map_err(|error| {
                     StoreError::Unavailable(format!("{reason}; the durable copy failed too: {error}"))
                 })?;
                 // Every command answers: the copy's reply where it ran, OK for the rest (cache
                 // writes only Redis would have held; they refill).
-                let mut kept_replies = kept_replies.into_iter();
+                let mut kept_replies = run.replies.into_iter().take(own);
                 let replies = is_kept
                     .iter()
                     .map(|keep| match keep {
@@ -510,7 +529,7 @@ impl<'a> Tiered<'a> {
                         false => Ok(Reply::bulk("OK")),
                     })
                     .collect();
-                Ok(Written { replies, deferred: true })
+                Ok(Written { replies, deferred: true, copy_pending: run.pending })
             }
             Err(error) => Err(error),
         }
@@ -660,11 +679,11 @@ impl Tiered<'_> {
             return Err(error.into());
         }
         let commands: Vec<Command> = kept.iter().map(|(_, key, _)| Command::new("GET").arg(key)).collect();
-        let Ok((replies, oldest)) = durable.run(&commands, false).await else { return Err(error.into()) };
-        for ((i, _, class), reply) in kept.into_iter().zip(replies) {
+        let Ok(run) = durable.run(&commands, false).await else { return Err(error.into()) };
+        for ((i, _, class), reply) in kept.into_iter().zip(run.replies) {
             if let Ok(Reply::Bulk(value)) = reply {
                 self.memory.count(class, |c| c.stale_served += 1);
-                self.served_durable(oldest);
+                self.served_durable(run.oldest_written_at_ms);
                 let age_ms = self.durable_age_ms().unwrap_or(0);
                 return Ok(Some((start + i, Read { value, tier: Tier::DurableStale, age_ms, ttl_ms: None })));
             }
@@ -765,11 +784,11 @@ impl Store for Tiered<'_> {
         }
         match (self.redis.pipeline(commands).await, self.durable) {
             (Err(StoreError::Unavailable(reason)), Some(durable)) => {
-                let (replies, oldest) = durable.run(commands, false).await.map_err(|error| {
+                let run = durable.run(commands, false).await.map_err(|error| {
                     StoreError::Unavailable(format!("{reason}; the durable copy failed too: {error}"))
                 })?;
-                self.served_durable(oldest);
-                Ok(replies)
+                self.served_durable(run.oldest_written_at_ms);
+                Ok(run.replies)
             }
             (outcome, _) => outcome,
         }

@@ -1,9 +1,10 @@
 //! The cron tasks that copy exchange data into the store.
 //!
 //! Every task fetches everything it needs first and only then writes: all its writes — data,
-//! raw responses, histories with their trims, and its `P:sync:{task}:status` hash — go out as
-//! one pipelined request. When an exchange call fails, nothing of the task's data is written,
-//! only its status (last error with MEXC's code, failure counters), so good data is never
+//! raw responses, histories with their trims, and its `P:sync:{task}:status` hash — go out in
+//! one pipelined request, which carries the writes of every task of the invocation
+//! ([`write_runs`]). When an exchange call fails, nothing of the task's data is written, only
+//! its status (last error with MEXC's code, failure counters), so good data is never
 //! overwritten by a partial or failed run.
 //!
 //! - [`balance`]: `/api/v3/account` → the complete account, position hashes and their index.
@@ -18,8 +19,9 @@
 //! - [`task`]: the tasks by name.
 //!
 //! With a durable copy attached, a run whose writes Redis did not acknowledge is *deferred*,
-//! not failed: the copy holds them, the status says `redis_deferred`, and the next cron first
-//! replays what the copy holds pending ([`crate::store::durable::replay`]).
+//! not failed: the copy holds them, the status says `redis_deferred`, and the first cron whose
+//! write Redis takes again replays what the copy holds pending
+//! ([`crate::store::durable::replay`]); the copy's answer to the write says whether any is.
 //!
 //! Tasks return a [`TaskReport`]; logging it is the edge's job.
 
@@ -105,24 +107,106 @@ pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, Stri
     let Some(tasks) = app.config.sync.tasks_for(cron) else {
         return Err(format!("cron `{cron}` is not listed in CRON_TASKS; nothing ran"));
     };
-    replay_pending(app, tasks).await;
     let exchange = exchange_client(app);
     let snapshot = Snapshot::new(&exchange);
-    let reports = join_all(tasks.iter().map(|task| run_task(app, &snapshot, *task))).await;
-    // The statuses just changed: this isolate's kept health report is out of date.
-    app.store.memory_tier().forget_derived();
-    Ok(reports)
+    let runs = join_all(tasks.iter().map(|task| fetch_task(app, &snapshot, *task))).await;
+    Ok(write_runs(app, runs).await)
 }
 
-/// Writes what the durable copy holds pending to Redis (before this cron's own writes, so
-/// they land on top), and notes the replay in the statuses of `tasks`. A replay that cannot
-/// reach Redis leaves everything pending for the next cron.
+/// Runs one task alone: fetch, then one pipeline with its data and status (or only its status).
+pub async fn run_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> TaskReport {
+    let run = fetch_task(app, snapshot, task).await;
+    write_runs(app, vec![run]).await.pop().expect("one report per run")
+}
+
+/// What a task fetched and wants written, before anything was.
+pub struct TaskRun {
+    task: Task,
+    started: i64,
+    finished: i64,
+    outcome: Result<Vec<Command>, SyncError>,
+}
+
+/// Fetches everything `task` needs and builds its writes; writes nothing.
+pub async fn fetch_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> TaskRun {
+    let started = app.clock.now_ms();
+    let outcome = match task {
+        Task::Balance => balance::run(app, snapshot).await,
+        Task::Price => price::run(app, snapshot).await,
+        Task::Cost => cost::run(app, snapshot).await,
+    };
+    TaskRun { task, started, finished: app.clock.now_ms(), outcome }
+}
+
+/// Writes the runs of one invocation as **one** pipeline — each task's data (or nothing, when
+/// it failed) and its status — and reports each task by its own commands' replies. One request
+/// for the invocation rather than one per task: a subrequest costs the invocation CPU whatever
+/// it carries (docs/benchmarks.md), and a pipeline is not atomic either way, so a command that
+/// fails fails only its task. With a durable copy the same holds for the copy (one request,
+/// which also says whether keys are pending from an outage: they are replayed right after).
+pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
+    let mut commands = Vec::new();
+    let mut on_deferral = Vec::new();
+    let mut planned = Vec::with_capacity(runs.len());
+    for TaskRun { task, started, finished, outcome } in runs {
+        let status_key = app.config.keys.sync_status(task.name());
+        let (data, failure) = match outcome {
+            Ok(data) => (data, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
+        let keys_written = data.iter().flat_map(Command::keys).collect::<BTreeSet<&str>>().len();
+        let from = commands.len();
+        commands.extend(data);
+        commands.extend(match &failure {
+            None => status::success(&status_key, started, finished, keys_written),
+            Some(error) => status::failure(&status_key, started, finished, error),
+        });
+        on_deferral.extend(status::deferred(&status_key, finished));
+        planned.push((task, from..commands.len(), started, finished, keys_written, failure));
+    }
+    let written = app.store.write_noting_deferral(&commands, &on_deferral).await;
+    let (deferred, copy_pending) = written.as_ref().map_or((false, 0), |w| (w.deferred, w.copy_pending));
+    let replies = match written {
+        Ok(written) => Ok(status::repair_counters(app, &commands, written.replies).await),
+        Err(error) => Err(error),
+    };
+    let reports = planned
+        .into_iter()
+        .map(|(task, range, started, finished, keys_written, failure)| {
+            let written = match &replies {
+                Ok(replies) => all_ok(&commands[range.clone()], replies[range].to_vec()).map(drop),
+                Err(error) => Err(error.clone()),
+            };
+            let failure = match (failure, written) {
+                (Some(error), _) => Some(error),
+                (None, Err(error)) => Some(SyncError::Store(error)),
+                (None, Ok(())) => None,
+            };
+            TaskReport {
+                task,
+                ok: failure.is_none(),
+                duration_ms: finished - started,
+                keys_written: if failure.is_none() { keys_written } else { 0 },
+                deferred,
+                error_code: failure.as_ref().and_then(SyncError::code),
+                error: failure.map(|e| e.to_string()),
+            }
+        })
+        .collect::<Vec<_>>();
+    if !deferred && copy_pending > 0 {
+        let tasks: Vec<Task> = reports.iter().map(|report| report.task).collect();
+        replay_pending(app, &tasks).await;
+    }
+    // The statuses just changed: this isolate's kept health report is out of date.
+    app.store.memory_tier().forget_derived();
+    reports
+}
+
+/// Writes what the durable copy holds pending to Redis — each key's final state, never over a
+/// newer value, so it may follow this cron's own writes — and notes the replay in the statuses
+/// of `tasks`. A replay that cannot reach Redis leaves everything pending for the next cron.
 pub async fn replay_pending(app: &App<'_>, tasks: &[Task]) -> Option<crate::store::durable::replay::ReplayReport> {
     let durable = app.store.durable()?;
-    let stats = durable.stats().await.ok()?;
-    if stats.pending == 0 {
-        return None;
-    }
     let now = app.clock.now_ms();
     let report = match crate::store::durable::replay::replay(app.store.backing_store(), durable, now).await {
         Ok(report) => {
@@ -141,57 +225,6 @@ pub async fn replay_pending(app: &App<'_>, tasks: &[Task]) -> Option<crate::stor
         .collect();
     let _ = app.store.write(&commands).await;
     Some(report)
-}
-
-/// Runs one task: fetch, then one pipeline with its data and status (or only its status).
-pub async fn run_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> TaskReport {
-    let started = app.clock.now_ms();
-    let outcome = match task {
-        Task::Balance => balance::run(app, snapshot).await,
-        Task::Price => price::run(app, snapshot).await,
-        Task::Cost => cost::run(app, snapshot).await,
-    };
-    let status_key = app.config.keys.sync_status(task.name());
-    let (mut commands, keys_written, failure) = match outcome {
-        Ok(commands) => {
-            let keys: BTreeSet<&str> = commands.iter().flat_map(Command::keys).collect();
-            let count = keys.len();
-            (commands, count, None)
-        }
-        Err(error) => (Vec::new(), 0, Some(error)),
-    };
-    let finished = app.clock.now_ms();
-    let duration_ms = finished - started;
-    commands.extend(match &failure {
-        None => status::success(&status_key, started, finished, keys_written),
-        Some(error) => status::failure(&status_key, started, finished, error),
-    });
-    let written = app.store.write(&commands).await;
-    let deferred = written.as_ref().is_ok_and(|written| written.deferred);
-    let written = match written {
-        Ok(written) => all_ok(&commands, status::repair_counters(app, &commands, written.replies).await),
-        Err(error) => Err(error),
-    };
-    let failure = match (failure, written) {
-        (Some(error), _) => Some(error),
-        (None, Err(error)) => Some(SyncError::Store(error)),
-        (None, Ok(_)) => None,
-    };
-    if deferred {
-        // Only the copy: Redis just refused this run's writes.
-        if let Some(durable) = app.store.durable() {
-            let _ = durable.run(&status::deferred(&status_key, finished), true).await;
-        }
-    }
-    TaskReport {
-        task,
-        ok: failure.is_none(),
-        duration_ms,
-        keys_written: if failure.is_none() { keys_written } else { 0 },
-        deferred,
-        error_code: failure.as_ref().and_then(SyncError::code),
-        error: failure.map(|e| e.to_string()),
-    }
 }
 
 /// `Command`s are built with keys from the schema; this is the history trim every writer uses.

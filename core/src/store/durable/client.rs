@@ -18,6 +18,17 @@ pub trait DurableTransport {
 /// Which keys the copy keeps (the edge decides from the key schema: permanent data).
 pub type Keeps = Box<dyn Fn(&str) -> bool>;
 
+/// What a batch run on the copy answered.
+#[derive(Debug)]
+pub struct CopyRun {
+    pub replies: Replies,
+    /// The oldest write time of the rows the batch read (a read's `Age`).
+    pub oldest_written_at_ms: Option<i64>,
+    /// Keys the copy holds pending after the batch: the writer replays them once Redis takes
+    /// writes again, with no request of its own to ask.
+    pub pending: u64,
+}
+
 pub struct DurableStore {
     transport: Box<dyn DurableTransport>,
     keeps: Keeps,
@@ -53,26 +64,21 @@ impl DurableStore {
         (self.keeps)(key)
     }
 
-    /// Runs `commands` on the copy; `deferred` marks the keys they write pending. Returns the
-    /// replies and the oldest write time of the rows read.
-    pub async fn run(&self, commands: &[Command], deferred: bool) -> Result<(Replies, Option<i64>), StoreError> {
+    /// Runs `commands` on the copy; `deferred` marks the keys they write pending.
+    pub async fn run(&self, commands: &[Command], deferred: bool) -> Result<CopyRun, StoreError> {
         self.run_borrowed(&commands.iter().collect::<Vec<_>>(), deferred).await
     }
 
     /// [`DurableStore::run`] of borrowed commands (the permanent ones of a batch, uncopied).
-    pub async fn run_borrowed(
-        &self,
-        commands: &[&Command],
-        deferred: bool,
-    ) -> Result<(Replies, Option<i64>), StoreError> {
+    pub async fn run_borrowed(&self, commands: &[&Command], deferred: bool) -> Result<CopyRun, StoreError> {
         match self.call(encode_run(commands, deferred)).await? {
-            DurableResponse::Replies { replies, oldest_written_at_ms } if replies.len() == commands.len() => {
+            DurableResponse::Replies { replies, oldest_written_at_ms, pending } if replies.len() == commands.len() => {
                 let replies = replies
                     .into_iter()
                     .map(WireReply::decode)
                     .collect::<Result<Replies, String>>()
                     .map_err(|detail| StoreError::UnexpectedReply { command: "durable run".into(), detail })?;
-                Ok((replies, oldest_written_at_ms))
+                Ok(CopyRun { replies, oldest_written_at_ms, pending })
             }
             other => Err(unexpected("durable run", other)),
         }
@@ -104,7 +110,7 @@ impl DurableStore {
 #[async_trait(?Send)]
 impl Store for DurableStore {
     async fn pipeline(&self, commands: &[Command]) -> Result<Replies, StoreError> {
-        Ok(self.run(commands, false).await?.0)
+        Ok(self.run(commands, false).await?.replies)
     }
 
     /// Atomic: the Durable Object runs one request at a time.

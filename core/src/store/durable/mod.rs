@@ -17,15 +17,17 @@
 //!
 //! - [`wire`]: the requests and responses between the worker and the Durable Object.
 //! - [`copy`]: the copy's logic over [`copy::Rows`] (SQLite in the Durable Object).
+//! - [`member_write`]: history appends applied member by member, not to a loaded set.
 //! - [`client`]: [`DurableStore`], the copy as a [`super::Store`] over a transport.
 //! - [`replay`]: pending keys back to Redis, newer value wins.
 
 pub mod client;
 pub mod copy;
+pub mod member_write;
 pub mod replay;
 pub mod wire;
 
-pub use client::{DurableStore, DurableTransport};
+pub use client::{CopyRun, DurableStore, DurableTransport};
 
 /// Whether the worker keeps the durable copy, and how big it may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

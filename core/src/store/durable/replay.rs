@@ -4,7 +4,7 @@
 //! overwritten:
 //!
 //! - a JSON string record carries its time (`ts`, `fetched_at` or `computed_at`, ms): it is
-//!   written only where Redis has no value, or one whose time is older; a value Redis holds
+//!   written only where Redis has no value, or one whose time is not newer; a value Redis holds
 //!   that has no readable time is left as it is (permanent data is not overwritten blind);
 //! - a hash with a time field (`updated_at`, `cost_updated_at`, `last_started`) likewise;
 //! - sets and sorted sets (indexes, histories keyed by timestamp) are merged: `SADD`/`ZADD`
@@ -30,13 +30,15 @@ const HASH_TIME_FIELDS: [&str; 3] = ["updated_at", "cost_updated_at", "last_star
 const REPLAY_BATCH: usize = 200;
 
 /// `KEYS[1]` = key; `ARGV` = value, time field, the value's time. 1: written; 0: Redis holds
-/// a newer (or equal) value, or one without a readable time.
+/// a newer value, or one without a readable time. At an equal time the copy's state is
+/// written: the copy took the same write and holds everything besides (a replay follows the
+/// cron's own writes, and a status hash's counters from the outage live only in the copy).
 const SET_IF_NEWER: &str = "local current = redis.call('GET', KEYS[1]) \
 if current then \
   local ok, doc = pcall(cjson.decode, current) \
   if not ok or type(doc) ~= 'table' then return 0 end \
   local held = tonumber(doc[ARGV[2]]) \
-  if not held or held >= tonumber(ARGV[3]) then return 0 end \
+  if not held or held > tonumber(ARGV[3]) then return 0 end \
 end \
 redis.call('SET', KEYS[1], ARGV[1]) \
 return 1";
@@ -45,7 +47,7 @@ return 1";
 const HSET_IF_NEWER: &str = "local current = redis.call('HGET', KEYS[1], ARGV[1]) \
 if current then \
   local held = tonumber(current) \
-  if not held or held >= tonumber(ARGV[2]) then return 0 end \
+  if not held or held > tonumber(ARGV[2]) then return 0 end \
 end \
 redis.call('HSET', KEYS[1], unpack(ARGV, 3)) \
 return 1";

@@ -153,9 +153,12 @@ pub struct DurableStats {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DurableResponse {
     /// One reply per command, and the oldest write time of the rows read (for `Age`).
+    /// `pending`: keys the copy holds pending after the batch.
     Replies {
         replies: Vec<WireReply>,
         oldest_written_at_ms: Option<i64>,
+        #[serde(default)]
+        pending: u64,
     },
     Pending {
         keys: Vec<PendingKey>,
