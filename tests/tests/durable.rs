@@ -215,19 +215,24 @@ fn a_newer_value_in_redis_wins_over_a_replayed_one(fixture: &Mutex<Stack>) {
 
 /// No Redis configured (what `make dev` runs without `.dev.vars`): the copy is the store —
 /// the cron syncs into it, reads say `durable`, `/health` says so, and a restart of
-/// `wrangler dev` finds the data still there.
+/// `wrangler dev` finds the data still there, histories trimmed to their bound.
 fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
     let mut stack = stack(fixture);
     stack.set_worker_vars(&[
         ("UPSTASH_REDIS_REST_URL", ""),
         ("UPSTASH_REDIS_REST_TOKEN", ""),
         ("REDIS_NAMESPACE", "embedded"),
+        ("HISTORY_LIMIT", "3"),
     ]);
     stack.restart_worker().expect("wrangler dev restarts without Redis");
     let health = stack.get("/health").json();
     assert_eq!((health["store"].as_str(), health["status"].as_str()), (Some("durable"), Some("ok")), "{health}");
-    stack.set_ticker("0.0500", "1000");
-    stack.fire_cron(ALL);
+    // Five crons: the copy's histories (members kept as rows of their own) are trimmed to the
+    // newest three, in order, as Redis would keep them.
+    for price in ["0.0496", "0.0497", "0.0498", "0.0499", "0.0500"] {
+        stack.set_ticker(price, "1000");
+        stack.fire_cron(ALL);
+    }
     let price = stack.get("/v1/price/QRLUSDT");
     assert_eq!((price.status, price.json()["price"].as_str()), (200, Some("0.0500")), "{}", price.body);
     assert_eq!(price.header("x-edgesync-tier"), Some("durable"));
@@ -242,7 +247,13 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
     let history = stack.get("/v1/price/QRLUSDT/history");
     assert_eq!(history.header("x-edgesync-tier"), Some("durable"));
     let history = history.json();
-    assert_eq!(history["entries"].as_array().map(Vec::len), Some(1), "{history}");
+    let prices: Vec<&str> =
+        history["entries"].as_array().unwrap().iter().filter_map(|entry| entry["price"].as_str()).collect();
+    let mut oldest_first = prices.clone();
+    oldest_first.sort_unstable();
+    assert_eq!(oldest_first, ["0.0498", "0.0499", "0.0500"], "the newest three, after a restart: {history}");
+    let raw = private_get(&stack, "/v1/raw/account_info/history").json();
+    assert_eq!(raw["entries"].as_array().map(Vec::len), Some(3), "raw responses trimmed alike: {raw}");
     // Private reads on the copy: every data route says so; stats count its keys without
     // Redis's memory figures.
     for path in [
