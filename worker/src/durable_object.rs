@@ -7,8 +7,9 @@
 //! [`DurableRequest`](edgesync_core::store::durable::wire::DurableRequest), served by
 //! [`DurableCopy`]; a Durable Object runs one request at a time, so a batch is atomic.
 
-use edgesync_core::store::durable::copy::{DurableCopy, Row, Rows, RowsError, Stored, DEFAULT_MAX_KEYS};
+use edgesync_core::store::durable::copy::{DurableCopy, DEFAULT_MAX_KEYS};
 use edgesync_core::store::durable::member_write::MemberWrite;
+use edgesync_core::store::durable::rows::{MemberOutcome, Row, Rows, RowsError, Stored};
 use edgesync_core::store::durable::wire::{DurableRequest, DurableResponse};
 use edgesync_core::store::memory::{StoredEntry, StoredValue};
 use serde::Deserialize;
@@ -64,7 +65,7 @@ impl DurableObject for EdgeStore {
             }
             Err(error) => DurableResponse::Error { message: format!("not a durable request: {error}") },
         };
-        Response::from_json(&response)
+        Response::from_bytes(serde_json::to_vec(&response)?)
     }
 }
 
@@ -81,19 +82,21 @@ fn text(value: &str) -> SqlStorageValue {
 }
 
 #[derive(Deserialize)]
-struct EntryRow {
+struct KeyedEntryRow {
+    key: String,
     entry: String,
     written_at: i64,
 }
 
 #[derive(Deserialize)]
-struct MemberRow {
-    member: String,
-    score: f64,
+struct ShapeRow {
+    key: String,
+    member_wise: i64,
 }
 
 #[derive(Deserialize)]
-struct ScoreRow {
+struct MemberRow {
+    member: String,
     score: f64,
 }
 
@@ -120,64 +123,81 @@ struct Value {
     value: u64,
 }
 
+/// Keys per statement: a Durable Object's SQL binds at most 100 parameters.
+const KEYS_PER_STATEMENT: usize = 90;
+/// Rows per multi-row insert (three parameters each).
+const ROWS_PER_STATEMENT: usize = 30;
+
+/// `?, ?, …` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 impl SqlRows<'_> {
-    /// The row of `key` as stored (a member-wise sorted set's members not loaded).
-    fn entry(&self, key: &str) -> std::result::Result<Option<Row>, RowsError> {
-        let rows: Vec<EntryRow> = self
-            .sql
-            .exec("SELECT entry, written_at FROM rows WHERE key = ?", vec![text(key)])
-            .and_then(|cursor| cursor.to_array())
-            .map_err(failed)?;
-        rows.into_iter()
-            .next()
-            .map(|row| {
-                let entry: StoredEntry = serde_json::from_str(&row.entry)
-                    .map_err(|e| RowsError(format!("the row of `{key}` does not decode: {e}")))?;
-                Ok(Row { entry, written_at_ms: row.written_at })
-            })
-            .transpose()
-    }
-
-    fn members(&self, key: &str) -> std::result::Result<Vec<(String, f64)>, RowsError> {
-        let members: Vec<MemberRow> = self
-            .sql
-            .exec("SELECT member, score FROM members WHERE key = ? ORDER BY score, member", vec![text(key)])
-            .and_then(|cursor| cursor.to_array())
-            .map_err(failed)?;
-        Ok(members.into_iter().map(|row| (row.member, row.score)).collect())
-    }
-
-    fn put_member(&self, key: &str, score: f64, member: &str) -> std::result::Result<(), RowsError> {
-        self.sql
-            .exec(
-                "INSERT INTO members(key, digest, score, member) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT(key, digest) DO UPDATE SET score = excluded.score",
-                vec![text(key), digest(member), score.into(), text(member)],
-            )
-            .map(drop)
-            .map_err(failed)
-    }
-
-    fn put_entry(&self, key: &str, entry: &StoredEntry, written_at_ms: i64) -> std::result::Result<(), RowsError> {
-        let entry = serde_json::to_string(entry).map_err(|e| RowsError(e.to_string()))?;
-        self.sql
-            .exec(
-                "INSERT INTO rows(key, entry, written_at) VALUES (?, ?, ?) \
-                 ON CONFLICT(key) DO UPDATE SET entry = excluded.entry, written_at = excluded.written_at",
-                vec![text(key), SqlStorageValue::String(entry), written_at_ms.into()],
-            )
-            .map(drop)
-            .map_err(failed)
-    }
-
     fn exec(&self, statement: &str, bindings: Vec<SqlStorageValue>) -> std::result::Result<(), RowsError> {
         self.sql.exec(statement, bindings).map(drop).map_err(failed)
     }
+
+    /// Runs `statement` and answers how many rows it wrote.
+    fn written(&self, statement: &str, bindings: Vec<SqlStorageValue>) -> std::result::Result<usize, RowsError> {
+        let cursor = self.sql.exec(statement, bindings).map_err(failed)?;
+        let _ = cursor.to_array::<serde_json::Value>();
+        Ok(cursor.rows_written())
+    }
+
+    fn query<T: for<'de> Deserialize<'de>>(
+        &self,
+        statement: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> std::result::Result<Vec<T>, RowsError> {
+        self.sql.exec(statement, bindings).and_then(|cursor| cursor.to_array()).map_err(failed)
+    }
+
+    fn members(&self, key: &str) -> std::result::Result<Vec<(String, f64)>, RowsError> {
+        let members: Vec<MemberRow> =
+            self.query("SELECT member, score FROM members WHERE key = ? ORDER BY score, member", vec![text(key)])?;
+        Ok(members.into_iter().map(|row| (row.member, row.score)).collect())
+    }
+
+    /// Deletes the members of `keys` (sorted sets replaced or deleted).
+    fn delete_members(&self, keys: &[&str]) -> std::result::Result<(), RowsError> {
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            self.exec(
+                &format!("DELETE FROM members WHERE key IN ({})", placeholders(chunk.len())),
+                chunk.iter().map(|key| text(key)).collect(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes `entries` (encoded) in multi-row upserts.
+    fn upsert(&self, entries: &[(&str, String, i64)]) -> std::result::Result<(), RowsError> {
+        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+            let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let bindings = chunk
+                .iter()
+                .flat_map(|(key, entry, at)| [text(key), SqlStorageValue::String(entry.clone()), (*at).into()])
+                .collect();
+            self.exec(
+                &format!(
+                    "INSERT INTO rows(key, entry, written_at) VALUES {values} \
+                     ON CONFLICT(key) DO UPDATE SET entry = excluded.entry, written_at = excluded.written_at"
+                ),
+                bindings,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn encode(key: &str, entry: &StoredEntry) -> std::result::Result<String, RowsError> {
+    serde_json::to_string(entry).map_err(|e| RowsError(format!("the row of `{key}` does not encode: {e}")))
 }
 
 /// A permanent sorted set's own row: its members are in `members`.
-fn member_wise_header() -> StoredEntry {
-    StoredEntry { value: StoredValue::Zset(Vec::new()), expires_at_ms: None }
+fn member_wise_header() -> String {
+    serde_json::to_string(&StoredEntry { value: StoredValue::Zset(Vec::new()), expires_at_ms: None })
+        .expect("an entry encodes")
 }
 
 /// A member's identity in `members_by_digest`: 128 bits of its SHA-256.
@@ -188,92 +208,137 @@ fn digest(member: &str) -> SqlStorageValue {
 
 impl Rows for SqlRows<'_> {
     fn load(&self, key: &str) -> std::result::Result<Option<Row>, RowsError> {
-        let Some(mut row) = self.entry(key)? else { return Ok(None) };
-        if let StoredValue::Zset(members) = &mut row.entry.value {
-            // Rows written before `members` existed hold their members inline.
-            if members.is_empty() {
-                *members = self.members(key)?;
-            }
-        }
-        Ok(Some(row))
+        Ok(self.load_many(&[key])?.pop().flatten())
     }
 
-    fn save(&self, key: &str, row: Option<&Row>) -> std::result::Result<(), RowsError> {
-        self.exec("DELETE FROM members WHERE key = ?", vec![text(key)])?;
-        match row {
-            Some(Row { entry: StoredEntry { value: StoredValue::Zset(members), expires_at_ms }, written_at_ms }) => {
-                let header = StoredEntry { value: StoredValue::Zset(Vec::new()), expires_at_ms: *expires_at_ms };
-                self.put_entry(key, &header, *written_at_ms)?;
-                members.iter().try_for_each(|(member, score)| self.put_member(key, *score, member))
-            }
-            Some(row) => self.put_entry(key, &row.entry, row.written_at_ms),
-            None => self.exec("DELETE FROM rows WHERE key = ?", vec![text(key)]),
-        }
-    }
-
-    fn stored(&self, key: &str) -> std::result::Result<Stored, RowsError> {
-        Ok(match self.entry(key)? {
-            None => Stored::Absent,
-            Some(row) if row.entry == member_wise_header() => Stored::MemberWise,
-            Some(_) => Stored::Other,
-        })
-    }
-
-    fn write_members(&self, key: &str, write: &MemberWrite, now: i64) -> std::result::Result<i64, RowsError> {
-        let (answer, changed) = match write {
-            MemberWrite::Add(pairs) => {
-                let mut added = 0;
-                let mut changed = false;
-                for (score, member) in pairs {
-                    let held: Vec<ScoreRow> = self
-                        .sql
-                        .exec("SELECT score FROM members WHERE key = ? AND digest = ?", vec![text(key), digest(member)])
-                        .and_then(|cursor| cursor.to_array())
-                        .map_err(failed)?;
-                    match held.first() {
-                        Some(row) if row.score == *score => {}
-                        held => {
-                            added += i64::from(held.is_none());
-                            changed = true;
-                            self.put_member(key, *score, member)?;
-                        }
+    fn load_many(&self, keys: &[&str]) -> std::result::Result<Vec<Option<Row>>, RowsError> {
+        let mut found: std::collections::HashMap<String, Row> = std::collections::HashMap::new();
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let rows: Vec<KeyedEntryRow> = self.query(
+                &format!("SELECT key, entry, written_at FROM rows WHERE key IN ({})", placeholders(chunk.len())),
+                chunk.iter().map(|key| text(key)).collect(),
+            )?;
+            for row in rows {
+                let mut entry: StoredEntry = serde_json::from_str(&row.entry)
+                    .map_err(|e| RowsError(format!("the row of `{}` does not decode: {e}", row.key)))?;
+                if let StoredValue::Zset(members) = &mut entry.value {
+                    // Rows written before `members` existed hold their members inline.
+                    if members.is_empty() {
+                        *members = self.members(&row.key)?;
                     }
                 }
-                (added, changed)
+                found.insert(row.key, Row { entry, written_at_ms: row.written_at });
             }
-            MemberWrite::KeepNewest(keep) => {
-                let count: Count = self
-                    .sql
-                    .exec("SELECT COUNT(*) AS n, NULL AS oldest FROM members WHERE key = ?", vec![text(key)])
-                    .and_then(|cursor| cursor.one())
-                    .map_err(failed)?;
-                let removed = count.n.saturating_sub(*keep as u64);
-                if removed > 0 {
-                    self.exec(
-                        "DELETE FROM members WHERE rowid IN \
-                         (SELECT rowid FROM members WHERE key = ? ORDER BY score, member LIMIT ?)",
-                        vec![text(key), (removed as i64).into()],
-                    )?;
-                }
-                if removed > 0 && removed == count.n {
-                    self.exec("DELETE FROM rows WHERE key = ?", vec![text(key)])?;
-                    return Ok(removed as i64);
-                }
-                (removed as i64, removed > 0)
+        }
+        Ok(keys.iter().map(|key| found.remove(*key)).collect())
+    }
+
+    fn stored_many(&self, keys: &[&str]) -> std::result::Result<Vec<Stored>, RowsError> {
+        let header = member_wise_header();
+        let mut found: std::collections::HashMap<String, Stored> = std::collections::HashMap::new();
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let mut bindings = vec![text(&header)];
+            bindings.extend(chunk.iter().map(|key| text(key)));
+            let rows: Vec<ShapeRow> = self.query(
+                &format!("SELECT key, entry = ? AS member_wise FROM rows WHERE key IN ({})", placeholders(chunk.len())),
+                bindings,
+            )?;
+            for row in rows {
+                found.insert(row.key, if row.member_wise != 0 { Stored::MemberWise } else { Stored::Other });
             }
-        };
-        if changed {
+        }
+        Ok(keys.iter().map(|key| found.remove(*key).unwrap_or(Stored::Absent)).collect())
+    }
+
+    fn save_many(&self, rows: &[(&str, Option<Row>)]) -> std::result::Result<(), RowsError> {
+        let keys: Vec<&str> = rows.iter().map(|(key, _)| *key).collect();
+        self.delete_members(&keys)?;
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for (key, row) in rows {
+            match row {
+                Some(Row {
+                    entry: StoredEntry { value: StoredValue::Zset(members), expires_at_ms },
+                    written_at_ms,
+                }) => {
+                    let header = StoredEntry { value: StoredValue::Zset(Vec::new()), expires_at_ms: *expires_at_ms };
+                    upserts.push((*key, encode(key, &header)?, *written_at_ms));
+                    for (member, score) in members {
+                        self.exec(
+                            "INSERT INTO members(key, digest, score, member) VALUES (?, ?, ?, ?)",
+                            vec![text(key), digest(member), (*score).into(), text(member)],
+                        )?;
+                    }
+                }
+                Some(row) => upserts.push((*key, encode(key, &row.entry)?, row.written_at_ms)),
+                None => deletes.push(*key),
+            }
+        }
+        self.upsert(&upserts)?;
+        for chunk in deletes.chunks(KEYS_PER_STATEMENT) {
             self.exec(
-                "INSERT INTO rows(key, entry, written_at) VALUES (?, ?, ?) \
-                 ON CONFLICT(key) DO UPDATE SET written_at = excluded.written_at",
-                vec![
-                    text(key),
-                    SqlStorageValue::String(serde_json::to_string(&member_wise_header()).expect("an entry encodes")),
-                    now.into(),
-                ],
+                &format!("DELETE FROM rows WHERE key IN ({})", placeholders(chunk.len())),
+                chunk.iter().map(|key| text(key)).collect(),
             )?;
         }
-        Ok(answer)
+        Ok(())
+    }
+
+    fn write_members(&self, key: &str, write: &MemberWrite) -> std::result::Result<MemberOutcome, RowsError> {
+        match write {
+            MemberWrite::Add(pairs) => {
+                let (mut added, mut changed) = (0, false);
+                for (score, member) in pairs {
+                    let inserted = self.written(
+                        "INSERT OR IGNORE INTO members(key, digest, score, member) VALUES (?, ?, ?, ?)",
+                        vec![text(key), digest(member), (*score).into(), text(member)],
+                    )?;
+                    if inserted > 0 {
+                        added += 1;
+                        changed = true;
+                    } else {
+                        changed |= self.written(
+                            "UPDATE members SET score = ? WHERE key = ? AND digest = ? AND score <> ?",
+                            vec![(*score).into(), text(key), digest(member), (*score).into()],
+                        )? > 0;
+                    }
+                }
+                Ok(MemberOutcome { reply: added, changed, emptied: false })
+            }
+            MemberWrite::KeepNewest(0) => {
+                let removed = self.written("DELETE FROM members WHERE key = ?", vec![text(key)])?;
+                if removed > 0 {
+                    self.exec("DELETE FROM rows WHERE key = ?", vec![text(key)])?;
+                }
+                Ok(MemberOutcome { reply: removed as i64, changed: removed > 0, emptied: removed > 0 })
+            }
+            MemberWrite::KeepNewest(keep) => {
+                // The lowest-ranked members beyond `keep`: the index on (key, score) finds them
+                // without reading the others.
+                let removed = self.written(
+                    "DELETE FROM members WHERE rowid IN (SELECT rowid FROM members WHERE key = ? \
+                     ORDER BY score, member LIMIT max(0, (SELECT COUNT(*) FROM members WHERE key = ?) - ?))",
+                    vec![text(key), text(key), (*keep as i64).into()],
+                )?;
+                Ok(MemberOutcome { reply: removed as i64, changed: removed > 0, emptied: false })
+            }
+        }
+    }
+
+    fn touch_sorted_sets(&self, keys: &[&str], now: i64) -> std::result::Result<(), RowsError> {
+        let header = member_wise_header();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let bindings = chunk.iter().flat_map(|key| [text(key), text(&header), now.into()]).collect();
+            self.exec(
+                &format!(
+                    "INSERT INTO rows(key, entry, written_at) VALUES {values} \
+                     ON CONFLICT(key) DO UPDATE SET written_at = excluded.written_at"
+                ),
+                bindings,
+            )?;
+        }
+        Ok(())
     }
 
     fn count(&self) -> std::result::Result<u64, RowsError> {

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use super::wire::{encode_run, DurableRequest, DurableResponse, DurableStats, PendingKey, WireReply};
 use crate::store::{Command, Replies, Store, StoreError};
 
-/// Carries one request to the copy and its answer back, both as the wire's JSON text (the
+/// Carries one request to the copy and its answer back, both as the wire's JSON (the
 /// encoding is core's: [`DurableRequest`], [`DurableResponse`]).
 #[async_trait(?Send)]
 pub trait DurableTransport {
-    async fn call(&self, request: String) -> Result<String, StoreError>;
+    async fn call(&self, request: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 }
 
 /// Which keys the copy keeps (the edge decides from the key schema: permanent data).
@@ -47,10 +47,10 @@ impl DurableStore {
     }
 
     async fn call(&self, request: String) -> Result<DurableResponse, StoreError> {
-        let text = self.transport.call(request).await?;
-        serde_json::from_str(&text).map_err(|e| StoreError::UnexpectedReply {
+        let answer = self.transport.call(request.into_bytes()).await?;
+        serde_json::from_slice(&answer).map_err(|e| StoreError::UnexpectedReply {
             command: "durable".into(),
-            detail: format!("{e}: {}", crate::codec::shorten(&text, 120)),
+            detail: format!("{e}: {}", crate::codec::shorten(&String::from_utf8_lossy(&answer), 120)),
         })
     }
 

@@ -8,67 +8,45 @@
 //! its command still answers (the write reached Redis, or is refused below), and the refusal
 //! is counted in [`DurableStats::refused_keys`], which `/health` shows — never silent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures_util::FutureExt;
 
+use super::blind_write::is_blind_write;
 use super::member_write::MemberWrite;
+pub use super::rows::{Row, Rows, RowsError, Stored};
 use super::wire::{DurableRequest, DurableResponse, DurableStats, PendingKey};
 use crate::clock::FixedClock;
 use crate::glob::Glob;
 use crate::log::{EventLog, Silent};
-use crate::store::memory::{MemoryStore, StoredEntry};
+use crate::store::memory::MemoryStore;
 use crate::store::{Command, CommandError, Replies, Reply, Store};
-
-/// A row of the copy: one key's value and when the copy last wrote it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub entry: StoredEntry,
-    pub written_at_ms: i64,
-}
-
-/// Storage failed; the message names what.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("durable storage: {0}")]
-pub struct RowsError(pub String);
-
-/// How a key is stored, as far as a [`MemberWrite`] is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    Absent,
-    /// A permanent sorted set kept member by member: [`Rows::write_members`] applies to it.
-    MemberWise,
-    /// Anything else (loaded whole into the interpreter).
-    Other,
-}
-
-/// The copy's storage. Synchronous, as SQLite in a Durable Object is.
-pub trait Rows {
-    fn load(&self, key: &str) -> Result<Option<Row>, RowsError>;
-    /// Writes (`Some`) or deletes (`None`) the row of `key`.
-    fn save(&self, key: &str, row: Option<&Row>) -> Result<(), RowsError>;
-    fn count(&self) -> Result<u64, RowsError>;
-    /// Keys in key order, from position `offset`.
-    fn keys(&self, offset: u64, limit: usize) -> Result<Vec<String>, RowsError>;
-    /// Marks `key` pending since `now` (kept if already pending) and renews its stamp.
-    fn mark_pending(&self, key: &str, now: i64) -> Result<(), RowsError>;
-    /// `(key, pending since, stamp)`, the longest pending first.
-    fn pending(&self, limit: usize) -> Result<Vec<(String, i64, u64)>, RowsError>;
-    fn pending_count(&self) -> Result<(u64, Option<i64>), RowsError>;
-    /// Clears the mark of `key` if its stamp is still `stamp`; true when cleared.
-    fn clear_pending(&self, key: &str, stamp: u64) -> Result<bool, RowsError>;
-    /// Adds `n` to the counter `name` and returns its value.
-    fn bump(&self, name: &str, n: u64) -> Result<u64, RowsError>;
-    /// How `key` is stored, without loading a sorted set's members.
-    fn stored(&self, key: &str) -> Result<Stored, RowsError>;
-    /// Applies `write` to the sorted set at `key` (absent or [`Stored::MemberWise`]) and
-    /// answers as Redis does; the row's write time becomes `now` when anything changed.
-    fn write_members(&self, key: &str, write: &MemberWrite, now: i64) -> Result<i64, RowsError>;
-}
 
 /// Default bound on the copy's keys per namespace.
 pub const DEFAULT_MAX_KEYS: u64 = 10_000;
+
+/// How a batch's keys run ([`DurableCopy::plan`]).
+struct KeyPlan<'c> {
+    /// Written only by [`MemberWrite`]s, and absent or a member-wise sorted set.
+    member_wise: BTreeSet<&'c str>,
+    /// Written only by [`is_blind_write`]s: run on the interpreter without loading.
+    blind: BTreeSet<&'c str>,
+    /// Loaded into the interpreter.
+    whole: BTreeSet<&'c str>,
+    /// How the member-wise and blind candidates were stored before the batch.
+    stored: BTreeMap<&'c str, Stored>,
+}
+
+/// What a batch's member-wise writes did, per key.
+#[derive(Default)]
+struct SortedSetWrites<'c> {
+    changed: BTreeSet<&'c str>,
+    emptied: BTreeSet<&'c str>,
+    created: BTreeSet<&'c str>,
+    /// New keys past the bound: not kept.
+    refused: BTreeSet<&'c str>,
+}
 
 pub struct DurableCopy<'a> {
     rows: &'a dyn Rows,
@@ -141,23 +119,22 @@ impl<'a> DurableCopy<'a> {
     /// Runs `commands` in order; returns the replies and the oldest write time of the rows
     /// the batch read.
     pub fn run(&self, commands: &[Command], deferred: bool, now: i64) -> Result<(Replies, Option<i64>), RowsError> {
-        let member_wise = self.member_wise_keys(commands)?;
-        let whole = |key: &&str| !member_wise.contains(key);
+        let plan = self.plan(commands)?;
         // Room for every key the batch names: nothing in the scratch store is ever evicted.
-        let named: std::collections::BTreeSet<&str> = commands.iter().flat_map(Command::keys).filter(whole).collect();
-        let scratch = MemoryStore::new(Arc::new(FixedClock::at(now)), named.len());
-        let mut loaded: BTreeMap<String, Option<Row>> = BTreeMap::new();
-        for key in named {
-            let row = self.rows.load(key)?;
+        let scratch = MemoryStore::new(Arc::new(FixedClock::at(now)), plan.whole.len() + plan.blind.len());
+        let whole: Vec<&str> = plan.whole.iter().copied().collect();
+        let mut loaded: BTreeMap<&str, Option<Row>> = BTreeMap::new();
+        for (key, row) in whole.iter().zip(self.rows.load_many(&whole)?) {
             if let Some(row) = &row {
                 scratch.load(key, row.entry.clone());
             }
-            loaded.insert(key.to_owned(), row);
+            loaded.insert(key, row);
         }
         let mut replies = Vec::with_capacity(commands.len());
         let mut oldest: Option<i64> = None;
         let mut written: Vec<&str> = Vec::new();
         let mut count = None;
+        let mut sorted_sets = SortedSetWrites::default();
         for command in commands {
             let reply = match command.name() {
                 "SCAN" => self.scan(command),
@@ -170,8 +147,10 @@ impl<'a> DurableCopy<'a> {
                     if !command.is_read_only() {
                         written.extend(command.keys());
                     }
-                    match MemberWrite::of(command).filter(|(key, _)| member_wise.contains(key)) {
-                        Some((key, write)) => self.write_members(key, &write, now, &mut count).map(Ok),
+                    match MemberWrite::of(command).filter(|(key, _)| plan.member_wise.contains(key)) {
+                        Some((key, write)) => {
+                            self.write_members(key, &write, &plan, &mut sorted_sets, &mut count).map(Ok)
+                        }
                         None => {
                             for key in command.keys() {
                                 if let Some(Some(row)) = loaded.get(key) {
@@ -190,20 +169,30 @@ impl<'a> DurableCopy<'a> {
             }?;
             replies.push(reply);
         }
+        let mut saves: Vec<(&str, Option<Row>)> = Vec::new();
         for (key, before) in &loaded {
             let after = scratch.export(key);
             if after.as_ref() == before.as_ref().map(|row| &row.entry) {
                 continue;
             }
-            match after {
-                Some(entry) => {
-                    if before.is_none() && !self.room_for_a_key(key, &mut count)? {
-                        continue;
-                    }
-                    self.rows.save(key, Some(&Row { entry, written_at_ms: now }))?;
-                }
-                None => self.rows.save(key, None)?,
+            if after.is_some() && before.is_none() && !self.room_for_a_key(key, &mut count)? {
+                continue;
             }
+            saves.push((key, after.map(|entry| Row { entry, written_at_ms: now })));
+        }
+        for key in &plan.blind {
+            let after = scratch.export(key);
+            if after.is_some() && plan.stored[key] == Stored::Absent && !self.room_for_a_key(key, &mut count)? {
+                continue;
+            }
+            saves.push((key, after.map(|entry| Row { entry, written_at_ms: now })));
+        }
+        if !saves.is_empty() {
+            self.rows.save_many(&saves)?;
+        }
+        let touched: Vec<&str> = sorted_sets.changed.difference(&sorted_sets.emptied).copied().collect();
+        if !touched.is_empty() {
+            self.rows.touch_sorted_sets(&touched, now)?;
         }
         if deferred {
             written.sort_unstable();
@@ -215,42 +204,65 @@ impl<'a> DurableCopy<'a> {
         Ok((replies, oldest))
     }
 
-    /// The keys of `commands` that every command naming them writes member by member
-    /// ([`MemberWrite`]), and whose row is absent or a sorted set kept that way.
-    fn member_wise_keys<'c>(&self, commands: &'c [Command]) -> Result<std::collections::BTreeSet<&'c str>, RowsError> {
-        let mut candidates = std::collections::BTreeSet::new();
-        let mut whole = std::collections::BTreeSet::new();
+    /// How each key of `commands` is run: member by member, replaced blind, or loaded whole.
+    /// A key is as light as its heaviest use in the batch.
+    fn plan<'c>(&self, commands: &'c [Command]) -> Result<KeyPlan<'c>, RowsError> {
+        let mut member_wise = BTreeSet::new();
+        let mut blind = BTreeSet::new();
+        let mut whole = BTreeSet::new();
         for command in commands {
             match MemberWrite::of(command) {
                 Some((key, _)) => {
-                    candidates.insert(key);
+                    member_wise.insert(key);
                 }
+                None if is_blind_write(command) => blind.extend(command.keys()),
                 None => whole.extend(command.keys()),
             }
         }
-        let mut keys = std::collections::BTreeSet::new();
-        for key in candidates.difference(&whole) {
-            if matches!(self.rows.stored(key)?, Stored::Absent | Stored::MemberWise) {
-                keys.insert(*key);
-            }
-        }
-        Ok(keys)
+        whole.extend(blind.intersection(&member_wise));
+        blind.retain(|key| !whole.contains(key));
+        member_wise.retain(|key| !whole.contains(key));
+        let probed: Vec<&str> = member_wise.iter().chain(&blind).copied().collect();
+        let stored: BTreeMap<&str, Stored> = probed.iter().copied().zip(self.rows.stored_many(&probed)?).collect();
+        // A sorted set kept whole (one with a TTL, or written before members were rows), or
+        // another type under an add: the interpreter answers as Redis would.
+        let (member_wise, other): (BTreeSet<&str>, BTreeSet<&str>) =
+            member_wise.into_iter().partition(|key| stored[key] != Stored::Other);
+        whole.extend(other);
+        Ok(KeyPlan { member_wise, blind, whole, stored })
     }
 
     /// One [`MemberWrite`] on the rows; an add that would create a key past the bound is
-    /// refused as any new key is (answered, counted, logged).
-    fn write_members(
+    /// refused as any new key is (answered, counted, logged, and not kept).
+    fn write_members<'c>(
         &self,
-        key: &str,
+        key: &'c str,
         write: &MemberWrite,
-        now: i64,
+        plan: &KeyPlan<'c>,
+        sorted_sets: &mut SortedSetWrites<'c>,
         count: &mut Option<u64>,
     ) -> Result<Reply, RowsError> {
-        let creates = matches!(write, MemberWrite::Add(_)) && self.rows.stored(key)? == Stored::Absent;
-        if creates && !self.room_for_a_key(key, count)? {
+        if let MemberWrite::Add(pairs) = write {
+            let new_key = plan.stored[key] == Stored::Absent && !sorted_sets.created.contains(key);
+            if sorted_sets.refused.contains(key) || (new_key && !self.room_for_a_key(key, count)?) {
+                sorted_sets.refused.insert(key);
+                return Ok(Reply::Int(pairs.len() as i64));
+            }
+            sorted_sets.created.insert(key);
+        }
+        if sorted_sets.refused.contains(key) {
             return Ok(Reply::Int(0));
         }
-        Ok(Reply::Int(self.rows.write_members(key, write, now)?))
+        let outcome = self.rows.write_members(key, write)?;
+        if outcome.changed {
+            sorted_sets.changed.insert(key);
+        }
+        if outcome.emptied {
+            sorted_sets.emptied.insert(key);
+        } else if outcome.changed {
+            sorted_sets.emptied.remove(key);
+        }
+        Ok(Reply::Int(outcome.reply))
     }
 
     /// Whether one more key fits the bound (counted in `count`); a refusal is counted in
@@ -303,131 +315,10 @@ impl<'a> DurableCopy<'a> {
 
 /// Rows in a map: the copy in native tests.
 #[cfg(test)]
-use crate::store::memory::StoredValue;
-
-#[cfg(test)]
-#[derive(Default)]
-pub struct MapRows {
-    rows: std::sync::Mutex<MapState>,
-}
-
-#[cfg(test)]
-#[derive(Default)]
-struct MapState {
-    rows: BTreeMap<String, Row>,
-    pending: BTreeMap<String, (i64, u64)>,
-    counters: BTreeMap<String, u64>,
-}
-
-#[cfg(test)]
-impl MapRows {
-    fn state(&self) -> std::sync::MutexGuard<'_, MapState> {
-        self.rows.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-#[cfg(test)]
-impl Rows for MapRows {
-    fn load(&self, key: &str) -> Result<Option<Row>, RowsError> {
-        Ok(self.state().rows.get(key).cloned())
-    }
-    fn save(&self, key: &str, row: Option<&Row>) -> Result<(), RowsError> {
-        let mut state = self.state();
-        match row {
-            Some(row) => state.rows.insert(key.to_owned(), row.clone()),
-            None => state.rows.remove(key),
-        };
-        Ok(())
-    }
-    fn count(&self) -> Result<u64, RowsError> {
-        Ok(self.state().rows.len() as u64)
-    }
-    fn keys(&self, offset: u64, limit: usize) -> Result<Vec<String>, RowsError> {
-        Ok(self.state().rows.keys().skip(offset as usize).take(limit).cloned().collect())
-    }
-    fn mark_pending(&self, key: &str, now: i64) -> Result<(), RowsError> {
-        let mut state = self.state();
-        let mark = state.pending.entry(key.to_owned()).or_insert((now, 0));
-        mark.1 += 1;
-        Ok(())
-    }
-    fn pending(&self, limit: usize) -> Result<Vec<(String, i64, u64)>, RowsError> {
-        let state = self.state();
-        let mut marks: Vec<(String, i64, u64)> =
-            state.pending.iter().map(|(key, (since, stamp))| (key.clone(), *since, *stamp)).collect();
-        marks.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-        marks.truncate(limit);
-        Ok(marks)
-    }
-    fn pending_count(&self) -> Result<(u64, Option<i64>), RowsError> {
-        let state = self.state();
-        Ok((state.pending.len() as u64, state.pending.values().map(|(since, _)| *since).min()))
-    }
-    fn clear_pending(&self, key: &str, stamp: u64) -> Result<bool, RowsError> {
-        let mut state = self.state();
-        if state.pending.get(key).is_some_and(|(_, current)| *current == stamp) {
-            state.pending.remove(key);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-    fn bump(&self, name: &str, n: u64) -> Result<u64, RowsError> {
-        let mut state = self.state();
-        let counter = state.counters.entry(name.to_owned()).or_default();
-        *counter += n;
-        Ok(*counter)
-    }
-    fn stored(&self, key: &str) -> Result<Stored, RowsError> {
-        Ok(match self.state().rows.get(key) {
-            None => Stored::Absent,
-            Some(Row { entry: StoredEntry { value: StoredValue::Zset(_), expires_at_ms: None }, .. }) => {
-                Stored::MemberWise
-            }
-            Some(_) => Stored::Other,
-        })
-    }
-    fn write_members(&self, key: &str, write: &MemberWrite, now: i64) -> Result<i64, RowsError> {
-        let mut state = self.state();
-        let (mut members, written_before) = match state.rows.remove(key) {
-            Some(Row { entry: StoredEntry { value: StoredValue::Zset(members), .. }, written_at_ms }) => {
-                (members, written_at_ms)
-            }
-            _ => (Vec::new(), now),
-        };
-        let before = members.clone();
-        let answer = match write {
-            MemberWrite::Add(pairs) => {
-                let mut added = 0;
-                for (score, member) in pairs {
-                    match members.iter_mut().find(|(m, _)| m == member) {
-                        Some(existing) => existing.1 = *score,
-                        None => {
-                            members.push(((*member).to_owned(), *score));
-                            added += 1;
-                        }
-                    }
-                }
-                members.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
-                added
-            }
-            MemberWrite::KeepNewest(keep) => {
-                let removed = members.len().saturating_sub(*keep);
-                members.drain(..removed);
-                removed as i64
-            }
-        };
-        if !members.is_empty() {
-            let written_at_ms = if members == before { written_before } else { now };
-            let entry = StoredEntry { value: StoredValue::Zset(members), expires_at_ms: None };
-            state.rows.insert(key.to_owned(), Row { entry, written_at_ms });
-        }
-        Ok(answer)
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::durable::map_rows::MapRows;
+    use crate::store::memory::StoredValue;
 
     fn run(copy: &DurableCopy, commands: &[Command], deferred: bool, now: i64) -> Replies {
         copy.run(commands, deferred, now).unwrap().0
@@ -512,17 +403,23 @@ mod tests {
             ],
             vec![Command::set("s", b"text", None), Command::zadd("s", 1, "x"), Command::ztrim_to_newest("empty", 1)],
             vec![Command::ztrim_to_newest("h", 0), Command::zadd("fresh", 1, "x")],
+            // Replaced blind whatever it held, then an add on what is now a string.
+            vec![Command::zadd("z", 1, "a"), Command::set("t", b"1", None)],
+            vec![Command::set("z", b"v", None), Command::set("t", b"2", None)],
+            vec![Command::zadd("z", 2, "b")],
         ];
         for (at, batch) in batches.iter().enumerate() {
             let ours = run(&copy, batch, false, at as i64);
             let theirs = redis.pipeline(batch).now_or_never().unwrap().unwrap();
             assert_eq!(ours, theirs, "batch {at}");
         }
-        for key in ["h", "s", "fresh", "empty"] {
+        for key in ["h", "s", "fresh", "empty", "z", "t"] {
             assert_eq!(rows.load(key).unwrap().map(|row| row.entry), redis.export(key), "{key}");
         }
-        assert_eq!(rows.stored("fresh").unwrap(), Stored::MemberWise);
-        assert_eq!(rows.stored("s").unwrap(), Stored::Other);
+        assert_eq!(
+            rows.stored_many(&["fresh", "s", "h"]).unwrap(),
+            [Stored::MemberWise, Stored::Other, Stored::Absent]
+        );
     }
 
     /// Keeps what it is told.

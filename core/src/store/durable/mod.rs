@@ -16,15 +16,21 @@
 //! what changed — the interpreter the conformance suite checks against real Redis.
 //!
 //! - [`wire`]: the requests and responses between the worker and the Durable Object.
-//! - [`copy`]: the copy's logic over [`copy::Rows`] (SQLite in the Durable Object).
+//! - [`copy`]: the copy's logic over [`rows::Rows`] (SQLite in the Durable Object).
+//! - [`rows`]: the copy's storage, as the copy needs it.
 //! - [`member_write`]: history appends applied member by member, not to a loaded set.
+//! - [`blind_write`]: writes that replace a key whatever it held, run without loading it.
 //! - [`client`]: [`DurableStore`], the copy as a [`super::Store`] over a transport.
 //! - [`replay`]: pending keys back to Redis, newer value wins.
 
+pub mod blind_write;
 pub mod client;
 pub mod copy;
+#[cfg(test)]
+pub mod map_rows;
 pub mod member_write;
 pub mod replay;
+pub mod rows;
 pub mod wire;
 
 pub use client::{CopyRun, DurableStore, DurableTransport};
