@@ -10,7 +10,7 @@
 use edgesync_core::store::durable::copy::{DurableCopy, DEFAULT_MAX_KEYS};
 use edgesync_core::store::durable::member_write::MemberWrite;
 use edgesync_core::store::durable::rows::{MemberOutcome, Row, Rows, RowsError, Stored};
-use edgesync_core::store::durable::wire::{DurableRequest, DurableResponse};
+use edgesync_core::store::durable::wire::{self, DurableResponse};
 use edgesync_core::store::memory::{StoredEntry, StoredValue};
 use serde::Deserialize;
 use worker::{
@@ -56,16 +56,16 @@ impl DurableObject for EdgeStore {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let body = req.bytes().await?;
-        let response = match serde_json::from_slice::<DurableRequest>(&body) {
+        let response = match wire::decode_request(&body) {
             Ok(request) => {
                 let rows = SqlRows { sql: &self.sql };
                 DurableCopy::new(&rows, self.max_keys)
                     .with_log(&crate::runtime::ConsoleLog)
                     .handle(request, worker::Date::now().as_millis() as i64)
             }
-            Err(error) => DurableResponse::Error { message: format!("not a durable request: {error}") },
+            Err(message) => DurableResponse::Error { message },
         };
-        Response::from_bytes(serde_json::to_vec(&response)?)
+        Response::from_bytes(wire::encode_response(&response))
     }
 }
 

@@ -5,11 +5,13 @@
 
 use async_trait::async_trait;
 
-use super::wire::{encode_run, DurableRequest, DurableResponse, DurableStats, PendingKey, WireReply};
+use super::wire::{
+    decode_response, encode_request, encode_run, DurableRequest, DurableResponse, DurableStats, PendingKey, WireReply,
+};
 use crate::store::{Command, Replies, Store, StoreError};
 
-/// Carries one request to the copy and its answer back, both as the wire's JSON (the
-/// encoding is core's: [`DurableRequest`], [`DurableResponse`]).
+/// Carries one request to the copy and its answer back, both as encoded by core's wire
+/// ([`DurableRequest`], [`DurableResponse`]).
 #[async_trait(?Send)]
 pub trait DurableTransport {
     async fn call(&self, request: Vec<u8>) -> Result<Vec<u8>, StoreError>;
@@ -46,17 +48,13 @@ impl DurableStore {
         Self { transport, keeps }
     }
 
-    async fn call(&self, request: String) -> Result<DurableResponse, StoreError> {
-        let answer = self.transport.call(request.into_bytes()).await?;
-        serde_json::from_slice(&answer).map_err(|e| StoreError::UnexpectedReply {
-            command: "durable".into(),
-            detail: format!("{e}: {}", crate::codec::shorten(&String::from_utf8_lossy(&answer), 120)),
-        })
+    async fn call(&self, request: Vec<u8>) -> Result<DurableResponse, StoreError> {
+        let answer = self.transport.call(request).await?;
+        decode_response(&answer).map_err(|detail| StoreError::UnexpectedReply { command: "durable".into(), detail })
     }
 
     async fn call_typed(&self, request: &DurableRequest) -> Result<DurableResponse, StoreError> {
-        let body = serde_json::to_string(request).expect("durable requests always serialize");
-        self.call(body).await
+        self.call(encode_request(request)).await
     }
 
     /// True for keys the copy keeps.

@@ -1,45 +1,34 @@
-//! The durable tier's wire: JSON requests the worker sends its Durable Object and the
-//! answers, typed on both sides. Bytes travel as [`WireBytes`] (text as text, else base64).
+//! The durable tier's wire: the requests the worker sends its Durable Object and the answers,
+//! typed on both sides and encoded with `postcard` — compact binary, a command's arguments as
+//! raw bytes. The copy's traffic is mostly raw exchange responses (JSON text of tens of KB):
+//! as JSON strings inside a JSON request they were escaped by the worker and unescaped by the
+//! object on every cron, work that binary bytes skip (docs/benchmarks.md). Both ends are the
+//! same build, so the encoding needs no stability across versions.
 
-use serde::ser::{SerializeMap, SerializeSeq};
+use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
+use serde_bytes::ByteBuf;
 
-use crate::codec::WireBytes;
 use crate::store::memory::StoredEntry;
 use crate::store::{Command, CommandError, Replies, Reply};
 
 /// A command as its parts (name first).
-pub type WireCommand = Vec<WireBytes>;
+pub type WireCommand = Vec<ByteBuf>;
 
 pub fn encode_command(command: &Command) -> WireCommand {
-    command.parts().iter().map(|part| WireBytes::encode(part)).collect()
+    command.parts().iter().map(|part| ByteBuf::from(part.clone())).collect()
 }
 
-/// [`DurableRequest::Run`] as JSON, encoded straight from the commands (their arguments are
-/// borrowed, not copied into [`WireBytes`] first): the same text `serde_json` writes for the
-/// request built from [`encode_command`].
-pub fn encode_run(commands: &[&Command], deferred: bool) -> String {
-    /// One argument: `{"utf8": …}` or `{"base64": …}`, as [`WireBytes`] writes it.
-    struct Part<'a>(&'a [u8]);
-    impl Serialize for Part<'_> {
-        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let mut map = serializer.serialize_map(Some(1))?;
-            match std::str::from_utf8(self.0) {
-                Ok(text) => map.serialize_entry("utf8", text)?,
-                Err(_) => map.serialize_entry(
-                    "base64",
-                    &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.0),
-                )?,
-            }
-            map.end()
-        }
-    }
+/// [`DurableRequest::Run`] encoded straight from the commands (their arguments borrowed, not
+/// copied into a [`WireCommand`] first): the same bytes as the request built from
+/// [`encode_command`].
+pub fn encode_run(commands: &[&Command], deferred: bool) -> Vec<u8> {
     struct Parts<'a>(&'a Command);
     impl Serialize for Parts<'_> {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             let mut seq = serializer.serialize_seq(Some(self.0.parts().len()))?;
             for part in self.0.parts() {
-                seq.serialize_element(&Part(part))?;
+                seq.serialize_element(serde_bytes::Bytes::new(part))?;
             }
             seq.end()
         }
@@ -50,23 +39,38 @@ pub fn encode_run(commands: &[&Command], deferred: bool) -> String {
             serializer.collect_seq(self.0.iter().map(|command| Parts(command)))
         }
     }
+    /// [`DurableRequest`]'s first variant, borrowed.
     #[derive(Serialize)]
-    struct Run<'a> {
-        op: &'static str,
-        commands: Commands<'a>,
-        deferred: bool,
+    enum Borrowed<'a> {
+        Run { commands: Commands<'a>, deferred: bool },
     }
-    serde_json::to_string(&Run { op: "run", commands: Commands(commands), deferred })
-        .expect("commands always serialize")
+    postcard::to_allocvec(&Borrowed::Run { commands: Commands(commands), deferred }).expect("commands always encode")
 }
 
-pub fn decode_command(parts: &[WireBytes]) -> Result<Command, String> {
-    let parts = parts.iter().map(WireBytes::decode).collect::<Result<Vec<_>, _>>()?;
-    Command::from_parts(parts).ok_or_else(|| "a command needs an ASCII name".to_owned())
+pub fn decode_command(parts: &[ByteBuf]) -> Result<Command, String> {
+    Command::from_parts(parts.iter().map(|part| part.to_vec()).collect())
+        .ok_or_else(|| "a command needs an ASCII name".to_owned())
 }
 
+/// A request as the object reads it; a message when it is not one.
+pub fn decode_request(bytes: &[u8]) -> Result<DurableRequest, String> {
+    postcard::from_bytes(bytes).map_err(|error| format!("not a durable request: {error}"))
+}
+
+pub fn encode_request(request: &DurableRequest) -> Vec<u8> {
+    postcard::to_allocvec(request).expect("durable requests always encode")
+}
+
+pub fn decode_response(bytes: &[u8]) -> Result<DurableResponse, String> {
+    postcard::from_bytes(bytes).map_err(|error| format!("not a durable response ({} bytes): {error}", bytes.len()))
+}
+
+pub fn encode_response(response: &DurableResponse) -> Vec<u8> {
+    postcard::to_allocvec(response).expect("durable responses always encode")
+}
+
+/// Externally tagged, as `postcard` needs; [`encode_run`] depends on `Run` coming first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
 pub enum DurableRequest {
     /// Run `commands` on the copy, in order. `deferred`: Redis has not acknowledged these
     /// writes, so the keys they write are marked pending (for replay).
@@ -81,11 +85,10 @@ pub enum DurableRequest {
 
 /// One command's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum WireReply {
     Nil,
     Int(i64),
-    Bulk(WireBytes),
+    Bulk(ByteBuf),
     Array(Vec<WireReply>),
     Error(String),
 }
@@ -96,7 +99,7 @@ impl WireReply {
             match reply {
                 Reply::Nil => WireReply::Nil,
                 Reply::Int(n) => WireReply::Int(*n),
-                Reply::Bulk(bytes) => WireReply::Bulk(WireBytes::encode(bytes)),
+                Reply::Bulk(bytes) => WireReply::Bulk(ByteBuf::from(bytes.clone())),
                 Reply::Array(items) => WireReply::Array(items.iter().map(value).collect()),
             }
         }
@@ -111,7 +114,7 @@ impl WireReply {
             Ok(match reply {
                 WireReply::Nil => Reply::Nil,
                 WireReply::Int(n) => Reply::Int(n),
-                WireReply::Bulk(bytes) => Reply::Bulk(bytes.decode()?),
+                WireReply::Bulk(bytes) => Reply::Bulk(bytes.into_vec()),
                 WireReply::Array(items) => Reply::Array(items.into_iter().map(value).collect::<Result<_, _>>()?),
                 WireReply::Error(message) => return Err(format!("an error inside an array: {message}")),
             })
@@ -150,14 +153,12 @@ pub struct DurableStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DurableResponse {
     /// One reply per command, and the oldest write time of the rows read (for `Age`).
     /// `pending`: keys the copy holds pending after the batch.
     Replies {
         replies: Vec<WireReply>,
         oldest_written_at_ms: Option<i64>,
-        #[serde(default)]
         pending: u64,
     },
     Pending {
@@ -178,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_requests_encode_as_the_typed_request_does() {
+    fn run_requests_encode_as_the_typed_request_does_and_decode_back() {
         let commands = [
             Command::set("k", b"{\"a\":\"\\u00e9\"}", None),
             Command::set("b", &[0xff, 0x00], Some(std::time::Duration::from_secs(5))),
@@ -187,7 +188,43 @@ mod tests {
         for deferred in [false, true] {
             let typed = DurableRequest::Run { commands: commands.iter().map(encode_command).collect(), deferred };
             let borrowed: Vec<&Command> = commands.iter().collect();
-            assert_eq!(encode_run(&borrowed, deferred), serde_json::to_string(&typed).unwrap());
+            let bytes = encode_run(&borrowed, deferred);
+            assert_eq!(bytes, encode_request(&typed));
+            assert_eq!(decode_request(&bytes).unwrap(), typed);
         }
+        assert!(decode_request(b"{\"op\":\"stats\"}").unwrap_err().starts_with("not a durable request"));
+    }
+
+    #[test]
+    fn responses_round_trip_with_their_bytes() {
+        let response = DurableResponse::Replies {
+            replies: encode_replies(&vec![
+                Ok(Reply::Bulk(vec![0xff, b'"'])),
+                Ok(Reply::Array(vec![Reply::Int(-3), Reply::Nil])),
+                Err(CommandError("WRONGTYPE".into())),
+            ]),
+            oldest_written_at_ms: Some(5),
+            pending: 2,
+        };
+        assert_eq!(decode_response(&encode_response(&response)).unwrap(), response);
+        use crate::store::memory::StoredValue;
+        let pending = DurableResponse::Pending {
+            keys: vec![
+                PendingKey {
+                    key: "s".into(),
+                    entry: Some(StoredEntry { value: StoredValue::String(vec![0xff, 0]), expires_at_ms: Some(9) }),
+                    pending_since_ms: 1,
+                    stamp: 2,
+                },
+                PendingKey {
+                    key: "h".into(),
+                    entry: Some(StoredEntry { value: StoredValue::Zset(vec![("m".into(), 1.5)]), expires_at_ms: None }),
+                    pending_since_ms: 3,
+                    stamp: 4,
+                },
+                PendingKey { key: "gone".into(), entry: None, pending_since_ms: 5, stamp: 6 },
+            ],
+        };
+        assert_eq!(decode_response(&encode_response(&pending)).unwrap(), pending);
     }
 }
