@@ -5,13 +5,14 @@
 
 use std::sync::Mutex;
 
-use edgesync_e2e::binaries;
 use edgesync_e2e::harness::{HttpAnswer, Stack, StackOptions};
 use edgesync_e2e::suite::run_suite;
+use edgesync_e2e::{admin, binaries};
 use redis::Commands;
 use serde_json::{json, Value};
 
 const READ_TOKEN: &str = "durable-read-token";
+const ADMIN_SECRET: &str = "durable-admin-secret";
 const ALL: &str = "*/3 * * * *";
 const NAMESPACE: &str = "durable";
 const LATEST: &str = "durable:v1:price:mexc:QRLUSDT:latest";
@@ -22,10 +23,15 @@ fn main() {
         || {
             let stack = Stack::start(StackOptions {
                 binaries: binaries!(),
-                vars: [("REDIS_NAMESPACE", NAMESPACE), ("SYMBOLS", "QRLUSDT"), ("READ_TOKEN", READ_TOKEN)]
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                vars: [
+                    ("REDIS_NAMESPACE", NAMESPACE),
+                    ("SYMBOLS", "QRLUSDT"),
+                    ("READ_TOKEN", READ_TOKEN),
+                    ("ADMIN_SECRET", ADMIN_SECRET),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             })?;
             stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
             Ok(Mutex::new(stack))
@@ -293,6 +299,29 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
     let stats = stats.json();
     assert!(stats["namespace_keys"].as_u64().is_some_and(|n| n > 0), "{stats}");
     assert!(stats["used_memory_bytes"].is_null(), "{stats}");
+    // The admin routes on the copy alone: a task run now, a warm-up, and an invalidation that
+    // deletes cache classes (a SCAN of the copy) and leaves permanent data.
+    stack.set_ticker("0.0501", "1000");
+    let synced = admin::post(&stack, ADMIN_SECRET, "/v1/admin/sync/price", &json!({}));
+    assert_eq!((synced.status, synced.json()["ok"].as_bool()), (200, Some(true)), "{}", synced.body);
+    let warmed = admin::post(&stack, ADMIN_SECRET, "/v1/admin/warm", &json!({"classes": ["ticker"]}));
+    assert_eq!(warmed.status, 200, "{}", warmed.body);
+    assert!(warmed.json()["success"].as_u64().is_some_and(|n| n > 0), "{}", warmed.body);
+    let invalidated = admin::post(&stack, ADMIN_SECRET, "/v1/admin/invalidate", &json!({"all": true}));
+    assert_eq!(invalidated.status, 200, "{}", invalidated.body);
+    let invalidated = invalidated.json();
+    assert!(
+        invalidated["deleted"].as_u64().is_some_and(|n| n > 0),
+        "the warmed ticker and the cached price: {invalidated}"
+    );
+    assert!(invalidated["kept_permanent"].as_u64().is_some_and(|n| n > 0), "{invalidated}");
+    let price = stack.get("/v1/price/QRLUSDT");
+    assert_eq!(
+        (price.status, price.json()["price"].as_str(), price.json()["source"].as_str()),
+        (200, Some("0.0501"), Some("latest")),
+        "the permanent latest price stays: {}",
+        price.body
+    );
     let redis_keys: Vec<String> = stack.redis().keys("embedded:*").unwrap();
     assert!(redis_keys.is_empty(), "nothing went to Redis: {redis_keys:?}");
 }
