@@ -233,6 +233,17 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
     stack.restart_worker().expect("wrangler dev restarts without Redis");
     let health = stack.get("/health").json();
     assert_eq!((health["store"].as_str(), health["status"].as_str()), (Some("durable"), Some("ok")), "{health}");
+    // A task that never succeeded makes the copy's health degraded, as it does with Redis.
+    stack.inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 500, "times": 20}));
+    stack.fire_cron(ALL);
+    let health = stack.get("/health?deep=1").json();
+    assert_eq!(
+        (health["status"].as_str(), health["tasks"]["price"]["state"].as_str()),
+        (Some("degraded"), Some("degraded")),
+        "{health}"
+    );
+    stack.reset_exchange();
+    stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
     // Five crons: the copy's histories (members kept as rows of their own) are trimmed to the
     // newest three, in order, as Redis would keep them.
     for price in ["0.0496", "0.0497", "0.0498", "0.0499", "0.0500"] {

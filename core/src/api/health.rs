@@ -95,6 +95,12 @@ pub async fn health(app: &App<'_>, deep: bool) -> ApiResponse {
     ApiResponse::json(200, &body).with_header("cache-control", "no-store")
 }
 
+/// True when a task's state makes the whole report `degraded`: its last success is too old,
+/// or its last writes wait in the durable copy.
+fn any_degraded(tasks: &Value) -> bool {
+    tasks.as_object().is_some_and(|t| t.values().any(|s| s["state"] == "degraded" || s["state"] == REDIS_DEFERRED))
+}
+
 async fn report(app: &App<'_>) -> Value {
     let version = env!("CARGO_PKG_VERSION");
     let durable = match app.store.durable_copy() {
@@ -106,7 +112,10 @@ async fn report(app: &App<'_>) -> Value {
     };
     let mut body = match (&app.config.redis, app.store.embedded_tier()) {
         (None, Some(Tier::Durable)) => match task_statuses(app).await {
-            Ok(tasks) => json!({ "status": "ok", "store": "durable", "version": version, "tasks": tasks }),
+            Ok(tasks) => {
+                let status = if any_degraded(&tasks) { "degraded" } else { "ok" };
+                json!({ "status": status, "store": "durable", "version": version, "tasks": tasks })
+            }
             Err(error) => {
                 json!({ "status": "degraded", "store": "durable", "version": version, "error": error.to_string() })
             }
@@ -126,10 +135,8 @@ async fn report(app: &App<'_>) -> Value {
                 "tasks": tasks,
             }),
             Ok(tasks) => {
-                let degraded = tasks
-                    .as_object()
-                    .is_some_and(|t| t.values().any(|s| s["state"] == "degraded" || s["state"] == REDIS_DEFERRED));
-                json!({ "status": if degraded { "degraded" } else { "ok" }, "store": "redis", "version": version, "tasks": tasks })
+                let status = if any_degraded(&tasks) { "degraded" } else { "ok" };
+                json!({ "status": status, "store": "redis", "version": version, "tasks": tasks })
             }
             Err(error) => json!({
                 "status": "degraded",
