@@ -92,10 +92,11 @@ impl MarketQuery {
     /// Fetches the query from the exchange as MEXC's JSON.
     pub async fn fetch(&self, exchange: &MexcClient<'_>) -> Result<Fetched<Value>, ExchangeError> {
         match self {
-            MarketQuery::Ticker { symbol } => exchange
-                .ticker_24hr(symbol)
-                .await
-                .map(|f| Fetched::new(f.raw.clone(), f.raw, f.fetched_at_ms, f.endpoint)),
+            MarketQuery::Ticker { symbol } => exchange.ticker_24hr(symbol).await.and_then(|f| {
+                let value = serde_json::from_str(f.raw.get())
+                    .map_err(|e| ExchangeError::Malformed { endpoint: f.endpoint, reason: e.to_string() })?;
+                Ok(Fetched::new(value, f.raw, f.fetched_at_ms, f.endpoint))
+            }),
             MarketQuery::Ohlcv { symbol, interval, limit } => exchange.klines(symbol, interval.as_str(), *limit).await,
             MarketQuery::Deals { symbol, limit } => exchange.trades(symbol, *limit).await,
             MarketQuery::Orderbook { symbol, limit } => exchange.depth(symbol, *limit).await,

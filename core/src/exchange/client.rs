@@ -10,7 +10,7 @@
 //! All waiting stops at the client's deadline (the cron invocation's budget): a wait that
 //! would pass it fails at once instead.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 use std::time::Duration;
 
 use futures_util::lock::Mutex;
@@ -35,27 +35,34 @@ const MAX_RATE_LIMIT_WAITS: u32 = 3;
 #[derive(Debug, Clone)]
 pub struct Fetched<T> {
     pub value: T,
-    pub raw: Value,
+    /// The response body verbatim (checked to be JSON): what raw records and the account
+    /// embed, never parsed into a tree and encoded again.
+    pub raw: Box<RawValue>,
     /// Our clock when the response arrived, ms since the epoch.
     pub fetched_at_ms: i64,
     /// The endpoint's short name in raw-response keys, e.g. `ticker_24hr`.
     pub endpoint: &'static str,
-    /// `raw` as compact JSON (keys in order), encoded on first use and shared by every
-    /// record that embeds the response (the raw record, the account, the ticker cache).
-    raw_json: OnceCell<Box<RawValue>>,
 }
 
 impl<T> Fetched<T> {
-    pub fn new(value: T, raw: Value, fetched_at_ms: i64, endpoint: &'static str) -> Self {
-        Self { value, raw, fetched_at_ms, endpoint, raw_json: OnceCell::new() }
+    pub fn new(value: T, raw: Box<RawValue>, fetched_at_ms: i64, endpoint: &'static str) -> Self {
+        Self { value, raw, fetched_at_ms, endpoint }
     }
 
-    /// The raw response as stored: compact JSON, object keys in order (what
-    /// `serde_json::to_string(&self.raw)` writes), encoded once.
+    /// The raw response as stored: MEXC's bytes as they came.
     pub fn raw_json(&self) -> &RawValue {
-        self.raw_json
-            .get_or_init(|| RawValue::from_string(self.raw.to_string()).expect("a serialized Value is valid JSON"))
+        &self.raw
     }
+}
+
+/// `body` parsed as `T` — straight from the bytes, into typed structs that skip the fields
+/// nobody reads — and kept verbatim as the raw response.
+fn parse_body<T: DeserializeOwned>(endpoint: &'static str, body: Vec<u8>) -> Result<(T, Box<RawValue>), ExchangeError> {
+    let malformed = |reason: String| ExchangeError::Malformed { endpoint, reason };
+    let value = serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
+    let text = String::from_utf8(body).map_err(|e| malformed(e.to_string()))?;
+    let raw = RawValue::from_string(text).map_err(|e| malformed(e.to_string()))?;
+    Ok((value, raw))
 }
 
 /// How a client may retry and how long it may spend.
@@ -242,14 +249,12 @@ impl<'a> MexcClient<'a> {
             let mut request = HttpRequest::new(Method::Get, url, self.config.timeout);
             request.headers = headers;
             let outcome = match self.http.send(request).await {
-                Ok(response) => read_json(call.endpoint, &response),
+                Ok(response) => read_body(response),
                 Err(error) => Err(ExchangeError::Transport(error)),
             };
             let error = match outcome {
-                Ok(raw) => {
-                    // Typed from the parsed tree: the body is parsed once, never cloned.
-                    let value = T::deserialize(&raw)
-                        .map_err(|e| ExchangeError::Malformed { endpoint: call.endpoint, reason: e.to_string() })?;
+                Ok(body) => {
+                    let (value, raw) = parse_body(call.endpoint, body)?;
                     return Ok(Fetched::new(value, raw, self.clock.now_ms(), call.endpoint));
                 }
                 Err(error) => error,
@@ -282,8 +287,8 @@ impl<'a> MexcClient<'a> {
     }
 }
 
-/// Maps the status and returns the JSON body of a successful response.
-fn read_json(endpoint: &'static str, response: &HttpResponse) -> Result<Value, ExchangeError> {
+/// Maps the status and returns the body of a successful response.
+fn read_body(response: HttpResponse) -> Result<Vec<u8>, ExchangeError> {
     let status = response.status;
     if status == 429 || status == 418 {
         let retry_after_secs = response.header("Retry-After").and_then(|v| v.trim().parse().ok());
@@ -295,7 +300,7 @@ fn read_json(endpoint: &'static str, response: &HttpResponse) -> Result<Value, E
             Err(_) => ExchangeError::Status { status },
         });
     }
-    serde_json::from_slice(&response.body).map_err(|e| ExchangeError::Malformed { endpoint, reason: e.to_string() })
+    Ok(response.body)
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ pub struct AccountRecord {
     pub fetched_at_iso: String,
 }
 
-/// [`AccountRecord`] as the balance task writes it: the response borrowed as the JSON it
-/// was encoded to once ([`crate::exchange::Fetched::raw_json`]). Same fields, same order,
-/// so the same bytes.
+/// [`AccountRecord`] as the balance task writes it: the response borrowed as MEXC's bytes
+/// ([`crate::exchange::Fetched::raw_json`]). Same fields in the same order; the response
+/// keeps MEXC's own key order (the owned record, read back, writes its keys sorted).
 #[derive(Debug, Serialize)]
 pub struct AccountRecordRef<'a> {
     pub account: &'a RawValue,

@@ -15,9 +15,9 @@ pub struct RawRecord {
     pub response: Value,
 }
 
-/// [`RawRecord`] as the sync tasks write it: the response borrowed as the JSON it was
-/// encoded to once ([`crate::exchange::Fetched::raw_json`]). Same fields, same order, so the
-/// same bytes.
+/// [`RawRecord`] as the sync tasks write it: the response borrowed as MEXC's bytes
+/// ([`crate::exchange::Fetched::raw_json`]). Same fields in the same order; the response
+/// keeps MEXC's own key order (the owned record, read back, writes its keys sorted).
 #[derive(Debug, Serialize)]
 pub struct RawRecordRef<'a> {
     pub endpoint: &'a str,
