@@ -11,6 +11,8 @@
 //! - [`acl`]: the Redis ACL user of each token, so Redis enforces the policy inside scripts.
 //! - [`script_guard`]: scripts past `--max-script-ms` are ended from a connection of the
 //!   gateway's own.
+//! - [`shebang`]: Upstash's shebang flags Redis does not know, dropped, with the scripts'
+//!   hashes mapped.
 //! - [`redis_link`]: connections to Redis, reconnecting, each reply read through
 //!   [`reply_limit`], which bounds a reply while it is read.
 //! - [`listen`]: loopback, TLS or an explicit plain-text listener.
@@ -24,4 +26,5 @@ pub mod redis_link;
 pub mod reply_limit;
 pub mod script_guard;
 pub mod server;
+pub mod shebang;
 pub mod tokens;

@@ -36,6 +36,7 @@ use crate::policy::{Lane, Policy};
 use crate::redis_link::{Link, Target, TargetError};
 use crate::reply_limit::{is_exceeded, window_marker};
 use crate::script_guard::{runs_script, Overrun, ScriptGuard};
+use crate::shebang::ScriptFlags;
 pub use crate::tokens::{Access, TokenError, Tokens};
 
 /// Bounds on one request.
@@ -76,6 +77,7 @@ struct Links {
 struct Gateway {
     links: Links,
     guard: ScriptGuard,
+    script_flags: ScriptFlags,
     tokens: Tokens,
     policy: Policy,
     limits: Limits,
@@ -121,6 +123,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     let state = Arc::new(Gateway {
         links,
         guard,
+        script_flags: ScriptFlags::default(),
         tokens: config.tokens,
         policy: config.policy,
         limits: config.limits,
@@ -317,14 +320,15 @@ impl Gateway {
         }
     }
 
-    async fn run_one(&self, args: Vec<Vec<u8>>, encoding: Encoding, access: Access) -> Reply {
+    async fn run_one(&self, mut args: Vec<Vec<u8>>, encoding: Encoding, access: Access) -> Reply {
         self.commands.fetch_add(1, Ordering::SeqCst);
         let lane = self.policy.admit(&args, access, false).map_err(refused)?;
+        let answer = self.script_flags.rewrite(&mut args);
         let mut pipe = redis::pipe();
         pipe.ignore_errors().add_command(command(&args));
         let mut results = self.execute(pipe, lane, access, runs_script(&args)).await?;
         match results.pop() {
-            Some(Ok(value)) => self.result(&value, encoding),
+            Some(Ok(value)) => self.result(&answered(value, answer), encoding),
             Some(Err(error)) => match server_error_text(&error) {
                 Some(text) => self.json_body(StatusCode::BAD_REQUEST, &json!({ "error": text })),
                 None => Err(unavailable(&error)),
@@ -333,7 +337,13 @@ impl Gateway {
         }
     }
 
-    async fn run_batch(&self, commands: Vec<Vec<Vec<u8>>>, atomic: bool, encoding: Encoding, access: Access) -> Reply {
+    async fn run_batch(
+        &self,
+        mut commands: Vec<Vec<Vec<u8>>>,
+        atomic: bool,
+        encoding: Encoding,
+        access: Access,
+    ) -> Reply {
         if commands.is_empty() {
             return Err(Failure(StatusCode::BAD_REQUEST, "ERR empty pipeline".into()));
         }
@@ -357,6 +367,11 @@ impl Gateway {
             .copied()
             .find(|l| *l != Lane::Shared)
             .unwrap_or(Lane::Shared);
+        let answers: Vec<Option<String>> = commands
+            .iter_mut()
+            .zip(&verdicts)
+            .map(|(args, verdict)| verdict.is_ok().then(|| self.script_flags.rewrite(args)).flatten())
+            .collect();
         let mut pipe = redis::pipe();
         if atomic {
             pipe.atomic();
@@ -389,10 +404,11 @@ impl Gateway {
         let mut ran = ran.into_iter();
         let items: Vec<Json_> = verdicts
             .iter()
-            .map(|verdict| match verdict {
+            .zip(answers)
+            .map(|(verdict, answer)| match verdict {
                 Err(refusal) => json!({ "error": refusal.to_string() }),
                 Ok(_) => match ran.next() {
-                    Some(Ok(value)) => json!({ "result": to_json(&value, encoding.base64) }),
+                    Some(Ok(value)) => json!({ "result": to_json(&answered(value, answer), encoding.base64) }),
                     Some(Err(error)) => {
                         json!({ "error": server_error_text(&error).unwrap_or_else(|| error.to_string()) })
                     }
@@ -401,6 +417,14 @@ impl Gateway {
             })
             .collect();
         self.json_body(StatusCode::OK, &Json_::Array(items))
+    }
+}
+
+/// Redis's reply, or what the client is answered instead ([`ScriptFlags::rewrite`]).
+fn answered(value: Value, answer: Option<String>) -> Value {
+    match answer {
+        Some(hash) => Value::BulkString(hash.into_bytes()),
+        None => value,
     }
 }
 

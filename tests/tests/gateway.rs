@@ -39,11 +39,46 @@ fn main() {
             ("read_only_tokens_only_read", read_only_tokens_only_read),
             ("tls_beyond_loopback_with_a_per_run_ca", tls_beyond_loopback_with_a_per_run_ca),
             ("limits_answer_upstash_shaped_errors", limits_answer_upstash_shaped_errors),
+            ("scripts_with_upstash_shebang_flags_run", scripts_with_upstash_shebang_flags_run),
         ],
     )
 }
 
 const AUTH: (&str, &str) = ("authorization", "Bearer e2e-redis-token");
+
+/// A script with a shebang flag Upstash accepts and Redis 7.0 refuses, and its SHA-1 (what
+/// `SCRIPT LOAD` answers on Upstash; `sha1sum` of the text).
+const FLAGGED: &str = "#!lua flags=allow-key-locking\nreturn redis.call('SET', KEYS[1], ARGV[1])";
+const FLAGGED_SHA1: &str = "4f900878e3823883d5f8f3f26573b26460929ead";
+
+/// Redis 7.0 refuses the flag; through the gateway the script runs, `SCRIPT LOAD` answers the
+/// original's hash, and `EVALSHA` / `SCRIPT EXISTS` of that hash reach the script Redis holds
+/// — alone and in a pipeline.
+fn scripts_with_upstash_shebang_flags_run(backend: &RedisBackend) {
+    let direct: redis::RedisResult<String> =
+        redis::cmd("EVAL").arg(FLAGGED).arg(1).arg("gw:flag:direct").arg("v").query(&mut backend.redis());
+    assert!(direct.unwrap_err().to_string().contains("allow-key-locking"), "Redis itself refuses the flag");
+    let call = |path: &str, body: serde_json::Value| {
+        backend.gateway_call("POST", path, &[AUTH], Some(body.to_string().as_bytes()))
+    };
+    let eval = call("/", json!(["EVAL", FLAGGED, 1, "gw:flag:eval", "one"]));
+    assert_eq!((eval.status, eval.json()), (200, json!({"result": "OK"})), "{}", eval.body);
+    assert_eq!(redis_get(backend, "gw:flag:eval").as_deref(), Some("one"));
+    let load = call("/", json!(["SCRIPT", "LOAD", FLAGGED]));
+    assert_eq!(load.json(), json!({"result": FLAGGED_SHA1}), "the original's hash, as Upstash answers");
+    let evalsha = call("/", json!(["EVALSHA", FLAGGED_SHA1, 1, "gw:flag:sha", "two"]));
+    assert_eq!(evalsha.json(), json!({"result": "OK"}), "{}", evalsha.body);
+    assert_eq!(redis_get(backend, "gw:flag:sha").as_deref(), Some("two"));
+    let pipeline = call(
+        "/pipeline",
+        json!([
+            ["EVALSHA", FLAGGED_SHA1, 1, "gw:flag:pipe", "three"],
+            ["SCRIPT", "EXISTS", FLAGGED_SHA1, "0000000000000000000000000000000000000000"]
+        ]),
+    );
+    assert_eq!(pipeline.json(), json!([{"result": "OK"}, {"result": [1, 0]}]), "{}", pipeline.body);
+    assert_eq!(redis_get(backend, "gw:flag:pipe").as_deref(), Some("three"));
+}
 
 fn single_command_in_body(backend: &RedisBackend) {
     let set = backend.gateway_call("POST", "/", &[AUTH], Some(br#"["SET","gw:one","bar","EX",100]"#));
