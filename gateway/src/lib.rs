@@ -11,6 +11,7 @@
 //! - [`acl`]: the Redis ACL user of each token, so Redis enforces the policy inside scripts.
 //! - [`script_guard`]: scripts past `--max-script-ms` are ended from a connection of the
 //!   gateway's own.
+//! - [`subscribe`]: pub/sub as server-sent events, each subscriber on a connection of its own.
 //! - [`shebang`]: Upstash's shebang flags Redis does not know, dropped, with the scripts'
 //!   hashes mapped.
 //! - [`redis_link`]: connections to Redis, reconnecting, each reply read through
@@ -27,4 +28,5 @@ pub mod reply_limit;
 pub mod script_guard;
 pub mod server;
 pub mod shebang;
+pub mod subscribe;
 pub mod tokens;

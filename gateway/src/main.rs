@@ -11,6 +11,7 @@ use edgesync_gateway::acl::{AclMode, AclUsers};
 use edgesync_gateway::listen::{decide, Transport};
 use edgesync_gateway::policy::Policy;
 use edgesync_gateway::server::{router, GatewayConfig, Limits};
+use edgesync_gateway::subscribe::SubscribeLimits;
 use edgesync_gateway::tokens::{self, Source, Tokens};
 
 /// Serves the Upstash Redis REST API, backed by a Redis server.
@@ -65,6 +66,15 @@ struct Args {
     max_commands: usize,
     #[arg(long, default_value_t = Limits::default().max_response_bytes)]
     max_response_bytes: usize,
+    /// Pub/sub streams (/subscribe, /psubscribe) open at once per token.
+    #[arg(long, default_value_t = SubscribeLimits::default().per_token)]
+    max_subscribers: usize,
+    /// A pub/sub stream ends after this many seconds without a message (clients subscribe again).
+    #[arg(long, default_value_t = SubscribeLimits::default().idle.as_secs())]
+    subscribe_idle_secs: u64,
+    /// A pub/sub stream ends after this many seconds in all.
+    #[arg(long, default_value_t = SubscribeLimits::default().total.as_secs())]
+    subscribe_max_secs: u64,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -113,6 +123,11 @@ async fn main() {
         acl_mode: args.acl_users,
         acl_users: AclUsers { full: args.acl_user_full, read_only: args.acl_user_read_only },
         max_script: Duration::from_millis(args.max_script_ms),
+        subscribe: SubscribeLimits {
+            per_token: args.max_subscribers,
+            idle: Duration::from_secs(args.subscribe_idle_secs),
+            total: Duration::from_secs(args.subscribe_max_secs),
+        },
     };
     if args.acl_users == AclMode::Off {
         eprintln!(

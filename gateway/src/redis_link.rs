@@ -65,6 +65,17 @@ impl Target {
         self.settings.username().unwrap_or("default")
     }
 
+    /// A connection of its own for pub/sub, each message at most `message_limit` bytes.
+    pub async fn pubsub(&self, message_limit: usize) -> Result<redis::aio::PubSub, RedisError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, open(&self.addr))
+            .await
+            .map_err(|_| RedisError::from((redis::ErrorKind::Io, "connecting to Redis timed out")))??;
+        let setup = redis::aio::PubSub::new(&self.settings, ReplyLimit::new(stream, message_limit));
+        tokio::time::timeout(CONNECT_TIMEOUT, setup)
+            .await
+            .map_err(|_| RedisError::from((redis::ErrorKind::Io, "Redis did not answer the connection setup")))?
+    }
+
     /// A new connection whose replies are each at most `reply_limit` bytes.
     pub async fn connect(
         &self,
@@ -132,6 +143,11 @@ pub struct Leased {
 }
 
 impl Link {
+    /// Where and as whom this link connects.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
     pub fn new(target: Target, reply_limit: usize, response_timeout: Option<Duration>) -> Self {
         Self {
             target,

@@ -37,6 +37,7 @@ use crate::redis_link::{Link, Target, TargetError};
 use crate::reply_limit::{is_exceeded, window_marker};
 use crate::script_guard::{runs_script, Overrun, ScriptGuard};
 use crate::shebang::ScriptFlags;
+use crate::subscribe::{Kind, SubscribeError, SubscribeLimits, Subscriptions};
 pub use crate::tokens::{Access, TokenError, Tokens};
 
 /// Bounds on one request.
@@ -65,6 +66,8 @@ pub struct GatewayConfig {
     pub acl_users: AclUsers,
     /// How long a script may run before the gateway ends it.
     pub max_script: Duration,
+    /// How many pub/sub streams, and for how long.
+    pub subscribe: SubscribeLimits,
 }
 
 /// The connection of each token: as its ACL user, or as the `--redis-url` user.
@@ -78,6 +81,7 @@ struct Gateway {
     links: Links,
     guard: ScriptGuard,
     script_flags: ScriptFlags,
+    subscriptions: Subscriptions,
     tokens: Tokens,
     policy: Policy,
     limits: Limits,
@@ -124,6 +128,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
         links,
         guard,
         script_flags: ScriptFlags::default(),
+        subscriptions: Subscriptions::new(config.subscribe),
         tokens: config.tokens,
         policy: config.policy,
         limits: config.limits,
@@ -135,7 +140,8 @@ pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
         .route("/__gateway/stats", get(stats))
         .route("/__gateway/health", get(health))
         .route("/__gateway/reset", post(reset))
-        .route("/subscribe/{*channel}", any(event_stream))
+        .route("/subscribe/{*channels}", any(subscribe_channels))
+        .route("/psubscribe/{*patterns}", any(subscribe_patterns))
         .route("/monitor", any(event_stream))
         .route("/", any(single_in_body))
         .route("/pipeline", any(pipeline))
@@ -588,8 +594,44 @@ async fn event_stream(State(gw): Shared, method: Method, headers: HeaderMap, Raw
     gw.admit(&method, &headers, q.as_deref())?;
     Err(Failure(
         StatusCode::BAD_REQUEST,
-        "ERR server-sent event streams (/subscribe, /monitor) are not supported by this gateway; PUBLISH is".into(),
+        "ERR /monitor is not served by this gateway (it would show every client's commands); /subscribe and /psubscribe are".into(),
     ))
+}
+
+async fn subscribe_channels(State(gw): Shared, method: Method, headers: HeaderMap, uri: Uri) -> Reply {
+    subscribe(&gw, &method, &headers, &uri, Kind::Channels).await
+}
+
+async fn subscribe_patterns(State(gw): Shared, method: Method, headers: HeaderMap, uri: Uri) -> Reply {
+    subscribe(&gw, &method, &headers, &uri, Kind::Patterns).await
+}
+
+/// `/subscribe/{channel}[/{channel}…]` or `/psubscribe/{pattern}…`: an event stream.
+async fn subscribe(gw: &Gateway, method: &Method, headers: &HeaderMap, uri: &Uri, kind: Kind) -> Reply {
+    let (_, access) = gw.admit(method, headers, uri.query())?;
+    if access == Access::ReadOnly {
+        return Err(Failure(StatusCode::FORBIDDEN, "NOPERM subscribing needs a full token".into()));
+    }
+    let names: Vec<String> = uri
+        .path()
+        .split('/')
+        .skip(2)
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| String::from_utf8_lossy(&percent_decode(segment)).into_owned())
+        .collect();
+    let target = gw.link(access).target();
+    let stream = gw.subscriptions.subscribe(target, access, kind, names, gw.limits.max_response_bytes).await.map_err(
+        |error| {
+            let status = match error {
+                SubscribeError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+                SubscribeError::NoChannel => StatusCode::BAD_REQUEST,
+                SubscribeError::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Failure(status, error.to_string())
+        },
+    )?;
+    let headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")];
+    Ok(gw.respond(StatusCode::OK, (headers, Body::from_stream(stream)).into_response()))
 }
 
 fn operator(gw: &Gateway, headers: &HeaderMap, query: Option<&str>) -> Result<(), Failure> {
@@ -627,6 +669,7 @@ async fn stats(State(gw): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> 
             "ended": counts.ended,
             "unkillable": counts.unkillable,
         },
+        "subscribers": gw.subscriptions.open(),
     }))
     .into_response())
 }

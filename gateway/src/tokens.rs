@@ -7,7 +7,7 @@
 use subtle::ConstantTimeEq;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
     /// Every command but the denied ones.
     Full,

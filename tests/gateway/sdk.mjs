@@ -2,7 +2,8 @@
 //   node tests/gateway/sdk.mjs <url> <token> <scenario>
 // prints what the SDK returned, as JSON, for tests/tests/gateway.rs to check (and to check
 // against redis-server directly). Scenarios: `everyday` (what edgesync and a typical user
-// run), `read-only` (a read-only token's reads and refused writes).
+// run), `read-only` (a read-only token's reads and refused writes), `subscribe` (the SDK's
+// Subscriber on a channel and a pattern, fed by PUBLISH through the gateway).
 import { Redis } from "@upstash/redis";
 
 const [url, token, scenario] = process.argv.slice(2);
@@ -39,6 +40,32 @@ if (scenario === "everyday") {
   await attempt("hgetall", () => redis.hgetall("sdk:hash"));
   await attempt("set", () => redis.set("sdk:json", "overwritten"));
   await attempt("del", () => redis.del("sdk:hash"));
+} else if (scenario === "subscribe") {
+  // Resolves with the first event `type` of `subscriber`, or an error after 10 s.
+  const first = (subscriber, type) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${type} within 10 s`)), 10_000);
+      subscriber.on(type, (event) => { clearTimeout(timer); resolve(event); });
+    });
+  await attempt("channel", async () => {
+    const subscriber = redis.subscribe(["sdk:news"]);
+    const subscribed = await first(subscriber, "subscribe");
+    const message = first(subscriber, "message");
+    const receivers = await redis.publish("sdk:news", { price: "0.0150" });
+    const got = await message;
+    await subscriber.unsubscribe();
+    return { subscribed, receivers, channel: got.channel, message: got.message };
+  });
+  await attempt("pattern", async () => {
+    const subscriber = redis.psubscribe(["sdk:price:*"]);
+    await first(subscriber, "psubscribe");
+    const message = first(subscriber, "pmessage");
+    // JSON: the SDK parses pattern messages as JSON (a plain string fails its parse).
+    await redis.publish("sdk:price:QRLUSDT", { note: "a comma, and a second line\nhere" });
+    const got = await message;
+    await subscriber.unsubscribe();
+    return got;
+  });
 } else {
   throw new Error(`unknown scenario ${scenario}`);
 }

@@ -40,11 +40,42 @@ fn main() {
             ("tls_beyond_loopback_with_a_per_run_ca", tls_beyond_loopback_with_a_per_run_ca),
             ("limits_answer_upstash_shaped_errors", limits_answer_upstash_shaped_errors),
             ("scripts_with_upstash_shebang_flags_run", scripts_with_upstash_shebang_flags_run),
+            ("the_sdk_subscribes_over_server_sent_events", the_sdk_subscribes_over_server_sent_events),
         ],
     )
 }
 
 const AUTH: (&str, &str) = ("authorization", "Bearer e2e-redis-token");
+
+/// `@upstash/redis`'s Subscriber through the gateway: a channel and a pattern, each message
+/// published through the gateway arrives with its channel (and pattern); the gateway counts
+/// its open streams, and gives each back when the client closes it.
+fn the_sdk_subscribes_over_server_sent_events(backend: &RedisBackend) {
+    let seen = sdk(&backend.gateway_url, REDIS_TOKEN, "subscribe", None);
+    assert_eq!(
+        seen["channel"],
+        json!({"subscribed": 1, "receivers": 1, "channel": "sdk:news", "message": {"price": "0.0150"}}),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["pattern"],
+        json!({"pattern": "sdk:price:*", "channel": "sdk:price:QRLUSDT", "message": {"note": "a comma, and a second line\nhere"}}),
+        "{seen}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let open = || backend.gateway_call("GET", "/__gateway/stats", &[AUTH], None).json()["subscribers"].as_u64();
+    while open() != Some(0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(open(), Some(0), "the closed streams are given back");
+    let nothing = backend.gateway_call("POST", "/subscribe/", &[AUTH], Some(b"[]"));
+    assert_eq!(nothing.status, 400, "{}", nothing.body);
+    let (_gateway, url) = backend
+        .start_gateway(&[], &[("GATEWAY_TOKEN", REDIS_TOKEN), ("GATEWAY_READ_ONLY_TOKEN", "reader")])
+        .expect("a gateway with a read-only token");
+    let (status, body) = post_as(&url, "reader", "/subscribe/sdk:news", b"[]");
+    assert_eq!(status, 403, "{body}");
+}
 
 /// A script with a shebang flag Upstash accepts and Redis 7.0 refuses, and its SHA-1 (what
 /// `SCRIPT LOAD` answers on Upstash; `sha1sum` of the text).
@@ -330,9 +361,9 @@ fn connection_state_commands_change_nothing_for_others(backend: &RedisBackend) {
         assert!(took < std::time::Duration::from_secs(1), "after {command}: {took:?}");
         assert_eq!(redis_get(backend, &key), Some(format!("v{i}")), "after {command}: written to db 0");
     }
-    let subscribed = backend.gateway_call("GET", "/subscribe/news", &[AUTH], None);
-    assert_eq!(subscribed.status, 400);
-    assert!(subscribed.json()["error"].as_str().unwrap().contains("not supported"), "{}", subscribed.body);
+    let monitor = backend.gateway_call("GET", "/monitor", &[AUTH], None);
+    assert_eq!(monitor.status, 400);
+    assert!(monitor.json()["error"].as_str().unwrap().contains("not served"), "{}", monitor.body);
     let inside = backend.gateway_call("POST", "/multi-exec", &[AUTH], Some(br#"[["SET","iso:t","1"],["SELECT","1"]]"#));
     assert_eq!(inside.status, 400, "{}", inside.body);
     assert_eq!(redis_get(backend, "iso:t"), None, "a refused transaction runs nothing");
