@@ -76,6 +76,14 @@ impl Target {
             .map_err(|_| RedisError::from((redis::ErrorKind::Io, "Redis did not answer the connection setup")))?
     }
 
+    /// Whether this server is a node of a Redis Cluster (`INFO cluster`); `None` when it does
+    /// not answer now.
+    pub async fn is_cluster_node(&self) -> Option<bool> {
+        let mut connection = self.connect(64 * 1024, Some(Duration::from_secs(2))).await.ok()?;
+        let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut connection).await.ok()?;
+        Some(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
+    }
+
     /// A new connection whose replies are each at most `reply_limit` bytes.
     pub async fn connect(
         &self,

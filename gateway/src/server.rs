@@ -99,12 +99,18 @@ pub enum StartError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Acl(#[from] AclError),
+    #[error("--redis-url points at a node of a Redis Cluster; this gateway speaks to one Redis and would answer MOVED for the keys of the other nodes (cluster routing is not supported yet): point it at a standalone Redis")]
+    Cluster,
 }
 
 /// Builds the router once the tokens and their ACL users check out; the caller binds it.
 pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     config.tokens.check()?;
     let base = Target::from_url(&config.redis_url)?;
+    // A Redis that does not answer yet is checked by its first MOVED instead (`server_error_text`).
+    if base.is_cluster_node().await == Some(true) {
+        return Err(StartError::Cluster);
+    }
     let users = crate::acl::prepare(config.acl_mode, &base, &config.acl_users, &config.tokens, &config.policy).await?;
     // A script may hold a reply up to the script bound; the driver must not give up first.
     let response_timeout = Some(Duration::from_secs(10).max(config.max_script + Duration::from_secs(3)));
@@ -446,12 +452,19 @@ fn command(args: &[Vec<u8>]) -> redis::Cmd {
     cmd
 }
 
-/// Redis's own error line (`ERR …`, `WRONGTYPE …`), or `None` for I/O and client errors.
+/// Redis's own error line (`ERR …`, `WRONGTYPE …`), or `None` for I/O and client errors. A
+/// cluster's redirection says what it means: the gateway speaks to one node.
 fn server_error_text(error: &RedisError) -> Option<String> {
     let code = error.code()?;
-    Some(match error.detail() {
+    let line = match error.detail() {
         Some(detail) => format!("{code} {detail}"),
         None => code.to_owned(),
+    };
+    Some(match code {
+        "MOVED" | "ASK" => format!(
+            "ERR {line}: --redis-url is a node of a Redis Cluster and this key is served by another; the gateway speaks to one Redis (cluster routing is not supported yet)"
+        ),
+        _ => line,
     })
 }
 
