@@ -21,7 +21,7 @@ use redis::{RedisError, Value};
 use sha2::{Digest, Sha256};
 
 use crate::policy::Policy;
-use crate::redis_link::Target;
+use crate::redis_link::{Provision, Target};
 use crate::tokens::{Access, Tokens};
 
 /// How long the start waits for Redis to answer, to set up and verify the users.
@@ -284,13 +284,19 @@ impl Provisioner {
 pub struct TokenTarget {
     pub target: Target,
     /// Set when the gateway provisions the user: it may do so again.
-    pub provisioner: Option<Arc<Provisioner>>,
+    pub provisioner: Option<Arc<dyn Provision>>,
 }
 
 /// The targets of the full and the read-only token (the admin token uses `base`).
 pub struct Prepared {
     pub full: TokenTarget,
     pub read_only: TokenTarget,
+}
+
+impl Provision for Provisioner {
+    fn provision_again(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.provision().await.map_err(|error| error.to_string()) })
+    }
 }
 
 /// Sets up (per `mode`) and verifies the users of the tokens that are set.

@@ -16,7 +16,6 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::acl::Provisioner;
 use crate::reply_limit::ReplyLimit;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -132,11 +131,17 @@ async fn open(addr: &ConnectionAddr) -> Result<Box<dyn Duplex>, RedisError> {
     })
 }
 
+/// Makes a link's ACL user exist again after Redis lost it (a restart without persistence);
+/// the ACL module implements it, so links need not know how users are made.
+pub trait Provision: Send + Sync {
+    fn provision_again(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>>;
+}
+
 /// One multiplexed connection to a [`Target`], replaced after it broke.
 pub struct Link {
     target: Target,
     /// Creates the target's ACL user again if Redis lost it.
-    provisioner: Option<Arc<Provisioner>>,
+    provisioner: Option<Arc<dyn Provision>>,
     reply_limit: usize,
     response_timeout: Option<Duration>,
     current: RwLock<Option<(u64, MultiplexedConnection)>>,
@@ -169,7 +174,7 @@ impl Link {
     }
 
     /// A link whose user the gateway provisioned, and provisions again when Redis lost it.
-    pub fn provisioned_by(mut self, provisioner: Option<Arc<Provisioner>>) -> Self {
+    pub fn provisioned_by(mut self, provisioner: Option<Arc<dyn Provision>>) -> Self {
         self.provisioner = provisioner;
         self
     }
@@ -178,11 +183,11 @@ impl Link {
         match self.target.connect(self.reply_limit, response_timeout).await {
             Err(error) if is_unknown_user(&error) && self.provisioner.is_some() => {
                 if let Some(provisioner) = &self.provisioner {
-                    provisioner.provision().await.map_err(|e| {
+                    provisioner.provision_again().await.map_err(|e| {
                         RedisError::from((
                             redis::ErrorKind::AuthenticationFailed,
                             "cannot provision the ACL user again",
-                            e.to_string(),
+                            e,
                         ))
                     })?;
                 }

@@ -14,8 +14,9 @@ use std::path::Path;
 
 use edgesync_core::store::Store;
 
-use crate::plan::{classify, Class, Classified, Scanner};
+use crate::plan_error::PlanError;
 use crate::rules::{RuleOptions, RuleSet};
+use crate::scan::{classify, Class, Classified, Scanner};
 use crate::sides::Sides;
 use crate::spill::KeyedSpill;
 
@@ -83,8 +84,8 @@ pub async fn find(
     options: &RuleOptions,
     batch: usize,
     scratch: &Path,
-) -> Result<HashMap<String, String>, crate::plan::PlanError> {
-    let scratch_error = |error| crate::plan::PlanError::Scratch(scratch.display().to_string(), error);
+) -> Result<HashMap<String, String>, PlanError> {
+    let scratch_error = |error| PlanError::Scratch(scratch.display().to_string(), error);
     let mut finder = CollisionFinder::new_in(scratch).map_err(scratch_error)?;
     let mut scanner = Scanner::new(set, batch);
     while let Some(page) = scanner.next_page(store).await? {

@@ -12,7 +12,7 @@ use edgesync_core::glob::Glob;
 use edgesync_core::store::{Store, StoreExt};
 use serde::Serialize;
 
-use crate::plan::PlanError;
+use crate::plan_error::PlanError;
 use crate::rules::{is_own_key, RuleSet};
 use crate::spill::KeyedSpill;
 

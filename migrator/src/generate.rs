@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::plan::Class;
+use crate::scan::Class;
 
 const SYMBOLS: [&str; 6] = ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "QRLUSDT", "SOL-USDT", "XRPUSDT", "DOGE-USDT-SWAP"];
 const SIDES: [&str; 2] = ["long", "short"];

@@ -9,6 +9,8 @@
 //! - [`journal`]: the crash-safe record of every original (a trait; sled implements it).
 //! - [`plan`], [`apply`], [`verify`], [`rollback`]: the steps; [`pipeline`]: the threads
 //!   that let `apply` scan, journal and move at once.
+//! - [`scan`]: finding the keys the rules own and classifying them, shared by `plan` and
+//!   `apply`; [`plan_error`]: why a scan stopped.
 //! - [`collisions`]: sources that would write one target (N:1), refused before the move.
 //! - [`families`]: keys of a set's legacy families that no rule moves ("not owned").
 //! - [`pace`]: the `--rate` limit (a token bucket).
@@ -34,9 +36,11 @@ pub mod journal_owner;
 pub mod pace;
 pub mod pipeline;
 pub mod plan;
+pub mod plan_error;
 pub mod render;
 pub mod rollback;
 pub mod rules;
+pub mod scan;
 pub mod script;
 pub mod sides;
 pub mod spill;

@@ -27,8 +27,9 @@ use futures_executor::block_on;
 use crate::connect::{ConnectError, Connector};
 use crate::entry::Entry;
 use crate::families::NotOwned;
-use crate::plan::{classify, Candidate, Classified, PlanError, Scanner};
+use crate::plan_error::PlanError;
 use crate::rules::{RuleOptions, RuleSet};
+use crate::scan::{classify, Candidate, Classified, Scanner};
 use crate::sides::Sides;
 
 /// Pages the reader classifies before the main thread takes them: one per classifier, so

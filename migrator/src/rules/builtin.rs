@@ -55,7 +55,37 @@ pub fn rules() -> Vec<Rule> {
 
 #[cfg(test)]
 mod tests {
+    use edgesync_core::keys::pattern::Captures;
+    use edgesync_core::records::position::SpotHolding;
+    use serde_json::json;
+
+    use super::super::record::{hash_fields, Input};
     use super::*;
+
+    #[test]
+    fn a_qrl_api_position_becomes_the_hash_the_balance_task_writes() {
+        let set = load("qrl-api").unwrap();
+        let rule = set.rules.iter().find(|r| r.name == "bot-position").unwrap();
+        let super::super::Conversion::Record(spec) = &rule.conversion else { panic!("a record rule") };
+        assert!(spec.shape.is_hash());
+        // What bot.py writes (no locked amounts, no avg cost), then what cloud_tasks.py adds.
+        let values = Captures::from([("symbol".to_owned(), "QRLUSDT".to_owned())]);
+        let written =
+            json!({"qrl_balance": "1000.0", "usdt_balance": "50.0", "updated_at": "2025-12-28T13:33:49.123456"});
+        let input = Input { fields: written.as_object(), member: None, score: None, values: &values };
+        let fields = hash_fields(&spec.build(&input).unwrap());
+        let holding = SpotHolding::from_fields(&fields).unwrap();
+        assert_eq!((holding.base_asset.as_str(), holding.quote_asset.as_str()), ("QRL", "USDT"));
+        assert_eq!((holding.base_free.to_string(), holding.base_locked.to_string()), ("1000.0".into(), "0".into()));
+        assert_eq!(holding.updated_at, 1_766_928_829_123);
+        assert!(!fields.contains_key("avg_cost"), "absent, not `null`: {fields:?}");
+        let full = json!({"qrl_balance": "1000.0", "usdt_balance": "50.0", "qrl_locked": "10.0", "avg_cost": "0.45",
+                          "updated_at": "2025-12-28T13:33:49"});
+        let fields = hash_fields(&spec.build(&Input { fields: full.as_object(), ..input }).unwrap());
+        assert_eq!((fields["base_locked"].as_str(), fields["avg_cost"].as_str()), ("10.0", "0.45"));
+        let broken = json!({"qrl_balance": "lots", "usdt_balance": "50.0", "updated_at": "2025-12-28T13:33:49"});
+        assert!(spec.build(&Input { fields: broken.as_object(), ..input }).unwrap_err().contains("base_free"));
+    }
 
     #[test]
     fn every_built_in_set_parses_and_owns_its_shapes() {
