@@ -11,7 +11,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use edgesync_core::exchange::model::Ticker24h;
 use edgesync_core::keys::{Exchange, KeySpace, Segment};
-use edgesync_core::sync::price::PriceRecord;
+use edgesync_core::records::price::PriceRecord;
 use rust_decimal::Decimal;
 
 fn keys(c: &mut Criterion) {

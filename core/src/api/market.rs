@@ -33,8 +33,17 @@ pub struct MarketRequest {
     pub requested: u32,
 }
 
+/// Which market route was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketKind {
+    Ticker,
+    Ohlcv,
+    Deals,
+    Orderbook,
+}
+
 /// The market route's request, from its path and parameters.
-pub fn query(app: &App<'_>, kind: &str, symbol: &str, request: &ApiRequest) -> Result<MarketRequest, ApiError> {
+pub fn query(app: &App<'_>, kind: MarketKind, symbol: &str, request: &ApiRequest) -> Result<MarketRequest, ApiError> {
     let symbol = params::symbol(symbol)?;
     if !app.config.read_through.symbols.contains(&symbol) {
         return Err(ApiError::new(
@@ -44,17 +53,17 @@ pub fn query(app: &App<'_>, kind: &str, symbol: &str, request: &ApiRequest) -> R
         ));
     }
     let (query, requested) = match kind {
-        "ticker" => (MarketQuery::Ticker { symbol }, 1),
-        "ohlcv" => {
+        MarketKind::Ticker => (MarketQuery::Ticker { symbol }, 1),
+        MarketKind::Ohlcv => {
             let interval = params::interval(request, DEFAULT_OHLCV_INTERVAL)?;
             let limit = params::limit(request, DEFAULT_OHLCV_LIMIT, 1000)?;
             (MarketQuery::Ohlcv { symbol, interval, limit: limit_step(limit) }, limit)
         }
-        "deals" => {
+        MarketKind::Deals => {
             let limit = params::limit(request, DEFAULT_DEALS_LIMIT, 1000)?;
             (MarketQuery::Deals { symbol, limit: limit_step(limit) }, limit)
         }
-        _ => {
+        MarketKind::Orderbook => {
             let limit = params::limit(request, DEFAULT_ORDERBOOK_LIMIT, 5000)?;
             (MarketQuery::Orderbook { symbol, limit: limit_step(limit) }, limit)
         }

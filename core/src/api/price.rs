@@ -9,17 +9,16 @@
 
 use serde_json::json;
 
-use super::{ApiError, ApiResponse};
+use super::{params, ApiError, ApiResponse};
 use crate::codec::iso8601_ms;
-use crate::exchange::validate_symbol;
 use crate::keys::Exchange;
+use crate::records::price::PriceRecord;
 use crate::store::tiered::Read;
-use crate::sync::price::PriceRecord;
 use crate::ttl::DataClass;
 use crate::App;
 
 pub async fn price(app: &App<'_>, symbol: &str) -> Result<ApiResponse, ApiError> {
-    let symbol = validate_symbol(symbol).map_err(|reason| ApiError::bad_request("symbol", reason))?;
+    let symbol = params::symbol(symbol)?;
     let keys = &app.config.keys;
     let (cached, latest) = (keys.price_cached(Exchange::Mexc, &symbol), keys.price_latest(Exchange::Mexc, &symbol));
     // Both in one Redis request when the isolate cache knows neither; none when it knows.
@@ -52,7 +51,7 @@ fn answer(read: &Read<PriceRecord>, source: &str) -> ApiResponse {
 /// `GET /v1/price/{symbol}/history?from&to&limit`: synced prices in `[from, to]` (ms), the
 /// newest `limit` (default 100, at most 1000), oldest first.
 pub async fn history(app: &App<'_>, symbol: &str, request: &super::ApiRequest) -> Result<ApiResponse, ApiError> {
-    let symbol = validate_symbol(symbol).map_err(|reason| ApiError::bad_request("symbol", reason))?;
+    let symbol = params::symbol(symbol)?;
     let key = app.config.keys.price_history(Exchange::Mexc, &symbol);
     let page =
         super::private::history::<PriceRecord>(app, &key, DataClass::PriceHistory, request, ("from", "to")).await?;

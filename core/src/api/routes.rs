@@ -143,11 +143,18 @@ pub(super) async fn call(
         Handler::OpenApi => Ok(openapi::document()),
         Handler::Price => price::price(app, param("symbol")).await,
         Handler::PriceHistory => price::history(app, param("symbol"), request).await,
-        Handler::Ticker => market::read_through(app, market::query(app, "ticker", param("symbol"), request)?).await,
-        Handler::Ohlcv => market::read_through(app, market::query(app, "ohlcv", param("symbol"), request)?).await,
-        Handler::Deals => market::read_through(app, market::query(app, "deals", param("symbol"), request)?).await,
+        Handler::Ticker => {
+            market::read_through(app, market::query(app, market::MarketKind::Ticker, param("symbol"), request)?).await
+        }
+        Handler::Ohlcv => {
+            market::read_through(app, market::query(app, market::MarketKind::Ohlcv, param("symbol"), request)?).await
+        }
+        Handler::Deals => {
+            market::read_through(app, market::query(app, market::MarketKind::Deals, param("symbol"), request)?).await
+        }
         Handler::Orderbook => {
-            market::read_through(app, market::query(app, "orderbook", param("symbol"), request)?).await
+            market::read_through(app, market::query(app, market::MarketKind::Orderbook, param("symbol"), request)?)
+                .await
         }
         Handler::Account => private::account(app).await,
         Handler::Positions => private::positions(app).await,

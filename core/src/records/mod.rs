@@ -2,8 +2,8 @@
 //!
 //! - Written records: [`account::AccountRecord`], [`raw::RawRecord`], [`cost::CostRecord`]
 //!   (JSON strings), [`position::SpotHolding`] and [`position::PositionCost`] (the position
-//!   hash), [`status::RunFields`] and [`status::TaskStatus`] (the status hash); the price
-//!   record is `sync::price::PriceRecord`. Each pins the exact JSON or fields it writes.
+//!   hash), [`status::RunFields`] and [`status::TaskStatus`] (the status hash),
+//!   [`price::PriceRecord`]. Each pins the exact JSON or fields it writes.
 //! - Read checks: a [`Record`] is decoded on every read through the tiers; a value that is
 //!   not its shape is *unreadable*, which for a permanent class means "answer an error naming
 //!   the key, leave the value alone" and for a cache class "discard it" (see `store::tiered`).
@@ -15,6 +15,7 @@ pub mod account;
 pub mod cost;
 pub mod decimal;
 pub mod position;
+pub mod price;
 pub mod raw;
 pub mod status;
 

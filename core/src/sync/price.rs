@@ -5,8 +5,6 @@
 //! Readers go `cached` → `latest`.
 
 use futures_util::future::try_join_all;
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::snapshot::Snapshot;
@@ -17,20 +15,7 @@ use crate::store::Command;
 use crate::ttl::DataClass;
 use crate::App;
 
-/// The stored price: exact decimals as strings, `ts` in ms since the epoch (when fetched).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PriceRecord {
-    pub symbol: String,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub price: Decimal,
-    #[serde(with = "rust_decimal::serde::str_option")]
-    pub volume_24h: Option<Decimal>,
-    pub ts: i64,
-}
-
-impl crate::records::Record for PriceRecord {
-    const EXPECTED: &'static str = "a JSON price record with `symbol`, `price` (decimal string) and `ts` (ms)";
-}
+use crate::records::price::PriceRecord;
 
 /// Fetches every symbol's ticker, then returns all the writes.
 pub async fn run(app: &App<'_>, snapshot: &Snapshot<'_>) -> Result<Vec<Command>, SyncError> {

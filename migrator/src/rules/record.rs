@@ -14,8 +14,8 @@ use edgesync_core::keys::pattern::Captures;
 use std::collections::BTreeMap;
 
 use edgesync_core::records::position::SpotHolding;
+use edgesync_core::records::price::PriceRecord;
 use edgesync_core::records::{CostDocument, RawDocument};
-use edgesync_core::sync::price::PriceRecord;
 use rust_decimal::Decimal;
 use serde_json::{Map, Number, Value};
 
