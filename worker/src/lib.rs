@@ -63,7 +63,9 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                 }
             }
         }
-        Err(error) => worker::console_error!("{}", serde_json::json!({ "event": "cron_unmapped", "error": error })),
+        Err(error) => {
+            worker::console_error!("{}", serde_json::json!({ "event": "cron_unmapped", "error": error.to_string() }))
+        }
     }
 }
 

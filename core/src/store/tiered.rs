@@ -537,6 +537,16 @@ impl<'a> Tiered<'a> {
 }
 
 impl Tiered<'_> {
+    /// Writes what the durable copy holds pending back to Redis (each key's final state, never
+    /// over a newer value: [`super::durable::replay`]). `None` without a copy; the error when
+    /// Redis or the copy failed — everything then stays pending for the next attempt.
+    pub async fn replay_pending(&self) -> Option<Result<super::durable::replay::ReplayReport, StoreError>> {
+        let durable = self.durable?;
+        Some(super::durable::replay::replay(self.redis, durable, self.clock.now_ms()).await)
+    }
+}
+
+impl Tiered<'_> {
     /// Reads `key` as a string through the tiers (see the module doc). `Ok(None)` when no tier
     /// has it; `Err` when Redis failed and L1 has nothing young enough to serve, or when a
     /// permanent key holds another Redis type.

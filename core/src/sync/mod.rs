@@ -101,11 +101,18 @@ pub fn exchange_client<'a>(app: &App<'a>) -> MexcClient<'a> {
         .with_shared_offset(app.mexc_clock)
 }
 
-/// Runs the tasks `CRON_TASKS` maps `cron` to, concurrently, and reports each. An expression
-/// it does not list yields one failed report per task, naming the problem.
-pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, String> {
+/// Why a cron invocation ran no task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error("cron `{0}` is not listed in CRON_TASKS; nothing ran")]
+    Unmapped(String),
+}
+
+/// Runs the tasks `CRON_TASKS` maps `cron` to, concurrently, and reports each; an expression
+/// it does not list runs nothing and says so.
+pub async fn run_cron(app: &App<'_>, cron: &str) -> Result<Vec<TaskReport>, CronError> {
     let Some(tasks) = app.config.sync.tasks_for(cron) else {
-        return Err(format!("cron `{cron}` is not listed in CRON_TASKS; nothing ran"));
+        return Err(CronError::Unmapped(cron.to_owned()));
     };
     let exchange = exchange_client(app);
     let snapshot = Snapshot::new(&exchange);
@@ -206,9 +213,8 @@ pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
 /// newer value, so it may follow this cron's own writes — and notes the replay in the statuses
 /// of `tasks`. A replay that cannot reach Redis leaves everything pending for the next cron.
 pub async fn replay_pending(app: &App<'_>, tasks: &[Task]) -> Option<crate::store::durable::replay::ReplayReport> {
-    let durable = app.store.durable()?;
     let now = app.clock.now_ms();
-    let report = match crate::store::durable::replay::replay(app.store.backing_store(), durable, now).await {
+    let report = match app.store.replay_pending().await? {
         Ok(report) => {
             app.store.events().warn(&serde_json::json!({ "event": "durable_replay", "report": report }));
             report
