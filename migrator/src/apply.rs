@@ -580,9 +580,9 @@ async fn remigrate_recreated(run: &mut Run<'_>) -> Result<(), ApplyError> {
             let reply = reply.map_err(|e| ApplyError::Script(format!("EXISTS {}: {}", head.source, e.0)))?;
             // Only the newest entry of a source counts, also within one page.
             if reply == Reply::Int(1) && handled.insert(head.source.clone()) {
-                let entry = journal
-                    .get(head.seq)?
-                    .ok_or_else(|| ApplyError::Journal(JournalError(format!("entry {} vanished", head.seq))))?;
+                let entry = journal.get(head.seq)?.ok_or_else(|| {
+                    ApplyError::Journal(JournalError::Inconsistent(format!("entry {} vanished", head.seq)))
+                })?;
                 recreated.push(entry);
             }
         }

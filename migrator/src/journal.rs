@@ -88,7 +88,11 @@ impl Journaled for EntryHead {
         let heads: Vec<Head> = decode(&heads)?;
         let outcomes: Vec<Outcome> = decode(&outcomes)?;
         if heads.len() != outcomes.len() {
-            return Err(JournalError(format!("chunk {first}: {} heads, {} outcomes", heads.len(), outcomes.len())));
+            return Err(JournalError::Inconsistent(format!(
+                "chunk {first}: {} heads, {} outcomes",
+                heads.len(),
+                outcomes.len()
+            )));
         }
         Ok(heads
             .into_iter()
@@ -104,14 +108,24 @@ impl Journaled for EntryHead {
     }
 }
 
+/// Why the journal could not be read or written. Each keeps its source: the store's, the
+/// file system's, or the record that does not decode.
 #[derive(Debug, thiserror::Error)]
-#[error("journal: {0}")]
-pub struct JournalError(pub String);
-
-impl From<sled::Error> for JournalError {
-    fn from(error: sled::Error) -> Self {
-        JournalError(error.to_string())
-    }
+pub enum JournalError {
+    #[error("journal: {0}")]
+    Store(#[from] sled::Error),
+    #[error("journal: cannot open {}: {source}", path.display())]
+    Open { path: std::path::PathBuf, source: sled::Error },
+    #[error("journal: cannot {action} {}: {source}", path.display())]
+    Files { action: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    #[error("journal: corrupt record: {0}")]
+    Corrupt(serde_json::Error),
+    #[error("journal: cannot encode a record: {0}")]
+    Encode(serde_json::Error),
+    /// The journal's own bookkeeping does not hold together (a chunk without its outcomes,
+    /// an entry it never journaled, a layout of another version).
+    #[error("journal: {0}")]
+    Inconsistent(String),
 }
 
 pub trait Journal {
@@ -193,15 +207,15 @@ fn key(kind: u8, first: u64) -> [u8; 9] {
 
 fn first_of(key: &[u8]) -> Result<u64, JournalError> {
     let bytes = key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok());
-    bytes.map(u64::from_be_bytes).ok_or_else(|| JournalError("a record with a malformed key".into()))
+    bytes.map(u64::from_be_bytes).ok_or_else(|| JournalError::Inconsistent("a record with a malformed key".into()))
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JournalError> {
-    serde_json::to_vec(value).map_err(|e| JournalError(e.to_string()))
+    serde_json::to_vec(value).map_err(JournalError::Encode)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JournalError> {
-    serde_json::from_slice(bytes).map_err(|e| JournalError(format!("corrupt record: {e}")))
+    serde_json::from_slice(bytes).map_err(JournalError::Corrupt)
 }
 
 /// One sled database of the journal: the chunks from sequence number `number` on, up to the
@@ -220,7 +234,7 @@ impl Segment {
             // A small cache: chunks are written once and read back in order.
             .cache_capacity(2 * 1024 * 1024)
             .open()
-            .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|source| JournalError::Open { path: path.to_path_buf(), source })?;
         let tree = db.open_tree("journal")?;
         Ok(Self { number, db, tree })
     }
@@ -236,12 +250,16 @@ impl Segment {
         let (Some(entries), Some(outcomes)) =
             (self.tree.get(key(ENTRIES, first))?, self.tree.get(key(OUTCOMES, first))?)
         else {
-            return Err(JournalError(format!("chunk {first} is incomplete")));
+            return Err(JournalError::Inconsistent(format!("chunk {first} is incomplete")));
         };
         let mut entries: Vec<T> = decode(&entries)?;
         let outcomes: Vec<Outcome> = decode(&outcomes)?;
         if entries.len() != outcomes.len() {
-            return Err(JournalError(format!("chunk {first}: {} entries, {} outcomes", entries.len(), outcomes.len())));
+            return Err(JournalError::Inconsistent(format!(
+                "chunk {first}: {} entries, {} outcomes",
+                entries.len(),
+                outcomes.len()
+            )));
         }
         for (entry, outcome) in entries.iter_mut().zip(outcomes) {
             entry.take(outcome);
@@ -321,7 +339,7 @@ impl Opening {
     }
 
     fn finish(self) -> Result<Segment, JournalError> {
-        self.thread.join().map_err(|_| JournalError(format!("opening segment {} failed", self.number)))?
+        self.thread.join().map_err(|_| JournalError::Inconsistent(format!("opening segment {} failed", self.number)))?
     }
 }
 
@@ -350,22 +368,33 @@ impl SledJournal {
     pub fn open_with(path: &Path, chunk_bytes: usize, segment_bytes: u64) -> Result<Self, JournalError> {
         for older in ["db", "segments"] {
             if path.join(older).exists() {
-                return Err(JournalError(format!(
+                return Err(JournalError::Inconsistent(format!(
                     "{} is a journal of an older migrator (another layout); finish or roll it back with that version",
                     path.display()
                 )));
             }
         }
         let segments_dir = path.join(SEGMENTS_DIR);
-        std::fs::create_dir_all(&segments_dir)
-            .map_err(|e| JournalError(format!("cannot create {}: {e}", segments_dir.display())))?;
+        std::fs::create_dir_all(&segments_dir).map_err(|source| JournalError::Files {
+            action: "create",
+            path: segments_dir.clone(),
+            source,
+        })?;
         // Absolute from here on: scratch files are compared by path.
-        let root = path.canonicalize().map_err(|e| JournalError(format!("cannot resolve {}: {e}", path.display())))?;
+        let root = path.canonicalize().map_err(|source| JournalError::Files {
+            action: "resolve",
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut segments = Vec::new();
-        let listing = std::fs::read_dir(root.join(SEGMENTS_DIR))
-            .map_err(|e| JournalError(format!("cannot read {}: {e}", segments_dir.display())))?;
+        let listing = std::fs::read_dir(root.join(SEGMENTS_DIR)).map_err(|source| JournalError::Files {
+            action: "read",
+            path: segments_dir.clone(),
+            source,
+        })?;
         for item in listing {
-            let item = item.map_err(|e| JournalError(e.to_string()))?;
+            let item =
+                item.map_err(|source| JournalError::Files { action: "read", path: segments_dir.clone(), source })?;
             if let Some(number) = item.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
                 segments.push(number);
             }
@@ -515,7 +544,7 @@ impl Journal for SledJournal {
         let Some(first) = entries.first() else { return Ok(()) };
         let next = self.next_seq()?;
         if entries.iter().enumerate().any(|(i, e)| e.seq != next + i as u64) {
-            return Err(JournalError(format!(
+            return Err(JournalError::Inconsistent(format!(
                 "new entries must be numbered from {next} on, consecutively (got {} and on)",
                 first.seq
             )));
@@ -550,7 +579,7 @@ impl Journal for SledJournal {
                 chunk.json.push(b',');
             }
             let before = chunk.json.len();
-            serde_json::to_writer(&mut chunk.json, entry).map_err(|e| JournalError(e.to_string()))?;
+            serde_json::to_writer(&mut chunk.json, entry).map_err(JournalError::Encode)?;
             total += (chunk.json.len() - before) as u64;
             chunk.heads.push(Head { source: entry.source.clone(), keep_source: entry.keep_source });
             chunk.outcomes.push(Outcome::of(entry));
@@ -588,7 +617,7 @@ impl Journal for SledJournal {
         for entry in entries {
             let number = self
                 .segment_of(entry.seq)
-                .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
+                .ok_or_else(|| JournalError::Inconsistent(format!("entry {} was never journaled", entry.seq)))?;
             groups.entry(number).or_default().push(entry);
         }
         for (number, entries) in groups {
@@ -608,19 +637,19 @@ impl Journal for SledJournal {
                         if let Some((first, outcomes)) = open.take() {
                             batch.insert(&key(OUTCOMES, first), encode(&outcomes)?);
                         }
-                        let first = segment
-                            .chunk_of(entry.seq)?
-                            .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
+                        let first = segment.chunk_of(entry.seq)?.ok_or_else(|| {
+                            JournalError::Inconsistent(format!("entry {} was never journaled", entry.seq))
+                        })?;
                         let record = segment
                             .tree
                             .get(key(OUTCOMES, first))?
-                            .ok_or_else(|| JournalError(format!("chunk {first} vanished")))?;
+                            .ok_or_else(|| JournalError::Inconsistent(format!("chunk {first} vanished")))?;
                         open = Some((first, decode(&record)?));
                     }
                     let (first, outcomes) = open.as_mut().expect("a chunk is open");
-                    let slot = outcomes
-                        .get_mut((entry.seq - *first) as usize)
-                        .ok_or_else(|| JournalError(format!("entry {} was never journaled", entry.seq)))?;
+                    let slot = outcomes.get_mut((entry.seq - *first) as usize).ok_or_else(|| {
+                        JournalError::Inconsistent(format!("entry {} was never journaled", entry.seq))
+                    })?;
                     *slot = Outcome::of(entry);
                 }
                 if let Some((first, outcomes)) = open {
