@@ -1,296 +1,14 @@
-//! The journal: every original the migrator touches, recorded — and flushed to disk — before
-//! the key is moved, with the conversion's targets and the entry's outcome. It is what makes a
-//! run resumable after a crash (pending entries are finished first), verifiable (targets are
-//! compared with the journaled conversion) and reversible (originals are restored exactly).
-//!
-//! [`Journal`] is a small trait so the store behind it can change; [`SledJournal`] implements
-//! it with sled 0.34.7 (the stable line; unmaintained, hence the trait).
-//!
-//! **Layout**: entries get consecutive sequence numbers, in apply order. They live in
-//! *segments* — sled databases under `<journal>/chunks/`, each named by its first sequence
-//! number; a batch starts a new one once the newest has taken [`SEGMENT_BYTES`], and at most
-//! two are open (the newest, and one for reading). Inside a segment, one tree holds entries in
-//! *chunks* of consecutive entries (about [`CHUNK_BYTES`] of JSON each), two records per chunk,
-//! both keyed by a kind byte and the chunk's first sequence number (big-endian, so keys sort
-//! in apply order):
-//!
-//! - `e` + first seq → the chunk's entries as journaled (JSON array of [`Entry`]), written once;
-//! - `o` + first seq → their outcomes (JSON array of [`Outcome`], one per entry: state, note,
-//!   which index members were new), rewritten as moves and rollbacks finish.
-//!
-//! A batch of new entries is one atomic sled batch (its chunks and their all-pending outcomes)
-//! in one segment, and one flush: after a crash a chunk is whole or absent, never
-//! half-written. Chunks keep sled cheap (a few inserts per batch instead of two per key);
-//! small chunks and bounded segments keep its memory flat — sled keeps large values resident,
-//! and per-record bookkeeping for a whole database (measured in docs/design.md).
+//! [`SledJournal`]: the [`Journal`] over sled segments — which exist, which are open (the
+//! newest and at most [`OTHERS_OPEN`] others), where a batch goes, and walking them in order.
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use super::record::{decode, encode, key, Head, ENTRIES, HEADS, OUTCOMES};
+use super::segment::{Journaled, Opening, Segment, SEGMENTS_DIR};
+use super::{Journal, JournalError, CHUNK_BYTES, SEGMENT_BYTES};
 use crate::entry::{Entry, EntryHead, Outcome};
-
-/// Bytes of JSON after which a chunk is closed (the last entry may pass it).
-pub const CHUNK_BYTES: usize = 4 * 1024;
-
-/// Bytes of entries appended to a segment after which the next batch starts a new one.
-pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
-const ENTRIES: u8 = b'e';
-const OUTCOMES: u8 = b'o';
-const HEADS: u8 = b'h';
-
-/// Something the journal can read a stored entry back as (an [`Entry`], or its
-/// [`EntryHead`]), with its outcome laid over it.
-trait Journaled: serde::de::DeserializeOwned {
-    fn seq(&self) -> u64;
-    fn take(&mut self, outcome: Outcome);
-
-    /// The chunk starting at `first`, read as `Self`.
-    fn read(segment: &Segment, first: u64) -> Result<Vec<Self>, JournalError> {
-        segment.read_chunk(first)
-    }
-}
-
-/// An entry's head as its chunk's `h` record keeps it (sequence and state come from the
-/// chunk's position and its outcome).
-#[derive(Debug, Serialize, Deserialize)]
-struct Head {
-    source: String,
-    keep_source: bool,
-}
-
-impl Journaled for Entry {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn take(&mut self, outcome: Outcome) {
-        outcome.apply_to(self);
-    }
-}
-
-impl Journaled for EntryHead {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn take(&mut self, outcome: Outcome) {
-        self.state = outcome.state;
-    }
-
-    /// From the chunk's small `h` record when it has one (chunks journaled before heads were
-    /// recorded have not: their entries are read instead).
-    fn read(segment: &Segment, first: u64) -> Result<Vec<Self>, JournalError> {
-        let (Some(heads), Some(outcomes)) =
-            (segment.tree.get(key(HEADS, first))?, segment.tree.get(key(OUTCOMES, first))?)
-        else {
-            return segment.read_chunk(first);
-        };
-        let heads: Vec<Head> = decode(&heads)?;
-        let outcomes: Vec<Outcome> = decode(&outcomes)?;
-        if heads.len() != outcomes.len() {
-            return Err(JournalError::Inconsistent(format!(
-                "chunk {first}: {} heads, {} outcomes",
-                heads.len(),
-                outcomes.len()
-            )));
-        }
-        Ok(heads
-            .into_iter()
-            .zip(outcomes)
-            .zip(first..)
-            .map(|((head, outcome), seq)| EntryHead {
-                seq,
-                source: head.source,
-                state: outcome.state,
-                keep_source: head.keep_source,
-            })
-            .collect())
-    }
-}
-
-/// Why the journal could not be read or written. Each keeps its source: the store's, the
-/// file system's, or the record that does not decode.
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    #[error("journal: {0}")]
-    Store(#[from] sled::Error),
-    #[error("journal: cannot open {}: {source}", path.display())]
-    Open { path: std::path::PathBuf, source: sled::Error },
-    #[error("journal: cannot {action} {}: {source}", path.display())]
-    Files { action: &'static str, path: std::path::PathBuf, source: std::io::Error },
-    #[error("journal: corrupt record: {0}")]
-    Corrupt(serde_json::Error),
-    #[error("journal: cannot encode a record: {0}")]
-    Encode(serde_json::Error),
-    /// The journal's own bookkeeping does not hold together (a chunk without its outcomes,
-    /// an entry it never journaled, a layout of another version).
-    #[error("journal: {0}")]
-    Inconsistent(String),
-}
-
-pub trait Journal {
-    /// Stores new entries — numbered consecutively from [`Journal::next_seq`] — and flushes
-    /// them to disk before returning: a move is sent only after its original is durable.
-    fn append(&self, entries: &[Entry]) -> Result<(), JournalError>;
-    /// Records the outcomes (state, note, index members' `added`) of entries already
-    /// journaled; their other fields are as appended. With `durable`, flushes. Outcomes of
-    /// moves need not be durable: a lost "done" is re-derived on resume (the move script
-    /// answers `already`).
-    fn update(&self, entries: &[Entry], durable: bool) -> Result<(), JournalError>;
-    /// Flushes every update so far to disk.
-    fn flush(&self) -> Result<(), JournalError>;
-    /// The sequence number the next new entry gets.
-    fn next_seq(&self) -> Result<u64, JournalError>;
-    /// Up to `limit` entries after sequence `after` (exclusive; `None` = from the start), in
-    /// apply order — or, with `reverse`, before `after` going backwards. Empty at the end.
-    fn page(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<Entry>, JournalError>;
-    /// [`Journal::page`], each entry read only as far as its [`EntryHead`]: for walks that
-    /// look at most entries only to pass them by.
-    fn heads(&self, after: Option<u64>, limit: usize, reverse: bool) -> Result<Vec<EntryHead>, JournalError>;
-    /// One entry by its sequence number.
-    fn get(&self, seq: u64) -> Result<Option<Entry>, JournalError>;
-    /// The journal's directory: a run keeps its scratch files there, next to what it journals.
-    fn dir(&self) -> &Path;
-}
-
-/// Every entry, page by page (in apply order, or reversed), `limit` entries per page.
-pub fn entries(
-    journal: &dyn Journal,
-    reverse: bool,
-    limit: usize,
-) -> impl Iterator<Item = Result<Vec<Entry>, JournalError>> + '_ {
-    pages(move |after| journal.page(after, limit, reverse), |entry: &Entry| entry.seq)
-}
-
-/// [`entries`], each read only as far as its [`EntryHead`].
-pub fn heads(
-    journal: &dyn Journal,
-    reverse: bool,
-    limit: usize,
-) -> impl Iterator<Item = Result<Vec<EntryHead>, JournalError>> + '_ {
-    pages(move |after| journal.heads(after, limit, reverse), |head: &EntryHead| head.seq)
-}
-
-/// Pages read by `read` (given the last sequence number read), until one comes back empty.
-fn pages<T>(
-    mut read: impl FnMut(Option<u64>) -> Result<Vec<T>, JournalError>,
-    seq: fn(&T) -> u64,
-) -> impl Iterator<Item = Result<Vec<T>, JournalError>> {
-    let mut after = None;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match read(after) {
-            Ok(page) if page.is_empty() => {
-                done = true;
-                None
-            }
-            Ok(page) => {
-                after = page.last().map(seq);
-                Some(Ok(page))
-            }
-            Err(error) => {
-                done = true;
-                Some(Err(error))
-            }
-        }
-    })
-}
-
-fn key(kind: u8, first: u64) -> [u8; 9] {
-    let mut key = [kind; 9];
-    key[1..].copy_from_slice(&first.to_be_bytes());
-    key
-}
-
-fn first_of(key: &[u8]) -> Result<u64, JournalError> {
-    let bytes = key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok());
-    bytes.map(u64::from_be_bytes).ok_or_else(|| JournalError::Inconsistent("a record with a malformed key".into()))
-}
-
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JournalError> {
-    serde_json::to_vec(value).map_err(JournalError::Encode)
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JournalError> {
-    serde_json::from_slice(bytes).map_err(JournalError::Corrupt)
-}
-
-/// One sled database of the journal: the chunks from sequence number `number` on, up to the
-/// next segment's.
-struct Segment {
-    number: u64,
-    db: sled::Db,
-    tree: sled::Tree,
-}
-
-impl Segment {
-    fn open(root: &Path, number: u64) -> Result<Self, JournalError> {
-        let path = root.join(SEGMENTS_DIR).join(format!("{number:020}"));
-        let db = sled::Config::new()
-            .path(&path)
-            // A small cache: chunks are written once and read back in order.
-            .cache_capacity(2 * 1024 * 1024)
-            .open()
-            .map_err(|source| JournalError::Open { path: path.to_path_buf(), source })?;
-        let tree = db.open_tree("journal")?;
-        Ok(Self { number, db, tree })
-    }
-
-    /// The first sequence number of the chunk holding `seq`, if this segment has one.
-    fn chunk_of(&self, seq: u64) -> Result<Option<u64>, JournalError> {
-        let last = self.tree.range(key(OUTCOMES, 0)..=key(OUTCOMES, seq)).next_back().transpose()?;
-        last.map(|(record, _)| first_of(&record)).transpose()
-    }
-
-    /// A chunk's entries (as `T`) with their outcomes laid over them.
-    fn read_chunk<T: Journaled>(&self, first: u64) -> Result<Vec<T>, JournalError> {
-        let (Some(entries), Some(outcomes)) =
-            (self.tree.get(key(ENTRIES, first))?, self.tree.get(key(OUTCOMES, first))?)
-        else {
-            return Err(JournalError::Inconsistent(format!("chunk {first} is incomplete")));
-        };
-        let mut entries: Vec<T> = decode(&entries)?;
-        let outcomes: Vec<Outcome> = decode(&outcomes)?;
-        if entries.len() != outcomes.len() {
-            return Err(JournalError::Inconsistent(format!(
-                "chunk {first}: {} entries, {} outcomes",
-                entries.len(),
-                outcomes.len()
-            )));
-        }
-        for (entry, outcome) in entries.iter_mut().zip(outcomes) {
-            entry.take(outcome);
-        }
-        Ok(entries)
-    }
-
-    /// The sequence number after this segment's last entry (`None`: it holds none).
-    fn end(&self) -> Result<Option<u64>, JournalError> {
-        let last = self.tree.range(key(OUTCOMES, 0)..=key(OUTCOMES, u64::MAX)).next_back().transpose()?;
-        last.map(|(record, outcomes)| Ok(first_of(&record)? + decode::<Vec<Outcome>>(&outcomes)?.len() as u64))
-            .transpose()
-    }
-
-    /// The chunks' first sequence numbers, from the one holding `after` on (or those before
-    /// it, backwards), read as they are walked.
-    fn chunks(
-        &self,
-        after: Option<u64>,
-        reverse: bool,
-    ) -> Result<impl Iterator<Item = Result<u64, JournalError>>, JournalError> {
-        let to_end = |from: u64| self.tree.range(key(OUTCOMES, from)..=key(OUTCOMES, u64::MAX)).keys();
-        let records: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = match (after, reverse) {
-            (None, false) => Box::new(to_end(0)),
-            (None, true) => Box::new(to_end(0).rev()),
-            (Some(after), false) => Box::new(to_end(self.chunk_of(after)?.unwrap_or(0))),
-            (Some(after), true) => Box::new(self.tree.range(key(OUTCOMES, 0)..key(OUTCOMES, after)).keys().rev()),
-        };
-        Ok(records.map(|record| first_of(&record?)))
-    }
-}
 
 /// Older segments kept open beside the newest: the one a walk reads and, if it was written
 /// last, the one it just left, which the batches still in flight update (apply's, forwards;
@@ -298,10 +16,6 @@ impl Segment {
 /// rollback opened every segment six times; keeping any passed one, a read-only walk held
 /// ~10 MB more.
 const OTHERS_OPEN: usize = 2;
-
-/// Where the segments live inside the journal directory (older layouts used `db` and
-/// `segments`).
-const SEGMENTS_DIR: &str = "chunks";
 
 pub struct SledJournal {
     root: PathBuf,
@@ -324,23 +38,6 @@ pub struct SledJournal {
     /// The segment a walk will want next, being opened on another thread: opening replays a
     /// segment's whole log, and a walk would otherwise wait for each in turn.
     next: RefCell<Option<Opening>>,
-}
-
-/// A segment being opened in the background.
-struct Opening {
-    number: u64,
-    thread: std::thread::JoinHandle<Result<Segment, JournalError>>,
-}
-
-impl Opening {
-    fn start(root: &Path, number: u64) -> Self {
-        let root = root.to_owned();
-        Self { number, thread: std::thread::spawn(move || Segment::open(&root, number)) }
-    }
-
-    fn finish(self) -> Result<Segment, JournalError> {
-        self.thread.join().map_err(|_| JournalError::Inconsistent(format!("opening segment {} failed", self.number)))?
-    }
 }
 
 impl Drop for SledJournal {
@@ -714,6 +411,7 @@ impl Journal for SledJournal {
 
 #[cfg(test)]
 mod tests {
+    use super::super::entries;
     use super::*;
     use crate::entry::{EntryState, IndexMember};
     use crate::value::{Stored, TypedValue};
@@ -944,7 +642,7 @@ mod tests {
             let dir = parent.path().join("journal");
             let dir = dir.as_path();
             let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "journal::tests::torn_writer", "--ignored", "--quiet"])
+                .args(["--exact", "journal::sled_journal::tests::torn_writer", "--ignored", "--quiet"])
                 .env("EDGESYNC_TORN_JOURNAL", dir)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
