@@ -240,7 +240,7 @@ fn serve_bench_data(stack: &Stack) {
         "canTrade": true, "canWithdraw": true, "canDeposit": true, "updateTime": null,
         "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"],
     });
-    stack.set_exchange_response("/api/v3/account", None, &account);
+    stack.exchange.set_response("/api/v3/account", None, &account);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let fills: Vec<Value> = (0..FILLS)
         .map(|i| {
@@ -255,7 +255,7 @@ fn serve_bench_data(stack: &Stack) {
             })
         })
         .collect();
-    stack.set_exchange_response("/api/v3/myTrades", None, &Value::Array(fills));
+    stack.exchange.set_response("/api/v3/myTrades", None, &Value::Array(fills));
 }
 
 struct Row {
@@ -352,8 +352,8 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
         )
     };
     let counted = || {
-        stack.exchange_requests()["total"].as_u64().unwrap_or(0)
-            + stack.gateway_stats()["requests"].as_u64().unwrap_or(0)
+        stack.exchange.requests()["total"].as_u64().unwrap_or(0)
+            + stack.backend.gateway_stats()["requests"].as_u64().unwrap_or(0)
     };
     let before = counted();
     let process_ms = process_of(FULL);

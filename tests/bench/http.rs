@@ -164,7 +164,7 @@ fn main() {
         ureq::get(&format!("{peer_url}/")).call().expect("JS peer answers").into_body().read_to_string().unwrap();
     assert!(peer.contains("QRLUSDT"), "the JS peer reads the same key: {peer}");
     let expire_cached = || {
-        let _: () = redis::cmd("DEL").arg(cached).query(&mut stack.redis()).expect("DEL cached");
+        let _: () = redis::cmd("DEL").arg(cached).query(&mut stack.backend.redis()).expect("DEL cached");
     };
 
     let mut samples: Vec<Vec<Measured>> = CASES.iter().map(|_| Vec::new()).collect();

@@ -424,11 +424,6 @@ impl Stack {
         }
     }
 
-    /// A direct connection to redis-server, bypassing every edgesync component.
-    pub fn redis(&self) -> redis::Connection {
-        self.backend.redis()
-    }
-
     /// Makes the stand-in's QRLUSDT 24 h ticker say `last_price` and `volume` (MEXC's shape,
     /// with the empty strings and nulls MEXC sends for some fields).
     pub fn set_ticker(&self, last_price: &str, volume: &str) {
@@ -439,36 +434,7 @@ impl Stack {
             "lowPrice": "0.0119", "volume": volume, "quoteVolume": null,
             "openTime": 1_700_000_000_000_i64, "closeTime": 1_700_000_060_000_i64, "count": null
         });
-        self.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
-    }
-
-    /// See [`ExchangeStandin::set_response`].
-    pub fn set_exchange_response(&self, path: &str, symbol: Option<&str>, body: &Value) {
-        self.exchange.set_response(path, symbol, body);
-    }
-
-    /// See [`ExchangeStandin::inject_fault`].
-    pub fn inject_fault(&self, fault: &Value) {
-        self.exchange.inject_fault(fault);
-    }
-
-    /// See [`ExchangeStandin::requests`].
-    pub fn exchange_requests(&self) -> Value {
-        self.exchange.requests()
-    }
-
-    /// See [`ExchangeStandin::reset`].
-    pub fn reset_exchange(&self) {
-        self.exchange.reset();
-    }
-
-    /// `{"requests", "commands"}` the gateway has served since the last reset.
-    pub fn gateway_stats(&self) -> Value {
-        self.backend.gateway_stats()
-    }
-
-    pub fn reset_gateway_stats(&self) {
-        self.backend.reset_gateway_stats();
+        self.exchange.set_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker);
     }
 
     /// The worker's log so far (console output of workerd via wrangler).

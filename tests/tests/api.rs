@@ -32,7 +32,7 @@ fn main() {
                 binaries: binaries!(),
                 vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             })?;
-            stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
+            stack.exchange.set_response("/api/v3/myTrades", None, &json!([]));
             stack.fire_cron(ALL);
             Ok(stack)
         },
@@ -119,8 +119,8 @@ fn price_and_history(stack: &Stack) {
 }
 
 fn ticker_is_read_through_once(stack: &Stack) {
-    let _: () = stack.redis().del("api:v1:ticker:mexc:ETHUSDT").unwrap();
-    stack.reset_exchange();
+    let _: () = stack.backend.redis().del("api:v1:ticker:mexc:ETHUSDT").unwrap();
+    stack.exchange.reset();
     let first = stack.get("/v1/ticker/ETHUSDT");
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.header("x-edgesync-tier"), Some("exchange"));
@@ -130,8 +130,8 @@ fn ticker_is_read_through_once(stack: &Stack) {
     assert_eq!(second.json(), first.json());
     let max_age: u64 = second.header("cache-control").unwrap().trim_start_matches("public, max-age=").parse().unwrap();
     assert!(max_age <= 5);
-    assert_eq!(stack.exchange_requests()["counts"]["/api/v3/ticker/24hr"], 1, "the second read made no exchange call");
-    let ttl: i64 = stack.redis().ttl("api:v1:ticker:mexc:ETHUSDT").unwrap();
+    assert_eq!(stack.exchange.requests()["counts"]["/api/v3/ticker/24hr"], 1, "the second read made no exchange call");
+    let ttl: i64 = stack.backend.redis().ttl("api:v1:ticker:mexc:ETHUSDT").unwrap();
     assert!((1..=5).contains(&ttl));
 }
 
@@ -143,13 +143,13 @@ fn ohlcv_ttl_ends_at_the_open_candle_close(stack: &Stack) {
         [open - 60_000, "1.0", "1.2", "0.9", "1.1", "10", open - 1, "11"],
         [open, "1.1", "1.3", "1.0", "1.2", "5", close, "6"]
     ]);
-    stack.set_exchange_response("/api/v3/klines", Some("QRLUSDT"), &rows);
+    stack.exchange.set_response("/api/v3/klines", Some("QRLUSDT"), &rows);
     // Limit 2 is fetched and cached on the ladder's step 5, and cut to 2 when answered.
-    let _: () = stack.redis().del("api:v1:ohlcv:mexc:QRLUSDT:1m:5").unwrap();
+    let _: () = stack.backend.redis().del("api:v1:ohlcv:mexc:QRLUSDT:1m:5").unwrap();
     let answer = stack.get("/v1/ohlcv/QRLUSDT?interval=1m&limit=2");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.json(), rows);
-    let ttl: i64 = stack.redis().ttl("api:v1:ohlcv:mexc:QRLUSDT:1m:5").unwrap();
+    let ttl: i64 = stack.backend.redis().ttl("api:v1:ohlcv:mexc:QRLUSDT:1m:5").unwrap();
     // From the time before the request: the worker's clock read falls after it, so its TTL can
     // be at most this (a clock read after the answer made the bound a second short under load).
     let seconds_to_close = (close - now) / 1000 + 1;
@@ -166,7 +166,7 @@ fn deals_and_orderbook(stack: &Stack) {
     let book = stack.get("/v1/orderbook/QRLUSDT?limit=10");
     assert_eq!(book.status, 200);
     assert!(book.json()["bids"].is_array() && book.json()["asks"].is_array());
-    let ttl: i64 = stack.redis().ttl("api:v1:deals:mexc:QRLUSDT:10").unwrap();
+    let ttl: i64 = stack.backend.redis().ttl("api:v1:deals:mexc:QRLUSDT:10").unwrap();
     assert!((1..=10).contains(&ttl));
 }
 
@@ -216,12 +216,12 @@ fn concurrent_reads_share_one_redis_request(stack: &Stack) {
     const READERS: usize = 16;
     let latest = "api:v1:price:mexc:BURSTUSDT:latest";
     let record = json!({"symbol": "BURSTUSDT", "price": "0.0421", "volume_24h": null, "ts": now_ms()});
-    let _: () = stack.redis().set(latest, record.to_string()).unwrap();
+    let _: () = stack.backend.redis().set(latest, record.to_string()).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut rounds = 0;
     loop {
         rounds += 1;
-        stack.reset_gateway_stats();
+        stack.backend.reset_gateway_stats();
         let answers: Vec<HttpAnswer> = std::thread::scope(|scope| {
             let readers: Vec<_> = (0..READERS).map(|_| scope.spawn(|| stack.get("/v1/price/BURSTUSDT"))).collect();
             readers.into_iter().map(|reader| reader.join().unwrap()).collect()
@@ -230,7 +230,7 @@ fn concurrent_reads_share_one_redis_request(stack: &Stack) {
             assert_eq!(answer.status, 200, "every reader gets its own answer: {}", answer.body);
             assert_eq!(answer.json()["price"], "0.0421");
         }
-        let requests = stack.gateway_stats()["requests"].as_u64().unwrap();
+        let requests = stack.backend.gateway_stats()["requests"].as_u64().unwrap();
         assert!(requests <= READERS as u64, "never more than one request per read: {requests}");
         if requests < READERS as u64 {
             break;
@@ -243,7 +243,7 @@ fn concurrent_reads_share_one_redis_request(stack: &Stack) {
     for sign in ["different request", "hung", "Cannot perform I/O"] {
         assert!(!log.contains(sign), "the worker log shows a cross-request problem ({sign}):\n{log}");
     }
-    let _: () = stack.redis().del(latest).unwrap();
+    let _: () = stack.backend.redis().del(latest).unwrap();
 }
 
 fn admin_signatures_are_checked_and_single_use(stack: &Stack) {
@@ -290,7 +290,7 @@ fn admin_sync_and_warm(stack: &Stack) {
 
 fn invalidation_stays_inside_the_namespace(stack: &Stack) {
     let foreign = ["other:v1:ticker:mexc:QRLUSDT", "api:v2:ticker:mexc:QRLUSDT", "apix:v1:x", "QRLUSDT", "api:v1"];
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     for key in foreign {
         let _: () = redis.set(key, "keep").unwrap();
     }

@@ -33,7 +33,7 @@ fn main() {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             })?;
-            stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
+            stack.exchange.set_response("/api/v3/myTrades", None, &json!([]));
             Ok(Mutex::new(stack))
         },
         &[
@@ -69,13 +69,13 @@ fn synced(stack: &Stack, price: &str) {
 }
 
 fn redis_latest(stack: &Stack) -> Value {
-    let raw: Option<String> = stack.redis().get(LATEST).expect("GET works");
+    let raw: Option<String> = stack.backend.redis().get(LATEST).expect("GET works");
     raw.map(|text| serde_json::from_str(&text).expect("stored price is JSON")).unwrap_or(Value::Null)
 }
 
 /// The price history in Redis, oldest first: (score, price).
 fn redis_history(stack: &Stack) -> Vec<(i64, String)> {
-    let members: Vec<(String, i64)> = stack.redis().zrange_withscores(HISTORY, 0, -1).expect("ZRANGE works");
+    let members: Vec<(String, i64)> = stack.backend.redis().zrange_withscores(HISTORY, 0, -1).expect("ZRANGE works");
     members
         .into_iter()
         .map(|(member, score)| {
@@ -207,16 +207,18 @@ fn a_newer_value_in_redis_wins_over_a_replayed_one(fixture: &Mutex<Stack>) {
     stack.fire_cron(ALL);
     stack.backend.restart_redis().expect("redis restarts");
     let newer = json!({"symbol": "QRLUSDT", "price": "9.99", "volume_24h": null, "ts": 4_000_000_000_000_i64});
-    let _: () = stack.redis().set(LATEST, newer.to_string()).unwrap();
+    let _: () = stack.backend.redis().set(LATEST, newer.to_string()).unwrap();
     // The exchange fails this time: the cron replays, and the price task writes no data.
-    stack.inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 500, "times": 20}));
+    stack
+        .exchange
+        .inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 500, "times": 20}));
     stack.fire_cron(ALL);
     assert_eq!(redis_latest(&stack), newer, "the newer value stays");
     let prices: Vec<String> = redis_history(&stack).into_iter().map(|(_, price)| price).collect();
     assert_eq!(prices.iter().filter(|p| *p == "0.0401").count(), 1, "{prices:?}");
     let health = stack.get("/health?deep=1").json();
     assert_eq!(health["durable"]["pending"], 0, "kept-newer keys are replayed too: {health}");
-    stack.reset_exchange();
+    stack.exchange.reset();
 }
 
 /// No Redis configured (what `make dev` runs without `.dev.vars`): the copy is the store —
@@ -234,7 +236,9 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
     let health = stack.get("/health").json();
     assert_eq!((health["store"].as_str(), health["status"].as_str()), (Some("durable"), Some("ok")), "{health}");
     // A task that never succeeded makes the copy's health degraded, as it does with Redis.
-    stack.inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 500, "times": 20}));
+    stack
+        .exchange
+        .inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 500, "times": 20}));
     stack.fire_cron(ALL);
     let health = stack.get("/health?deep=1").json();
     assert_eq!(
@@ -242,8 +246,8 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
         (Some("degraded"), Some("degraded")),
         "{health}"
     );
-    stack.reset_exchange();
-    stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
+    stack.exchange.reset();
+    stack.exchange.set_response("/api/v3/myTrades", None, &json!([]));
     // Five crons: the copy's histories (members kept as rows of their own) are trimmed to the
     // newest three, in order, as Redis would keep them.
     for price in ["0.0496", "0.0497", "0.0498", "0.0499", "0.0500"] {
@@ -331,6 +335,6 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
         "the permanent latest price stays: {}",
         price.body
     );
-    let redis_keys: Vec<String> = stack.redis().keys("embedded:*").unwrap();
+    let redis_keys: Vec<String> = stack.backend.redis().keys("embedded:*").unwrap();
     assert!(redis_keys.is_empty(), "nothing went to Redis: {redis_keys:?}");
 }

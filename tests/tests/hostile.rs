@@ -38,7 +38,7 @@ fn main() {
     run_suite(
         move || {
             let stack = Stack::start(StackOptions { binaries: binaries!(), vars })?;
-            stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
+            stack.exchange.set_response("/api/v3/myTrades", None, &json!([]));
             stack.fire_cron(ALL);
             Ok(stack)
         },
@@ -108,7 +108,7 @@ fn is_cache_key(key: &str) -> bool {
 }
 
 fn reads_never_delete_permanent_data(stack: &Stack) {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     // A qrl-api price record, a hash where a string belongs, text, an OKX-style raw record.
     let legacy_price = r#"{"price":"0.5","volume":"10","timestamp":"2024-01-01T00:00:00"}"#;
     let planted = [
@@ -160,7 +160,7 @@ fn reads_never_delete_permanent_data(stack: &Stack) {
 fn invalidation_keeps_permanent_data_and_nonces(stack: &Stack) {
     stack.fire_cron(ALL);
     let _ = stack.get("/v1/ticker/QRLUSDT"); // a read-through cache key too
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let _: () = redis.set("hostile:v1:migrator:lock", "run-1").unwrap();
     let permanent: Vec<String> = scan(&mut redis, "hostile:v1:*").into_iter().filter(|k| !is_cache_key(k)).collect();
     assert!(permanent.iter().any(|k| k.ends_with(":latest")) && permanent.len() >= 8, "{permanent:?}");
@@ -211,7 +211,7 @@ fn replay_with_a_future_timestamp_stays_refused(stack: &Stack) {
     let first = admin::post_signed(stack, path, body.as_bytes(), &timestamp, &signature);
     assert_eq!(first.status, 200, "{}", first.body);
     let nonce = format!("hostile:nonce:{signature}");
-    let ttl: i64 = stack.redis().ttl(&nonce).unwrap();
+    let ttl: i64 = stack.backend.redis().ttl(&nonce).unwrap();
     let acceptable_for = first_use + 2 * ADMIN_WINDOW - 5 - now_secs();
     assert!(ttl >= acceptable_for, "the nonce lives {ttl} s but the timestamp is acceptable for {acceptable_for} s");
 
@@ -243,7 +243,7 @@ fn timestamps_far_outside_the_window_are_refused(stack: &Stack) {
 /// `runs = "text"` in a task's status hash made `HINCRBY` fail, so every run reported failure:
 /// the task repairs the counter, logs it once, and writes its data and status.
 fn a_text_status_counter_is_repaired_once(stack: &Stack) {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let status = scan(&mut redis, "hostile:*sync:price:status");
     let [status] = status.as_slice() else { panic!("one price status hash: {status:?}") };
     let latest = "hostile:v1:price:mexc:QRLUSDT:latest";
@@ -266,7 +266,7 @@ fn a_text_status_counter_is_repaired_once(stack: &Stack) {
 }
 
 fn positions_skip_invalid_index_members(stack: &Stack) {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let index = "hostile:v1:position-index:main:mexc";
     let _: () = redis.sadd(index, &["BAD:s*", "AAAUSDT:spot", "no-colon"]).unwrap();
     let _: () = redis.hset("hostile:v1:position:main:mexc:AAAUSDT:spot", "base_free", "7").unwrap();
@@ -343,32 +343,32 @@ fn huge_bodies_are_refused_before_they_are_read(stack: &Stack) {
 }
 
 fn read_through_fetches_only_what_is_configured(stack: &Stack) {
-    stack.reset_exchange();
+    stack.exchange.reset();
     for symbol in ["ZZZZ9", "BTCUSDT", "ETHUSDT"] {
         for route in ["ticker", "ohlcv", "deals", "orderbook"] {
             assert_error(&stack.get(&format!("/v1/{route}/{symbol}")), 404, "symbol_not_served");
         }
     }
-    assert_eq!(stack.exchange_requests()["total"], 0, "no exchange call for symbols not served");
+    assert_eq!(stack.exchange.requests()["total"], 0, "no exchange call for symbols not served");
 
     // Odd limits share the step they are fetched at: one call for 50 limits.
-    let _: () = stack.redis().del("hostile:v1:deals:mexc:QRLUSDT:1000").unwrap();
+    let _: () = stack.backend.redis().del("hostile:v1:deals:mexc:QRLUSDT:1000").unwrap();
     for limit in 901..=950 {
         let answer = stack.get(&format!("/v1/deals/QRLUSDT?limit={limit}"));
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert!(answer.json().as_array().unwrap().len() <= limit);
     }
-    assert_eq!(stack.exchange_requests()["counts"]["/api/v3/trades"], 1, "{}", stack.exchange_requests());
-    let keys = scan(&mut stack.redis(), "hostile:v1:deals:*");
+    assert_eq!(stack.exchange.requests()["counts"]["/api/v3/trades"], 1, "{}", stack.exchange.requests());
+    let keys = scan(&mut stack.backend.redis(), "hostile:v1:deals:*");
     assert_eq!(keys, ["hostile:v1:deals:mexc:QRLUSDT:1000"]);
 }
 
 fn read_through_misses_are_budgeted(stack: &Stack) {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     for key in scan(&mut redis, "hostile:v1:orderbook:*") {
         let _: () = redis.del(key).unwrap();
     }
-    stack.reset_exchange();
+    stack.exchange.reset();
     // Nine distinct misses, one per limit step; the isolate may pay for six a minute.
     let mut refused = 0;
     for limit in [5, 10, 20, 50, 100, 200, 500, 1000, 5000] {
@@ -381,14 +381,14 @@ fn read_through_misses_are_budgeted(stack: &Stack) {
             assert_eq!(answer.status, 200, "{}", answer.body);
         }
     }
-    let calls = stack.exchange_requests()["total"].as_u64().unwrap();
+    let calls = stack.exchange.requests()["total"].as_u64().unwrap();
     assert!(calls <= MISSES_PER_MINUTE, "{calls} exchange calls for a budget of {MISSES_PER_MINUTE}");
     assert_eq!(calls + refused, 9, "every miss was either paid for or refused");
     assert!(refused >= 3);
 }
 
 fn history_skips_members_that_do_not_decode(stack: &Stack) {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let price_history = "hostile:v1:price:mexc:QRLUSDT:history";
     let raw_history = "hostile:v1:raw:mexc:account_info:history";
     let good: u64 = redis.zcard(price_history).unwrap();
@@ -417,7 +417,7 @@ fn history_skips_members_that_do_not_decode(stack: &Stack) {
 }
 
 fn cached_values_are_checked_and_untimed_ones_expire(stack: &Stack) {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let ticker = "hostile:v1:ticker:mexc:QRLUSDT";
     let _: () = redis.set_ex(ticker, "<script>alert(1)</script>", 5).unwrap();
     let answer = stack.get("/v1/ticker/QRLUSDT");

@@ -27,13 +27,13 @@ fn main() {
 }
 
 fn stored_latest(stack: &Stack) -> Option<Value> {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let raw: Option<String> = redis::cmd("GET").arg(LATEST).query(&mut redis).expect("GET works");
     raw.map(|text| serde_json::from_str(&text).expect("stored price is JSON"))
 }
 
 fn cron_writes_the_permanent_price_and_the_route_reads_it(stack: &Stack) {
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let _: i64 = redis::cmd("DEL").arg(LATEST).query(&mut redis).unwrap();
     stack.set_ticker("0.012345678901", "98765.4321");
 
@@ -104,11 +104,11 @@ fn a_price_read_costs_one_redis_request_at_most(stack: &Stack) {
     let latest = "qrl:v1:price:mexc:COLDUSDT:latest";
     let record =
         |price: &str| json!({"symbol": "COLDUSDT", "price": price, "volume_24h": null, "ts": 1_700_000_000_000_i64});
-    let mut redis = stack.redis();
+    let mut redis = stack.backend.redis();
     let _: () = redis::cmd("SET").arg(latest).arg(record("1.5").to_string()).query(&mut redis).unwrap();
-    let requests = || stack.gateway_stats()["requests"].as_u64().unwrap();
+    let requests = || stack.backend.gateway_stats()["requests"].as_u64().unwrap();
 
-    stack.reset_gateway_stats();
+    stack.backend.reset_gateway_stats();
     let first = stack.get("/v1/price/COLDUSDT");
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!((first.json()["price"].as_str(), first.json()["source"].as_str()), (Some("1.5"), Some("latest")));

@@ -84,15 +84,15 @@ fn account(qrl_free: &str, qrl_locked: &str) -> Value {
 }
 
 fn hgetall(stack: &Stack, key: &str) -> BTreeMap<String, String> {
-    stack.redis().hgetall(key).unwrap()
+    stack.backend.redis().hgetall(key).unwrap()
 }
 
 fn get(stack: &Stack, key: &str) -> Option<String> {
-    stack.redis().get(key).unwrap()
+    stack.backend.redis().get(key).unwrap()
 }
 
 fn ttl(stack: &Stack, key: &str) -> i64 {
-    stack.redis().ttl(key).unwrap()
+    stack.backend.redis().ttl(key).unwrap()
 }
 
 fn json_at(stack: &Stack, key: &str) -> Value {
@@ -101,11 +101,11 @@ fn json_at(stack: &Stack, key: &str) -> Value {
 }
 
 fn prepare(stack: &Stack) {
-    stack.reset_exchange();
-    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", "0.12", "98765.4321"));
-    stack.set_exchange_response("/api/v3/ticker/24hr", Some("BTCUSDT"), &ticker("BTCUSDT", "97000.12345678", "1.5"));
-    stack.set_exchange_response("/api/v3/account", None, &account("140", "10"));
-    stack.set_exchange_response("/api/v3/myTrades", None, &json!([]));
+    stack.exchange.reset();
+    stack.exchange.set_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", "0.12", "98765.4321"));
+    stack.exchange.set_response("/api/v3/ticker/24hr", Some("BTCUSDT"), &ticker("BTCUSDT", "97000.12345678", "1.5"));
+    stack.exchange.set_response("/api/v3/account", None, &account("140", "10"));
+    stack.exchange.set_response("/api/v3/myTrades", None, &json!([]));
 }
 
 fn one_cron_stores_the_complete_account_and_prices(stack: &Stack) {
@@ -132,7 +132,7 @@ fn one_cron_stores_the_complete_account_and_prices(stack: &Stack) {
     assert_eq!(dec(&position["quote_free"]), dec("1234.56789012"));
     assert_eq!(dec(&position["quote_locked"]), dec("10.5"));
     assert_eq!((position["base_asset"].as_str(), position["quote_asset"].as_str()), ("QRL", "USDT"));
-    let index: Vec<String> = stack.redis().smembers("sync:v1:position-index:main:mexc").unwrap();
+    let index: Vec<String> = stack.backend.redis().smembers("sync:v1:position-index:main:mexc").unwrap();
     assert_eq!(index.len(), 2);
 
     let latest = json_at(stack, "sync:v1:price:mexc:BTCUSDT:latest");
@@ -174,33 +174,33 @@ fn one_cron_stores_the_complete_account_and_prices(stack: &Stack) {
 
 fn history_keeps_exactly_the_newest_entries(stack: &Stack) {
     prepare(stack);
-    let _: () = stack.redis().del("sync:v1:price:mexc:QRLUSDT:history").unwrap();
+    let _: () = stack.backend.redis().del("sync:v1:price:mexc:QRLUSDT:history").unwrap();
     for i in 1..=7 {
-        stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", &format!("0.{i}"), "1"));
+        stack.exchange.set_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", &format!("0.{i}"), "1"));
         stack.fire_cron(PRICE);
     }
     let history: Vec<(String, i64)> =
-        stack.redis().zrange_withscores("sync:v1:price:mexc:QRLUSDT:history", 0, -1).unwrap();
+        stack.backend.redis().zrange_withscores("sync:v1:price:mexc:QRLUSDT:history", 0, -1).unwrap();
     let prices: Vec<String> = history
         .iter()
         .map(|(member, _)| serde_json::from_str::<Value>(member).unwrap()["price"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(prices, ["0.3", "0.4", "0.5", "0.6", "0.7"]);
     assert!(history.windows(2).all(|w| w[0].1 < w[1].1), "scored by ms, ascending");
-    let raw: i64 = stack.redis().zcard("sync:v1:raw:mexc:ticker_24hr.QRLUSDT:history").unwrap();
+    let raw: i64 = stack.backend.redis().zcard("sync:v1:raw:mexc:ticker_24hr.QRLUSDT:history").unwrap();
     assert_eq!(raw, 5);
 }
 
 fn cost_matches_the_hand_computation(stack: &Stack) {
     prepare(stack);
-    let _: () = stack.redis().del("sync:v1:cost:mexc:main:QRLUSDT").unwrap();
+    let _: () = stack.backend.redis().del("sync:v1:cost:mexc:main:QRLUSDT").unwrap();
     let t = now_ms() - 3_600_000;
     let fill = |id: &str, time: i64, buy: bool, qty: &str, quote: &str, fee: &str, asset: &str| {
         json!({"symbol": "QRLUSDT", "id": id, "orderId": format!("o-{id}"), "orderListId": -1, "price": "0",
                "qty": qty, "quoteQty": quote, "commission": fee, "commissionAsset": asset, "time": time,
                "isBuyer": buy, "isMaker": false, "isBestMatch": true, "isSelfTrade": false, "clientOrderId": null})
     };
-    stack.set_exchange_response(
+    stack.exchange.set_response(
         "/api/v3/myTrades",
         Some("QRLUSDT"),
         &json!([
@@ -252,7 +252,7 @@ fn cost_matches_the_hand_computation(stack: &Stack) {
     assert_eq!(again["window"]["fills"], 3);
 
     // Coins older than the trade window: reported as quantity of unknown cost, not priced at 0.
-    stack.set_exchange_response("/api/v3/account", None, &account("170", "30"));
+    stack.exchange.set_response("/api/v3/account", None, &account("170", "30"));
     stack.fire_cron(BALANCE);
     stack.fire_cron(COST);
     let older = json_at(stack, "sync:v1:cost:mexc:main:QRLUSDT");
@@ -260,25 +260,29 @@ fn cost_matches_the_hand_computation(stack: &Stack) {
     assert_eq!(dec(older["unknown_cost_qty"].as_str().unwrap()), dec("50"));
     assert_eq!(dec(older["avg_cost"].as_str().unwrap()), dec("0.11006"), "unknown coins do not dilute the average");
     assert_eq!(dec(older["value"].as_str().unwrap()), dec("24"));
-    stack.set_exchange_response("/api/v3/account", None, &account("140", "10"));
+    stack.exchange.set_response("/api/v3/account", None, &account("140", "10"));
 }
 
 fn rate_limit_is_waited_out(stack: &Stack) {
     prepare(stack);
-    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", "0.4242", "1"));
-    stack.inject_fault(&json!({"kind": "rate_limit", "path": "/api/v3/ticker/24hr", "retry_after": 1, "times": 1}));
+    stack.exchange.set_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", "0.4242", "1"));
+    stack
+        .exchange
+        .inject_fault(&json!({"kind": "rate_limit", "path": "/api/v3/ticker/24hr", "retry_after": 1, "times": 1}));
     stack.fire_cron(PRICE);
     assert_eq!(json_at(stack, "sync:v1:price:mexc:QRLUSDT:latest")["price"], "0.4242");
     let status = hgetall(stack, "sync:v1:sync:price:status");
     assert_eq!(status["consecutive_failures"], "0");
     assert!(status["duration_ms"].parse::<i64>().unwrap() >= 1000, "Retry-After: 1 was honoured: {status:?}");
-    assert!(stack.exchange_requests()["counts"]["/api/v3/ticker/24hr"].as_i64().unwrap() >= 3);
+    assert!(stack.exchange.requests()["counts"]["/api/v3/ticker/24hr"].as_i64().unwrap() >= 3);
 }
 
 fn a_timeout_is_retried(stack: &Stack) {
     prepare(stack);
-    stack.set_exchange_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", "0.5151", "1"));
-    stack.inject_fault(&json!({"kind": "timeout", "path": "/api/v3/ticker/24hr", "delay_ms": 4000, "times": 1}));
+    stack.exchange.set_response("/api/v3/ticker/24hr", Some("QRLUSDT"), &ticker("QRLUSDT", "0.5151", "1"));
+    stack
+        .exchange
+        .inject_fault(&json!({"kind": "timeout", "path": "/api/v3/ticker/24hr", "delay_ms": 4000, "times": 1}));
     stack.fire_cron(PRICE);
     assert_eq!(json_at(stack, "sync:v1:price:mexc:QRLUSDT:latest")["price"], "0.5151");
 }
@@ -287,16 +291,19 @@ fn server_errors_leave_previous_data_byte_identical(stack: &Stack) {
     prepare(stack);
     stack.fire_cron(PRICE);
     let keys = ["sync:v1:price:mexc:QRLUSDT:latest", "sync:v1:raw:mexc:ticker_24hr.QRLUSDT:latest"];
-    let before: Vec<Option<Vec<u8>>> = keys.iter().map(|k| stack.redis().get(*k).unwrap()).collect();
-    let history_before: Vec<String> = stack.redis().zrange("sync:v1:price:mexc:QRLUSDT:history", 0, -1).unwrap();
+    let before: Vec<Option<Vec<u8>>> = keys.iter().map(|k| stack.backend.redis().get(*k).unwrap()).collect();
+    let history_before: Vec<String> =
+        stack.backend.redis().zrange("sync:v1:price:mexc:QRLUSDT:history", 0, -1).unwrap();
     let status_before = hgetall(stack, "sync:v1:sync:price:status");
 
-    stack.inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 503, "times": 10}));
+    stack
+        .exchange
+        .inject_fault(&json!({"kind": "server_error", "path": "/api/v3/ticker/24hr", "status": 503, "times": 10}));
     stack.fire_cron(PRICE);
 
-    let after: Vec<Option<Vec<u8>>> = keys.iter().map(|k| stack.redis().get(*k).unwrap()).collect();
+    let after: Vec<Option<Vec<u8>>> = keys.iter().map(|k| stack.backend.redis().get(*k).unwrap()).collect();
     assert_eq!(before, after, "a failed run must not touch the data");
-    let history_after: Vec<String> = stack.redis().zrange("sync:v1:price:mexc:QRLUSDT:history", 0, -1).unwrap();
+    let history_after: Vec<String> = stack.backend.redis().zrange("sync:v1:price:mexc:QRLUSDT:history", 0, -1).unwrap();
     assert_eq!(history_before, history_after);
     let status = hgetall(stack, "sync:v1:sync:price:status");
     assert!(status["last_error"].contains("503"), "{status:?}");
@@ -305,14 +312,14 @@ fn server_errors_leave_previous_data_byte_identical(stack: &Stack) {
     assert_eq!(failures(&status), failures(&status_before) + 1);
     assert_eq!(status["consecutive_failures"], "1");
     stack.wait_for_log(r#""task":"price","ok":false"#).unwrap();
-    stack.reset_exchange();
+    stack.exchange.reset();
 }
 
 fn signature_rejection_records_mexc_code(stack: &Stack) {
     prepare(stack);
     stack.fire_cron(BALANCE);
     let before = get(stack, "sync:v1:account:mexc:main");
-    stack.inject_fault(&json!({"kind": "signature", "path": "/api/v3/account", "times": 1}));
+    stack.exchange.inject_fault(&json!({"kind": "signature", "path": "/api/v3/account", "times": 1}));
     stack.fire_cron(BALANCE);
     let status = hgetall(stack, "sync:v1:sync:balance:status");
     assert_eq!(status["last_error_code"], "700002", "{status:?}");
@@ -321,30 +328,30 @@ fn signature_rejection_records_mexc_code(stack: &Stack) {
 
 fn malformed_json_is_recorded_not_a_panic(stack: &Stack) {
     prepare(stack);
-    stack.inject_fault(&json!({"kind": "malformed", "path": "/api/v3/ticker/24hr", "times": 2}));
+    stack.exchange.inject_fault(&json!({"kind": "malformed", "path": "/api/v3/ticker/24hr", "times": 2}));
     stack.fire_cron(PRICE);
     let status = hgetall(stack, "sync:v1:sync:price:status");
     assert!(status["last_error"].contains("malformed"), "{status:?}");
     assert_eq!(stack.get("/health").status, 200, "the worker is alive");
-    stack.reset_exchange();
+    stack.exchange.reset();
 }
 
 fn one_redis_request_per_invocation(stack: &Stack) {
     prepare(stack);
     // Each task alone, then all three in one firing: an invocation writes one pipeline.
     for cron in [BALANCE, PRICE, COST, ALL] {
-        stack.reset_gateway_stats();
+        stack.backend.reset_gateway_stats();
         stack.fire_cron(cron);
-        let requests = stack.gateway_stats()["requests"].as_i64().unwrap();
+        let requests = stack.backend.gateway_stats()["requests"].as_i64().unwrap();
         assert_eq!(requests, 1, "cron {cron}");
     }
     // The exchange side of the documented subrequest count, 2 + S + S·P with S = 2 symbols and
     // P = 1 page of fills: one account and one ticker per symbol shared by the three tasks, one
     // myTrades page per symbol — and no clock measurement, which the firings above made once
     // for the isolate (kept 15 minutes).
-    let before = stack.exchange_requests()["counts"].clone();
+    let before = stack.exchange.requests()["counts"].clone();
     stack.fire_cron(ALL);
-    let after = stack.exchange_requests()["counts"].clone();
+    let after = stack.exchange.requests()["counts"].clone();
     let made = |path: &str| after[path].as_i64().unwrap_or(0) - before[path].as_i64().unwrap_or(0);
     assert_eq!(made("/api/v3/time"), 0, "the isolate's clock measurement is reused");
     assert_eq!(made("/api/v3/account"), 1);
