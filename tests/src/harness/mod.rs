@@ -5,9 +5,9 @@
 //!
 //! A missing tool is an error that says what to install, never a silent skip.
 //!
-//! - [`redis_backend`]: `redis-server` and the gateway ([`RedisBackend`]).
-//! - [`standin`]: the MEXC stand-in ([`ExchangeStandin`]).
-//! - [`wrangler`]: the worker under `wrangler dev`, and extra workers beside it.
+//! Its parts, one file each, re-exported here (one spelling): `redis_backend.rs`
+//! ([`RedisBackend`]: `redis-server` and the gateway), `standin.rs` ([`ExchangeStandin`]:
+//! the MEXC stand-in), `wrangler.rs` (the worker under `wrangler dev`, extra workers).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use crate::process::{free_port, wait_until, Service};
 
-pub mod redis_backend;
-pub mod standin;
-pub mod wrangler;
+mod redis_backend;
+mod standin;
+mod wrangler;
 
 pub use redis_backend::RedisBackend;
 pub use standin::ExchangeStandin;
