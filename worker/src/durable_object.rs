@@ -159,29 +159,26 @@ impl SqlRows<'_> {
         Ok(members.into_iter().map(|row| (row.member, row.score)).collect())
     }
 
-    /// Deletes the members of `keys` (sorted sets replaced or deleted).
-    fn delete_members(&self, keys: &[&str]) -> std::result::Result<(), RowsError> {
+    /// Deletes what `table` (`rows` or `members`) holds for `keys`.
+    fn delete_keys(&self, table: &str, keys: &[&str]) -> std::result::Result<(), RowsError> {
         for chunk in keys.chunks(KEYS_PER_STATEMENT) {
             self.exec(
-                &format!("DELETE FROM members WHERE key IN ({})", placeholders(chunk.len())),
+                &format!("DELETE FROM {table} WHERE key IN ({})", placeholders(chunk.len())),
                 chunk.iter().map(|key| text(key)).collect(),
             )?;
         }
         Ok(())
     }
 
-    /// Writes `entries` (encoded) in multi-row upserts.
-    fn upsert(&self, entries: &[(&str, String, i64)]) -> std::result::Result<(), RowsError> {
+    /// Inserts `entries` (key, encoded entry, write time) into `rows` in multi-row statements;
+    /// a key already there gets `on_conflict` (`SET …` of the `excluded` row).
+    fn insert_rows(&self, entries: &[(&str, &str, i64)], on_conflict: &str) -> std::result::Result<(), RowsError> {
         for chunk in entries.chunks(ROWS_PER_STATEMENT) {
             let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-            let bindings = chunk
-                .iter()
-                .flat_map(|(key, entry, at)| [text(key), SqlStorageValue::String(entry.clone()), (*at).into()])
-                .collect();
+            let bindings = chunk.iter().flat_map(|(key, entry, at)| [text(key), text(entry), (*at).into()]).collect();
             self.exec(
                 &format!(
-                    "INSERT INTO rows(key, entry, written_at) VALUES {values} \
-                     ON CONFLICT(key) DO UPDATE SET entry = excluded.entry, written_at = excluded.written_at"
+                    "INSERT INTO rows(key, entry, written_at) VALUES {values} ON CONFLICT(key) DO UPDATE SET {on_conflict}"
                 ),
                 bindings,
             )?;
@@ -252,7 +249,7 @@ impl Rows for SqlRows<'_> {
 
     fn save_many(&self, rows: &[(&str, Option<Row>)]) -> std::result::Result<(), RowsError> {
         let keys: Vec<&str> = rows.iter().map(|(key, _)| *key).collect();
-        self.delete_members(&keys)?;
+        self.delete_keys("members", &keys)?;
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
         for (key, row) in rows {
@@ -274,14 +271,10 @@ impl Rows for SqlRows<'_> {
                 None => deletes.push(*key),
             }
         }
-        self.upsert(&upserts)?;
-        for chunk in deletes.chunks(KEYS_PER_STATEMENT) {
-            self.exec(
-                &format!("DELETE FROM rows WHERE key IN ({})", placeholders(chunk.len())),
-                chunk.iter().map(|key| text(key)).collect(),
-            )?;
-        }
-        Ok(())
+        let upserts: Vec<(&str, &str, i64)> =
+            upserts.iter().map(|(key, entry, at)| (*key, entry.as_str(), *at)).collect();
+        self.insert_rows(&upserts, "entry = excluded.entry, written_at = excluded.written_at")?;
+        self.delete_keys("rows", &deletes)
     }
 
     fn write_members(&self, key: &str, write: &MemberWrite) -> std::result::Result<MemberOutcome, RowsError> {
@@ -327,18 +320,8 @@ impl Rows for SqlRows<'_> {
 
     fn touch_sorted_sets(&self, keys: &[&str], now: i64) -> std::result::Result<(), RowsError> {
         let header = member_wise_header();
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-            let bindings = chunk.iter().flat_map(|key| [text(key), text(&header), now.into()]).collect();
-            self.exec(
-                &format!(
-                    "INSERT INTO rows(key, entry, written_at) VALUES {values} \
-                     ON CONFLICT(key) DO UPDATE SET written_at = excluded.written_at"
-                ),
-                bindings,
-            )?;
-        }
-        Ok(())
+        let rows: Vec<(&str, &str, i64)> = keys.iter().map(|key| (*key, header.as_str(), now)).collect();
+        self.insert_rows(&rows, "written_at = excluded.written_at")
     }
 
     fn count(&self) -> std::result::Result<u64, RowsError> {

@@ -440,11 +440,6 @@ impl<'a> Tiered<'a> {
         self.log
     }
 
-    /// The durable copy behind Redis, if one is attached.
-    pub fn durable(&self) -> Option<&DurableStore> {
-        self.durable
-    }
-
     /// The durable copy in either role: behind Redis, or the whole store.
     pub fn durable_copy(&self) -> Option<&DurableStore> {
         self.durable.or(self.embedded_durable)

@@ -26,8 +26,8 @@ pub struct CopyRun {
     pub replies: Replies,
     /// The oldest write time of the rows the batch read (a read's `Age`).
     pub oldest_written_at_ms: Option<i64>,
-    /// Keys the copy holds pending after the batch: the writer replays them once Redis takes
-    /// writes again, with no request of its own to ask.
+    /// Keys the copy holds pending after a batch that writes (0 after one that only reads):
+    /// the writer replays them once Redis takes writes again, with no request of its own to ask.
     pub pending: u64,
 }
 

@@ -73,10 +73,13 @@ impl<'a> DurableCopy<'a> {
                     commands.iter().map(|parts| super::wire::decode_command(parts)).collect();
                 match decoded {
                     Ok(commands) => self.run(&commands, deferred, now).and_then(|(replies, oldest)| {
+                        // Only a writer replays; a read (every read, when the copy is the
+                        // store) spends no statement on counting.
+                        let writes = commands.iter().any(|command| !command.is_read_only());
                         Ok(DurableResponse::Replies {
                             replies: super::wire::encode_replies(&replies),
                             oldest_written_at_ms: oldest,
-                            pending: self.rows.pending_count()?.0,
+                            pending: if writes { self.rows.pending_count()?.0 } else { 0 },
                         })
                     }),
                     Err(message) => return DurableResponse::Error { message },

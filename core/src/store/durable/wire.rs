@@ -155,7 +155,7 @@ pub struct DurableStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DurableResponse {
     /// One reply per command, and the oldest write time of the rows read (for `Age`).
-    /// `pending`: keys the copy holds pending after the batch.
+    /// `pending`: keys the copy holds pending after the batch (0 for a batch that only reads).
     Replies {
         replies: Vec<WireReply>,
         oldest_written_at_ms: Option<i64>,
