@@ -1,8 +1,12 @@
 //! `make bench` (CPU part): what one cron invocation costs in CPU — the quantity Cloudflare
 //! limits and bills — for 1, 5 and 20 symbols, with and without the durable copy.
 //!
-//! Three measurements of the same worker in workerd under `wrangler dev` (release wasm, names
-//! kept), over `BENCH_INVOCATIONS` (default 20) invocations after 3 warm-up ones:
+//! Three measurements of the same worker in workerd (release wasm, names kept), over
+//! `BENCH_INVOCATIONS` (default 20) invocations after 3 warm-up ones. The workers run as
+//! `wrangler dev` configures them but without its two dev-only hops (`tests/bench/workerd.mjs`):
+//! under `wrangler dev` every subrequest is also dispatched to a second JavaScript worker,
+//! which costs ~8× what the subrequest itself does and which no deployed worker runs
+//! (`BENCH_RUNNER=wrangler-dev` measures that way, for comparison):
 //! - **the isolate's CPU** (the headline): Linux `perf` samples workerd (`cpu-clock`, 20 kHz,
 //!   call graphs; [`edgesync_e2e::perf`]); the share of samples below a V8 entry frame —
 //!   JavaScript or WebAssembly running, or V8 and the runtime's APIs called from it — applied
@@ -31,7 +35,7 @@
 //! `FILLS` fills per symbol in the one-month window (one page), in `fixtures/mexc` shapes.
 //! The measured workerd runs at nice -10 when the bench may raise it (root).
 //!
-//! Environment: `BENCH_INVOCATIONS` (default 20), `BENCH_TOP` (print the N hottest frames of
+//! Environment: `BENCH_RUNNER`, `BENCH_INVOCATIONS` (default 20), `BENCH_TOP` (print the N hottest frames of
 //! each configuration, default 0), `BENCH_SIZES=5` and `BENCH_COPY=off` to narrow the run,
 //! `BENCH_PERF_DIR` to keep perf's recordings there (`perf report -i …`).
 
@@ -39,7 +43,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use edgesync_e2e::binaries;
-use edgesync_e2e::harness::{repo_root, spawn_wrangler_dev, Stack, StackOptions};
+use edgesync_e2e::harness::{repo_root, spawn_workerd, spawn_wrangler_dev, Stack, StackOptions, WorkerRunner};
 use edgesync_e2e::inspector::{CallFrame, CpuProfile, Inspector, GARBAGE_COLLECTOR, IDLE, PROGRAM};
 use edgesync_e2e::perf::{self, CpuByPlace, Place, Recording};
 use edgesync_e2e::process::free_port;
@@ -213,6 +217,17 @@ fn raise(set: impl Fn(i32) -> Result<(), String>) {
     }
 }
 
+/// How the measured workers run: workerd without `wrangler dev`'s hops (the default: what a
+/// deployed worker runs), or `BENCH_RUNNER=wrangler-dev` (each subrequest also passes through
+/// Miniflare's outbound JavaScript worker, each request through wrangler's proxy worker).
+fn runner() -> WorkerRunner {
+    match std::env::var("BENCH_RUNNER").as_deref() {
+        Ok("wrangler-dev") => WorkerRunner::WranglerDev,
+        Ok("workerd") | Err(_) => WorkerRunner::Workerd,
+        Ok(other) => panic!("BENCH_RUNNER is `workerd` (the default) or `wrangler-dev`, not `{other}`"),
+    }
+}
+
 fn invocations() -> usize {
     std::env::var("BENCH_INVOCATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20).max(1)
 }
@@ -322,12 +337,15 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
     let cron_tasks = format!("{FULL}=balance,price,cost;{}", TASK_CRONS.map(|(t, c)| format!("{c}={t}")).join(";"));
     let symbol_list = SYMBOLS[..symbols].join(",");
     let worker = stack
-        .extra_worker(&[
-            ("REDIS_NAMESPACE", &namespace),
-            ("SYMBOLS", &symbol_list),
-            ("CRON_TASKS", &cron_tasks),
-            ("DURABLE_COPY", if copy { "on" } else { "off" }),
-        ])
+        .extra_worker_on(
+            runner(),
+            &[
+                ("REDIS_NAMESPACE", &namespace),
+                ("SYMBOLS", &symbol_list),
+                ("CRON_TASKS", &cron_tasks),
+                ("DURABLE_COPY", if copy { "on" } else { "off" }),
+            ],
+        )
         .unwrap_or_else(|e| panic!("{label}: the worker could not start: {e}"));
     raise(|nice| worker.set_priority(nice));
     eprintln!("measuring {label}");
@@ -452,8 +470,12 @@ const FLOOR_SUBREQUESTS: usize = 16;
 
 fn floors(http: &ureq::Agent, dir: &std::path::Path, standin_url: &str) -> Floors {
     let config = repo_root().join("tests/bench/hello/wrangler.toml");
+    let spawn = match runner() {
+        WorkerRunner::WranglerDev => spawn_wrangler_dev,
+        WorkerRunner::Workerd => spawn_workerd,
+    };
     let (hello, url, inspector_port) =
-        spawn_wrangler_dev(Some(&config), &[], &dir.join("hello.log"), None, free_port()).expect("hello worker");
+        spawn(Some(&config), &[], &dir.join("hello.log"), None, free_port()).expect("hello worker");
     raise(|nice| hello.set_priority(nice));
     let get = |path: &str| {
         let answer = http.get(&format!("{url}{path}")).call().expect("hello answers");

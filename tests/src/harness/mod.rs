@@ -19,10 +19,12 @@ use crate::process::{free_port, wait_until, Service};
 
 mod redis_backend;
 mod standin;
+mod workerd;
 mod wrangler;
 
 pub use redis_backend::RedisBackend;
 pub use standin::ExchangeStandin;
+pub use workerd::{spawn_workerd, WorkerRunner};
 pub use wrangler::{
     spawn_wrangler_dev, start_wrangler_dev, start_wrangler_dev_at, start_wrangler_dev_persisted, ExtraWorker,
 };

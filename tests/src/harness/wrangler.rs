@@ -4,7 +4,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::{agent, repo_root, require_tool, wait_ready, Stack, MEXC_API_KEY, MEXC_API_SECRET, REDIS_TOKEN};
+use super::{
+    agent, repo_root, require_tool, spawn_workerd, wait_ready, Stack, WorkerRunner, MEXC_API_KEY, MEXC_API_SECRET,
+    REDIS_TOKEN,
+};
 use crate::process::{free_port, Service};
 
 /// Runs `wrangler dev` on a free 127.0.0.1 port — the repository's worker, or the one
@@ -122,8 +125,14 @@ impl ExtraWorker {
 }
 
 impl Stack {
-    /// Starts a second worker against this stack's Redis and stand-in, with `vars` added.
+    /// Starts a second worker under `wrangler dev` against this stack's Redis and stand-in,
+    /// with `vars` added.
     pub fn extra_worker(&self, vars: &[(&str, &str)]) -> Result<ExtraWorker, String> {
+        self.extra_worker_on(WorkerRunner::WranglerDev, vars)
+    }
+
+    /// [`Stack::extra_worker`], run by `runner`.
+    pub fn extra_worker_on(&self, runner: WorkerRunner, vars: &[(&str, &str)]) -> Result<ExtraWorker, String> {
         let mut all = vec![
             ("UPSTASH_REDIS_REST_URL".to_owned(), self.backend.gateway_url.clone()),
             ("UPSTASH_REDIS_REST_TOKEN".to_owned(), REDIS_TOKEN.to_owned()),
@@ -134,8 +143,11 @@ impl Stack {
         all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let name = format!("worker-{}", free_port());
         let state = self.backend.dir.path().join(format!("{name}-state"));
-        let (service, url, inspector_port) =
-            spawn_wrangler_dev(None, &all, &self.backend.log(&name), Some(&state), free_port())?;
+        let spawn = match runner {
+            WorkerRunner::WranglerDev => spawn_wrangler_dev,
+            WorkerRunner::Workerd => spawn_workerd,
+        };
+        let (service, url, inspector_port) = spawn(None, &all, &self.backend.log(&name), Some(&state), free_port())?;
         Ok(ExtraWorker { service, url, inspector_port })
     }
 }
