@@ -40,10 +40,13 @@
 //! `BENCH_PERF_DIR` to keep perf's recordings there (`perf report -i …`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edgesync_e2e::binaries;
-use edgesync_e2e::harness::{repo_root, spawn_workerd, spawn_wrangler_dev, Stack, StackOptions, WorkerRunner};
+use edgesync_e2e::harness::{
+    repo_root, spawn_workerd, spawn_wrangler_dev, ExtraWorker, Stack, StackOptions, WorkerRunner,
+};
 use edgesync_e2e::inspector::{CallFrame, CpuProfile, Inspector, GARBAGE_COLLECTOR, IDLE, PROGRAM};
 use edgesync_e2e::perf::{self, CpuByPlace, Place, Recording};
 use edgesync_e2e::process::free_port;
@@ -298,6 +301,9 @@ struct Row {
     perf_tasks: [(&'static str, CpuByPlace); 3],
     /// Subrequests per invocation (the full cron), counted by the stand-in and the gateway.
     subrequests: f64,
+    /// workerd's CPU per full invocation, one per interleaved round.
+    rounds: Vec<f64>,
+    against: Option<usize>,
 }
 
 fn mean_invocation(all: &[Invocation]) -> Invocation {
@@ -330,32 +336,68 @@ fn mean_invocation(all: &[Invocation]) -> Invocation {
     mean
 }
 
-fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row {
-    let label =
-        format!("{symbols} symbol{}, copy {}", if symbols == 1 { "" } else { "s" }, if copy { "on" } else { "off" });
-    let namespace = format!("cpu{symbols}{}", if copy { "d" } else { "n" });
+/// One configuration's worker, started before any configuration is measured.
+struct Configured {
+    label: String,
+    namespace: String,
+    worker: ExtraWorker,
+    /// Index of the configuration this one is measured against (`BENCH_AGAINST`).
+    against: Option<usize>,
+}
+
+/// Starts the worker of one configuration — this build, or the one in `build` — and warms it.
+fn configure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool, build: Option<&Path>) -> Configured {
+    let label = format!(
+        "{symbols} symbol{}, copy {}{}",
+        if symbols == 1 { "" } else { "s" },
+        if copy { "on" } else { "off" },
+        if build.is_some() { " (B)" } else { "" }
+    );
+    let namespace = format!("cpu{symbols}{}{}", if copy { "d" } else { "n" }, if build.is_some() { "b" } else { "" });
     let cron_tasks = format!("{FULL}=balance,price,cost;{}", TASK_CRONS.map(|(t, c)| format!("{c}={t}")).join(";"));
     let symbol_list = SYMBOLS[..symbols].join(",");
-    let worker = stack
-        .extra_worker_on(
-            runner(),
-            &[
-                ("REDIS_NAMESPACE", &namespace),
-                ("SYMBOLS", &symbol_list),
-                ("CRON_TASKS", &cron_tasks),
-                ("DURABLE_COPY", if copy { "on" } else { "off" }),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{label}: the worker could not start: {e}"));
+    let vars = [
+        ("REDIS_NAMESPACE", namespace.as_str()),
+        ("SYMBOLS", &symbol_list),
+        ("CRON_TASKS", &cron_tasks),
+        ("DURABLE_COPY", if copy { "on" } else { "off" }),
+    ];
+    let worker = match build {
+        None => stack.extra_worker_on(runner(), &vars),
+        Some(build) => stack.extra_worker_built(build, &vars),
+    }
+    .unwrap_or_else(|e| panic!("{label}: the worker could not start: {e}"));
     raise(|nice| worker.set_priority(nice));
-    eprintln!("measuring {label}");
-    let n = invocations();
     for _ in 0..WARM_UP {
         fire(http, &worker.url, FULL);
     }
     for (_, cron) in TASK_CRONS {
         fire(http, &worker.url, cron);
     }
+    Configured { label, namespace, worker, against: None }
+}
+
+/// workerd's CPU per invocation of the full cron for every configuration, fired in turn,
+/// round after round: a slow stretch of the machine then weighs on every configuration alike,
+/// so they compare within each round. Answers each configuration's values, one per round.
+fn interleaved(http: &ureq::Agent, configured: &[Configured], rounds: usize) -> Vec<Vec<f64>> {
+    let mut values = vec![Vec::with_capacity(rounds); configured.len()];
+    for _ in 0..rounds {
+        for (one, values) in configured.iter().zip(&mut values) {
+            let before = one.worker.workerd_cpu_ns();
+            fire(http, &one.worker.url, FULL);
+            values.push((one.worker.workerd_cpu_ns() - before) as f64 / 1e6);
+        }
+    }
+    values
+}
+
+/// Everything else of one configuration, after the interleaved rounds gave `rounds` (its
+/// workerd CPU per full invocation).
+fn measure(stack: &Stack, http: &ureq::Agent, configured: &Configured, rounds: &[f64]) -> Row {
+    let (label, namespace, worker) = (configured.label.clone(), &configured.namespace, &configured.worker);
+    eprintln!("measuring {label}");
+    let n = invocations();
     // workerd's CPU time (every thread, ns) per unprofiled invocation: CPU, not wall time,
     // so other load on the machine does not stretch it.
     let process_of = |cron: &str| -> f64 {
@@ -374,8 +416,9 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
             + stack.backend.gateway_stats()["requests"].as_u64().unwrap_or(0)
     };
     let before = counted();
-    let process_ms = process_of(FULL);
-    let subrequests = (counted() - before) as f64 / n as f64;
+    fire(http, &worker.url, FULL);
+    let subrequests = (counted() - before) as f64;
+    let process_ms = median(rounds.to_vec());
     let empty_process_ms = process_of(UNMAPPED);
     let task_process_ms = TASK_CRONS.map(|(task, cron)| (task, process_of(cron)));
     let mut inspector = Inspector::connect(worker.inspector_port).expect("the worker's inspector");
@@ -446,6 +489,8 @@ fn measure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool) -> Row
         tasks,
         floor_us,
         process_ms,
+        rounds: rounds.to_vec(),
+        against: configured.against,
         empty_process_ms,
         task_process_ms,
         lost: lost.get(),
@@ -575,6 +620,35 @@ fn print_isolate_cpu(rows: &[Row], n: usize, floors: &Floors) {
     );
 }
 
+/// `BENCH_AGAINST`: each configuration on build B against this build (A), as the median of
+/// the per-round ratios of workerd's CPU (the two fired back to back in every round) and as
+/// the ratio of the isolate CPU (perf's share applied to each's median).
+fn print_against(rows: &[Row]) {
+    let pairs: Vec<(&Row, &Row)> = rows.iter().filter_map(|b| b.against.map(|a| (&rows[a], b))).collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!("\nbuild B (BENCH_AGAINST) against this build A, same rounds");
+    println!(
+        "{:<22} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10}",
+        "configuration", "workerd A", "workerd B", "B/A rounds", "isolate A", "isolate B", "B/A"
+    );
+    for (a, b) in pairs {
+        let ratios: Vec<f64> = a.rounds.iter().zip(&b.rounds).map(|(a, b)| b / a).collect();
+        let isolate = |row: &Row| row.perf_full.isolate_share() * row.process_ms;
+        println!(
+            "{:<22} {:>10.2} {:>10.2} {:>12.3} {:>10.2} {:>10.2} {:>10.3}",
+            a.label,
+            a.process_ms,
+            b.process_ms,
+            median(ratios),
+            isolate(a),
+            isolate(b),
+            isolate(b) / isolate(a)
+        );
+    }
+}
+
 fn main() {
     let started = Instant::now();
     perf::available().unwrap_or_else(|e| panic!("the CPU bench samples workerd with perf: {e}"));
@@ -599,14 +673,30 @@ fn main() {
         Ok("on") => vec![true],
         _ => vec![false, true],
     };
+    // `BENCH_AGAINST=DIR` measures each configuration also on the worker build in DIR (a
+    // copy of `worker/build` from another commit), interleaved, and prints B / A.
+    let against = std::env::var_os("BENCH_AGAINST").map(std::path::PathBuf::from);
+    let mut configured = Vec::new();
     for copy in copies {
         for &symbols in &sizes {
-            rows.push(measure(&stack, &http, symbols, copy));
+            eprintln!("starting {symbols} symbol(s), copy {}", if copy { "on" } else { "off" });
+            configured.push(configure(&stack, &http, symbols, copy, None));
+            if let Some(build) = &against {
+                let mut other = configure(&stack, &http, symbols, copy, Some(build));
+                other.against = Some(configured.len() - 1);
+                configured.push(other);
+            }
         }
+    }
+    eprintln!("{} interleaved rounds over {} configurations", invocations(), configured.len());
+    let rounds = interleaved(&http, &configured, invocations());
+    for (one, rounds) in configured.iter().zip(&rounds) {
+        rows.push(measure(&stack, &http, one, rounds));
     }
 
     let n = invocations();
     print_isolate_cpu(&rows, n, &floors);
+    print_against(&rows);
     println!(
         "\nworkerd CPU per cron invocation (all threads, /proc schedstat; median of {n} after {WARM_UP} warm-up; ms)"
     );

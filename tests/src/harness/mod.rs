@@ -24,7 +24,7 @@ mod wrangler;
 
 pub use redis_backend::RedisBackend;
 pub use standin::ExchangeStandin;
-pub use workerd::{spawn_workerd, WorkerRunner};
+pub use workerd::{spawn_workerd, spawn_workerd_build, WorkerRunner};
 pub use wrangler::{
     spawn_wrangler_dev, start_wrangler_dev, start_wrangler_dev_at, start_wrangler_dev_persisted, ExtraWorker,
 };

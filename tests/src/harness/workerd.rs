@@ -29,6 +29,19 @@ pub fn spawn_workerd(
     state: Option<&std::path::Path>,
     port: u16,
 ) -> Result<(Service, String, u16), String> {
+    let probe = if config.is_some() { "/" } else { "/health" };
+    spawn_workerd_probing(config, probe, vars, log, state, port)
+}
+
+/// [`spawn_workerd`], ready when `probe` (a path) answers 2xx.
+fn spawn_workerd_probing(
+    config: Option<&std::path::Path>,
+    probe: &str,
+    vars: &[(String, String)],
+    log: &std::path::Path,
+    state: Option<&std::path::Path>,
+    port: u16,
+) -> Result<(Service, String, u16), String> {
     let root = repo_root();
     let inspector_port = free_port();
     require_tool("node", "install Node.js (the README's prerequisites)")?;
@@ -55,7 +68,27 @@ pub fn spawn_workerd(
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false");
     let mut worker = Service::spawn("workerd", command, log)?;
     let url = format!("http://127.0.0.1:{port}");
-    let probe = if config.is_some() { format!("{url}/") } else { format!("{url}/health") };
-    wait_ready(&agent(), &mut worker, &probe, Duration::from_secs(240))?;
+    wait_ready(&agent(), &mut worker, &format!("{url}{probe}"), Duration::from_secs(240))?;
     Ok((worker, url, inspector_port))
+}
+
+/// Runs the worker build in `build` (a copy of `worker/build`, e.g. from another commit) with
+/// the repository's `wrangler.toml` otherwise; the configuration is written beside the build,
+/// since workerd loads modules only from below the configuration's directory.
+pub fn spawn_workerd_build(
+    build: &std::path::Path,
+    vars: &[(String, String)],
+    log: &std::path::Path,
+    state: Option<&std::path::Path>,
+    port: u16,
+) -> Result<(Service, String, u16), String> {
+    let repository = std::fs::read_to_string(repo_root().join("wrangler.toml")).map_err(|e| e.to_string())?;
+    let config: String = repository
+        .lines()
+        .map(|line| if line.starts_with("main = ") { "main = \"worker/shim.mjs\"" } else { line })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = build.join("wrangler.toml");
+    std::fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    spawn_workerd_probing(Some(&path), "/health", vars, log, state, port)
 }

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{
-    agent, repo_root, require_tool, spawn_workerd, wait_ready, Stack, WorkerRunner, MEXC_API_KEY, MEXC_API_SECRET,
-    REDIS_TOKEN,
+    agent, repo_root, require_tool, spawn_workerd, spawn_workerd_build, wait_ready, Stack, WorkerRunner, MEXC_API_KEY,
+    MEXC_API_SECRET, REDIS_TOKEN,
 };
 use crate::process::{free_port, Service};
 
@@ -133,6 +133,28 @@ impl Stack {
 
     /// [`Stack::extra_worker`], run by `runner`.
     pub fn extra_worker_on(&self, runner: WorkerRunner, vars: &[(&str, &str)]) -> Result<ExtraWorker, String> {
+        let spawn = match runner {
+            WorkerRunner::WranglerDev => spawn_wrangler_dev,
+            WorkerRunner::Workerd => spawn_workerd,
+        };
+        self.extra_worker_with(vars, |vars, log, state| spawn(None, vars, log, Some(state), free_port()))
+    }
+
+    /// [`Stack::extra_worker`], running the worker build in `build` (a copy of `worker/build`)
+    /// in workerd.
+    pub fn extra_worker_built(&self, build: &std::path::Path, vars: &[(&str, &str)]) -> Result<ExtraWorker, String> {
+        self.extra_worker_with(vars, |vars, log, state| spawn_workerd_build(build, vars, log, Some(state), free_port()))
+    }
+
+    fn extra_worker_with(
+        &self,
+        vars: &[(&str, &str)],
+        spawn: impl FnOnce(
+            &[(String, String)],
+            &std::path::Path,
+            &std::path::Path,
+        ) -> Result<(Service, String, u16), String>,
+    ) -> Result<ExtraWorker, String> {
         let mut all = vec![
             ("UPSTASH_REDIS_REST_URL".to_owned(), self.backend.gateway_url.clone()),
             ("UPSTASH_REDIS_REST_TOKEN".to_owned(), REDIS_TOKEN.to_owned()),
@@ -143,11 +165,7 @@ impl Stack {
         all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let name = format!("worker-{}", free_port());
         let state = self.backend.dir.path().join(format!("{name}-state"));
-        let spawn = match runner {
-            WorkerRunner::WranglerDev => spawn_wrangler_dev,
-            WorkerRunner::Workerd => spawn_workerd,
-        };
-        let (service, url, inspector_port) = spawn(None, &all, &self.backend.log(&name), Some(&state), free_port())?;
+        let (service, url, inspector_port) = spawn(&all, &self.backend.log(&name), &state)?;
         Ok(ExtraWorker { service, url, inspector_port })
     }
 }
