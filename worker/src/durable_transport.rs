@@ -22,12 +22,13 @@ pub const BINDING: &str = "EDGE_STORE";
 export function edgesyncObjectStub(objects, name) {
   return objects.get(objects.idFromName(name));
 }
-// One request to the object: `body` is a Uint8Array view of wasm memory, which `new Request`
-// copies before this function first awaits. Answers [status, bytes] or [0, message].
+// One request to the object: `body` is a Uint8Array view of wasm memory, which `fetch` copies
+// into its request before this function first awaits (fetch builds its own request from
+// whatever it is given, so one made here would be built twice). Answers [status, bytes] or [0, message].
 export async function edgesyncCallObject(stub, body) {
   try {
     // The host is never resolved: a stub's fetch goes to the object.
-    const response = await stub.fetch(new Request("https://edge-store.internal/", { method: "POST", body }));
+    const response = await stub.fetch("https://edge-store.internal/", { method: "POST", body });
     return [response.status, new Uint8Array(await response.arrayBuffer())];
   } catch (error) {
     return [0, String((error && error.message) || error)];
@@ -60,7 +61,7 @@ fn unavailable(message: String) -> StoreError {
 #[async_trait(?Send)]
 impl DurableTransport for ObjectTransport {
     async fn call(&self, request: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        // SAFETY: the view over wasm memory is read only by `new Request`, which copies the body
+        // SAFETY: the view over wasm memory is read only by `fetch`, which copies the body
         // before `edgesyncCallObject` first awaits, i.e. before this call returns; nothing
         // allocates in wasm in between (an allocation could grow the memory and detach it).
         let promise = call_object(&self.stub, unsafe { js_sys::Uint8Array::view(&request) }.into());

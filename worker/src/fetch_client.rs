@@ -1,5 +1,5 @@
 //! [`FetchClient`]: core's [`HttpClient`] over the runtime's `fetch`, in one crossing each way:
-//! a small JavaScript function (below) builds the `Request` — its body copied once, straight
+//! a small JavaScript function (below) calls `fetch` — the body copied once, straight
 //! from wasm memory — awaits the response and its whole body, and answers with the status, the
 //! headers core reads and the bytes. Calling `Headers`, `RequestInit`, `Request`, `fetch`,
 //! `arrayBuffer` one by one through `web_sys` crossed the wasm↔JS boundary a dozen times per
@@ -16,7 +16,7 @@ use wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen(inline_js = r#"
 // One subrequest. `headers` is "name\nvalue\n…"; `body` a Uint8Array view of wasm memory (or
-// undefined), which `new Request` copies before this function first awaits. `wanted` names
+// undefined), which `fetch` copies into its request before this function first awaits. `wanted` names
 // the response headers to answer, "name\n…". Answers [status, [header values], bytes], or
 // [0, "timeout" | message] when no response came.
 export async function edgesyncFetch(url, method, headers, body, timeoutMs, wanted) {
@@ -29,7 +29,9 @@ export async function edgesyncFetch(url, method, headers, body, timeoutMs, wante
       init.headers = pairs;
     }
     if (body !== undefined) init.body = body;
-    const response = await fetch(new Request(url, init));
+    // `fetch(url, init)`, not `fetch(new Request(url, init))`: fetch builds its own request
+    // from whatever it is given, so one made here would be built twice.
+    const response = await fetch(url, init);
     const found = wanted.split("\n").map((name) => response.headers.get(name));
     const bytes = new Uint8Array(await response.arrayBuffer());
     return [response.status, found, bytes];
@@ -88,7 +90,7 @@ impl HttpClient for FetchClient {
         // Before the view below: its first call allocates.
         let wanted = wanted_headers();
         let promise = match &request.body {
-            // SAFETY: the view over wasm memory is read only by `new Request`, which copies the
+            // SAFETY: the view over wasm memory is read only by `fetch`, which copies the
             // body before `edgesyncFetch` first awaits, i.e. before this call returns; nothing
             // allocates in wasm in between (an allocation could grow the memory and detach the
             // view). It saves copying a pipeline (hundreds of KB) into a JS buffer first.

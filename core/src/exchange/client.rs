@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::clock_offset::ClockOffset;
 use super::model::{Account, ErrorBody, ServerTime, Ticker24h, Trade};
-use super::sign::{hmac_sha256_hex, query_string};
+use super::sign::{query_string, Signer};
 use super::{ExchangeConfig, ExchangeError};
 use crate::clock::{splitmix64, Backoff, Clock, Sleep};
 use crate::domain::Segment;
@@ -88,6 +88,8 @@ pub struct MexcClient<'a> {
     /// Held while measuring, so concurrent signed calls wait for one `/api/v3/time`.
     measuring: Mutex<()>,
     calls: Cell<u64>,
+    /// The secret keyed once for every signed call of this client.
+    signer: std::cell::OnceCell<Signer>,
 }
 
 struct Call<'p> {
@@ -109,6 +111,7 @@ impl<'a> MexcClient<'a> {
             shared_offset: None,
             measuring: Mutex::new(()),
             calls: Cell::new(0),
+            signer: std::cell::OnceCell::new(),
         }
     }
 
@@ -217,7 +220,7 @@ impl<'a> MexcClient<'a> {
             params.push(("recvWindow", self.config.recv_window_ms.to_string()));
             params.push(("timestamp", timestamp.to_string()));
             let query = query_string(&params);
-            let signature = hmac_sha256_hex(secret.expose().as_bytes(), query.as_bytes());
+            let signature = self.signer.get_or_init(|| Signer::new(secret.expose().as_bytes())).sign(query.as_bytes());
             headers.push(("X-MEXC-APIKEY".to_owned(), key.expose().to_owned()));
             return Ok((format!("{}{}?{query}&signature={signature}", self.config.base_url, call.path), headers));
         }
@@ -385,7 +388,10 @@ mod tests {
             "{url}"
         );
         let query = url.split_once('?').unwrap().1.rsplit_once("&signature=").unwrap();
-        assert_eq!(query.1, hmac_sha256_hex(b"45d0b3c26f2644f19bfb98b07741b2f5", query.0.as_bytes()));
+        assert_eq!(
+            query.1,
+            crate::exchange::sign::hmac_sha256_hex(b"45d0b3c26f2644f19bfb98b07741b2f5", query.0.as_bytes())
+        );
         assert!(seen[1].headers.contains(&("X-MEXC-APIKEY".into(), "key".into())));
     }
 
