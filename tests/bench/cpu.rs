@@ -49,7 +49,7 @@ use edgesync_e2e::harness::{
 };
 use edgesync_e2e::inspector::{CallFrame, CpuProfile, Inspector, GARBAGE_COLLECTOR, IDLE, PROGRAM};
 use edgesync_e2e::perf::{self, CpuByPlace, Place, Recording};
-use edgesync_e2e::process::free_port;
+use edgesync_e2e::process::{free_port, Service};
 use serde_json::{json, Value};
 
 const SYMBOLS: [&str; 20] = [
@@ -231,6 +231,14 @@ fn runner() -> WorkerRunner {
     }
 }
 
+/// The machine's load average, as `/proc/loadavg` gives it: other work on the 2-core VM raises
+/// every figure (docs/benchmarks.md), so each run says how loaded it was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn invocations() -> usize {
     std::env::var("BENCH_INVOCATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20).max(1)
 }
@@ -303,7 +311,66 @@ struct Row {
     subrequests: f64,
     /// workerd's CPU per full invocation, one per interleaved round.
     rounds: Vec<f64>,
+    /// workerd's CPU per full invocation over the hello worker's per plain request, median of
+    /// the per-round ratios.
+    times_hello: f64,
     against: Option<usize>,
+}
+
+impl Row {
+    /// The isolate's CPU per full invocation: perf's share applied to workerd's CPU.
+    fn isolate_ms(&self) -> f64 {
+        self.perf_full.isolate_share() * self.process_ms
+    }
+
+    /// The isolate's CPU for an invocation that runs no task.
+    fn no_task_ms(&self) -> f64 {
+        self.perf_floor.isolate_share() * self.empty_process_ms
+    }
+
+    fn own_ms(&self) -> f64 {
+        self.isolate_ms() - self.no_task_ms()
+    }
+
+    /// Locally the Durable Object runs in the same isolate; its share of the V8 profile's
+    /// samples (a ratio, which the profile gets right) estimates its part.
+    fn durable_object_ms(&self) -> f64 {
+        let share =
+            if self.isolate_median_us > 0.0 { self.durable_object_median_us / self.isolate_median_us } else { 0.0 };
+        self.own_ms() * share.clamp(0.0, 1.0)
+    }
+
+    /// What the cron invocation is billed: its own CPU without the Durable Object's part.
+    fn cron_ms(&self) -> f64 {
+        self.own_ms() - self.durable_object_ms()
+    }
+}
+
+/// Issue 29's goals against this run: 5 symbols ≤ 5 ms with the copy off and ≤ 10 ms with
+/// it (the object's part apart), and growth at most linear in the symbols (the cost per
+/// symbol from 5 to 20 no more than from 1 to 5, with a tenth of slack for noise).
+fn print_goals(rows: &[Row]) {
+    println!("\ngoals (issue 29), this run:");
+    let find = |symbols: usize, copy: bool| {
+        let label = format!(
+            "{symbols} symbol{}, copy {}",
+            if symbols == 1 { "" } else { "s" },
+            if copy { "on" } else { "off" }
+        );
+        rows.iter().find(|row| row.label == label)
+    };
+    for (copy, goal) in [(false, 5.0), (true, 10.0)] {
+        let copy_name = if copy { "on" } else { "off" };
+        if let Some(row) = find(5, copy) {
+            let verdict = if row.cron_ms() <= goal { "met" } else { "NOT met" };
+            println!("  5 symbols, copy {copy_name}: {:.2} ms (goal <= {goal} ms): {verdict}", row.cron_ms());
+        }
+        if let (Some(one), Some(five), Some(twenty)) = (find(1, copy), find(5, copy), find(20, copy)) {
+            let (low, high) = ((five.cron_ms() - one.cron_ms()) / 4.0, (twenty.cron_ms() - five.cron_ms()) / 15.0);
+            let verdict = if high <= low * 1.1 { "met" } else { "NOT met" };
+            println!("  copy {copy_name}, per symbol: {low:.2} ms from 1 to 5, {high:.2} ms from 5 to 20 (at most linear): {verdict}");
+        }
+    }
 }
 
 fn mean_invocation(all: &[Invocation]) -> Invocation {
@@ -379,17 +446,26 @@ fn configure(stack: &Stack, http: &ureq::Agent, symbols: usize, copy: bool, buil
 
 /// workerd's CPU per invocation of the full cron for every configuration, fired in turn,
 /// round after round: a slow stretch of the machine then weighs on every configuration alike,
-/// so they compare within each round. Answers each configuration's values, one per round.
-fn interleaved(http: &ureq::Agent, configured: &[Configured], rounds: usize) -> Vec<Vec<f64>> {
+/// so they compare within each round — with each other, and with the hello-world worker's
+/// plain request measured in the same round. Answers each configuration's values and the
+/// hello request's, one per round.
+fn interleaved(
+    http: &ureq::Agent,
+    hello: &Hello,
+    configured: &[Configured],
+    rounds: usize,
+) -> (Vec<Vec<f64>>, Vec<f64>) {
     let mut values = vec![Vec::with_capacity(rounds); configured.len()];
+    let mut hellos = Vec::with_capacity(rounds);
     for _ in 0..rounds {
+        hellos.push(hello.request_ms(http, HELLO_PER_ROUND));
         for (one, values) in configured.iter().zip(&mut values) {
             let before = one.worker.workerd_cpu_ns();
             fire(http, &one.worker.url, FULL);
             values.push((one.worker.workerd_cpu_ns() - before) as f64 / 1e6);
         }
     }
-    values
+    (values, hellos)
 }
 
 /// Everything else of one configuration, after the interleaved rounds gave `rounds` (its
@@ -490,6 +566,7 @@ fn measure(stack: &Stack, http: &ureq::Agent, configured: &Configured, rounds: &
         floor_us,
         process_ms,
         rounds: rounds.to_vec(),
+        times_hello: f64::NAN,
         against: configured.against,
         empty_process_ms,
         task_process_ms,
@@ -513,7 +590,29 @@ struct Floors {
 
 const FLOOR_SUBREQUESTS: usize = 16;
 
-fn floors(http: &ureq::Agent, dir: &std::path::Path, standin_url: &str) -> Floors {
+/// The hello-world worker, kept running after the floors so every interleaved round measures
+/// it too.
+struct Hello {
+    service: Service,
+    url: String,
+}
+
+/// Plain requests to the hello worker per round: one takes too little CPU to measure alone.
+const HELLO_PER_ROUND: usize = 10;
+
+impl Hello {
+    /// workerd's CPU per plain request, over `n` of them.
+    fn request_ms(&self, http: &ureq::Agent, n: usize) -> f64 {
+        let before = self.service.group_cpu_ns("workerd");
+        for _ in 0..n {
+            let answer = http.get(&format!("{}/", self.url)).call().expect("hello answers");
+            assert_eq!(answer.status(), 200);
+        }
+        (self.service.group_cpu_ns("workerd") - before) as f64 / 1e6 / n as f64
+    }
+}
+
+fn floors(http: &ureq::Agent, dir: &std::path::Path, standin_url: &str) -> (Floors, Hello) {
     let config = repo_root().join("tests/bench/hello/wrangler.toml");
     let spawn = match runner() {
         WorkerRunner::WranglerDev => spawn_wrangler_dev,
@@ -550,11 +649,13 @@ fn floors(http: &ureq::Agent, dir: &std::path::Path, standin_url: &str) -> Floor
     let isolate: Vec<f64> = (0..invocations())
         .map(|_| Invocation::of(&inspector.profile(|| get("/")).expect("a CPU profile").1).isolate_us as f64)
         .collect();
-    Floors {
+    drop(inspector);
+    let floors = Floors {
         hello_isolate_ms: median(isolate) / 1000.0,
         hello_process_ms,
         per_subrequest_ms: (with_fetches - plain) / FLOOR_SUBREQUESTS as f64,
-    }
+    };
+    (floors, Hello { service: hello, url })
 }
 
 /// The headline: the isolate's CPU per invocation — perf's share of samples below a V8 entry
@@ -581,14 +682,7 @@ fn print_isolate_cpu(rows: &[Row], n: usize, floors: &Floors) {
         "edgesync"
     );
     for row in rows {
-        let isolate = row.perf_full.isolate_share() * row.process_ms;
-        let floor = row.perf_floor.isolate_share() * row.empty_process_ms;
-        let own = isolate - floor;
-        // Locally the Durable Object runs in the same isolate; its share of the V8 profile's
-        // samples (a ratio, which the profile gets right) estimates its part.
-        let do_share =
-            if row.isolate_median_us > 0.0 { row.durable_object_median_us / row.isolate_median_us } else { 0.0 };
-        let do_ms = own * do_share.clamp(0.0, 1.0);
+        let (isolate, floor, own, do_ms) = (row.isolate_ms(), row.no_task_ms(), row.own_ms(), row.durable_object_ms());
         let part = |place: Place| row.perf_full.share(place) * row.process_ms;
         let task = |i: usize| row.perf_tasks[i].1.isolate_share() * row.task_process_ms[i].1 - floor;
         println!(
@@ -635,7 +729,7 @@ fn print_against(rows: &[Row]) {
     );
     for (a, b) in pairs {
         let ratios: Vec<f64> = a.rounds.iter().zip(&b.rounds).map(|(a, b)| b / a).collect();
-        let isolate = |row: &Row| row.perf_full.isolate_share() * row.process_ms;
+        let isolate = Row::isolate_ms;
         println!(
             "{:<22} {:>10.2} {:>10.2} {:>12.3} {:>10.2} {:>10.2} {:>10.3}",
             a.label,
@@ -660,7 +754,8 @@ fn main() {
     serve_bench_data(&stack);
     let http: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).build().into();
     let dir = tempfile::tempdir().expect("temp dir");
-    let floors = floors(&http, dir.path(), &stack.exchange.url);
+    let load_before = load_average();
+    let (floors, hello) = floors(&http, dir.path(), &stack.exchange.url);
     let (hello_isolate_ms, hello_process_ms) = (floors.hello_isolate_ms, floors.hello_process_ms);
 
     let mut rows = Vec::new();
@@ -689,10 +784,13 @@ fn main() {
         }
     }
     eprintln!("{} interleaved rounds over {} configurations", invocations(), configured.len());
-    let rounds = interleaved(&http, &configured, invocations());
+    let (rounds, hello_rounds) = interleaved(&http, &hello, &configured, invocations());
     for (one, rounds) in configured.iter().zip(&rounds) {
-        rows.push(measure(&stack, &http, one, rounds));
+        let mut row = measure(&stack, &http, one, rounds);
+        row.times_hello = median(rounds.iter().zip(&hello_rounds).map(|(cron, hello)| cron / hello).collect());
+        rows.push(row);
     }
+    let hello_in_rounds_ms = median(hello_rounds);
 
     let n = invocations();
     print_isolate_cpu(&rows, n, &floors);
@@ -700,7 +798,9 @@ fn main() {
     println!(
         "\nworkerd CPU per cron invocation (all threads, /proc schedstat; median of {n} after {WARM_UP} warm-up; ms)"
     );
-    println!("hello-world worker, per request: workerd {hello_process_ms:.2} ms (the floor)");
+    println!(
+        "hello-world worker, per request: workerd {hello_process_ms:.2} ms at the start, {hello_in_rounds_ms:.2} ms in the rounds (the floor)"
+    );
     println!(
         "{:<22} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}",
         "configuration", "workerd", "× hello", "no task", "own", "balance", "price", "cost"
@@ -711,7 +811,7 @@ fn main() {
             "{:<22} {:>9.2} {:>8.1} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
             row.label,
             row.process_ms,
-            row.process_ms / hello_process_ms,
+            row.times_hello,
             row.empty_process_ms,
             own(row.process_ms),
             own(row.task_process_ms[0].1),
@@ -719,7 +819,10 @@ fn main() {
             own(row.task_process_ms[2].1),
         );
     }
-    println!("(own = workerd CPU minus an invocation of the same worker that runs no task; per task: that task alone)");
+    println!(
+        "(× hello = median over the rounds of the invocation over the same round's hello request; own = workerd CPU minus \
+         an invocation of the same worker that runs no task; per task: that task alone)"
+    );
     println!(
         "\nisolate CPU per cron invocation, V8 profile (median of {n} kept profiles; {SAMPLING_US} µs sampling; ms)"
     );
@@ -789,8 +892,7 @@ fn main() {
             }
         }
     }
-    println!(
-        "\ngoals (issue 29): 5 symbols <= 5 ms cron CPU with the copy off, <= 10 ms with it; growth at most linear in symbols"
-    );
+    print_goals(&rows);
+    println!("load average (1, 5, 15 min) at the start: {load_before}; at the end: {}", load_average());
     println!("bench took {:.0} s", started.elapsed().as_secs_f64());
 }
