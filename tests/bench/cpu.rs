@@ -497,6 +497,31 @@ fn measure(stack: &Stack, http: &ureq::Agent, configured: &Configured, rounds: &
     let process_ms = median(rounds.to_vec());
     let empty_process_ms = process_of(UNMAPPED);
     let task_process_ms = TASK_CRONS.map(|(task, cron)| (task, process_of(cron)));
+    // The isolate's CPU as perf samples it: the full cron, the no-task floor, each task alone.
+    // Before any inspector session attaches: a session with the profiler enabled changes how
+    // V8 runs the code (docs/benchmarks.md).
+    // `BENCH_PERF_DIR` keeps the recordings (for `perf report -i`), one per configuration and cron.
+    let kept = std::env::var("BENCH_PERF_DIR").ok();
+    let sampled = |cron: &str| -> CpuByPlace {
+        let name = format!("perf-{namespace}-{}.data", cron.replace(['*', '/', ' '], "_"));
+        let perf_file = match &kept {
+            Some(dir) => std::path::Path::new(dir).join(name),
+            None => std::env::temp_dir().join(format!("edgesync-{}-{name}", std::process::id())),
+        };
+        let recording = Recording::start(&worker.workerd_pids(), &perf_file).expect("perf record");
+        for _ in 0..n {
+            fire(http, &worker.url, cron);
+        }
+        let cpu = recording.stop().expect("perf script");
+        if kept.is_none() {
+            let _ = std::fs::remove_file(&perf_file);
+        }
+        cpu
+    };
+    let perf_full = sampled(FULL);
+    let perf_floor = sampled(UNMAPPED);
+    let perf_tasks = TASK_CRONS.map(|(task, cron)| (task, sampled(cron)));
+
     let mut inspector = Inspector::connect(worker.inspector_port).expect("the worker's inspector");
     inspector.enable_profiler(SAMPLING_US).expect("Profiler.enable");
     let lost = std::cell::Cell::new(0);
@@ -523,31 +548,6 @@ fn measure(stack: &Stack, http: &ureq::Agent, configured: &Configured, rounds: &
     let tasks = TASK_CRONS
         .map(|(task, cron)| (task, median(profiled(cron).iter().map(|i| i.cron_us() as f64).collect())))
         .to_vec();
-    // The isolate's CPU as perf samples it: the full cron, the no-task floor, each task alone.
-    // After the profiles, whose inspector session must not wait behind the object's work on
-    // histories this many invocations longer (with the copy on, each write loads and saves a
-    // history's whole row: docs/benchmarks.md).
-    // `BENCH_PERF_DIR` keeps the recordings (for `perf report -i`), one per configuration and cron.
-    let kept = std::env::var("BENCH_PERF_DIR").ok();
-    let sampled = |cron: &str| -> CpuByPlace {
-        let name = format!("perf-{namespace}-{}.data", cron.replace(['*', '/', ' '], "_"));
-        let perf_file = match &kept {
-            Some(dir) => std::path::Path::new(dir).join(name),
-            None => std::env::temp_dir().join(format!("edgesync-{}-{name}", std::process::id())),
-        };
-        let recording = Recording::start(&worker.workerd_pids(), &perf_file).expect("perf record");
-        for _ in 0..n {
-            fire(http, &worker.url, cron);
-        }
-        let cpu = recording.stop().expect("perf script");
-        if kept.is_none() {
-            let _ = std::fs::remove_file(&perf_file);
-        }
-        cpu
-    };
-    let perf_full = sampled(FULL);
-    let perf_floor = sampled(UNMAPPED);
-    let perf_tasks = TASK_CRONS.map(|(task, cron)| (task, sampled(cron)));
 
     let cron_values: Vec<f64> = full.iter().map(|i| i.cron_us() as f64).collect();
     let mut sorted = cron_values.clone();
