@@ -40,7 +40,7 @@ DEV_PORT ?= 8787
 # The bundle budget: 600 KB compressed (the free plan allows 3 MB; a small bundle starts fast).
 BUNDLE_LIMIT_BYTES := 614400
 
-.PHONY: help dev demo test install tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-cpu perf-tool bench-migrator bench-core deploy clean
+.PHONY: help dev demo test install tools apt-tools rust-tools node-tools wasm lint unit e2e screenshot deploy-check bench bench-cpu perf-tool bench-migrator bench-core sdk-suite deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DEV_PORT)/$(DEV_PORT)/g' | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -154,6 +154,10 @@ bench-migrator: tools ## migrator plan/apply/verify/rollback on 1M keys (keys/s,
 	cargo build --release -p edgesync-migrator --bin migrator --quiet
 	cargo build --release -p edgesync-gateway --bin edgesync-gateway --quiet
 	cargo bench -p edgesync-e2e --bench migrator
+
+sdk-suite: ## @upstash/redis's own Subscriber tests (or the files given as FILES=…) against the gateway; fetches redis-js once (SDK_SUITE_SOURCE=clone offline)
+	cargo build -p edgesync-gateway --bin edgesync-gateway --quiet
+	tests/gateway/sdk-suite.sh $(FILES)
 
 bench-core: ## criterion benchmarks of key building, the codec and one cron invocation natively (numbers in docs/benchmarks.md)
 	cargo bench -p edgesync-core --bench core
