@@ -1,5 +1,5 @@
 //! Typed Redis values — what the journal records, the conversions produce, and `verify` and
-//! `dump` compare. Reading a batch of keys takes two pipelined round trips (`TYPE` + `PTTL`,
+//! `dump` compare. Reading a batch of keys takes two pipelined round trips (`TYPE` + `PEXPIRETIME`,
 //! then each value); a key that vanishes in between reads as absent. Keys whose type is known
 //! beforehand (targets) are read at once, and only the ones found are asked their expiry
 //! ([`read_expecting`]). [`read_within`] adds one more (`STRLEN` / `HLEN` / `SCARD` / `ZCARD`
@@ -109,14 +109,9 @@ pub enum Read {
     Value(Stored),
 }
 
-/// The absolute expiry a `PTTL` answer gives, read at `now_ms` (`None`: permanent).
-fn expires_at(now_ms: i64, pttl: i64) -> Option<i64> {
-    (pttl > 0).then(|| now_ms + pttl)
-}
-
-/// Milliseconds since the Unix epoch.
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// The absolute expiry a `PEXPIRETIME` answer gives (`None`: permanent, or absent).
+fn expires_at(expire_time: i64) -> Option<i64> {
+    (expire_time > 0).then_some(expire_time)
 }
 
 fn unexpected(detail: String) -> StoreError {
@@ -124,9 +119,10 @@ fn unexpected(detail: String) -> StoreError {
 }
 
 /// Reads `keys` with their expiry; `None` for keys that do not exist or have a type the
-/// migrator does not move (streams, modules). Expiries are absolute: PTTL plus the clock when
-/// its answer arrived (Redis may be busy for a while before it answers; the clock at the call
-/// would make expiries early by that wait).
+/// migrator does not move (streams, modules). Expiries are absolute, as Redis keeps them
+/// (`PEXPIRETIME`, Redis 7.0+): no clock of ours comes in — `PTTL` plus our clock was late by
+/// however long the answer took, and off by any skew between this machine and Redis, which
+/// then applies the `PEXPIREAT` a rollback writes.
 pub async fn read_many(store: &dyn Store, keys: &[String]) -> Result<Vec<Option<Stored>>, StoreError> {
     let reads = read_within(store, keys, &[], None).await?;
     Ok(reads
@@ -166,21 +162,20 @@ pub async fn read_within(
                 Some((_, (probe, _))) => Command::new(probe).arg(key),
                 None => Command::new("TYPE").arg(key),
             };
-            [first, Command::new("PTTL").arg(key)]
+            [first, Command::new("PEXPIRETIME").arg(key)]
         })
         .collect();
     let mut meta = store.pipeline(&meta).await?.into_iter();
-    let now_ms = wall_clock_ms();
     let mut kinds: Vec<String> = Vec::with_capacity(keys.len());
-    let mut pttls: Vec<i64> = Vec::with_capacity(keys.len());
+    let mut expiries: Vec<i64> = Vec::with_capacity(keys.len());
     let mut known: Vec<Option<u64>> = vec![None; keys.len()];
     let mut strings: Vec<Option<String>> = vec![None; keys.len()];
     let mut untyped = Vec::new();
     for (i, known_size) in known.iter_mut().enumerate() {
-        let (first, pttl) = (meta.next().and_then(Result::ok), meta.next().and_then(Result::ok));
-        let pttl = pttl.and_then(|r| r.into_int().ok()).unwrap_or(-2);
+        let (first, expiry) = (meta.next().and_then(Result::ok), meta.next().and_then(Result::ok));
+        let expiry = expiry.and_then(|r| r.into_int().ok()).unwrap_or(-2);
         let kind = match (expected_of(i), first) {
-            (Some(_), Some(_)) if pttl == -2 => String::new(), // absent: a size of 0
+            (Some(_), Some(_)) if expiry == -2 => String::new(), // absent: a size of 0
             (Some(("string", (_, limit))), Some(text)) => match text.into_string() {
                 // Longer than the limit: measured below, and reported.
                 Ok(text) if text.len() as u64 > limit => "string".to_owned(),
@@ -206,7 +201,7 @@ pub async fn read_within(
             (None, reply) => reply.and_then(|r| r.into_string().ok()).unwrap_or_default(),
         };
         kinds.push(kind);
-        pttls.push(pttl);
+        expiries.push(expiry);
     }
     if !untyped.is_empty() {
         let types: Vec<Command> = untyped.iter().map(|&i| Command::new("TYPE").arg(&keys[i])).collect();
@@ -222,10 +217,10 @@ pub async fn read_within(
     let mut plan = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let kind = std::mem::take(&mut kinds[i]);
-        let pttl = pttls[i];
+        let expiry = expiries[i];
         if let Some(text) = strings[i].take() {
             let value = TypedValue::String(text);
-            plan.push(Err(Read::Value(Stored { value, expire_at_ms: expires_at(now_ms, pttl) })));
+            plan.push(Err(Read::Value(Stored { value, expire_at_ms: expires_at(expiry) })));
             continue;
         }
         if let Some(size) = sizes[i] {
@@ -236,13 +231,13 @@ pub async fn read_within(
             plan.push(Err(Read::Absent));
             continue;
         };
-        plan.push(Ok((kind, pttl, reads.len())));
+        plan.push(Ok((kind, expiry, reads.len())));
         reads.push(command);
     }
     let mut replies: Vec<Option<Result<Reply, _>>> = store.pipeline(&reads).await?.into_iter().map(Some).collect();
     plan.into_iter()
         .map(|slot| {
-            let (kind, pttl, index) = match slot {
+            let (kind, expiry, index) = match slot {
                 Ok(slot) => slot,
                 Err(read) => return Ok(read),
             };
@@ -253,7 +248,7 @@ pub async fn read_within(
             let Some(value) = decode(&kind, reply)? else {
                 return Ok(Read::Absent); // vanished between the round trips
             };
-            Ok(Read::Value(Stored { value, expire_at_ms: expires_at(now_ms, pttl) }))
+            Ok(Read::Value(Stored { value, expire_at_ms: expires_at(expiry) }))
         })
         .collect()
 }
@@ -289,9 +284,9 @@ fn decode(kind: &str, reply: Reply) -> Result<Option<TypedValue>, StoreError> {
 }
 
 /// As [`read_many`], for keys whose type is expected (a target's, from its conversion): the
-/// type's read command, and `PTTL` only for the keys it found — no `TYPE`, and for a key
-/// that does not exist (most targets) one command. A key that holds another type, or
-/// vanished before its `PTTL`, is read again with [`read_many`].
+/// type's read command, and `PEXPIRETIME` only for the keys it found — no `TYPE`, and for a
+/// key that does not exist (most targets) one command. A key that holds another type, or
+/// vanished before its `PEXPIRETIME`, is read again with [`read_many`].
 pub async fn read_expecting(
     store: &dyn Store,
     keys: &[(&str, &'static str)],
@@ -313,13 +308,12 @@ pub async fn read_expecting(
         }
     }
     if !found.is_empty() {
-        let pttls: Vec<Command> = found.iter().map(|(i, _)| Command::new("PTTL").arg(keys[*i].0)).collect();
-        let pttls = store.pipeline(&pttls).await?;
-        let now_ms = wall_clock_ms();
-        for ((i, value), pttl) in found.into_iter().zip(pttls) {
-            match pttl.ok().and_then(|r| r.into_int().ok()).unwrap_or(-2) {
+        let expiries: Vec<Command> = found.iter().map(|(i, _)| Command::new("PEXPIRETIME").arg(keys[*i].0)).collect();
+        let expiries = store.pipeline(&expiries).await?;
+        for ((i, value), expiry) in found.into_iter().zip(expiries) {
+            match expiry.ok().and_then(|r| r.into_int().ok()).unwrap_or(-2) {
                 -2 => again.push(i),
-                pttl => reads[i] = Some(Stored { value, expire_at_ms: expires_at(now_ms, pttl) }),
+                expiry => reads[i] = Some(Stored { value, expire_at_ms: expires_at(expiry) }),
             }
         }
     }

@@ -29,7 +29,7 @@ pub struct Command {
 }
 
 /// Commands that never change data, which makes them safe to retry.
-const READ_ONLY: [&str; 24] = [
+const READ_ONLY: [&str; 25] = [
     "GET",
     "MGET",
     "STRLEN",
@@ -37,6 +37,7 @@ const READ_ONLY: [&str; 24] = [
     "TYPE",
     "TTL",
     "PTTL",
+    "PEXPIRETIME",
     "HGET",
     "HGETALL",
     "HMGET",

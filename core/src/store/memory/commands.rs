@@ -52,9 +52,8 @@ pub(super) fn apply(ks: &mut Keyspace, now: i64, command: &Command) -> Outcome {
             _ => wrong_args(name),
         },
         "GET" | "MGET" | "INCR" | "INCRBY" => strings(ks, now, name, args),
-        "DEL" | "UNLINK" | "EXISTS" | "TYPE" | "TTL" | "PTTL" | "EXPIRE" | "PEXPIRE" | "PEXPIREAT" | "PERSIST" => {
-            keys(ks, now, name, args)
-        }
+        "DEL" | "UNLINK" | "EXISTS" | "TYPE" | "TTL" | "PTTL" | "PEXPIRETIME" | "EXPIRE" | "PEXPIRE" | "PEXPIREAT"
+        | "PERSIST" => keys(ks, now, name, args),
         "HSET" | "HGET" | "HMGET" | "HGETALL" | "HDEL" | "HLEN" | "HINCRBY" => hashes(ks, now, name, args),
         "SADD" | "SREM" | "SMEMBERS" | "SISMEMBER" | "SCARD" => sets(ks, now, name, args),
         "ZADD" | "ZREM" | "ZCARD" | "ZSCORE" | "ZRANGE" | "ZRANGEBYSCORE" | "ZREVRANGEBYSCORE" | "ZREMRANGEBYRANK" => {
@@ -164,6 +163,11 @@ fn keys(ks: &mut Keyspace, now: i64, name: &str, args: &[String]) -> Outcome {
             Some(Entry { expires_at_ms: Some(at), .. }) if name == "PTTL" => *at - now,
             // Redis rounds TTL to the nearest second.
             Some(Entry { expires_at_ms: Some(at), .. }) => (*at - now + 500) / 1000,
+        })),
+        ("PEXPIRETIME", [key]) => Ok(Reply::Int(match ks.live(now, key) {
+            None => -2,
+            Some(Entry { expires_at_ms: None, .. }) => -1,
+            Some(Entry { expires_at_ms: Some(at), .. }) => *at,
         })),
         ("EXPIRE" | "PEXPIRE" | "PEXPIREAT", [key, amount]) => {
             let amount = int(amount)?;
