@@ -36,6 +36,10 @@ pub enum TargetError {
     InsecureTls,
     #[error("client certificates for rediss:// are not supported by the gateway")]
     TlsParameters,
+    #[error("the cluster names a node at {0:?}, which is not host:port")]
+    NodeAddress(String),
+    #[error("a Unix socket cannot be a node of a Redis Cluster")]
+    UnixSocketCluster,
 }
 
 impl Target {
@@ -52,6 +56,34 @@ impl Target {
         // `CLIENT SETINFO` is skipped: a read-only user may not run CLIENT, and it only labels.
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
         Ok(Self { addr: info.addr().clone(), settings })
+    }
+
+    /// Another node of the same cluster (`host:port`, `[v6]:port`), with the same credentials
+    /// and TLS.
+    pub fn at(&self, address: &str) -> Result<Self, TargetError> {
+        let bad = || TargetError::NodeAddress(address.to_owned());
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let addr = match &self.addr {
+            ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host, port),
+            ConnectionAddr::TcpTls { insecure, tls_params, .. } => {
+                ConnectionAddr::TcpTls { host, port, insecure: *insecure, tls_params: tls_params.clone() }
+            }
+            _ => return Err(TargetError::UnixSocketCluster),
+        };
+        Ok(Self { addr, settings: self.settings.clone() })
+    }
+
+    /// Where this target connects, `host:port` (as a cluster names its nodes).
+    pub fn address(&self) -> String {
+        match &self.addr {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } if host.contains(':') => {
+                format!("[{host}]:{port}")
+            }
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port}"),
+            other => format!("{other:?}"),
+        }
     }
 
     /// The same server, as `user` with `password`.
@@ -131,10 +163,10 @@ async fn open(addr: &ConnectionAddr) -> Result<Box<dyn Duplex>, RedisError> {
     })
 }
 
-/// Makes a link's ACL user exist again after Redis lost it (a restart without persistence);
-/// the ACL module implements it, so links need not know how users are made.
+/// Makes a link's ACL user exist again on `node` after it lost it (a restart without
+/// persistence); the ACL module implements it, so links need not know how users are made.
 pub trait Provision: Send + Sync {
-    fn provision_again(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>>;
+    fn provision_again<'a>(&'a self, node: &'a Target) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
 }
 
 /// One multiplexed connection to a [`Target`], replaced after it broke.
@@ -183,7 +215,7 @@ impl Link {
         match self.target.connect(self.reply_limit, response_timeout).await {
             Err(error) if is_unknown_user(&error) && self.provisioner.is_some() => {
                 if let Some(provisioner) = &self.provisioner {
-                    provisioner.provision_again().await.map_err(|e| {
+                    provisioner.provision_again(&self.target).await.map_err(|e| {
                         RedisError::from((
                             redis::ErrorKind::AuthenticationFailed,
                             "cannot provision the ACL user again",

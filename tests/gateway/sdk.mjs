@@ -3,7 +3,9 @@
 // prints what the SDK returned, as JSON, for tests/tests/gateway.rs to check (and to check
 // against redis-server directly). Scenarios: `everyday` (what edgesync and a typical user
 // run), `read-only` (a read-only token's reads and refused writes), `subscribe` (the SDK's
-// Subscriber on a channel and a pattern, fed by PUBLISH through the gateway).
+// Subscriber on a channel and a pattern, fed by PUBLISH through the gateway), `cluster`
+// (`everyday` as a Redis Cluster user writes it: keys spread over the masters, multi-key
+// commands and transactions on one hash tag; and a transaction across slots, refused).
 import { Redis } from "@upstash/redis";
 
 const [url, token, scenario] = process.argv.slice(2);
@@ -34,6 +36,32 @@ if (scenario === "everyday") {
   await attempt("multi", () => { const m = redis.multi(); m.set("sdk:m", "a"); m.append("sdk:m", "b"); m.get("sdk:m"); return m.exec(); });
   await attempt("del", () => redis.del("sdk:str", "sdk:missing"));
   await attempt("gone", () => redis.get("sdk:str"));
+  await attempt("flushall", () => redis.flushall());
+} else if (scenario === "cluster") {
+  await attempt("set", () => redis.set("sdk:str", "hello"));
+  await attempt("str", () => redis.get("sdk:str"));
+  await attempt("json", async () => { await redis.set("sdk:json", { price: "0.0150", n: 3 }); return redis.get("sdk:json"); });
+  await attempt("unicode", async () => { await redis.set("sdk:uni", "ünïcødé ✓"); return redis.get("sdk:uni"); });
+  await attempt("ttl", async () => { await redis.set("sdk:ttl", "x", { ex: 100 }); return redis.ttl("sdk:ttl"); });
+  await attempt("hash", async () => { await redis.hset("sdk:hash", { a: "1", b: "two" }); return redis.hgetall("sdk:hash"); });
+  await attempt("zset", async () => {
+    await redis.zadd("sdk:z", { score: 1, member: "one" }, { score: 2, member: "two" });
+    return redis.zrange("sdk:z", 0, -1, { withScores: true });
+  });
+  await attempt("set_members", async () => { await redis.sadd("sdk:s", "x", "y"); return (await redis.smembers("sdk:s")).sort(); });
+  await attempt("incr", () => redis.incr("sdk:n"));
+  await attempt("pipeline", () => {
+    const p = redis.pipeline();
+    p.set("sdk:p", "1"); p.incr("sdk:p"); p.set("sdk:q", "q"); p.get("sdk:p"); p.get("sdk:q"); p.get("sdk:str");
+    return p.exec();
+  });
+  await attempt("multi", () => { const m = redis.multi(); m.set("{sdk}:m", "a"); m.append("{sdk}:m", "b"); m.set("{sdk}:m2", "c"); m.get("{sdk}:m"); return m.exec(); });
+  await attempt("cross_slot_multi", () => { const m = redis.multi(); m.set("sdk:a", "1"); m.set("sdk:b", "2"); return m.exec(); });
+  await attempt("mget", () => redis.mget("{sdk}:m", "{sdk}:m2", "{sdk}:none"));
+  await attempt("cross_slot_mget", () => redis.mget("sdk:str", "sdk:json"));
+  await attempt("del", () => redis.del("sdk:str"));
+  await attempt("gone", () => redis.get("sdk:str"));
+  await attempt("dbsize", () => redis.dbsize());
   await attempt("flushall", () => redis.flushall());
 } else if (scenario === "read-only") {
   await attempt("get", () => redis.get("sdk:json"));

@@ -134,6 +134,20 @@ impl RedisCluster {
         Ok(())
     }
 
+    /// Waits until every replica's link to its master is up: before that (a master's first
+    /// sync of a replica waits `repl-diskless-sync-delay`, 5 s) a replica holds none of its
+    /// master's writes, and a failover to it would lose them.
+    pub fn wait_replicas_synced(&self) -> Result<(), String> {
+        for port in self.ports_with_role("slave") {
+            wait_until("every replica's link to its master up", Duration::from_secs(30), || {
+                info(port, "replication", self.tls_ca.as_deref())
+                    .filter(|i| i.lines().any(|l| l.trim() == "master_link_status:up"))
+                    .map(drop)
+            })?;
+        }
+        Ok(())
+    }
+
     /// `redis://127.0.0.1:{port}` (`rediss://` for a TLS cluster) of every node, masters and
     /// replicas.
     pub fn urls(&self) -> Vec<String> {

@@ -6,7 +6,8 @@
 //! A missing tool is an error that says what to install, never a silent skip.
 //!
 //! Its parts, one file each, re-exported here (one spelling): `redis_backend.rs`
-//! ([`RedisBackend`]: `redis-server` and the gateway), `standin.rs` ([`ExchangeStandin`]:
+//! ([`RedisBackend`]: `redis-server` and the gateway), `cluster_backend.rs`
+//! ([`ClusterBackend`]: a Redis Cluster and the gateway), `standin.rs` ([`ExchangeStandin`]:
 //! the MEXC stand-in), `wrangler.rs` (the worker under `wrangler dev`, extra workers).
 
 use std::path::PathBuf;
@@ -17,10 +18,12 @@ use serde_json::Value;
 
 use crate::process::{free_port, wait_until, Service};
 
+mod cluster_backend;
 mod redis_backend;
 mod standin;
 mod wrangler;
 
+pub use cluster_backend::ClusterBackend;
 pub use redis_backend::RedisBackend;
 pub use standin::ExchangeStandin;
 pub use wrangler::{

@@ -1,0 +1,562 @@
+//! The gateway in front of a Redis Cluster: found from `--redis-url` (any node), every
+//! command routed to the master serving its keys' slot ([`plan`]), each node reached through
+//! the gateway's own [`Link`]s — so every reply on every node passes through the reply limit
+//! — as the token's ACL user, with the URL's password and TLS.
+//!
+//! - A pipeline is split by master, each share sent at once as one pipeline (with its own
+//!   response budget window), and the answers put back in request order; a node that fails
+//!   answers its own commands with errors and the others answer normally.
+//! - `MOVED` (a failover, resharding) notes the slot's new master, refreshes the topology in
+//!   the background and resends; `ASK` resends to the importing node after `ASKING`;
+//!   `TRYAGAIN`, `CLUSTERDOWN` and a node that cannot be reached re-read the topology and
+//!   retry for [`SETTLE`]. A command already sent on a connection that then broke is not
+//!   resent (it may have run): its answer is the error.
+//! - A transaction (`/multi-exec`) runs on the master of its keys' one slot; keys in several
+//!   slots are refused before anything is sent, so the shared connection never stays in
+//!   `MULTI`.
+//! - `EVALSHA` answered `NOSCRIPT` on a master that lacks the script (a replica promoted since
+//!   `SCRIPT LOAD`, which the gateway sends to every master) loads the script there and runs
+//!   again, when the gateway saw the script's text.
+//!
+//! The gateway routes by hand rather than through the `redis` crate's `cluster-async`
+//! client: that client opens its own connections (the reply limit could not sit under
+//! them), refuses a pipeline whose keys span slots, and has no composite `SCAN` cursor.
+
+pub mod plan;
+pub mod scan_cursor;
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use edgesync_core::cluster::topology::{Topology, TopologyError};
+use edgesync_core::store::Reply;
+use lru::LruCache;
+use redis::{RedisError, RedisResult, Value};
+
+use crate::command::command;
+use crate::keys::{KeyTable, KeyTableError};
+use crate::policy::Lane;
+use crate::redis_link::{Link, Provision, Target, TargetError};
+use crate::reply_limit::window_marker;
+use crate::shebang::sha1_hex;
+use crate::tokens::Access;
+pub use plan::PlanError;
+use plan::{merge, plan, Part, Plan};
+
+/// How long a command keeps being redirected or retried (`TRYAGAIN`, `CLUSTERDOWN`, a master
+/// that cannot be reached during a failover) before its error is the answer.
+pub const SETTLE: Duration = Duration::from_secs(10);
+/// Redirections one command follows at most (a loop between two nodes ends here).
+const MAX_REDIRECTS: usize = 16;
+/// Script texts remembered to load on a master that answers `NOSCRIPT`.
+const SCRIPTS_REMEMBERED: usize = 4096;
+
+/// Why the gateway cannot serve a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("cannot read the cluster's topology from {node} (CLUSTER SLOTS): {source}")]
+    Unreachable { node: String, source: RedisError },
+    #[error("cannot read the commands' key positions (COMMAND) from {node}: {source}")]
+    Commands { node: String, source: RedisError },
+    #[error(transparent)]
+    KeyTable(#[from] KeyTableError),
+    #[error(transparent)]
+    Node(#[from] TargetError),
+}
+
+/// One token's connections, one per node, made on first use.
+struct NodeLinks {
+    /// The token's user at the `--redis-url` node; other nodes are the same user elsewhere.
+    user: Target,
+    provisioner: Option<Arc<dyn Provision>>,
+    reply_limit: usize,
+    response_timeout: Option<Duration>,
+    by_address: RwLock<HashMap<String, Arc<Link>>>,
+}
+
+impl NodeLinks {
+    fn at(&self, address: &str) -> Result<Arc<Link>, TargetError> {
+        if let Some(link) = self.by_address.read().unwrap_or_else(|p| p.into_inner()).get(address) {
+            return Ok(Arc::clone(link));
+        }
+        let target = self.user.at(address)?;
+        let mut links = self.by_address.write().unwrap_or_else(|p| p.into_inner());
+        let link = links.entry(address.to_owned()).or_insert_with(|| {
+            Arc::new(
+                Link::new(target, self.reply_limit, self.response_timeout).provisioned_by(self.provisioner.clone()),
+            )
+        });
+        Ok(Arc::clone(link))
+    }
+}
+
+/// A token's user, for the links of every node.
+pub struct TokenUser {
+    pub target: Target,
+    pub provisioner: Option<Arc<dyn Provision>>,
+}
+
+/// A Redis Cluster behind the gateway.
+pub struct Cluster {
+    /// The `--redis-url` node and user: reads the topology.
+    admin: Target,
+    topology: RwLock<Arc<Topology>>,
+    /// One refresh at a time; when the last one finished.
+    refreshed: tokio::sync::Mutex<Instant>,
+    keys: KeyTable,
+    full: NodeLinks,
+    read_only: NodeLinks,
+    administrator: NodeLinks,
+    /// Script texts by the SHA-1 Redis knows them by, to load where one is missing.
+    scripts: Mutex<LruCache<String, Vec<u8>>>,
+}
+
+/// The topology as `node` describes it.
+async fn read_topology(node: &Target) -> Result<Topology, ClusterError> {
+    let unreachable = |source| ClusterError::Unreachable { node: node.address(), source };
+    let mut connection = node.connect(usize::MAX, Some(Duration::from_secs(2))).await.map_err(unreachable)?;
+    let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut connection).await.map_err(unreachable)?;
+    Ok(Topology::from_cluster_slots(reply_of(slots))?)
+}
+
+/// The nodes of the cluster `node` belongs to, but `node` (masters, then replicas), as its
+/// user: where the ACL users are made and checked.
+pub async fn other_nodes(node: &Target) -> Result<Vec<Target>, ClusterError> {
+    let topology = read_topology(node).await?;
+    let own = node.address();
+    let others = topology.nodes().into_iter().filter(|address| *address != own);
+    Ok(others.map(|address| node.at(address)).collect::<Result<_, _>>()?)
+}
+
+/// A driver value as core's [`Reply`] (what the topology parser reads).
+fn reply_of(value: Value) -> Reply {
+    match value {
+        Value::Int(n) => Reply::Int(n),
+        Value::BulkString(bytes) => Reply::Bulk(bytes),
+        Value::SimpleString(text) => Reply::Bulk(text.into_bytes()),
+        Value::Okay => Reply::bulk("OK"),
+        Value::Array(items) => Reply::Array(items.into_iter().map(reply_of).collect()),
+        _ => Reply::Nil,
+    }
+}
+
+/// A Redis error reply (`CODE detail`) as the driver reports one.
+pub fn server_error(line: &str) -> RedisError {
+    let line = line.replace(['\r', '\n'], " ");
+    match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).and_then(Value::extract_error) {
+        Err(error) => error,
+        Ok(_) => RedisError::from((redis::ErrorKind::Client, "not an error line")),
+    }
+}
+
+impl crate::script_guard::Masters for Cluster {
+    /// The masters as the `--redis-url` user (who may run `SCRIPT KILL`).
+    fn master_targets(&self) -> Vec<Target> {
+        self.topology().masters.iter().filter_map(|m| self.admin.at(&m.address).ok()).collect()
+    }
+}
+
+/// What to do after a reply.
+enum Next {
+    Done,
+    Moved { slot: u16, address: String },
+    Ask(String),
+    Wait,
+    Load(Vec<u8>),
+}
+
+impl Cluster {
+    /// The cluster `admin` (the `--redis-url` node) belongs to, with each token's user.
+    pub async fn discover(
+        admin: Target,
+        users: [TokenUser; 2],
+        reply_limit: usize,
+        response_timeout: Option<Duration>,
+    ) -> Result<Self, ClusterError> {
+        let topology = read_topology(&admin).await?;
+        let commands = async {
+            let mut connection = admin.connect(usize::MAX, Some(Duration::from_secs(5))).await?;
+            redis::cmd("COMMAND").query_async::<Value>(&mut connection).await
+        };
+        let commands = commands.await.map_err(|source| ClusterError::Commands { node: admin.address(), source })?;
+        let keys = KeyTable::from_command_reply(&commands)?;
+        let [full, read_only] = users;
+        let links = |user: TokenUser| NodeLinks {
+            user: user.target,
+            provisioner: user.provisioner,
+            reply_limit,
+            response_timeout,
+            by_address: RwLock::new(HashMap::new()),
+        };
+        Ok(Self {
+            administrator: links(TokenUser { target: admin.clone(), provisioner: None }),
+            full: links(full),
+            read_only: links(read_only),
+            admin,
+            topology: RwLock::new(Arc::new(topology)),
+            refreshed: tokio::sync::Mutex::new(Instant::now()),
+            keys,
+            scripts: Mutex::new(LruCache::new(NonZeroUsize::new(SCRIPTS_REMEMBERED).expect("a positive bound"))),
+        })
+    }
+
+    /// The topology now.
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&self.topology.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Every node's target (masters, then replicas) as the `--redis-url` user.
+    pub fn node_targets(&self) -> Result<Vec<Target>, TargetError> {
+        self.topology().nodes().into_iter().map(|address| self.admin.at(address)).collect()
+    }
+
+    fn links(&self, access: Access) -> &NodeLinks {
+        match access {
+            Access::Full => &self.full,
+            Access::ReadOnly => &self.read_only,
+            Access::Admin => &self.administrator,
+        }
+    }
+
+    /// Reads the topology again from any node that answers (the `--redis-url` node first),
+    /// unless another request just did.
+    async fn refresh(&self) {
+        let asked = Instant::now();
+        let mut refreshed = self.refreshed.lock().await;
+        if *refreshed >= asked {
+            return; // another request refreshed it while this one waited
+        }
+        let mut candidates = vec![self.admin.clone()];
+        candidates.extend(self.node_targets().unwrap_or_default());
+        for node in candidates {
+            if let Ok(Ok(topology)) = tokio::time::timeout(Duration::from_secs(2), read_topology(&node)).await {
+                *self.topology.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(topology);
+                break;
+            }
+        }
+        *refreshed = Instant::now();
+    }
+
+    /// Notes that `slot` moved to `address` now; the whole topology is read again soon after.
+    fn moved(self: &Arc<Self>, slot: u16, address: &str) {
+        {
+            let mut topology = self.topology.write().unwrap_or_else(|p| p.into_inner());
+            if topology.master_of(slot) != address {
+                let mut changed = (**topology).clone();
+                changed.moved(slot, address);
+                *topology = Arc::new(changed);
+            }
+        }
+        let cluster = Arc::clone(self);
+        tokio::spawn(async move { cluster.refresh().await });
+    }
+
+    /// Remembers the texts of scripts sent, by the hash Redis will know them by.
+    fn remember_scripts(&self, commands: &[Vec<Vec<u8>>]) {
+        for args in commands {
+            let name = args.first().map(|a| String::from_utf8_lossy(a).to_ascii_uppercase()).unwrap_or_default();
+            let sub = args.get(1).map(|a| String::from_utf8_lossy(a).to_ascii_uppercase()).unwrap_or_default();
+            let script = match (name.as_str(), sub.as_str()) {
+                ("EVAL" | "EVAL_RO", _) => args.get(1),
+                ("SCRIPT", "LOAD") => args.get(2),
+                _ => None,
+            };
+            if let Some(script) = script {
+                self.scripts.lock().unwrap_or_else(|p| p.into_inner()).put(sha1_hex(script), script.clone());
+            }
+        }
+    }
+
+    /// Runs `commands` on the cluster: a transaction when `atomic`, else a pipeline. Answers
+    /// one result per command, in order, or the error of the whole request.
+    pub async fn run(
+        self: &Arc<Self>,
+        commands: &[Vec<Vec<u8>>],
+        atomic: bool,
+        lane: Lane,
+        access: Access,
+    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        self.remember_scripts(commands);
+        if atomic {
+            return self.transaction(commands, lane, access).await;
+        }
+        let topology = self.topology();
+        let home = self.admin.address();
+        let plans: Vec<Result<Plan, PlanError>> =
+            commands.iter().map(|args| plan(args, &self.keys, &topology, &home)).collect();
+        // Every part, by the node it goes to: (command, part) in request order.
+        let mut by_node: Vec<(String, Vec<(usize, usize)>)> = Vec::new();
+        for (command, planned) in plans.iter().enumerate() {
+            let Ok(planned) = planned else { continue };
+            for (index, part) in planned.parts.iter().enumerate() {
+                match by_node.iter_mut().find(|(address, _)| *address == part.address) {
+                    Some((_, parts)) => parts.push((command, index)),
+                    None => by_node.push((part.address.clone(), vec![(command, index)])),
+                }
+            }
+        }
+        let shares = by_node.iter().map(|(address, parts)| {
+            let args: Vec<&[Vec<u8>]> = parts
+                .iter()
+                .filter_map(|(command, index)| plans[*command].as_ref().ok().map(|p| p.parts[*index].args.as_slice()))
+                .collect();
+            self.send(address, args, false, lane, access)
+        });
+        let answered = futures_util::future::join_all(shares).await;
+        let mut replies: Vec<Vec<Option<RedisResult<Value>>>> = plans
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.parts.iter().map(|_| None).collect()).unwrap_or_default())
+            .collect();
+        for ((_, parts), outcome) in by_node.iter().zip(answered) {
+            let mut outcome = outcome.into_iter();
+            for (command, index) in parts {
+                replies[*command][*index] = outcome.next();
+            }
+        }
+        let mut results = Vec::with_capacity(commands.len());
+        for (planned, replies) in plans.into_iter().zip(replies) {
+            let planned = match planned {
+                Ok(planned) => planned,
+                Err(refused) => {
+                    results.push(Err(server_error(&refused.to_string())));
+                    continue;
+                }
+            };
+            let mut settled = Vec::with_capacity(replies.len());
+            for (part, reply) in planned.parts.iter().zip(replies) {
+                let reply = reply.unwrap_or_else(|| Err(server_error("ERR no reply from Redis")));
+                settled.push(self.settle(part, reply, lane, access).await);
+            }
+            results.push(merge(&planned.merge, settled));
+        }
+        Ok(results)
+    }
+
+    /// Sends `commands` to the node at `address` as one pipeline; one result per command (the
+    /// node's failure as each one's error).
+    async fn send(
+        &self,
+        address: &str,
+        commands: Vec<&[Vec<u8>]>,
+        asking: bool,
+        lane: Lane,
+        access: Access,
+    ) -> Vec<RedisResult<Value>> {
+        let count = commands.len();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        // The replies of a node's share count against one response budget.
+        let windowed = count > 1;
+        if windowed {
+            pipe.cmd("ECHO").arg(window_marker(count));
+        }
+        if asking {
+            pipe.cmd("ASKING");
+        }
+        for args in &commands {
+            pipe.add_command(command(args));
+        }
+        let skipped = usize::from(windowed) + usize::from(asking);
+        match self.query(address, pipe, lane, access).await {
+            Ok(mut replies) => {
+                let replies: Vec<_> = replies.drain(skipped.min(replies.len())..).collect();
+                if replies.len() == count {
+                    replies
+                } else {
+                    (0..count).map(|_| Err(server_error("ERR the node answered fewer replies than commands"))).collect()
+                }
+            }
+            Err(error) => (0..count).map(|_| Err(error.clone())).collect(),
+        }
+    }
+
+    /// Runs `pipe` on the token's link to `address` (or, for a blocking command, a connection
+    /// of its own, bounded) in a task of its own. A connection that could not be made is an
+    /// error of kind `ClusterConnectionNotFound`-like: [`Next::Wait`] resends it.
+    async fn query(
+        &self,
+        address: &str,
+        pipe: redis::Pipeline,
+        lane: Lane,
+        access: Access,
+    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        let link = self.links(access).at(address).map_err(|e| {
+            RedisError::from((redis::ErrorKind::InvalidClientConfig, "a node's address", e.to_string()))
+        })?;
+        match lane {
+            Lane::Shared => {
+                let leased = link.lease().await.map_err(not_sent)?;
+                let mut connection = leased.connection.clone();
+                let task =
+                    tokio::spawn(async move { pipe.query_async::<Vec<RedisResult<Value>>>(&mut connection).await });
+                let outcome = task
+                    .await
+                    .map_err(|_| RedisError::from((redis::ErrorKind::Io, "the Redis driver failed on this request")))?;
+                link.returned(&leased, outcome.as_ref().err());
+                outcome
+            }
+            Lane::Dedicated(bound) => {
+                let run = async move {
+                    let mut connection = link.dedicated().await.map_err(not_sent)?;
+                    pipe.query_async::<Vec<RedisResult<Value>>>(&mut connection).await
+                };
+                let task = tokio::spawn(async move {
+                    match tokio::time::timeout(bound, run).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(RedisError::from((redis::ErrorKind::Io, "blocked longer than --max-block"))),
+                    }
+                });
+                task.await
+                    .map_err(|_| RedisError::from((redis::ErrorKind::Io, "the Redis driver failed on this request")))?
+            }
+        }
+    }
+
+    /// What `reply` asks for: done, or a redirection, a wait, a script to load.
+    fn next(&self, part: &Part, reply: &RedisResult<Value>) -> Next {
+        let Err(error) = reply else { return Next::Done };
+        if is_not_sent(error) {
+            return Next::Wait;
+        }
+        match (error.code(), error.redirect_node()) {
+            (Some("MOVED"), Some((host, port))) => {
+                let slot = error
+                    .detail()
+                    .and_then(|d| d.split(' ').next())
+                    .and_then(|s| s.parse().ok())
+                    .or(part.slot)
+                    .unwrap_or(0);
+                Next::Moved { slot, address: format!("{host}:{port}") }
+            }
+            (Some("ASK"), Some((host, port))) => Next::Ask(format!("{host}:{port}")),
+            (Some("TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING"), _) => Next::Wait,
+            (Some("NOSCRIPT"), _) => {
+                let hash = part.args.get(1).map(|h| String::from_utf8_lossy(h).to_ascii_lowercase());
+                match hash.and_then(|h| self.scripts.lock().unwrap_or_else(|p| p.into_inner()).get(&h).cloned()) {
+                    Some(script) => Next::Load(script),
+                    None => Next::Done,
+                }
+            }
+            _ => Next::Done,
+        }
+    }
+
+    /// Follows redirections and waits until `reply` is the part's answer (or [`SETTLE`] passed).
+    async fn settle(
+        self: &Arc<Self>,
+        part: &Part,
+        mut reply: RedisResult<Value>,
+        lane: Lane,
+        access: Access,
+    ) -> RedisResult<Value> {
+        let deadline = Instant::now() + SETTLE;
+        let mut address = part.address.clone();
+        let mut loaded = false;
+        for attempt in 0..MAX_REDIRECTS {
+            let mut asking = false;
+            match self.next(part, &reply) {
+                Next::Done => return reply,
+                Next::Moved { slot, address: to } => {
+                    self.moved(slot, &to);
+                    address = to;
+                }
+                Next::Ask(to) => {
+                    address = to;
+                    asking = true;
+                }
+                Next::Wait => {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1).min(8))).await;
+                    self.refresh().await;
+                    if let Some(slot) = part.slot {
+                        address = self.topology().master_of(slot).to_owned();
+                    }
+                }
+                Next::Load(script) if !loaded => {
+                    loaded = true;
+                    let load = vec![b"SCRIPT".to_vec(), b"LOAD".to_vec(), script];
+                    self.send(&address, vec![load.as_slice()], false, lane, access).await;
+                }
+                Next::Load(_) => return reply,
+            }
+            reply = self.send(&address, vec![part.args.as_slice()], asking, lane, access).await.remove(0);
+        }
+        match reply {
+            Err(error) if matches!(error.code(), Some("MOVED" | "ASK")) => Err(server_error(&format!(
+                "TRYAGAIN the cluster kept redirecting this command ({}); retry",
+                error.detail().unwrap_or_default()
+            ))),
+            other => other,
+        }
+    }
+
+    /// A `/multi-exec` transaction on the master of its keys' one slot.
+    async fn transaction(
+        self: &Arc<Self>,
+        commands: &[Vec<Vec<u8>>],
+        lane: Lane,
+        access: Access,
+    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        let slot = plan::common_slot(commands, &self.keys).map_err(|refused| server_error(&refused.to_string()))?;
+        let deadline = Instant::now() + SETTLE;
+        let mut redirected: Option<String> = None;
+        for attempt in 0..MAX_REDIRECTS {
+            let address = match (&redirected, slot) {
+                (Some(address), _) => address.clone(),
+                (None, Some(slot)) => self.topology().master_of(slot).to_owned(),
+                (None, None) => self.topology().masters[0].address.clone(),
+            };
+            let mut pipe = redis::pipe();
+            pipe.atomic().ignore_errors();
+            for args in commands {
+                pipe.add_command(command(args));
+            }
+            let outcome = self.query(&address, pipe, lane, access).await;
+            let Err(error) = &outcome else { return outcome };
+            // Redirections and waits come as the queued commands' errors (EXECABORT): nothing
+            // ran, so the transaction is sent again.
+            let mut causes =
+                vec![(error.code().map(str::to_owned), error.redirect_node().map(|(h, p)| format!("{h}:{p}")))];
+            if let Some(queued) = error.clone().into_server_errors() {
+                causes.extend(queued.iter().map(|(_, e)| {
+                    let to = e.details().and_then(|d| d.split(' ').nth(1)).map(str::to_owned);
+                    (Some(e.code().to_owned()), to)
+                }));
+            }
+            let moved =
+                causes.iter().find(|(code, _)| matches!(code.as_deref(), Some("MOVED"))).and_then(|c| c.1.clone());
+            let waits = is_not_sent(error)
+                || causes.iter().any(|(code, _)| {
+                    matches!(code.as_deref(), Some("ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING"))
+                });
+            if let (Some(to), Some(slot)) = (&moved, slot) {
+                self.moved(slot, to);
+                redirected = Some(to.clone());
+            } else if waits && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1).min(8))).await;
+                self.refresh().await;
+                redirected = None;
+            } else {
+                return outcome;
+            }
+        }
+        Err(server_error("TRYAGAIN the cluster kept redirecting this transaction; retry"))
+    }
+}
+
+/// Marks an error that happened before anything was sent (no connection): safe to resend.
+fn not_sent(error: RedisError) -> RedisError {
+    RedisError::from((redis::ErrorKind::Io, NOT_SENT, error.to_string()))
+}
+
+const NOT_SENT: &str = "no connection to the node";
+
+fn is_not_sent(error: &RedisError) -> bool {
+    error.to_string().contains(NOT_SENT)
+}
