@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgesync_e2e::binaries;
-use edgesync_e2e::harness::{ClusterBackend, REDIS_TOKEN};
+use edgesync_e2e::cluster::RedisCluster;
+use edgesync_e2e::harness::{Backing, RedisBackend, REDIS_TOKEN};
 use edgesync_e2e::process::wait_until;
 use edgesync_e2e::suite::run_suite;
 use serde_json::{json, Value};
 
 fn main() {
     run_suite(
-        || ClusterBackend::start(&binaries!()),
+        || RedisBackend::start_on(&binaries!(), Backing::Cluster),
         &[
             (
                 "the_upstash_sdk_runs_everyday_commands_on_a_cluster",
@@ -44,15 +45,19 @@ fn main() {
 const AUTH: (&str, &str) = ("authorization", "Bearer e2e-redis-token");
 
 /// `body` (JSON) posted to `path` of the cluster's gateway: status and JSON answer.
-fn call(backend: &ClusterBackend, path: &str, body: Value) -> (u16, Value) {
+fn call(backend: &RedisBackend, path: &str, body: Value) -> (u16, Value) {
     let answer = backend.gateway_call("POST", path, &[AUTH], Some(body.to_string().as_bytes()));
     let json = answer.json();
     (answer.status, json)
 }
 
+fn cluster(backend: &RedisBackend) -> &RedisCluster {
+    backend.cluster().expect("the suite's backend is a cluster")
+}
+
 /// What the cluster itself holds at `key` (a cluster-aware client, not the gateway).
-fn cluster_get(backend: &ClusterBackend, key: &str) -> Option<String> {
-    redis::cmd("GET").arg(key).query(&mut backend.cluster.client()).unwrap()
+fn cluster_get(backend: &RedisBackend, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query(&mut cluster(backend).client()).unwrap()
 }
 
 /// The SDK's answers, from `tests/gateway/sdk.mjs`.
@@ -72,7 +77,7 @@ fn sdk(url: &str, scenario: &str) -> Value {
 /// The SDK as a cluster user calls it: every answer what the cluster holds, the keys on more
 /// than one master; a transaction and an MGET on one hash tag work, across slots they get
 /// Upstash's error shape naming CROSSSLOT and hash tags; FLUSHALL stays denied.
-fn the_upstash_sdk_runs_everyday_commands_on_a_cluster(backend: &ClusterBackend) {
+fn the_upstash_sdk_runs_everyday_commands_on_a_cluster(backend: &RedisBackend) {
     let seen = sdk(&backend.gateway_url, "cluster");
     assert_eq!(seen["set"], "OK", "{seen}");
     assert_eq!(seen["str"], "hello");
@@ -83,7 +88,7 @@ fn the_upstash_sdk_runs_everyday_commands_on_a_cluster(backend: &ClusterBackend)
     assert!(seen["ttl"].as_i64().is_some_and(|ttl| (1..=100).contains(&ttl)), "{seen}");
     assert_eq!(seen["hash"], json!({"a": 1, "b": "two"}));
     let hash: std::collections::BTreeMap<String, String> =
-        redis::cmd("HGETALL").arg("sdk:hash").query(&mut backend.cluster.client()).unwrap();
+        redis::cmd("HGETALL").arg("sdk:hash").query(&mut cluster(backend).client()).unwrap();
     assert_eq!(hash.get("b").map(String::as_str), Some("two"));
     assert_eq!(seen["zset"], json!(["one", 1, "two", 2]));
     assert_eq!(seen["set_members"], json!(["x", "y"]));
@@ -99,7 +104,7 @@ fn the_upstash_sdk_runs_everyday_commands_on_a_cluster(backend: &ClusterBackend)
     assert!(seen["cross_slot_mget"]["error"].as_str().is_some_and(|e| e.contains("CROSSSLOT")), "{seen}");
     assert_eq!((seen["del"].as_i64(), &seen["gone"]), (Some(1), &Value::Null));
     assert_eq!(cluster_get(backend, "sdk:str"), None);
-    let per_master = backend.cluster.keys_per_master();
+    let per_master = cluster(backend).keys_per_master();
     assert!(per_master.iter().filter(|keys| **keys > 0).count() >= 2, "keys on several masters: {per_master:?}");
     assert_eq!(seen["dbsize"].as_u64(), Some(per_master.iter().sum::<u64>()), "{seen}");
     assert!(seen["flushall"]["error"].as_str().unwrap().contains("NOPERM"), "{seen}");
@@ -108,7 +113,7 @@ fn the_upstash_sdk_runs_everyday_commands_on_a_cluster(backend: &ClusterBackend)
 
 /// 30 keys over every master in one pipeline, with an error in the middle: one answer per
 /// command in request order, each value what the cluster holds.
-fn a_pipeline_across_slots_answers_in_request_order(backend: &ClusterBackend) {
+fn a_pipeline_across_slots_answers_in_request_order(backend: &RedisBackend) {
     let keys: Vec<String> = (0..30).map(|i| format!("pipe:{i}")).collect();
     let mut commands: Vec<Value> =
         keys.iter().enumerate().map(|(i, key)| json!(["SET", key, format!("v{i}")])).collect();
@@ -132,7 +137,7 @@ fn a_pipeline_across_slots_answers_in_request_order(backend: &ClusterBackend) {
 
 /// SCAN through the gateway, followed to cursor 0, returns every key of every master (the
 /// whole set, checked against each master's own KEYS), and DBSIZE is the masters' sum.
-fn scan_walks_every_master_and_dbsize_sums_them(backend: &ClusterBackend) {
+fn scan_walks_every_master_and_dbsize_sums_them(backend: &RedisBackend) {
     let expected: BTreeSet<String> = (0..300).map(|i| format!("scan:{i}")).collect();
     let sets: Vec<Value> = expected.iter().map(|key| json!(["SET", key, "1"])).collect();
     assert_eq!(call(backend, "/pipeline", Value::Array(sets)).0, 200);
@@ -152,7 +157,7 @@ fn scan_walks_every_master_and_dbsize_sums_them(backend: &ClusterBackend) {
     }
     assert_eq!(seen, expected, "every key of every master, none else");
     let mut on_masters = BTreeSet::new();
-    for port in backend.cluster.ports_with_role("master") {
+    for port in cluster(backend).ports_with_role("master") {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
         let keys: Vec<String> = redis::cmd("KEYS").arg("scan:*").query(&mut client.get_connection().unwrap()).unwrap();
         assert!(!keys.is_empty(), "every master holds some");
@@ -160,14 +165,14 @@ fn scan_walks_every_master_and_dbsize_sums_them(backend: &ClusterBackend) {
     }
     assert_eq!(on_masters, expected);
     let (_, dbsize) = call(backend, "/", json!(["DBSIZE"]));
-    assert_eq!(dbsize["result"].as_u64(), Some(backend.cluster.keys_per_master().iter().sum::<u64>()));
+    assert_eq!(dbsize["result"].as_u64(), Some(cluster(backend).keys_per_master().iter().sum::<u64>()));
     let (status, bad) = call(backend, "/", json!(["SCAN", "not-a-cursor"]));
     assert_eq!((status, bad["error"].as_str().is_some()), (400, true), "{bad}");
 }
 
 /// PING, INFO and CONFIG GET answer from a node; FLUSHDB stays denied; the path form routes
 /// by key too.
-fn keyless_commands_have_their_cluster_meaning(backend: &ClusterBackend) {
+fn keyless_commands_have_their_cluster_meaning(backend: &RedisBackend) {
     assert_eq!(call(backend, "/", json!(["PING"])), (200, json!({"result": "PONG"})));
     let (status, info) = call(backend, "/", json!(["INFO", "cluster"]));
     assert_eq!(status, 200);
@@ -190,7 +195,7 @@ const FLAGGED_SHA1: &str = "4f900878e3823883d5f8f3f26573b26460929ead";
 /// EVAL of the flagged script runs on the master of its key; SCRIPT LOAD answers the
 /// original's hash and loads it on every master, so EVALSHA of that hash runs on keys of
 /// every master; a script whose keys span slots gets the CROSSSLOT error.
-fn scripts_with_upstash_shebang_flags_run_on_a_cluster(backend: &ClusterBackend) {
+fn scripts_with_upstash_shebang_flags_run_on_a_cluster(backend: &RedisBackend) {
     let (status, eval) = call(backend, "/", json!(["EVAL", FLAGGED, 1, "script:eval", "one"]));
     assert_eq!((status, &eval), (200, &json!({"result": "OK"})));
     assert_eq!(cluster_get(backend, "script:eval").as_deref(), Some("one"));
@@ -213,7 +218,7 @@ fn scripts_with_upstash_shebang_flags_run_on_a_cluster(backend: &ClusterBackend)
 
 /// The SDK's Subscriber on the cluster gateway gets what is published through it, on a
 /// channel and on a pattern.
-fn a_subscriber_receives_what_is_published(backend: &ClusterBackend) {
+fn a_subscriber_receives_what_is_published(backend: &RedisBackend) {
     let seen = sdk(&backend.gateway_url, "subscribe");
     assert_eq!(
         seen["channel"],
@@ -226,9 +231,9 @@ fn a_subscriber_receives_what_is_published(backend: &ClusterBackend) {
 /// Writes and reads through the gateway, from two clients, while a replica takes over its
 /// master (`CLUSTER FAILOVER`): every write answered OK is in the cluster afterwards, every
 /// read answered the value written, and no answer mentions MOVED.
-fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &ClusterBackend) {
+fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &RedisBackend) {
     // A replica still waiting for its first sync has none of its master's writes.
-    backend.cluster.wait_replicas_synced().unwrap();
+    cluster(backend).wait_replicas_synced().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..2)
@@ -274,17 +279,17 @@ fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &ClusterBac
         .unwrap()
     };
     writes_past(50);
-    let replica = backend.cluster.ports_with_role("slave")[0];
+    let replica = cluster(backend).ports_with_role("slave")[0];
     let failover = std::process::Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &replica.to_string(), "CLUSTER", "FAILOVER"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&failover.stdout).trim(), "OK");
     wait_until("the replica to become a master", Duration::from_secs(30), || {
-        backend.cluster.ports_with_role("master").contains(&replica).then_some(())
+        cluster(backend).ports_with_role("master").contains(&replica).then_some(())
     })
     .unwrap();
-    backend.cluster.wait_ok().unwrap();
+    cluster(backend).wait_ok().unwrap();
     writes_past(done.load(Ordering::SeqCst) + 100);
     stop.store(true, Ordering::SeqCst);
     let mut written = Vec::new();
@@ -292,7 +297,7 @@ fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &ClusterBac
         written.extend(writer.join().expect("the writers saw no failure"));
     }
     assert!(written.len() >= 100, "{} writes", written.len());
-    let mut cluster = backend.cluster.client();
+    let mut cluster = cluster(backend).client();
     for (key, value) in &written {
         let stored: Option<String> = redis::cmd("GET").arg(key).query(&mut cluster).unwrap();
         assert_eq!(stored, Some(value.to_string()), "{key} was lost");
