@@ -718,6 +718,10 @@ async fn stats(State(gw): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> 
             "unkillable": counts.unkillable,
         },
         "subscribers": gw.subscriptions.open(),
+        "cluster": gw.cluster.as_ref().map(|cluster| {
+            let counts = cluster.counts();
+            json!({ "masters": counts.masters, "moved": counts.moved, "ask": counts.asked })
+        }),
     }))
     .into_response())
 }

@@ -34,6 +34,11 @@ fn main() {
                 scripts_with_upstash_shebang_flags_run_on_a_cluster,
             ),
             ("a_subscriber_receives_what_is_published", a_subscriber_receives_what_is_published),
+            ("a_slot_moving_between_masters_is_followed", a_slot_moving_between_masters_is_followed),
+            (
+                "blocking_commands_and_read_only_tokens_on_a_cluster",
+                blocking_commands_and_read_only_tokens_on_a_cluster,
+            ),
             (
                 "a_failover_during_writes_loses_none_and_answers_no_moved",
                 a_failover_during_writes_loses_none_and_answers_no_moved,
@@ -228,12 +233,119 @@ fn a_subscriber_receives_what_is_published(backend: &RedisBackend) {
     assert_eq!(seen["pattern"]["channel"], "sdk:price:QRLUSDT", "{seen}");
 }
 
+fn node(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
+}
+
+/// A slot resharded as `redis-cli --cluster reshard` does, checked at each step through the
+/// gateway: while half its keys have moved, reads of either half and a new key's write follow
+/// `ASK` to the importing master; once every master knows the new owner, `MOVED` is followed.
+/// No answer mentions either redirection.
+fn a_slot_moving_between_masters_is_followed(backend: &RedisBackend) {
+    let keys: Vec<String> = (0..10).map(|i| format!("{{ask}}{i}")).collect();
+    let sets: Vec<Value> = keys.iter().map(|key| json!(["SET", key, key])).collect();
+    assert_eq!(call(backend, "/pipeline", Value::Array(sets)).0, 200);
+    let slot = edgesync_core::cluster::slot::slot_of(keys[0].as_bytes());
+    let masters = cluster(backend).ports_with_role("master");
+    let holds = |port: u16| -> bool {
+        let count: u64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query(&mut node(port)).unwrap();
+        count > 0
+    };
+    let from = *masters.iter().find(|port| holds(**port)).expect("a master holds the slot");
+    let to = *masters.iter().find(|port| **port != from).unwrap();
+    let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut node(port)).unwrap() };
+    let (from_id, to_id) = (id(from), id(to));
+    let setslot = |port: u16, state: &str, id: &str| {
+        let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(state).arg(id).query(&mut node(port)).unwrap();
+    };
+    setslot(to, "IMPORTING", &from_id);
+    setslot(from, "MIGRATING", &to_id);
+    let migrate = |batch: &[String]| {
+        let mut migrate = redis::cmd("MIGRATE");
+        migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000).arg("KEYS").arg(batch);
+        let _: () = migrate.query(&mut node(from)).unwrap();
+    };
+    migrate(&keys[..5]);
+    let reads: Vec<Value> = keys.iter().map(|key| json!(["GET", key])).collect();
+    let stats = || backend.gateway_call("GET", "/__gateway/stats", &[AUTH], None).json()["cluster"].clone();
+    let before = stats();
+    let (status, answers) = call(backend, "/pipeline", Value::Array(reads.clone()));
+    assert_eq!(status, 200);
+    assert!(!answers.to_string().contains("ASK") && !answers.to_string().contains("MOVED"), "{answers}");
+    let expected: Vec<Value> = keys.iter().map(|key| json!({"result": key})).collect();
+    assert_eq!(answers, Value::Array(expected.clone()), "both halves, during the move");
+    assert_eq!(call(backend, "/", json!(["SET", "{ask}new", "n"])), (200, json!({"result": "OK"})));
+    migrate(&keys[5..]);
+    for port in &masters {
+        setslot(*port, "NODE", &to_id);
+    }
+    wait_until("every master to know the slot's new owner", Duration::from_secs(20), || {
+        masters
+            .iter()
+            .all(|port| {
+                let reply: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(&keys[0]).query(&mut node(*port));
+                *port == to || reply.is_err_and(|e| e.code() == Some("MOVED"))
+            })
+            .then_some(())
+    })
+    .unwrap();
+    let (status, answers) = call(backend, "/pipeline", Value::Array(reads));
+    assert_eq!((status, answers), (200, Value::Array(expected)), "after the move");
+    let after = stats();
+    let grew = |field: &str| after[field].as_u64().unwrap() > before[field].as_u64().unwrap();
+    assert!(grew("ask") && grew("moved"), "both redirections were followed: {before} → {after}");
+    assert_eq!(after["masters"], 3);
+    assert_eq!(call(backend, "/", json!(["GET", "{ask}new"])), (200, json!({"result": "n"})));
+    let moved: Option<String> = redis::cmd("GET").arg("{ask}new").query(&mut node(to)).unwrap();
+    assert_eq!(moved.as_deref(), Some("n"), "the new key was written to the importing master");
+}
+
+/// `POST {url}{path}` with `token`: status and JSON answer.
+fn post_as(url: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let mut answer = ureq::post(&format!("{url}{path}"))
+        .header("authorization", &format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(body.to_string())
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap())
+}
+
+/// A blocking command waits on the master of its key, on a connection of its own, and ends
+/// with the value pushed or at its timeout; a read-only token (its ACL user made on every
+/// node) reads any master and writes none.
+fn blocking_commands_and_read_only_tokens_on_a_cluster(backend: &RedisBackend) {
+    let _: () = redis::cmd("RPUSH").arg("block:ready").arg("v").query(&mut cluster(backend).client()).unwrap();
+    assert_eq!(call(backend, "/", json!(["BLPOP", "block:ready", 1])), (200, json!({"result": ["block:ready", "v"]})));
+    assert_eq!(call(backend, "/", json!(["BLPOP", "block:empty", 1])), (200, json!({"result": null})));
+    let (_gateway, url) = backend
+        .start_gateway(&[], &[("GATEWAY_TOKEN", REDIS_TOKEN), ("GATEWAY_READ_ONLY_TOKEN", "reader")])
+        .expect("a gateway with a read-only token");
+    for i in 0..6 {
+        let _: () = redis::cmd("SET").arg(format!("ro:{i}")).arg(i).query(&mut cluster(backend).client()).unwrap();
+    }
+    let reads: Vec<Value> = (0..6).map(|i| json!(["GET", format!("ro:{i}")])).collect();
+    let (status, answers) = post_as(&url, "reader", "/pipeline", Value::Array(reads));
+    assert_eq!(status, 200);
+    assert_eq!(answers, json!((0..6).map(|i| json!({"result": i.to_string()})).collect::<Vec<_>>()));
+    let (status, refused) = post_as(&url, "reader", "/", json!(["SET", "ro:0", "x"]));
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(cluster_get(backend, "ro:0").as_deref(), Some("0"));
+}
+
 /// Writes and reads through the gateway, from two clients, while a replica takes over its
 /// master (`CLUSTER FAILOVER`): every write answered OK is in the cluster afterwards, every
 /// read answered the value written, and no answer mentions MOVED.
 fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &RedisBackend) {
     // A replica still waiting for its first sync has none of its master's writes.
     cluster(backend).wait_replicas_synced().unwrap();
+    let moved = || {
+        let stats = backend.gateway_call("GET", "/__gateway/stats", &[AUTH], None).json();
+        stats["cluster"]["moved"].as_u64().unwrap()
+    };
+    let moved_before = moved();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..2)
@@ -292,6 +404,8 @@ fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &RedisBacke
     cluster(backend).wait_ok().unwrap();
     writes_past(done.load(Ordering::SeqCst) + 100);
     stop.store(true, Ordering::SeqCst);
+    let moved = moved();
+    assert!(moved > moved_before, "the failover was followed by MOVED ({moved_before} → {moved})");
     let mut written = Vec::new();
     for writer in writers {
         written.extend(writer.join().expect("the writers saw no failure"));
@@ -304,4 +418,12 @@ fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &RedisBacke
     }
     let (status, dbsize) = call(backend, "/", json!(["DBSIZE"]));
     assert_eq!(status, 200, "{dbsize}");
+    // The script loaded before the failover runs on every master after it (loaded again
+    // where the promoted replica lacks it).
+    let calls: Vec<Value> =
+        (0..12).map(|i| json!(["EVALSHA", FLAGGED_SHA1, 1, format!("after:{i}"), format!("a{i}")])).collect();
+    let (status, answers) = call(backend, "/pipeline", Value::Array(calls));
+    assert_eq!(status, 200);
+    assert!(answers.as_array().unwrap().iter().all(|a| *a == json!({"result": "OK"})), "{answers}");
+    assert_eq!(cluster_get(backend, "after:7").as_deref(), Some("a7"));
 }

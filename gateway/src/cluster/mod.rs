@@ -27,6 +27,7 @@ pub mod scan_cursor;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,17 @@ pub struct Cluster {
     administrator: NodeLinks,
     /// Script texts by the SHA-1 Redis knows them by, to load where one is missing.
     scripts: Mutex<LruCache<String, Vec<u8>>>,
+    /// Redirections followed, for `/__gateway/stats`.
+    moved: AtomicU64,
+    asked: AtomicU64,
+}
+
+/// What the cluster routing has seen, for the stats.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutingCounts {
+    pub masters: usize,
+    pub moved: u64,
+    pub asked: u64,
 }
 
 /// The topology as `node` describes it.
@@ -160,6 +172,12 @@ impl crate::script_guard::Masters for Cluster {
     }
 }
 
+/// Where a `MOVED` or `ASK` reply sends a command: its `host:port`, and the slot.
+fn redirection(error: &RedisError) -> Option<(String, u16)> {
+    // The driver's `redirect_node` answers (`host:port`, slot).
+    error.redirect_node().map(|(address, slot)| (address.to_owned(), slot))
+}
+
 /// What to do after a reply.
 enum Next {
     Done,
@@ -201,7 +219,18 @@ impl Cluster {
             refreshed: tokio::sync::Mutex::new(Instant::now()),
             keys,
             scripts: Mutex::new(LruCache::new(NonZeroUsize::new(SCRIPTS_REMEMBERED).expect("a positive bound"))),
+            moved: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
         })
+    }
+
+    /// Masters now, and the redirections followed so far.
+    pub fn counts(&self) -> RoutingCounts {
+        RoutingCounts {
+            masters: self.topology().masters.len(),
+            moved: self.moved.load(Ordering::Relaxed),
+            asked: self.asked.load(Ordering::Relaxed),
+        }
     }
 
     /// The topology now.
@@ -242,7 +271,7 @@ impl Cluster {
     }
 
     /// Notes that `slot` moved to `address` now; the whole topology is read again soon after.
-    fn moved(self: &Arc<Self>, slot: u16, address: &str) {
+    fn note_moved(self: &Arc<Self>, slot: u16, address: &str) {
         {
             let mut topology = self.topology.write().unwrap_or_else(|p| p.into_inner());
             if topology.master_of(slot) != address {
@@ -422,17 +451,9 @@ impl Cluster {
         if is_not_sent(error) {
             return Next::Wait;
         }
-        match (error.code(), error.redirect_node()) {
-            (Some("MOVED"), Some((host, port))) => {
-                let slot = error
-                    .detail()
-                    .and_then(|d| d.split(' ').next())
-                    .and_then(|s| s.parse().ok())
-                    .or(part.slot)
-                    .unwrap_or(0);
-                Next::Moved { slot, address: format!("{host}:{port}") }
-            }
-            (Some("ASK"), Some((host, port))) => Next::Ask(format!("{host}:{port}")),
+        match (error.code(), redirection(error)) {
+            (Some("MOVED"), Some((address, slot))) => Next::Moved { slot, address },
+            (Some("ASK"), Some((address, _))) => Next::Ask(address),
             (Some("TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING"), _) => Next::Wait,
             (Some("NOSCRIPT"), _) => {
                 let hash = part.args.get(1).map(|h| String::from_utf8_lossy(h).to_ascii_lowercase());
@@ -461,10 +482,12 @@ impl Cluster {
             match self.next(part, &reply) {
                 Next::Done => return reply,
                 Next::Moved { slot, address: to } => {
-                    self.moved(slot, &to);
+                    self.moved.fetch_add(1, Ordering::Relaxed);
+                    self.note_moved(slot, &to);
                     address = to;
                 }
                 Next::Ask(to) => {
+                    self.asked.fetch_add(1, Ordering::Relaxed);
                     address = to;
                     asking = true;
                 }
@@ -521,8 +544,7 @@ impl Cluster {
             let Err(error) = &outcome else { return outcome };
             // Redirections and waits come as the queued commands' errors (EXECABORT): nothing
             // ran, so the transaction is sent again.
-            let mut causes =
-                vec![(error.code().map(str::to_owned), error.redirect_node().map(|(h, p)| format!("{h}:{p}")))];
+            let mut causes = vec![(error.code().map(str::to_owned), redirection(error).map(|(address, _)| address))];
             if let Some(queued) = error.clone().into_server_errors() {
                 causes.extend(queued.iter().map(|(_, e)| {
                     let to = e.details().and_then(|d| d.split(' ').nth(1)).map(str::to_owned);
@@ -536,7 +558,8 @@ impl Cluster {
                     matches!(code.as_deref(), Some("ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING"))
                 });
             if let (Some(to), Some(slot)) = (&moved, slot) {
-                self.moved(slot, to);
+                self.moved.fetch_add(1, Ordering::Relaxed);
+                self.note_moved(slot, to);
                 redirected = Some(to.clone());
             } else if waits && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1).min(8))).await;
@@ -559,4 +582,18 @@ const NOT_SENT: &str = "no connection to the node";
 
 fn is_not_sent(error: &RedisError) -> bool {
     error.to_string().contains(NOT_SENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirections_name_the_node_and_the_slot() {
+        assert_eq!(redirection(&server_error("MOVED 3999 127.0.0.1:6381")), Some(("127.0.0.1:6381".into(), 3999)));
+        assert_eq!(redirection(&server_error("ASK 12 [::1]:7000")), Some(("[::1]:7000".into(), 12)));
+        assert_eq!(redirection(&server_error("ERR nope")), None);
+        let crossslot = server_error(&PlanError::CrossSlot.to_string());
+        assert_eq!(crossslot.code(), Some("CROSSSLOT"), "the driver reads it as Redis's own");
+    }
 }
