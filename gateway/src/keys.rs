@@ -147,10 +147,11 @@ fn movable_keys<'a>(name: &str, args: &'a [Vec<u8>]) -> Option<Vec<&'a [u8]>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn args(text: &str) -> Vec<Vec<u8>> {
+    /// `text`'s words as a command's arguments.
+    pub(crate) fn args(text: &str) -> Vec<Vec<u8>> {
         text.split(' ').map(|s| s.as_bytes().to_vec()).collect()
     }
 
@@ -169,9 +170,11 @@ mod tests {
         ])
     }
 
-    fn table() -> KeyTable {
+    /// A table as `COMMAND` would give it, for a few commands.
+    pub(crate) fn table() -> KeyTable {
         KeyTable::from_command_reply(&Value::Array(vec![
             entry("get", 1, 1, 1, vec![]),
+            entry("mget", 1, -1, 1, vec![]),
             entry("mset", 1, -1, 2, vec![]),
             entry("del", 1, -1, 1, vec![]),
             entry("ping", 0, 0, 0, vec![]),

@@ -19,7 +19,8 @@ const attempt = async (name, run) => {
   }
 };
 
-if (scenario === "everyday") {
+// What every user runs: strings, JSON, non-ASCII, TTLs, hashes, sorted sets, sets, counters.
+const basics = async () => {
   await attempt("set", () => redis.set("sdk:str", "hello"));
   await attempt("str", () => redis.get("sdk:str"));
   await attempt("json", async () => { await redis.set("sdk:json", { price: "0.0150", n: 3 }); return redis.get("sdk:json"); });
@@ -32,24 +33,17 @@ if (scenario === "everyday") {
   });
   await attempt("set_members", async () => { await redis.sadd("sdk:s", "x", "y"); return (await redis.smembers("sdk:s")).sort(); });
   await attempt("incr", () => redis.incr("sdk:n"));
+};
+
+if (scenario === "everyday") {
+  await basics();
   await attempt("pipeline", () => { const p = redis.pipeline(); p.set("sdk:p", "1"); p.incr("sdk:p"); p.get("sdk:p"); return p.exec(); });
   await attempt("multi", () => { const m = redis.multi(); m.set("sdk:m", "a"); m.append("sdk:m", "b"); m.get("sdk:m"); return m.exec(); });
   await attempt("del", () => redis.del("sdk:str", "sdk:missing"));
   await attempt("gone", () => redis.get("sdk:str"));
   await attempt("flushall", () => redis.flushall());
 } else if (scenario === "cluster") {
-  await attempt("set", () => redis.set("sdk:str", "hello"));
-  await attempt("str", () => redis.get("sdk:str"));
-  await attempt("json", async () => { await redis.set("sdk:json", { price: "0.0150", n: 3 }); return redis.get("sdk:json"); });
-  await attempt("unicode", async () => { await redis.set("sdk:uni", "ünïcødé ✓"); return redis.get("sdk:uni"); });
-  await attempt("ttl", async () => { await redis.set("sdk:ttl", "x", { ex: 100 }); return redis.ttl("sdk:ttl"); });
-  await attempt("hash", async () => { await redis.hset("sdk:hash", { a: "1", b: "two" }); return redis.hgetall("sdk:hash"); });
-  await attempt("zset", async () => {
-    await redis.zadd("sdk:z", { score: 1, member: "one" }, { score: 2, member: "two" });
-    return redis.zrange("sdk:z", 0, -1, { withScores: true });
-  });
-  await attempt("set_members", async () => { await redis.sadd("sdk:s", "x", "y"); return (await redis.smembers("sdk:s")).sort(); });
-  await attempt("incr", () => redis.incr("sdk:n"));
+  await basics();
   await attempt("pipeline", () => {
     const p = redis.pipeline();
     p.set("sdk:p", "1"); p.incr("sdk:p"); p.set("sdk:q", "q"); p.get("sdk:p"); p.get("sdk:q"); p.get("sdk:str");

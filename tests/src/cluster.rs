@@ -199,3 +199,84 @@ impl RedisCluster {
             .collect()
     }
 }
+
+/// A direct connection to the plain-text node on `port`.
+pub fn node(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
+}
+
+/// A slot moving from the master holding it to another, as `redis-cli --cluster reshard`
+/// moves it: the target importing, the source migrating, the keys migrated in batches, then
+/// every master told the new owner.
+pub struct SlotMove {
+    pub slot: u16,
+    pub from: u16,
+    pub to: u16,
+    from_id: String,
+    to_id: String,
+    masters: Vec<u16>,
+}
+
+impl SlotMove {
+    /// Marks `slot` (held by one of `cluster`'s masters) importing on another master and
+    /// migrating on its own; no key has moved yet.
+    pub fn begin(cluster: &RedisCluster, slot: u16) -> SlotMove {
+        let masters = cluster.ports_with_role("master");
+        let holds = |port: u16| -> bool {
+            let count: u64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query(&mut node(port)).unwrap();
+            count > 0
+        };
+        let from = *masters.iter().find(|port| holds(**port)).expect("a master holds the slot");
+        let to = *masters.iter().find(|port| **port != from).unwrap();
+        let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut node(port)).unwrap() };
+        let moving = SlotMove { slot, from, to, from_id: id(from), to_id: id(to), masters };
+        moving.set_slot(to, "IMPORTING", &moving.from_id);
+        moving.set_slot(from, "MIGRATING", &moving.to_id);
+        moving
+    }
+
+    fn set_slot(&self, port: u16, state: &str, id: &str) {
+        let _: () =
+            redis::cmd("CLUSTER").arg("SETSLOT").arg(self.slot).arg(state).arg(id).query(&mut node(port)).unwrap();
+    }
+
+    /// Migrates `keys` (of the slot) to the target.
+    pub fn migrate(&self, keys: &[String]) {
+        let mut migrate = redis::cmd("MIGRATE");
+        migrate.arg("127.0.0.1").arg(self.to).arg("").arg(0).arg(5000).arg("KEYS").arg(keys);
+        let _: () = migrate.query(&mut node(self.from)).unwrap();
+    }
+
+    /// Migrates the slot's remaining keys, tells every master the new owner, and waits until
+    /// each answers so in `CLUSTER SLOTS`.
+    pub fn finish(&self) {
+        loop {
+            let batch: Vec<String> =
+                redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(self.slot).arg(100).query(&mut node(self.from)).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            self.migrate(&batch);
+        }
+        for port in &self.masters {
+            self.set_slot(*port, "NODE", &self.to_id);
+        }
+        wait_until("every master to agree on the slot's owner", Duration::from_secs(20), || {
+            self.masters
+                .iter()
+                .all(|port| {
+                    let ranges: Vec<Vec<redis::Value>> =
+                        redis::cmd("CLUSTER").arg("SLOTS").query(&mut node(*port)).unwrap_or_default();
+                    ranges.iter().any(|range| match range.as_slice() {
+                        [redis::Value::Int(start), redis::Value::Int(end), redis::Value::Array(master), ..] => {
+                            (*start..=*end).contains(&i64::from(self.slot))
+                                && matches!(master.get(1), Some(redis::Value::Int(p)) if *p == i64::from(self.to))
+                        }
+                        _ => false,
+                    })
+                })
+                .then_some(())
+        })
+        .unwrap();
+    }
+}

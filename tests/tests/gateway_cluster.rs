@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgesync_e2e::binaries;
-use edgesync_e2e::cluster::RedisCluster;
+use edgesync_e2e::cluster::{node, RedisCluster, SlotMove};
 use edgesync_e2e::harness::{Backing, RedisBackend, REDIS_TOKEN};
 use edgesync_e2e::process::wait_until;
 use edgesync_e2e::suite::run_suite;
@@ -42,6 +42,10 @@ fn main() {
             (
                 "a_failover_during_writes_loses_none_and_answers_no_moved",
                 a_failover_during_writes_loses_none_and_answers_no_moved,
+            ),
+            (
+                "a_master_that_stops_answering_fails_only_its_commands",
+                a_master_that_stops_answering_fails_only_its_commands,
             ),
         ],
     )
@@ -233,10 +237,6 @@ fn a_subscriber_receives_what_is_published(backend: &RedisBackend) {
     assert_eq!(seen["pattern"]["channel"], "sdk:price:QRLUSDT", "{seen}");
 }
 
-fn node(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
-}
-
 /// A slot resharded as `redis-cli --cluster reshard` does, checked at each step through the
 /// gateway: while half its keys have moved, reads of either half and a new key's write follow
 /// `ASK` to the importing master; once every master knows the new owner, `MOVED` is followed.
@@ -245,27 +245,8 @@ fn a_slot_moving_between_masters_is_followed(backend: &RedisBackend) {
     let keys: Vec<String> = (0..10).map(|i| format!("{{ask}}{i}")).collect();
     let sets: Vec<Value> = keys.iter().map(|key| json!(["SET", key, key])).collect();
     assert_eq!(call(backend, "/pipeline", Value::Array(sets)).0, 200);
-    let slot = edgesync_core::cluster::slot::slot_of(keys[0].as_bytes());
-    let masters = cluster(backend).ports_with_role("master");
-    let holds = |port: u16| -> bool {
-        let count: u64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query(&mut node(port)).unwrap();
-        count > 0
-    };
-    let from = *masters.iter().find(|port| holds(**port)).expect("a master holds the slot");
-    let to = *masters.iter().find(|port| **port != from).unwrap();
-    let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut node(port)).unwrap() };
-    let (from_id, to_id) = (id(from), id(to));
-    let setslot = |port: u16, state: &str, id: &str| {
-        let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(state).arg(id).query(&mut node(port)).unwrap();
-    };
-    setslot(to, "IMPORTING", &from_id);
-    setslot(from, "MIGRATING", &to_id);
-    let migrate = |batch: &[String]| {
-        let mut migrate = redis::cmd("MIGRATE");
-        migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000).arg("KEYS").arg(batch);
-        let _: () = migrate.query(&mut node(from)).unwrap();
-    };
-    migrate(&keys[..5]);
+    let moving = SlotMove::begin(cluster(backend), edgesync_core::cluster::slot::slot_of(keys[0].as_bytes()));
+    moving.migrate(&keys[..5]);
     let reads: Vec<Value> = keys.iter().map(|key| json!(["GET", key])).collect();
     let stats = || backend.gateway_call("GET", "/__gateway/stats", &[AUTH], None).json()["cluster"].clone();
     let before = stats();
@@ -275,20 +256,7 @@ fn a_slot_moving_between_masters_is_followed(backend: &RedisBackend) {
     let expected: Vec<Value> = keys.iter().map(|key| json!({"result": key})).collect();
     assert_eq!(answers, Value::Array(expected.clone()), "both halves, during the move");
     assert_eq!(call(backend, "/", json!(["SET", "{ask}new", "n"])), (200, json!({"result": "OK"})));
-    migrate(&keys[5..]);
-    for port in &masters {
-        setslot(*port, "NODE", &to_id);
-    }
-    wait_until("every master to know the slot's new owner", Duration::from_secs(20), || {
-        masters
-            .iter()
-            .all(|port| {
-                let reply: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(&keys[0]).query(&mut node(*port));
-                *port == to || reply.is_err_and(|e| e.code() == Some("MOVED"))
-            })
-            .then_some(())
-    })
-    .unwrap();
+    moving.finish();
     let (status, answers) = call(backend, "/pipeline", Value::Array(reads));
     assert_eq!((status, answers), (200, Value::Array(expected)), "after the move");
     let after = stats();
@@ -296,7 +264,7 @@ fn a_slot_moving_between_masters_is_followed(backend: &RedisBackend) {
     assert!(grew("ask") && grew("moved"), "both redirections were followed: {before} → {after}");
     assert_eq!(after["masters"], 3);
     assert_eq!(call(backend, "/", json!(["GET", "{ask}new"])), (200, json!({"result": "n"})));
-    let moved: Option<String> = redis::cmd("GET").arg("{ask}new").query(&mut node(to)).unwrap();
+    let moved: Option<String> = redis::cmd("GET").arg("{ask}new").query(&mut node(moving.to)).unwrap();
     assert_eq!(moved.as_deref(), Some("n"), "the new key was written to the importing master");
 }
 
@@ -426,4 +394,53 @@ fn a_failover_during_writes_loses_none_and_answers_no_moved(backend: &RedisBacke
     assert_eq!(status, 200);
     assert!(answers.as_array().unwrap().iter().all(|a| *a == json!({"result": "OK"})), "{answers}");
     assert_eq!(cluster_get(backend, "after:7").as_deref(), Some("a7"));
+}
+
+/// A master that stops answering (its process stopped with SIGSTOP) in the middle of a
+/// pipeline over every master: its commands answer errors (after the gateway's response
+/// timeout: they were sent and may have run, so they are not sent again), every other
+/// command answers its value. Once its replica has taken over, the same pipeline answers
+/// whole again.
+fn a_master_that_stops_answering_fails_only_its_commands(backend: &RedisBackend) {
+    let cluster = cluster(backend);
+    cluster.wait_ok().unwrap();
+    let keys: Vec<String> = (0..30).map(|i| format!("stall:{i}")).collect();
+    let sets: Vec<Value> = keys.iter().map(|key| json!(["SET", key, key])).collect();
+    assert_eq!(call(backend, "/pipeline", Value::Array(sets)).0, 200);
+    cluster.wait_replicas_synced().unwrap();
+    let victim = cluster
+        .ports_with_role("master")
+        .into_iter()
+        .find(|port| redis::cmd("GET").arg(&keys[0]).query::<Option<String>>(&mut node(*port)).is_ok())
+        .expect("a master serves the first key");
+    let on_victim: Vec<bool> =
+        keys.iter().map(|key| redis::cmd("GET").arg(key).query::<Option<String>>(&mut node(victim)).is_ok()).collect();
+    assert!(on_victim.iter().any(|on| !on), "other masters serve some keys");
+    let info: String = redis::cmd("INFO").arg("server").query(&mut node(victim)).unwrap();
+    let pid: i32 = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("process_id:"))
+        .and_then(|pid| pid.parse().ok())
+        .expect("INFO names the process");
+    let reads: Vec<Value> = keys.iter().map(|key| json!(["GET", key])).collect();
+    // SAFETY: a signal to a redis-server this suite started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let (status, answers) = call(backend, "/pipeline", Value::Array(reads.clone()));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert_eq!(status, 200, "{answers}");
+    for ((key, on_victim), answer) in keys.iter().zip(&on_victim).zip(answers.as_array().unwrap()) {
+        if *on_victim {
+            assert!(answer["error"].as_str().is_some(), "{key}: {answer}");
+        } else {
+            assert_eq!(*answer, json!({"result": key}), "{key}: answered normally");
+        }
+    }
+    wait_until("the pipeline to answer whole again", Duration::from_secs(30), || {
+        let (status, answers) = call(backend, "/pipeline", Value::Array(reads.clone()));
+        let expected: Vec<Value> = keys.iter().map(|key| json!({"result": key})).collect();
+        (status == 200 && answers == Value::Array(expected)).then_some(())
+    })
+    .unwrap();
+    cluster.wait_ok().unwrap();
 }

@@ -209,6 +209,7 @@ pub fn merge(merge: &Merge, mut replies: Vec<RedisResult<Value>>) -> RedisResult
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::tests::{args, table};
     use edgesync_core::store::Reply;
 
     fn topology() -> Topology {
@@ -220,25 +221,6 @@ mod tests {
             range(10923, 16383, 7003),
         ]))
         .unwrap()
-    }
-
-    fn table() -> KeyTable {
-        let entry = |name: &str, first: i64, last: i64| {
-            Value::Array(vec![
-                Value::BulkString(name.as_bytes().to_vec()),
-                Value::Int(-2),
-                Value::Array(vec![]),
-                Value::Int(first),
-                Value::Int(last),
-                Value::Int(1),
-            ])
-        };
-        KeyTable::from_command_reply(&Value::Array(vec![entry("get", 1, 1), entry("mget", 1, -1), entry("ping", 0, 0)]))
-            .unwrap()
-    }
-
-    fn args(text: &str) -> Vec<Vec<u8>> {
-        text.split(' ').map(|s| s.as_bytes().to_vec()).collect()
     }
 
     const HOME: &str = "127.0.0.1:7004";
