@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::harness::require_tool;
@@ -13,11 +14,47 @@ use crate::process::{wait_until, Service};
 const HIGHEST_PORT: u16 = 55535;
 
 pub struct RedisCluster {
-    nodes: Vec<(u16, Service)>,
+    /// Each node's port and process (in a `Mutex` so an outage can stop and restart it).
+    nodes: Vec<(u16, Mutex<Service>)>,
     masters: usize,
-    /// The CA file when the nodes speak TLS only (clients and the cluster bus).
+    /// The CA, certificate and key files when the nodes speak TLS only (clients and the
+    /// cluster bus).
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
     tls_ca: Option<PathBuf>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// Starts one node on `port`, its cluster config (`nodes-{port}.conf`) in `dir`: a node
+/// started again on the same port finds its identity and slots there.
+fn spawn_node(port: u16, dir: &Path, tls: Option<(&Path, &Path, &Path)>) -> Result<Service, String> {
+    let mut command = Command::new("redis-server");
+    command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    match tls {
+        None => {
+            command.args(["--port", &port.to_string()]);
+        }
+        Some((ca, certificate, key)) => {
+            command.args(["--port", "0", "--tls-port", &port.to_string(), "--tls-cluster", "yes"]);
+            command.args(["--tls-replication", "yes", "--tls-auth-clients", "no"]);
+            command.arg("--tls-cert-file").arg(certificate).arg("--tls-key-file").arg(key);
+            command.arg("--tls-ca-cert-file").arg(ca);
+        }
+    }
+    command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
+    command.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
+    command.arg("--dir").arg(dir);
+    Service::spawn("redis-server (cluster)", command, &dir.join(format!("node-{port}.log")))
+}
+
+/// Waits until the node on `port` answers, or says why it cannot.
+fn wait_node(port: u16, service: &mut Service, tls_ca: Option<&Path>) -> Result<(), String> {
+    wait_until("a cluster node to answer", Duration::from_secs(20), || {
+        (info(port, "server", tls_ca).is_some() || !service.is_running()).then_some(())
+    })?;
+    if !service.is_running() {
+        return Err(format!("redis-server on {port} exited:\n{}", service.log_tail(20)));
+    }
+    Ok(())
 }
 
 /// A port that is free now, with its cluster-bus port (+ 10000) free too.
@@ -76,34 +113,10 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
             let port = free_node_port();
-            let mut command = Command::new("redis-server");
-            command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-            match tls {
-                None => {
-                    command.args(["--port", &port.to_string()]);
-                }
-                Some((ca, certificate, key)) => {
-                    command.args(["--port", "0", "--tls-port", &port.to_string(), "--tls-cluster", "yes"]);
-                    command.args(["--tls-replication", "yes", "--tls-auth-clients", "no"]);
-                    command.arg("--tls-cert-file").arg(certificate).arg("--tls-key-file").arg(key);
-                    command.arg("--tls-ca-cert-file").arg(ca);
-                }
-            }
-            command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
-            command.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
-            command.arg("--dir").arg(dir.path());
-            let service =
-                Service::spawn("redis-server (cluster)", command, &dir.path().join(format!("node-{port}.log")))?;
-            nodes.push((port, service));
+            nodes.push((port, Mutex::new(spawn_node(port, dir.path(), tls)?)));
         }
-        for (port, service) in &mut nodes {
-            let port = *port;
-            wait_until("a cluster node to answer", Duration::from_secs(20), || {
-                (info(port, "server", tls.map(|t| t.0)).is_some() || !service.is_running()).then_some(())
-            })?;
-            if !service.is_running() {
-                return Err(format!("redis-server on {port} exited:\n{}", service.log_tail(20)));
-            }
+        for (port, service) in &nodes {
+            wait_node(*port, &mut service.lock().unwrap_or_else(|p| p.into_inner()), tls.map(|t| t.0))?;
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -116,9 +129,45 @@ impl RedisCluster {
         if !created.status.success() {
             return Err(format!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&created.stdout)));
         }
-        let cluster = Self { nodes, masters, tls_ca: tls.map(|t| t.0.to_owned()), _dir: dir };
+        let cluster = Self {
+            nodes,
+            masters,
+            tls: tls.map(|(ca, certificate, key)| (ca.to_owned(), certificate.to_owned(), key.to_owned())),
+            tls_ca: tls.map(|t| t.0.to_owned()),
+            dir,
+        };
         cluster.wait_ok()?;
         Ok(cluster)
+    }
+
+    /// Stops every node at once, as a crash of the whole cluster would (their cluster configs
+    /// stay). At once: nodes stopped one after the other see the first ones fail, and a
+    /// replica promoted meanwhile would come back as the master of their slots — empty, while
+    /// its old master's writes are lost to the resync.
+    pub fn stop(&self) {
+        for (_, service) in &self.nodes {
+            let service = service.lock().unwrap_or_else(|p| p.into_inner());
+            // SAFETY: a signal to a redis-server this struct started.
+            unsafe { libc::kill(service.pid() as i32, libc::SIGKILL) };
+        }
+        for (_, service) in &self.nodes {
+            service.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        }
+    }
+
+    /// Stops every node (if running) and starts them all again on their ports, empty (no
+    /// persistence) but with their identities and slots, and waits until the cluster is ok.
+    /// All stop first: a master restarted alone could be failed over meanwhile.
+    pub fn restart(&self) -> Result<(), String> {
+        self.stop();
+        let tls = self.tls.as_ref().map(|(ca, certificate, key)| (ca.as_path(), certificate.as_path(), key.as_path()));
+        for (port, service) in &self.nodes {
+            *service.lock().unwrap_or_else(|p| p.into_inner()) = spawn_node(*port, self.dir.path(), tls)?;
+        }
+        for (port, service) in &self.nodes {
+            wait_node(*port, &mut service.lock().unwrap_or_else(|p| p.into_inner()), self.tls_ca.as_deref())?;
+        }
+        self.wait_ok()
     }
 
     /// Waits until every node says the cluster is ok and knows every node.

@@ -5,12 +5,14 @@
 //!
 //! - A pipeline is split by master, each share sent at once as one pipeline (with its own
 //!   response budget window), and the answers put back in request order; a node that fails
-//!   answers its own commands with errors and the others answer normally.
+//!   answers its own commands with errors and the others answer normally. When no node
+//!   answers at all, the request fails whole (503), as with one Redis that does not answer.
 //! - `MOVED` (a failover, resharding) notes the slot's new master, refreshes the topology in
 //!   the background and resends; `ASK` resends to the importing node after `ASKING`;
 //!   `TRYAGAIN`, `CLUSTERDOWN` and a node that cannot be reached re-read the topology and
-//!   retry for [`SETTLE`]. A command already sent on a connection that then broke is not
-//!   resent (it may have run): its answer is the error.
+//!   retry for [`SETTLE`] — unless no node answers at all (the cluster is down, not failing
+//!   over: the answer is the error at once, as on one Redis). A command already sent on a
+//!   connection that then broke is not resent (it may have run): its answer is the error.
 //! - A transaction (`/multi-exec`) runs on the master of its keys' one slot; keys in several
 //!   slots are refused before anything is sent, so the shared connection never stays in
 //!   `MULTI`.
@@ -106,8 +108,8 @@ pub struct Cluster {
     /// The `--redis-url` node and user: reads the topology.
     admin: Target,
     topology: RwLock<Arc<Topology>>,
-    /// One refresh at a time; when the last one finished.
-    refreshed: tokio::sync::Mutex<Instant>,
+    /// One refresh at a time; when the last one finished, and whether any node answered it.
+    refreshed: tokio::sync::Mutex<(Instant, bool)>,
     keys: KeyTable,
     full: NodeLinks,
     read_only: NodeLinks,
@@ -216,7 +218,7 @@ impl Cluster {
             read_only: links(read_only),
             admin,
             topology: RwLock::new(Arc::new(topology)),
-            refreshed: tokio::sync::Mutex::new(Instant::now()),
+            refreshed: tokio::sync::Mutex::new((Instant::now(), true)),
             keys,
             scripts: Mutex::new(LruCache::new(NonZeroUsize::new(SCRIPTS_REMEMBERED).expect("a positive bound"))),
             moved: AtomicU64::new(0),
@@ -252,22 +254,25 @@ impl Cluster {
     }
 
     /// Reads the topology again from any node that answers (the `--redis-url` node first),
-    /// unless another request just did.
-    async fn refresh(&self) {
+    /// unless another request just did; whether any node answered.
+    async fn refresh(&self) -> bool {
         let asked = Instant::now();
         let mut refreshed = self.refreshed.lock().await;
-        if *refreshed >= asked {
-            return; // another request refreshed it while this one waited
+        if refreshed.0 >= asked {
+            return refreshed.1; // another request refreshed it while this one waited
         }
         let mut candidates = vec![self.admin.clone()];
         candidates.extend(self.node_targets().unwrap_or_default());
+        let mut answered = false;
         for node in candidates {
             if let Ok(Ok(topology)) = tokio::time::timeout(Duration::from_secs(2), read_topology(&node)).await {
                 *self.topology.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(topology);
+                answered = true;
                 break;
             }
         }
-        *refreshed = Instant::now();
+        *refreshed = (Instant::now(), answered);
+        answered
     }
 
     /// Notes that `slot` moved to `address` now; the whole topology is read again soon after.
@@ -281,7 +286,9 @@ impl Cluster {
             }
         }
         let cluster = Arc::clone(self);
-        tokio::spawn(async move { cluster.refresh().await });
+        tokio::spawn(async move {
+            cluster.refresh().await;
+        });
     }
 
     /// Remembers the texts of scripts sent, by the hash Redis will know them by.
@@ -362,6 +369,14 @@ impl Cluster {
             }
             results.push(merge(&planned.merge, settled));
         }
+        // No node answered any of them: Redis is unavailable, as one Redis that does not
+        // answer is (503), rather than a pipeline of errors.
+        if results.iter().all(|r| r.as_ref().is_err_and(|e| e.code().is_none())) {
+            if let Some(Err(error)) = results.into_iter().next() {
+                return Err(error);
+            }
+            return Ok(Vec::new());
+        }
         Ok(results)
     }
 
@@ -426,7 +441,10 @@ impl Cluster {
                     .await
                     .map_err(|_| RedisError::from((redis::ErrorKind::Io, "the Redis driver failed on this request")))?;
                 link.returned(&leased, outcome.as_ref().err());
-                outcome
+                // A connection the node closed (it restarted) is found broken when the
+                // pipeline is written to it: nothing reached the node, so it may be resent
+                // on a new connection.
+                outcome.map_err(|error| if is_broken_pipe(&error) { not_sent(error) } else { error })
             }
             Lane::Dedicated(bound) => {
                 let run = async move {
@@ -496,7 +514,10 @@ impl Cluster {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1).min(8))).await;
-                    self.refresh().await;
+                    // No node answers: the cluster is down, not failing over; say so now.
+                    if !self.refresh().await {
+                        return reply;
+                    }
                     if let Some(slot) = part.slot {
                         address = self.topology().master_of(slot).to_owned();
                     }
@@ -563,7 +584,9 @@ impl Cluster {
                 redirected = Some(to.clone());
             } else if waits && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1).min(8))).await;
-                self.refresh().await;
+                if !self.refresh().await {
+                    return outcome; // no node answers: the cluster is down
+                }
                 redirected = None;
             } else {
                 return outcome;
@@ -580,6 +603,13 @@ fn not_sent(error: RedisError) -> RedisError {
 
 const NOT_SENT: &str = "no connection to the node";
 
+/// `broken pipe`: the multiplexed connection's driver had ended (the node closed it) before
+/// the pipeline was written, or the write itself found it closed. The driver keeps the I/O
+/// error's kind to itself, so its text is what says it (pinned by a test).
+fn is_broken_pipe(error: &RedisError) -> bool {
+    error.is_io_error() && error.to_string().to_ascii_lowercase().contains("broken pipe")
+}
+
 fn is_not_sent(error: &RedisError) -> bool {
     error.to_string().contains(NOT_SENT)
 }
@@ -593,6 +623,9 @@ mod tests {
         assert_eq!(redirection(&server_error("MOVED 3999 127.0.0.1:6381")), Some(("127.0.0.1:6381".into(), 3999)));
         assert_eq!(redirection(&server_error("ASK 12 [::1]:7000")), Some(("[::1]:7000".into(), 12)));
         assert_eq!(redirection(&server_error("ERR nope")), None);
+        let closed = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&closed), "{closed}");
+        assert!(!is_broken_pipe(&RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))));
         let crossslot = server_error(&PlanError::CrossSlot.to_string());
         assert_eq!(crossslot.code(), Some("CROSSSLOT"), "the driver reads it as Redis's own");
     }

@@ -164,14 +164,6 @@ impl RedisBackend {
         Ok(RedisBackend { gateway, redis, redis_port, tls, gateway_url, redis_url, redis_tls_url, http, dir })
     }
 
-    /// The one redis-server's process (an outage is stopped and restarted on one server).
-    fn server(&self) -> &Mutex<Service> {
-        match &self.redis {
-            Servers::One(redis) => redis,
-            Servers::Cluster(_) => panic!("stopping Redis is a test of one server, not of the cluster backend"),
-        }
-    }
-
     /// The cluster, when the backend is one.
     pub fn cluster(&self) -> Option<&RedisCluster> {
         match &self.redis {
@@ -180,17 +172,25 @@ impl RedisBackend {
         }
     }
 
-    /// Stops redis-server (the gateway stays up and answers 503s), as an outage would.
+    /// Stops redis-server — or every node of the cluster — (the gateway stays up and answers
+    /// 503s), as an outage would.
     pub fn stop_redis(&self) {
-        self.server().lock().unwrap_or_else(|p| p.into_inner()).stop();
+        match &self.redis {
+            Servers::One(redis) => redis.lock().unwrap_or_else(|p| p.into_inner()).stop(),
+            Servers::Cluster(cluster) => cluster.stop(),
+        }
     }
 
-    /// Starts redis-server again on the same port, empty (it has no persistence).
+    /// Starts redis-server (or every node) again on the same port, empty (no persistence).
     pub fn restart_redis(&self) -> Result<(), String> {
-        let mut redis = self.server().lock().unwrap_or_else(|p| p.into_inner());
-        redis.stop();
-        *redis = start_redis(self.redis_port, &self.tls, self.dir.path())?;
-        drop(redis);
+        match &self.redis {
+            Servers::One(redis) => {
+                let mut redis = redis.lock().unwrap_or_else(|p| p.into_inner());
+                redis.stop();
+                *redis = start_redis(self.redis_port, &self.tls, self.dir.path())?;
+            }
+            Servers::Cluster(cluster) => cluster.restart()?,
+        }
         // The gateway's connection to the old process is broken; it reconnects on a failed
         // request. Ready is when a command goes through it again.
         wait_until("the gateway to reach the restarted Redis", Duration::from_secs(20), || {
