@@ -203,7 +203,8 @@ const FLAGGED_SHA1: &str = "4f900878e3823883d5f8f3f26573b26460929ead";
 
 /// EVAL of the flagged script runs on the master of its key; SCRIPT LOAD answers the
 /// original's hash and loads it on every master, so EVALSHA of that hash runs on keys of
-/// every master; a script whose keys span slots gets the CROSSSLOT error.
+/// every master, also after the masters lost their scripts (NOSCRIPT: loaded again); a
+/// script whose keys span slots gets the CROSSSLOT error.
 fn scripts_with_upstash_shebang_flags_run_on_a_cluster(backend: &RedisBackend) {
     let (status, eval) = call(backend, "/", json!(["EVAL", FLAGGED, 1, "script:eval", "one"]));
     assert_eq!((status, &eval), (200, &json!({"result": "OK"})));
@@ -220,6 +221,18 @@ fn scripts_with_upstash_shebang_flags_run_on_a_cluster(backend: &RedisBackend) {
     }
     let (_, exists) = call(backend, "/", json!(["SCRIPT", "EXISTS", FLAGGED_SHA1]));
     assert_eq!(exists, json!({"result": [1]}), "on every master");
+    // A master that lost its scripts (as a replica promoted after the load has none) answers
+    // NOSCRIPT; the gateway loads the script there and runs it.
+    for port in cluster(backend).ports_with_role("master") {
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut node(port)).unwrap();
+    }
+    let (_, exists) = call(backend, "/", json!(["SCRIPT", "EXISTS", FLAGGED_SHA1]));
+    assert_eq!(exists, json!({"result": [0]}), "flushed everywhere");
+    let calls: Vec<Value> = keys.iter().map(|key| json!(["EVALSHA", FLAGGED_SHA1, 1, key, "again"])).collect();
+    let (status, answers) = call(backend, "/pipeline", Value::Array(calls));
+    assert_eq!(status, 200);
+    assert!(answers.as_array().unwrap().iter().all(|a| *a == json!({"result": "OK"})), "{answers}");
+    assert_eq!(cluster_get(backend, &keys[3]).as_deref(), Some("again"));
     let (status, cross) = call(backend, "/", json!(["EVAL", "return 1", 2, "script:a", "script:b"]));
     assert_eq!(status, 400);
     assert!(cross["error"].as_str().unwrap().contains("CROSSSLOT"), "{cross}");

@@ -180,6 +180,28 @@ fn redirection(error: &RedisError) -> Option<(String, u16)> {
     error.redirect_node().map(|(address, slot)| (address.to_owned(), slot))
 }
 
+/// A part still waiting for its answer, and where it goes next.
+struct Pending {
+    /// (command, part) in the request's plans.
+    at: (usize, usize),
+    address: String,
+    /// Sent after `ASKING` (an `ASK` redirection).
+    asking: bool,
+    /// Its script was loaded on `address` already (after a `NOSCRIPT`).
+    loaded: bool,
+}
+
+/// `reply`, unless it is a redirection the gateway stopped following: then `TRYAGAIN`.
+fn without_redirection(reply: RedisResult<Value>) -> RedisResult<Value> {
+    match reply {
+        Err(error) if matches!(error.code(), Some("MOVED" | "ASK")) => Err(server_error(&format!(
+            "TRYAGAIN the cluster kept redirecting this command ({}); retry",
+            error.detail().unwrap_or_default()
+        ))),
+        other => other,
+    }
+}
+
 /// What to do after a reply.
 enum Next {
     Done,
@@ -324,50 +346,34 @@ impl Cluster {
         let home = self.admin.address();
         let plans: Vec<Result<Plan, PlanError>> =
             commands.iter().map(|args| plan(args, &self.keys, &topology, &home)).collect();
-        // Every part, by the node it goes to: (command, part) in request order.
-        let mut by_node: Vec<(String, Vec<(usize, usize)>)> = Vec::new();
-        for (command, planned) in plans.iter().enumerate() {
-            let Ok(planned) = planned else { continue };
-            for (index, part) in planned.parts.iter().enumerate() {
-                match by_node.iter_mut().find(|(address, _)| *address == part.address) {
-                    Some((_, parts)) => parts.push((command, index)),
-                    None => by_node.push((part.address.clone(), vec![(command, index)])),
-                }
-            }
-        }
-        let shares = by_node.iter().map(|(address, parts)| {
-            let args: Vec<&[Vec<u8>]> = parts
-                .iter()
-                .filter_map(|(command, index)| plans[*command].as_ref().ok().map(|p| p.parts[*index].args.as_slice()))
-                .collect();
-            self.send(address, args, false, lane, access)
-        });
-        let answered = futures_util::future::join_all(shares).await;
+        let parts: Vec<(usize, usize)> = plans
+            .iter()
+            .enumerate()
+            .flat_map(|(command, planned)| {
+                let count = planned.as_ref().map_or(0, |p| p.parts.len());
+                (0..count).map(move |index| (command, index))
+            })
+            .collect();
         let mut replies: Vec<Vec<Option<RedisResult<Value>>>> = plans
             .iter()
             .map(|p| p.as_ref().map(|p| p.parts.iter().map(|_| None).collect()).unwrap_or_default())
             .collect();
-        for ((_, parts), outcome) in by_node.iter().zip(answered) {
-            let mut outcome = outcome.into_iter();
-            for (command, index) in parts {
-                replies[*command][*index] = outcome.next();
-            }
+        let answered = self.settle(&plans, parts, lane, access).await;
+        for ((command, index), reply) in answered {
+            replies[command][index] = Some(reply);
         }
         let mut results = Vec::with_capacity(commands.len());
         for (planned, replies) in plans.into_iter().zip(replies) {
-            let planned = match planned {
-                Ok(planned) => planned,
-                Err(refused) => {
-                    results.push(Err(server_error(&refused.to_string())));
-                    continue;
+            match planned {
+                Ok(planned) => {
+                    let replies = replies
+                        .into_iter()
+                        .map(|reply| reply.unwrap_or_else(|| Err(server_error("ERR no reply from Redis"))))
+                        .collect();
+                    results.push(merge(&planned.merge, replies));
                 }
-            };
-            let mut settled = Vec::with_capacity(replies.len());
-            for (part, reply) in planned.parts.iter().zip(replies) {
-                let reply = reply.unwrap_or_else(|| Err(server_error("ERR no reply from Redis")));
-                settled.push(self.settle(part, reply, lane, access).await);
+                Err(refused) => results.push(Err(server_error(&refused.to_string()))),
             }
-            results.push(merge(&planned.merge, settled));
         }
         // No node answered any of them: Redis is unavailable, as one Redis that does not
         // answer is (503), rather than a pipeline of errors.
@@ -484,60 +490,111 @@ impl Cluster {
         }
     }
 
-    /// Follows redirections and waits until `reply` is the part's answer (or [`SETTLE`] passed).
+    /// Sends every part (`(command, part)` of `plans`) and follows what the replies ask for,
+    /// round after round: each round groups the parts still waiting by node and sends each
+    /// group as one pipeline, all at once — the first round is the request split by master;
+    /// later ones are what `MOVED`, `ASK`, a wait or a missing script sent elsewhere. Stops
+    /// after [`MAX_REDIRECTS`] rounds of redirections or when [`SETTLE`] passed; a part's
+    /// answer is its last reply, a redirection never passed on raw.
     async fn settle(
         self: &Arc<Self>,
-        part: &Part,
-        mut reply: RedisResult<Value>,
+        plans: &[Result<Plan, PlanError>],
+        parts: Vec<(usize, usize)>,
         lane: Lane,
         access: Access,
-    ) -> RedisResult<Value> {
+    ) -> Vec<((usize, usize), RedisResult<Value>)> {
+        let part_of = |(command, index): (usize, usize)| -> Option<&Part> {
+            plans[command].as_ref().ok().and_then(|p| p.parts.get(index))
+        };
         let deadline = Instant::now() + SETTLE;
-        let mut address = part.address.clone();
-        let mut loaded = false;
-        for attempt in 0..MAX_REDIRECTS {
-            let mut asking = false;
-            match self.next(part, &reply) {
-                Next::Done => return reply,
-                Next::Moved { slot, address: to } => {
-                    self.moved.fetch_add(1, Ordering::Relaxed);
-                    self.note_moved(slot, &to);
-                    address = to;
+        let mut answered = Vec::with_capacity(parts.len());
+        let mut pending: Vec<Pending> = parts
+            .into_iter()
+            .filter_map(|at| {
+                part_of(at).map(|part| Pending { at, address: part.address.clone(), asking: false, loaded: false })
+            })
+            .collect();
+        // Rounds that followed a redirection, and rounds that waited.
+        let (mut redirected, mut waited) = (0, 0u64);
+        while !pending.is_empty() {
+            // The parts of this round by (node, ASKING), in request order within each.
+            let mut groups: Vec<((String, bool), Vec<usize>)> = Vec::new();
+            for (member, waiting) in pending.iter().enumerate() {
+                let key = (waiting.address.clone(), waiting.asking);
+                match groups.iter_mut().find(|(group, _)| *group == key) {
+                    Some((_, members)) => members.push(member),
+                    None => groups.push((key, vec![member])),
                 }
-                Next::Ask(to) => {
-                    self.asked.fetch_add(1, Ordering::Relaxed);
-                    address = to;
-                    asking = true;
-                }
-                Next::Wait => {
-                    if Instant::now() > deadline {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1).min(8))).await;
-                    // No node answers: the cluster is down, not failing over; say so now.
-                    if !self.refresh().await {
-                        return reply;
-                    }
-                    if let Some(slot) = part.slot {
-                        address = self.topology().master_of(slot).to_owned();
-                    }
-                }
-                Next::Load(script) if !loaded => {
-                    loaded = true;
-                    let load = vec![b"SCRIPT".to_vec(), b"LOAD".to_vec(), script];
-                    self.send(&address, vec![load.as_slice()], false, lane, access).await;
-                }
-                Next::Load(_) => return reply,
             }
-            reply = self.send(&address, vec![part.args.as_slice()], asking, lane, access).await.remove(0);
+            let sends = groups.iter().map(|((address, asking), members)| {
+                let args: Vec<&[Vec<u8>]> =
+                    members.iter().filter_map(|m| part_of(pending[*m].at)).map(|p| p.args.as_slice()).collect();
+                self.send(address, args, *asking, lane, access)
+            });
+            let outcomes = futures_util::future::join_all(sends).await;
+            let last_round = redirected + 1 >= MAX_REDIRECTS || Instant::now() > deadline;
+            let mut next_round = Vec::new();
+            let (mut waits, mut redirects) = (false, false);
+            for ((_, members), outcome) in groups.iter().zip(outcomes) {
+                for (member, reply) in members.iter().zip(outcome) {
+                    let waiting = &pending[*member];
+                    let Some(part) = part_of(waiting.at) else { continue };
+                    let next = if last_round { Next::Done } else { self.next(part, &reply) };
+                    let again = |address: String, asking: bool, loaded: bool| Pending {
+                        at: waiting.at,
+                        address,
+                        asking,
+                        loaded: waiting.loaded || loaded,
+                    };
+                    match next {
+                        Next::Done => answered.push((waiting.at, without_redirection(reply))),
+                        Next::Moved { slot, address } => {
+                            redirects = true;
+                            self.moved.fetch_add(1, Ordering::Relaxed);
+                            self.note_moved(slot, &address);
+                            next_round.push((again(address, false, false), reply, false));
+                        }
+                        Next::Ask(address) => {
+                            redirects = true;
+                            self.asked.fetch_add(1, Ordering::Relaxed);
+                            next_round.push((again(address, true, false), reply, false));
+                        }
+                        Next::Wait => {
+                            waits = true;
+                            next_round.push((again(waiting.address.clone(), false, false), reply, true));
+                        }
+                        Next::Load(script) if !waiting.loaded => {
+                            let load = vec![b"SCRIPT".to_vec(), b"LOAD".to_vec(), script];
+                            self.send(&waiting.address, vec![load.as_slice()], false, lane, access).await;
+                            next_round.push((again(waiting.address.clone(), false, true), reply, false));
+                        }
+                        Next::Load(_) => answered.push((waiting.at, reply)),
+                    }
+                }
+            }
+            redirected += usize::from(redirects);
+            if waits {
+                waited += 1;
+                tokio::time::sleep(Duration::from_millis(50 * waited.min(8))).await;
+                // Past the deadline, or no node answers (the cluster is down, not failing
+                // over): the last replies are the answers.
+                if Instant::now() > deadline || !self.refresh().await {
+                    let last =
+                        next_round.into_iter().map(|(waiting, reply, _)| (waiting.at, without_redirection(reply)));
+                    answered.extend(last);
+                    break;
+                }
+                // A part that waited goes to its slot's master as the cluster now says.
+                let topology = self.topology();
+                for (waiting, _, after_wait) in &mut next_round {
+                    if let (true, Some(slot)) = (*after_wait, part_of(waiting.at).and_then(|part| part.slot)) {
+                        waiting.address = topology.master_of(slot).to_owned();
+                    }
+                }
+            }
+            pending = next_round.into_iter().map(|(waiting, _, _)| waiting).collect();
         }
-        match reply {
-            Err(error) if matches!(error.code(), Some("MOVED" | "ASK")) => Err(server_error(&format!(
-                "TRYAGAIN the cluster kept redirecting this command ({}); retry",
-                error.detail().unwrap_or_default()
-            ))),
-            other => other,
-        }
+        answered
     }
 
     /// A `/multi-exec` transaction on the master of its keys' one slot.
