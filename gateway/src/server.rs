@@ -15,7 +15,8 @@
 //! Path segments are percent-decoded exactly once. Tokens are compared in constant time and
 //! never logged (nothing here logs requests). `GET /__gateway/stats` and
 //! `POST /__gateway/reset` count requests and commands, for a full or admin token;
-//! `GET /__gateway/health` says whether Redis answers (or is busy with a script).
+//! `GET /__gateway/health` says whether Redis answers (or is busy with a script). In front of
+//! a Redis Cluster the commands go through [`crate::cluster`] instead of one connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -316,7 +317,10 @@ impl Gateway {
                 if matches!(overrun, Overrun::Unkillable(_)) {
                     // Redis reads nothing more from the connection running the script: later
                     // requests get a new one, which Redis answers (BUSY) at once.
-                    self.link(access).abandon();
+                    match &self.cluster {
+                        Some(cluster) => cluster.abandon(access),
+                        None => self.link(access).abandon(),
+                    }
                 }
                 Failure::from(overrun)
             })?

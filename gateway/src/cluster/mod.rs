@@ -12,7 +12,9 @@
 //!   `TRYAGAIN`, `CLUSTERDOWN` and a node that cannot be reached re-read the topology and
 //!   retry for [`SETTLE`] — unless no node answers at all (the cluster is down, not failing
 //!   over: the answer is the error at once, as on one Redis). A command already sent on a
-//!   connection that then broke is not resent (it may have run): its answer is the error.
+//!   connection that then broke is not resent (it may have run): its answer is the error; one
+//!   written to a connection the node had closed (it restarted) is, on a new connection.
+//!   What the replies ask for is done in rounds, each grouped by node and sent at once.
 //! - A transaction (`/multi-exec`) runs on the master of its keys' one slot; keys in several
 //!   slots are refused before anything is sent, so the shared connection never stays in
 //!   `MULTI`.
@@ -51,7 +53,7 @@ use plan::{merge, plan, Part, Plan};
 /// How long a command keeps being redirected or retried (`TRYAGAIN`, `CLUSTERDOWN`, a master
 /// that cannot be reached during a failover) before its error is the answer.
 pub const SETTLE: Duration = Duration::from_secs(10);
-/// Redirections one command follows at most (a loop between two nodes ends here).
+/// Rounds of redirections a request follows at most (a loop between two nodes ends here).
 const MAX_REDIRECTS: usize = 16;
 /// Script texts remembered to load on a master that answers `NOSCRIPT`.
 const SCRIPTS_REMEMBERED: usize = 4096;
@@ -265,6 +267,14 @@ impl Cluster {
     /// Every node's target (masters, then replicas) as the `--redis-url` user.
     pub fn node_targets(&self) -> Result<Vec<Target>, TargetError> {
         self.topology().nodes().into_iter().map(|address| self.admin.at(address)).collect()
+    }
+
+    /// Leaves every node connection of `access` to the requests already on it (one runs a
+    /// script Redis cannot end); the next request connects again.
+    pub fn abandon(&self, access: Access) {
+        for link in self.links(access).by_address.read().unwrap_or_else(|p| p.into_inner()).values() {
+            link.abandon();
+        }
     }
 
     fn links(&self, access: Access) -> &NodeLinks {
