@@ -35,6 +35,7 @@ fn main() {
             ),
             ("a_subscriber_receives_what_is_published", a_subscriber_receives_what_is_published),
             ("a_slot_moving_between_masters_is_followed", a_slot_moving_between_masters_is_followed),
+            ("a_looping_script_is_ended_on_its_master", a_looping_script_is_ended_on_its_master),
             (
                 "blocking_commands_and_read_only_tokens_on_a_cluster",
                 blocking_commands_and_read_only_tokens_on_a_cluster,
@@ -279,6 +280,33 @@ fn a_slot_moving_between_masters_is_followed(backend: &RedisBackend) {
     assert_eq!(call(backend, "/", json!(["GET", "{ask}new"])), (200, json!({"result": "n"})));
     let moved: Option<String> = redis::cmd("GET").arg("{ask}new").query(&mut node(moving.to)).unwrap();
     assert_eq!(moved.as_deref(), Some("n"), "the new key was written to the importing master");
+}
+
+/// A script that loops on one master is ended at the gateway's bound: the kill goes to every
+/// master, and the one running it ends it; every master answers at once afterwards.
+fn a_looping_script_is_ended_on_its_master(backend: &RedisBackend) {
+    let masters = cluster(backend).ports_with_role("master");
+    // Redis reads other clients (the kill) only past its busy-reply-threshold.
+    let threshold = |ms: &str| {
+        for port in &masters {
+            let _: () =
+                redis::cmd("CONFIG").arg("SET").arg("busy-reply-threshold").arg(ms).query(&mut node(*port)).unwrap();
+        }
+    };
+    threshold("200");
+    let (_gateway, url) =
+        backend.start_gateway(&["--max-script-ms", "300"], &[("GATEWAY_TOKEN", REDIS_TOKEN)]).expect("a gateway");
+    let started = std::time::Instant::now();
+    let (status, ended) = post_as(&url, REDIS_TOKEN, "/", json!(["EVAL", "while true do end", 1, "loop:key"]));
+    threshold("5000");
+    assert_eq!(status, 400, "{ended}");
+    assert!(ended["error"].as_str().unwrap().contains("SCRIPT KILL"), "{ended}");
+    assert!(started.elapsed() < Duration::from_secs(5), "ended at the bound: {:?}", started.elapsed());
+    for port in masters {
+        let pong: String = redis::cmd("PING").query(&mut node(port)).unwrap();
+        assert_eq!(pong, "PONG");
+    }
+    assert_eq!(call(backend, "/", json!(["GET", "loop:key"])), (200, json!({"result": null})));
 }
 
 /// `POST {url}{path}` with `token`: status and JSON answer.
