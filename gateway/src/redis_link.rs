@@ -63,8 +63,16 @@ impl Target {
     pub fn at(&self, address: &str) -> Result<Self, TargetError> {
         let bad = || TargetError::NodeAddress(address.to_owned());
         let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = match host.trim_start_matches('[').trim_end_matches(']') {
+            // A node that does not know the address it is reached at announces none (`""`,
+            // or `?` for an unknown endpoint): it is where this target is.
+            "" | "?" => match &self.addr {
+                ConnectionAddr::Tcp(own, _) | ConnectionAddr::TcpTls { host: own, .. } => own.clone(),
+                _ => return Err(TargetError::UnixSocketCluster),
+            },
+            host => host.to_owned(),
+        };
         let addr = match &self.addr {
             ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host, port),
             ConnectionAddr::TcpTls { insecure, tls_params, .. } => {
@@ -275,4 +283,21 @@ impl Link {
 /// Redis answers `WRONGPASS` for a user it does not know, as for a wrong password.
 fn is_unknown_user(error: &RedisError) -> bool {
     error.code() == Some("WRONGPASS") || error.kind() == redis::ErrorKind::AuthenticationFailed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_nodes_keep_the_credentials_and_tls() {
+        let base = Target::from_url("rediss://user:secret@redis.example:7000").unwrap();
+        let other = base.at("10.0.0.2:7001").unwrap();
+        assert_eq!(other.address(), "10.0.0.2:7001");
+        assert!(matches!(other.addr, ConnectionAddr::TcpTls { .. }), "TLS on every node");
+        assert_eq!((other.user(), other.settings.password()), ("user", Some("secret")));
+        assert_eq!(base.at("[::1]:7002").unwrap().address(), "[::1]:7002");
+        assert_eq!(base.at(":7003").unwrap().address(), "redis.example:7003", "no address announced");
+        assert!(matches!(base.at("nonsense"), Err(TargetError::NodeAddress(_))));
+    }
 }
