@@ -8,7 +8,8 @@
 //!   the sum over masters, `KEYS` their keys together, `RANDOMKEY` the first master's that
 //!   has one; what changes every master's state (`SCRIPT LOAD`, `SCRIPT FLUSH`, `FLUSHDB`,
 //!   `FUNCTION …`, `CONFIG SET`) runs on each, answered by the first error or the first
-//!   reply; `SCRIPT EXISTS` is 1 where every master has the script.
+//!   reply; `SCRIPT KILL` / `FUNCTION KILL` by the master that ended one; `SCRIPT EXISTS` is
+//!   1 where every master has the script.
 //! - `PUBLISH` goes to the `--redis-url` node, where the gateway's subscribers are connected
 //!   (the cluster broadcasts it to every node, so subscribers elsewhere get it too, and its
 //!   count of receivers is the gateway's own subscribers').
@@ -44,6 +45,9 @@ pub enum Merge {
     Concat,
     /// The same command on every master: the first error, else the first reply.
     Same,
+    /// The first master that did it (`SCRIPT KILL`: one master runs the script, the others
+    /// answer `NOTBUSY`), else the first error.
+    AnyDid,
     /// Element-wise: 1 where every master answered 1 (`SCRIPT EXISTS`).
     Every,
     /// The first reply that is not nil (`RANDOMKEY`).
@@ -91,8 +95,8 @@ pub fn common_slot<'a>(
 fn on_every_master(name: &str, sub: &str) -> bool {
     matches!(
         (name, sub),
-        ("SCRIPT", "LOAD" | "FLUSH" | "KILL")
-            | ("FUNCTION", "LOAD" | "FLUSH" | "DELETE" | "RESTORE" | "KILL")
+        ("SCRIPT", "LOAD" | "FLUSH")
+            | ("FUNCTION", "LOAD" | "FLUSH" | "DELETE" | "RESTORE")
             | ("CONFIG", "SET" | "RESETSTAT")
             | ("FLUSHDB" | "FLUSHALL", _)
             | ("MEMORY", "PURGE")
@@ -128,6 +132,7 @@ pub fn plan(args: &[Vec<u8>], keys: &KeyTable, topology: &Topology, home: &str) 
         "KEYS" => everywhere(Merge::Concat),
         "RANDOMKEY" => everywhere(Merge::FirstNotNil),
         "SCRIPT" if sub == "EXISTS" => everywhere(Merge::Every),
+        "SCRIPT" | "FUNCTION" if sub == "KILL" => everywhere(Merge::AnyDid),
         _ if on_every_master(&name, &sub) => everywhere(Merge::Same),
         _ => Plan { parts: vec![part(args.to_vec(), masters[0], None)], merge: Merge::One },
     })
@@ -145,6 +150,10 @@ pub fn merge(merge: &Merge, mut replies: Vec<RedisResult<Value>>) -> RedisResult
     let unexpected = |what: &'static str| redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, what));
     if let Merge::Answer(value) = merge {
         return Ok(value.clone());
+    }
+    if *merge == Merge::AnyDid {
+        let did = replies.iter().position(|r| r.is_ok()).unwrap_or(0);
+        return if replies.is_empty() { Err(unexpected("no reply")) } else { replies.swap_remove(did) };
     }
     if let Some(at) = replies.iter().position(|r| r.is_err()) {
         return replies.swap_remove(at);
@@ -202,7 +211,7 @@ pub fn merge(merge: &Merge, mut replies: Vec<RedisResult<Value>>) -> RedisResult
             })?;
             Ok(Value::Array(vec![Value::BulkString(next.to_string().into_bytes()), keys]))
         }
-        Merge::Answer(_) => unreachable!("answered above"),
+        Merge::Answer(_) | Merge::AnyDid => unreachable!("answered above"),
     }
 }
 
@@ -246,6 +255,11 @@ mod tests {
         assert_eq!((dbsize.parts.len(), &dbsize.merge), (3, &Merge::Sum));
         let load = plan(&args("SCRIPT LOAD x"), &table(), &topology(), HOME).unwrap();
         assert_eq!((load.parts.len(), &load.merge), (3, &Merge::Same));
+        let kill = plan(&args("SCRIPT KILL"), &table(), &topology(), HOME).unwrap();
+        assert_eq!((kill.parts.len(), &kill.merge), (3, &Merge::AnyDid));
+        let notbusy = || Err(crate::cluster::server_error("NOTBUSY No scripts in execution right now."));
+        assert_eq!(merge(&Merge::AnyDid, vec![notbusy(), Ok(Value::Okay), notbusy()]).unwrap(), Value::Okay);
+        assert!(merge(&Merge::AnyDid, vec![notbusy(), notbusy()]).is_err());
         let sum = merge(&Merge::Sum, vec![Ok(Value::Int(2)), Ok(Value::Int(3)), Ok(Value::Int(4))]);
         assert_eq!(sum.unwrap(), Value::Int(9));
         let every = merge(
