@@ -1,6 +1,6 @@
 //! The gateway in front of a Redis Cluster: found from `--redis-url` (any node), every
 //! command routed to the master serving its keys' slot ([`plan`]), each node reached through
-//! the gateway's own [`Link`]s — so every reply on every node passes through the reply limit
+//! the gateway's own [`Link`](crate::redis_link::Link)s ([`node_links`]) — so every reply on every node passes through the reply limit
 //! — as the token's ACL user, with the URL's password and TLS.
 //!
 //! - A pipeline is split by master, each share sent at once as one pipeline (with its own
@@ -22,11 +22,17 @@
 //!   `SCRIPT LOAD`, which the gateway sends to every master) loads the script there and runs
 //!   again, when the gateway saw the script's text.
 //!
+//! [`discovery`] reads the topology from a node; [`redirection`] says what a node's error asks
+//! for.
+//!
 //! The gateway routes by hand rather than through the `redis` crate's `cluster-async`
 //! client: that client opens its own connections (the reply limit could not sit under
 //! them), refuses a pipeline whose keys span slots, and has no composite `SCAN` cursor.
 
+mod discovery;
+mod node_links;
 pub mod plan;
+mod redirection;
 pub mod scan_cursor;
 
 use std::collections::HashMap;
@@ -36,14 +42,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use edgesync_core::cluster::topology::{Topology, TopologyError};
-use edgesync_core::store::Reply;
 use lru::LruCache;
 use redis::{RedisError, RedisResult, Value};
+
+pub use discovery::other_nodes;
+use discovery::read_topology;
+use node_links::NodeLinks;
+pub use node_links::TokenUser;
+pub use redirection::server_error;
+use redirection::{is_broken_pipe, is_not_sent, not_sent, redirection, without_redirection};
 
 use crate::command::command;
 use crate::keys::{KeyTable, KeyTableError};
 use crate::policy::Lane;
-use crate::redis_link::{Link, Provision, Target, TargetError};
+use crate::redis_link::{Target, TargetError};
 use crate::reply_limit::window_marker;
 use crate::shebang::sha1_hex;
 use crate::tokens::Access;
@@ -73,38 +85,6 @@ pub enum ClusterError {
     Node(#[from] TargetError),
 }
 
-/// One token's connections, one per node, made on first use.
-struct NodeLinks {
-    /// The token's user at the `--redis-url` node; other nodes are the same user elsewhere.
-    user: Target,
-    provisioner: Option<Arc<dyn Provision>>,
-    reply_limit: usize,
-    response_timeout: Option<Duration>,
-    by_address: RwLock<HashMap<String, Arc<Link>>>,
-}
-
-impl NodeLinks {
-    fn at(&self, address: &str) -> Result<Arc<Link>, TargetError> {
-        if let Some(link) = self.by_address.read().unwrap_or_else(|p| p.into_inner()).get(address) {
-            return Ok(Arc::clone(link));
-        }
-        let target = self.user.at(address)?;
-        let mut links = self.by_address.write().unwrap_or_else(|p| p.into_inner());
-        let link = links.entry(address.to_owned()).or_insert_with(|| {
-            Arc::new(
-                Link::new(target, self.reply_limit, self.response_timeout).provisioned_by(self.provisioner.clone()),
-            )
-        });
-        Ok(Arc::clone(link))
-    }
-}
-
-/// A token's user, for the links of every node.
-pub struct TokenUser {
-    pub target: Target,
-    pub provisioner: Option<Arc<dyn Provision>>,
-}
-
 /// A Redis Cluster behind the gateway.
 pub struct Cluster {
     /// The `--redis-url` node and user: reads the topology.
@@ -131,55 +111,11 @@ pub struct RoutingCounts {
     pub asked: u64,
 }
 
-/// The topology as `node` describes it.
-async fn read_topology(node: &Target) -> Result<Topology, ClusterError> {
-    let unreachable = |source| ClusterError::Unreachable { node: node.address(), source };
-    let mut connection = node.connect(usize::MAX, Some(Duration::from_secs(2))).await.map_err(unreachable)?;
-    let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut connection).await.map_err(unreachable)?;
-    Ok(Topology::from_cluster_slots(reply_of(slots))?)
-}
-
-/// The nodes of the cluster `node` belongs to, but `node` (masters, then replicas), as its
-/// user: where the ACL users are made and checked.
-pub async fn other_nodes(node: &Target) -> Result<Vec<Target>, ClusterError> {
-    let topology = read_topology(node).await?;
-    let own = node.address();
-    let others = topology.nodes().into_iter().filter(|address| *address != own);
-    Ok(others.map(|address| node.at(address)).collect::<Result<_, _>>()?)
-}
-
-/// A driver value as core's [`Reply`] (what the topology parser reads).
-fn reply_of(value: Value) -> Reply {
-    match value {
-        Value::Int(n) => Reply::Int(n),
-        Value::BulkString(bytes) => Reply::Bulk(bytes),
-        Value::SimpleString(text) => Reply::Bulk(text.into_bytes()),
-        Value::Okay => Reply::bulk("OK"),
-        Value::Array(items) => Reply::Array(items.into_iter().map(reply_of).collect()),
-        _ => Reply::Nil,
-    }
-}
-
-/// A Redis error reply (`CODE detail`) as the driver reports one.
-pub fn server_error(line: &str) -> RedisError {
-    let line = line.replace(['\r', '\n'], " ");
-    match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).and_then(Value::extract_error) {
-        Err(error) => error,
-        Ok(_) => RedisError::from((redis::ErrorKind::Client, "not an error line")),
-    }
-}
-
 impl crate::script_guard::Masters for Cluster {
     /// The masters as the `--redis-url` user (who may run `SCRIPT KILL`).
     fn master_targets(&self) -> Vec<Target> {
         self.topology().masters.iter().filter_map(|m| self.admin.at(&m.address).ok()).collect()
     }
-}
-
-/// Where a `MOVED` or `ASK` reply sends a command: its `host:port`, and the slot.
-fn redirection(error: &RedisError) -> Option<(String, u16)> {
-    // The driver's `redirect_node` answers (`host:port`, slot).
-    error.redirect_node().map(|(address, slot)| (address.to_owned(), slot))
 }
 
 /// A part still waiting for its answer, and where it goes next.
@@ -191,17 +127,6 @@ struct Pending {
     asking: bool,
     /// Its script was loaded on `address` already (after a `NOSCRIPT`).
     loaded: bool,
-}
-
-/// `reply`, unless it is a redirection the gateway stopped following: then `TRYAGAIN`.
-fn without_redirection(reply: RedisResult<Value>) -> RedisResult<Value> {
-    match reply {
-        Err(error) if matches!(error.code(), Some("MOVED" | "ASK")) => Err(server_error(&format!(
-            "TRYAGAIN the cluster kept redirecting this command ({}); retry",
-            error.detail().unwrap_or_default()
-        ))),
-        other => other,
-    }
 }
 
 /// What to do after a reply.
@@ -660,40 +585,5 @@ impl Cluster {
             }
         }
         Err(server_error("TRYAGAIN the cluster kept redirecting this transaction; retry"))
-    }
-}
-
-/// Marks an error that happened before anything was sent (no connection): safe to resend.
-fn not_sent(error: RedisError) -> RedisError {
-    RedisError::from((redis::ErrorKind::Io, NOT_SENT, error.to_string()))
-}
-
-const NOT_SENT: &str = "no connection to the node";
-
-/// `broken pipe`: the multiplexed connection's driver had ended (the node closed it) before
-/// the pipeline was written, or the write itself found it closed. The driver keeps the I/O
-/// error's kind to itself, so its text is what says it (pinned by a test).
-fn is_broken_pipe(error: &RedisError) -> bool {
-    error.is_io_error() && error.to_string().to_ascii_lowercase().contains("broken pipe")
-}
-
-fn is_not_sent(error: &RedisError) -> bool {
-    error.to_string().contains(NOT_SENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redirections_name_the_node_and_the_slot() {
-        assert_eq!(redirection(&server_error("MOVED 3999 127.0.0.1:6381")), Some(("127.0.0.1:6381".into(), 3999)));
-        assert_eq!(redirection(&server_error("ASK 12 [::1]:7000")), Some(("[::1]:7000".into(), 12)));
-        assert_eq!(redirection(&server_error("ERR nope")), None);
-        let closed = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        assert!(is_broken_pipe(&closed), "{closed}");
-        assert!(!is_broken_pipe(&RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))));
-        let crossslot = server_error(&PlanError::CrossSlot.to_string());
-        assert_eq!(crossslot.code(), Some("CROSSSLOT"), "the driver reads it as Redis's own");
     }
 }
