@@ -61,6 +61,9 @@ impl Default for Limits {
 /// What the gateway needs to run.
 pub struct GatewayConfig {
     pub redis_url: String,
+    /// PEM certificate authorities a `rediss://` Redis (every node of a cluster) may be
+    /// signed by, besides the web PKI's.
+    pub redis_tls_ca: Option<std::path::PathBuf>,
     pub tokens: Tokens,
     pub policy: Policy,
     pub limits: Limits,
@@ -111,7 +114,7 @@ pub enum StartError {
 /// Builds the router once the tokens and their ACL users check out; the caller binds it.
 pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     config.tokens.check()?;
-    let base = Target::from_url(&config.redis_url)?;
+    let base = Target::from_url(&config.redis_url, config.redis_tls_ca.as_deref())?;
     // A Redis that does not answer yet is taken for one Redis (a cluster node answers
     // MOVED to what it does not serve, which says to restart the gateway: `server_error_text`).
     let cluster_nodes = match base.is_cluster_node().await {

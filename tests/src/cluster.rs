@@ -237,13 +237,18 @@ impl RedisCluster {
         }
     }
 
-    /// How many keys each master holds.
+    /// How many keys each master holds (`INFO keyspace`, so a TLS cluster is asked too).
     pub fn keys_per_master(&self) -> Vec<u64> {
         self.ports_with_role("master")
             .into_iter()
             .map(|port| {
-                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-                redis::cmd("DBSIZE").query(&mut client.get_connection().unwrap()).unwrap()
+                let keyspace = info(port, "keyspace", self.tls_ca.as_deref()).unwrap_or_default();
+                keyspace
+                    .lines()
+                    .find_map(|line| line.trim().strip_prefix("db0:keys="))
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|keys| keys.parse().ok())
+                    .unwrap_or(0)
             })
             .collect()
     }

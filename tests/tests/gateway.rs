@@ -41,11 +41,31 @@ fn main() {
             ("limits_answer_upstash_shaped_errors", limits_answer_upstash_shaped_errors),
             ("scripts_with_upstash_shebang_flags_run", scripts_with_upstash_shebang_flags_run),
             ("the_sdk_subscribes_over_server_sent_events", the_sdk_subscribes_over_server_sent_events),
+            ("rediss_with_a_private_ca", rediss_with_a_private_ca),
         ],
     )
 }
 
 const AUTH: (&str, &str) = ("authorization", "Bearer e2e-redis-token");
+
+/// Redis over TLS (`rediss://`) with a certificate from a private CA: trusted through
+/// `--redis-tls-ca`, commands run; without it the gateway does not start (its ACL users cannot
+/// be checked over a connection it does not trust).
+fn rediss_with_a_private_ca(backend: &RedisBackend) {
+    let ca = backend.tls_ca().to_str().unwrap();
+    let (_gateway, url) = backend
+        .start_gateway(
+            &["--redis-url", &backend.redis_tls_url, "--redis-tls-ca", ca],
+            &[("GATEWAY_TOKEN", REDIS_TOKEN)],
+        )
+        .expect("a gateway in front of Redis over TLS");
+    let (status, body) = post_as(&url, REDIS_TOKEN, "/", br#"["SET","tls:key","over tls"]"#);
+    assert_eq!((status, body.as_str()), (200, r#"{"result":"OK"}"#));
+    assert_eq!(redis_get(backend, "tls:key").as_deref(), Some("over tls"));
+    let untrusted =
+        backend.start_gateway(&["--redis-url", &backend.redis_tls_url], &[("GATEWAY_TOKEN", REDIS_TOKEN)]).err();
+    assert!(untrusted.is_some_and(|log| log.contains("certificate") || log.contains("UnknownIssuer")), "refused");
+}
 
 /// `@upstash/redis`'s Subscriber through the gateway: a channel and a pattern, each message
 /// published through the gateway arrives with its channel (and pattern); the gateway counts

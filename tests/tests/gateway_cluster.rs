@@ -36,6 +36,7 @@ fn main() {
             ("a_subscriber_receives_what_is_published", a_subscriber_receives_what_is_published),
             ("a_slot_moving_between_masters_is_followed", a_slot_moving_between_masters_is_followed),
             ("a_looping_script_is_ended_on_its_master", a_looping_script_is_ended_on_its_master),
+            ("a_tls_cluster_is_reached_over_tls_on_every_node", a_tls_cluster_is_reached_over_tls_on_every_node),
             (
                 "blocking_commands_and_read_only_tokens_on_a_cluster",
                 blocking_commands_and_read_only_tokens_on_a_cluster,
@@ -307,6 +308,31 @@ fn a_looping_script_is_ended_on_its_master(backend: &RedisBackend) {
         assert_eq!(pong, "PONG");
     }
     assert_eq!(call(backend, "/", json!(["GET", "loop:key"])), (200, json!({"result": null})));
+}
+
+/// A cluster whose nodes speak TLS only, certificates from a private CA: given one node's
+/// `rediss://` URL and `--redis-tls-ca`, the gateway makes its users on every node and writes
+/// and reads keys on every master, over TLS.
+fn a_tls_cluster_is_reached_over_tls_on_every_node(backend: &RedisBackend) {
+    let (ca, certificate, key) = backend.tls_files();
+    let tls = RedisCluster::start_tls(3, 0, ca, certificate, key).expect("a TLS-only cluster");
+    let (_gateway, url) = backend
+        .start_gateway(
+            &["--redis-url", &tls.urls()[0], "--redis-tls-ca", ca.to_str().unwrap()],
+            &[("GATEWAY_TOKEN", REDIS_TOKEN)],
+        )
+        .expect("a gateway in front of the TLS cluster");
+    let keys: Vec<String> = (0..30).map(|i| format!("tls:{i}")).collect();
+    let sets: Vec<Value> = keys.iter().map(|key| json!(["SET", key, key])).collect();
+    let (status, answers) = post_as(&url, REDIS_TOKEN, "/pipeline", Value::Array(sets));
+    assert_eq!(status, 200, "{answers}");
+    let gets: Vec<Value> = keys.iter().map(|key| json!(["GET", key])).collect();
+    let (_, answers) = post_as(&url, REDIS_TOKEN, "/pipeline", Value::Array(gets));
+    let expected: Vec<Value> = keys.iter().map(|key| json!({"result": key})).collect();
+    assert_eq!(answers, Value::Array(expected));
+    let per_master = tls.keys_per_master();
+    assert!(per_master.iter().all(|keys| *keys > 0), "every master holds some: {per_master:?}");
+    assert_eq!(per_master.iter().sum::<u64>(), 30);
 }
 
 /// `POST {url}{path}` with `token`: status and JSON answer.

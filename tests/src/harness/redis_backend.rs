@@ -253,14 +253,18 @@ impl RedisBackend {
         assert_eq!(answer.status, 200, "resetting the gateway's counters: {}", answer.body);
     }
 
-    /// Another `edgesync-gateway` in front of this Redis, with `args` (tokens, policy, TLS;
-    /// `--acl-users provision` unless `args` say otherwise) and `env`; returns it and its base
-    /// URL (`https://` when `--tls-cert` is given), once it says it listens. Its full token
-    /// must be [`REDIS_TOKEN`]: the ACL user of a token is shared by the gateways of a Redis.
+    /// Another `edgesync-gateway` in front of this Redis (or the `--redis-url` in `args`),
+    /// with `args` (tokens, policy, TLS; `--acl-users provision` unless `args` say otherwise)
+    /// and `env`; returns it and its base URL (`https://` when `--tls-cert` is given), once it
+    /// says it listens. Its full token must be [`REDIS_TOKEN`]: the ACL user of a token is
+    /// shared by the gateways of a Redis.
     pub fn start_gateway(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(Service, String), String> {
         let port = free_port();
         let mut command = Command::new(gateway_binary());
-        command.args(["--listen", &format!("127.0.0.1:{port}"), "--redis-url", &self.redis_url]);
+        command.args(["--listen", &format!("127.0.0.1:{port}")]);
+        if !args.contains(&"--redis-url") {
+            command.args(["--redis-url", &self.redis_url]);
+        }
         if !args.contains(&"--acl-users") {
             command.args(["--acl-users", "provision"]);
         }
