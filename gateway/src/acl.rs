@@ -358,12 +358,20 @@ async fn connect_waiting(base: &Target) -> Result<MultiplexedConnection, AclErro
     loop {
         match base.connect(usize::MAX, Some(Duration::from_secs(5))).await {
             Ok(connection) => return Ok(connection),
+            // A certificate the gateway does not trust stays untrusted: say so at once.
+            Err(error) if is_untrusted_certificate(&error) => return Err(AclError::Unreachable(error)),
             Err(error) if started.elapsed() < REDIS_WAIT && (error.is_io_error() || error.is_connection_refusal()) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(error) => return Err(AclError::Unreachable(error)),
         }
     }
+}
+
+/// rustls refused Redis's certificate (`invalid peer certificate: …`); the driver keeps the
+/// TLS error inside an I/O error, so its text is what says it.
+fn is_untrusted_certificate(error: &RedisError) -> bool {
+    error.to_string().contains("invalid peer certificate")
 }
 
 #[cfg(test)]
