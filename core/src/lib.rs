@@ -9,6 +9,7 @@
 //!   validation.
 //! - [`store`]: the [`store::Store`] trait (Redis commands, pipelines, transactions), the
 //!   Upstash REST protocol client and the in-memory store.
+//! - [`cluster`]: Redis Cluster's key → slot → master addressing (no I/O).
 //! - [`http`]: the transport trait the Upstash and MEXC clients speak through.
 //! - [`exchange`]: the MEXC Spot v3 client: request signing, typed responses, typed errors.
 //! - [`market`]: market-data queries (ticker, OHLCV, deals, order book): keys, TTLs, fetching.
@@ -29,6 +30,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod domain;

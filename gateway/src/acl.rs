@@ -273,9 +273,10 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
-    pub async fn provision(&self) -> Result<(), AclError> {
-        let mut admin =
-            self.admin.connect(usize::MAX, Some(Duration::from_secs(5))).await.map_err(AclError::Unreachable)?;
+    /// Creates the user again on `node` (the `--redis-url` node, or another of its cluster).
+    pub async fn provision(&self, node: &Target) -> Result<(), AclError> {
+        let admin = self.admin.at(&node.address()).unwrap_or_else(|_| self.admin.clone());
+        let mut admin = admin.connect(usize::MAX, Some(Duration::from_secs(5))).await.map_err(AclError::Unreachable)?;
         provision(&mut admin, self.admin.user(), &self.user, &self.token, self.access, &self.policy).await
     }
 }
@@ -294,15 +295,18 @@ pub struct Prepared {
 }
 
 impl Provision for Provisioner {
-    fn provision_again(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.provision().await.map_err(|error| error.to_string()) })
+    fn provision_again<'a>(&'a self, node: &'a Target) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.provision(node).await.map_err(|error| error.to_string()) })
     }
 }
 
-/// Sets up (per `mode`) and verifies the users of the tokens that are set.
+/// Sets up (per `mode`) and verifies the users of the tokens that are set, on `base` and on
+/// every other node in `others` (a cluster's: ACL users are each node's own, and a replica
+/// may become a master).
 pub async fn prepare(
     mode: AclMode,
     base: &Target,
+    others: &[Target],
     users: &AclUsers,
     tokens: &Tokens,
     policy: &Policy,
@@ -316,8 +320,17 @@ pub async fn prepare(
     if roles.iter().all(|(_, token, _)| token.is_none()) {
         return Ok(prepared);
     }
-    let mut admin = connect_waiting(base).await?;
     let admin_name = base.user().to_owned();
+    for node in std::iter::once(base).chain(others) {
+        let mut admin = connect_waiting(node).await?;
+        for (access, token, user) in roles {
+            let Some(token) = token else { continue };
+            if mode == AclMode::Provision {
+                provision(&mut admin, &admin_name, user, token, access, policy).await?;
+            }
+            verify(&mut admin, &admin_name, node, user, token, access, policy).await?;
+        }
+    }
     for (access, token, user) in roles {
         let Some(token) = token else { continue };
         let provisioner = Arc::new(Provisioner {
@@ -327,13 +340,9 @@ pub async fn prepare(
             access,
             policy: policy.clone(),
         });
-        if mode == AclMode::Provision {
-            provision(&mut admin, &admin_name, user, token, access, policy).await?;
-        }
-        verify(&mut admin, &admin_name, base, user, token, access, policy).await?;
         let target = TokenTarget {
             target: base.as_user(user, token),
-            provisioner: (mode == AclMode::Provision).then_some(provisioner),
+            provisioner: (mode == AclMode::Provision).then_some(provisioner as Arc<dyn Provision>),
         };
         match access {
             Access::ReadOnly => prepared.read_only = target,
@@ -349,12 +358,20 @@ async fn connect_waiting(base: &Target) -> Result<MultiplexedConnection, AclErro
     loop {
         match base.connect(usize::MAX, Some(Duration::from_secs(5))).await {
             Ok(connection) => return Ok(connection),
+            // A certificate the gateway does not trust stays untrusted: say so at once.
+            Err(error) if is_untrusted_certificate(&error) => return Err(AclError::Unreachable(error)),
             Err(error) if started.elapsed() < REDIS_WAIT && (error.is_io_error() || error.is_connection_refusal()) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(error) => return Err(AclError::Unreachable(error)),
         }
     }
+}
+
+/// rustls refused Redis's certificate (`invalid peer certificate: …`); the driver keeps the
+/// TLS error inside an I/O error, so its text is what says it.
+fn is_untrusted_certificate(error: &RedisError) -> bool {
+    error.to_string().contains("invalid peer certificate")
 }
 
 #[cfg(test)]

@@ -14,13 +14,20 @@
 //! - [`subscribe`]: pub/sub as server-sent events, each subscriber on a connection of its own.
 //! - [`shebang`]: Upstash's shebang flags Redis does not know, dropped, with the scripts'
 //!   hashes mapped.
+//! - [`cluster`]: a Redis Cluster behind the gateway: commands routed by their keys' slot,
+//!   pipelines split by master, redirections followed, `SCAN` over every master.
+//! - [`keys`]: which arguments of a command are keys (from Redis's `COMMAND`).
 //! - [`redis_link`]: connections to Redis, reconnecting, each reply read through
 //!   [`reply_limit`], which bounds a reply while it is read.
 //! - [`listen`]: loopback, TLS or an explicit plain-text listener.
 //! - [`encode`]: Redis values → Upstash response bodies.
+//! - [`command`]: a request's arguments as the driver sends them.
 
 pub mod acl;
+pub mod cluster;
+pub mod command;
 pub mod encode;
+pub mod keys;
 pub mod listen;
 pub mod policy;
 pub mod redis_link;

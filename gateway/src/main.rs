@@ -25,6 +25,10 @@ struct Args {
     /// The Redis server behind the gateway.
     #[arg(long, env = "GATEWAY_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// PEM file of the certificate authorities a `rediss://` Redis — every node of a cluster —
+    /// may be signed by, besides the web PKI's (a private CA).
+    #[arg(long, env = "GATEWAY_REDIS_TLS_CA")]
+    redis_tls_ca: Option<PathBuf>,
     /// Token for every command the policy allows. An operator credential: a script it runs
     /// that writes and then loops cannot be ended (README, "The gateway").
     #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true)]
@@ -113,6 +117,7 @@ async fn main() {
     let listen = decide(args.listen, args.tls_cert, args.tls_key, args.insecure_listen).unwrap_or_else(|e| fail(2, e));
     let config = GatewayConfig {
         redis_url: args.redis_url,
+        redis_tls_ca: args.redis_tls_ca,
         tokens,
         policy: Policy::new(&args.deny, &args.allow, Duration::from_millis(args.max_block_ms)),
         limits: Limits {

@@ -20,7 +20,12 @@ use std::time::Duration;
 
 use redis::RedisError;
 
-use crate::redis_link::Link;
+use crate::redis_link::{Link, Target};
+
+/// Where scripts may run besides the control link's Redis: a cluster's masters.
+pub trait Masters: Send + Sync {
+    fn master_targets(&self) -> Vec<Target>;
+}
 
 /// How long the kill itself may take (it waits for Redis to reach its busy state).
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +61,8 @@ enum Kill {
 pub struct ScriptGuard {
     bound: Duration,
     control: Link,
+    /// On a cluster, a script runs on its keys' master: the kill goes to every master.
+    masters: Option<std::sync::Arc<dyn Masters>>,
     unkillable: AtomicBool,
     ended: AtomicU64,
     unkillable_total: AtomicU64,
@@ -76,10 +83,17 @@ impl ScriptGuard {
         Self {
             bound,
             control,
+            masters: None,
             unkillable: AtomicBool::new(false),
             ended: AtomicU64::new(0),
             unkillable_total: AtomicU64::new(0),
         }
+    }
+
+    /// Kills scripts on every master of `cluster` too (the control link is one node).
+    pub fn on_masters_of(mut self, cluster: Option<std::sync::Arc<dyn Masters>>) -> Self {
+        self.masters = cluster;
+        self
     }
 
     pub fn bound(&self) -> Duration {
@@ -118,13 +132,28 @@ impl ScriptGuard {
     }
 
     async fn kill(&self) -> Kill {
+        let Some(masters) = &self.masters else { return self.kill_on(&self.control).await };
+        // The script runs on one master, unknown here: the first that ends one answers.
+        let mut outcome = Kill::NothingRunning;
+        for target in masters.master_targets() {
+            let link = Link::new(target, 64 * 1024, None);
+            match self.kill_on(&link).await {
+                Kill::NothingRunning => {}
+                Kill::Failed(reason) => outcome = Kill::Failed(reason),
+                found => return found,
+            }
+        }
+        outcome
+    }
+
+    async fn kill_on(&self, control: &Link) -> Kill {
         let mut outcome = Kill::NothingRunning;
         for command in [["SCRIPT", "KILL"], ["FUNCTION", "KILL"]] {
             let attempt = async {
-                let leased = self.control.lease().await?;
+                let leased = control.lease().await?;
                 let mut connection = leased.connection.clone();
                 let reply = redis::cmd(command[0]).arg(command[1]).query_async::<()>(&mut connection).await;
-                self.control.returned(&leased, reply.as_ref().err());
+                control.returned(&leased, reply.as_ref().err());
                 reply
             };
             let reply: Result<(), RedisError> = match tokio::time::timeout(KILL_TIMEOUT, attempt).await {

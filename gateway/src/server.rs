@@ -15,7 +15,8 @@
 //! Path segments are percent-decoded exactly once. Tokens are compared in constant time and
 //! never logged (nothing here logs requests). `GET /__gateway/stats` and
 //! `POST /__gateway/reset` count requests and commands, for a full or admin token;
-//! `GET /__gateway/health` says whether Redis answers (or is busy with a script).
+//! `GET /__gateway/health` says whether Redis answers (or is busy with a script). In front of
+//! a Redis Cluster the commands go through [`crate::cluster`] instead of one connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ use redis::{RedisError, Value};
 use serde_json::{json, Value as Json_};
 
 use crate::acl::{AclError, AclMode, AclUsers};
+use crate::cluster::{Cluster, ClusterError, TokenUser};
+use crate::command::command;
 use crate::encode::{to_json, to_resp2, Encoding};
 use crate::policy::{Lane, Policy};
 use crate::redis_link::{Link, Target, TargetError};
@@ -58,6 +61,9 @@ impl Default for Limits {
 /// What the gateway needs to run.
 pub struct GatewayConfig {
     pub redis_url: String,
+    /// PEM certificate authorities a `rediss://` Redis (every node of a cluster) may be
+    /// signed by, besides the web PKI's.
+    pub redis_tls_ca: Option<std::path::PathBuf>,
     pub tokens: Tokens,
     pub policy: Policy,
     pub limits: Limits,
@@ -79,6 +85,8 @@ struct Links {
 
 struct Gateway {
     links: Links,
+    /// Set when `--redis-url` is a node of a Redis Cluster: commands go where their keys are.
+    cluster: Option<Arc<Cluster>>,
     guard: ScriptGuard,
     script_flags: ScriptFlags,
     subscriptions: Subscriptions,
@@ -99,22 +107,37 @@ pub enum StartError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Acl(#[from] AclError),
-    #[error("--redis-url points at a node of a Redis Cluster; this gateway speaks to one Redis and would answer MOVED for the keys of the other nodes (cluster routing is not supported yet): point it at a standalone Redis")]
-    Cluster,
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// Builds the router once the tokens and their ACL users check out; the caller binds it.
 pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     config.tokens.check()?;
-    let base = Target::from_url(&config.redis_url)?;
-    // A Redis that does not answer yet is checked by its first MOVED instead (`server_error_text`).
-    if base.is_cluster_node().await == Some(true) {
-        return Err(StartError::Cluster);
-    }
-    let users = crate::acl::prepare(config.acl_mode, &base, &config.acl_users, &config.tokens, &config.policy).await?;
+    let base = Target::from_url(&config.redis_url, config.redis_tls_ca.as_deref())?;
+    // A Redis that does not answer yet is taken for one Redis (a cluster node answers
+    // MOVED to what it does not serve, which says to restart the gateway: `server_error_text`).
+    let cluster_nodes = match base.is_cluster_node().await {
+        Some(true) => Some(crate::cluster::other_nodes(&base).await?),
+        _ => None,
+    };
+    let others = cluster_nodes.as_deref().unwrap_or_default();
+    let users =
+        crate::acl::prepare(config.acl_mode, &base, others, &config.acl_users, &config.tokens, &config.policy).await?;
     // A script may hold a reply up to the script bound; the driver must not give up first.
     let response_timeout = Some(Duration::from_secs(10).max(config.max_script + Duration::from_secs(3)));
     let limit = config.limits.max_response_bytes;
+    let cluster = match cluster_nodes {
+        Some(_) => {
+            let token_user = |user: &crate::acl::TokenTarget| TokenUser {
+                target: user.target.clone(),
+                provisioner: user.provisioner.clone(),
+            };
+            let users = [token_user(&users.full), token_user(&users.read_only)];
+            Some(Arc::new(Cluster::discover(base.clone(), users, limit, response_timeout).await?))
+        }
+        None => None,
+    };
     let links = Links {
         full: Arc::new(Link::new(users.full.target, limit, response_timeout).provisioned_by(users.full.provisioner)),
         read_only: Arc::new(
@@ -124,7 +147,8 @@ pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     };
     // The kill commands travel on a connection no request uses: a request's own connection
     // queues behind the script it runs.
-    let guard = ScriptGuard::new(config.max_script, Link::new(base, 64 * 1024, None));
+    let guard = ScriptGuard::new(config.max_script, Link::new(base, 64 * 1024, None))
+        .on_masters_of(cluster.as_ref().map(|c| Arc::clone(c) as Arc<dyn crate::script_guard::Masters>));
     if let Err(state) = guard.probe().await {
         eprintln!("edgesync-gateway: Redis is not answering yet ({state}); requests get 503 until it does");
     } else if let Some(note) = guard.threshold_note().await {
@@ -132,6 +156,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, StartError> {
     }
     let state = Arc::new(Gateway {
         links,
+        cluster,
         guard,
         script_flags: ScriptFlags::default(),
         subscriptions: Subscriptions::new(config.subscribe),
@@ -247,28 +272,79 @@ impl Gateway {
         self.json_body(StatusCode::OK, &json!({ "result": to_json(value, encoding.base64) }))
     }
 
-    /// Runs `pipe` on the token's connection (or, for a blocking command, a connection of its
-    /// own, dropped afterwards, at the latest at its bound), watched by the script guard when
-    /// it runs a script.
+    /// Runs `commands` (a transaction when `atomic`, else a pipeline) on the token's
+    /// connection — or, for a blocking command, a connection of its own, dropped afterwards,
+    /// at the latest at its bound — or, on a cluster, on the masters their keys are on;
+    /// watched by the script guard when they run a script. One result per command.
     async fn execute(
         &self,
-        pipe: redis::Pipeline,
+        commands: &[Vec<Vec<u8>>],
+        atomic: bool,
         lane: Lane,
         access: Access,
         runs_scripts: bool,
     ) -> Result<Vec<redis::RedisResult<Value>>, Failure> {
-        let run = self.execute_on(pipe, lane, access);
+        let run = async {
+            match &self.cluster {
+                Some(cluster) => {
+                    cluster.run(commands, atomic, lane, access).await.map_err(|error| self.whole_failure(&error))
+                }
+                None => {
+                    let mut pipe = redis::pipe();
+                    if atomic {
+                        pipe.atomic();
+                    }
+                    pipe.ignore_errors();
+                    // The replies of a pipeline share one response budget while they are
+                    // read; a transaction's come back as one reply (EXEC's), bounded as
+                    // every reply is.
+                    let windowed = !atomic && commands.len() > 1;
+                    if windowed {
+                        pipe.cmd("ECHO").arg(window_marker(commands.len()));
+                    }
+                    for args in commands {
+                        pipe.add_command(command(args));
+                    }
+                    let mut ran = self.execute_on(pipe, lane, access).await?;
+                    if windowed && !ran.is_empty() {
+                        // The marker's echo; were it refused, the window would not open and
+                        // each reply would still be bounded alone.
+                        let _echo = ran.remove(0);
+                    }
+                    Ok(ran)
+                }
+            }
+        };
         if runs_scripts {
             self.guard.watch(run).await.map_err(|overrun| {
                 if matches!(overrun, Overrun::Unkillable(_)) {
                     // Redis reads nothing more from the connection running the script: later
                     // requests get a new one, which Redis answers (BUSY) at once.
-                    self.link(access).abandon();
+                    match &self.cluster {
+                        Some(cluster) => cluster.abandon(access),
+                        None => self.link(access).abandon(),
+                    }
                 }
                 Failure::from(overrun)
             })?
         } else {
             run.await
+        }
+    }
+
+    /// The failure of a whole request: Redis's error (400), a blocking command ended at its
+    /// bound (400), or Redis unavailable (503).
+    fn whole_failure(&self, error: &RedisError) -> Failure {
+        match server_error_text(error) {
+            Some(text) => Failure(StatusCode::BAD_REQUEST, text),
+            None if error.to_string().contains("--max-block") => Failure(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "ERR the blocking command waited the gateway's limit of {:?} and was ended",
+                    self.policy.max_block()
+                ),
+            ),
+            None => unavailable(error),
         }
     }
 
@@ -311,17 +387,7 @@ impl Gateway {
         }
         match outcome {
             Ok(Ok(results)) => Ok(results),
-            Ok(Err(error)) => Err(match server_error_text(&error) {
-                Some(text) => Failure(StatusCode::BAD_REQUEST, text),
-                None if error.to_string().contains("--max-block") => Failure(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "ERR the blocking command waited the gateway's limit of {:?} and was ended",
-                        self.policy.max_block()
-                    ),
-                ),
-                None => unavailable(&error),
-            }),
+            Ok(Err(error)) => Err(self.whole_failure(&error)),
             Err(join) => Err(Failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -336,9 +402,8 @@ impl Gateway {
         self.commands.fetch_add(1, Ordering::SeqCst);
         let lane = self.policy.admit(&args, access, false).map_err(refused)?;
         let answer = self.script_flags.rewrite(&mut args);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors().add_command(command(&args));
-        let mut results = self.execute(pipe, lane, access, runs_script(&args)).await?;
+        let scripts = runs_script(&args);
+        let mut results = self.execute(&[args], false, lane, access, scripts).await?;
         match results.pop() {
             Some(Ok(value)) => self.result(&answered(value, answer), encoding),
             Some(Err(error)) => match server_error_text(&error) {
@@ -384,30 +449,14 @@ impl Gateway {
             .zip(&verdicts)
             .map(|(args, verdict)| verdict.is_ok().then(|| self.script_flags.rewrite(args)).flatten())
             .collect();
-        let mut pipe = redis::pipe();
-        if atomic {
-            pipe.atomic();
-        }
-        pipe.ignore_errors();
-        let admitted = verdicts.iter().filter(|v| v.is_ok()).count();
-        // The replies of a pipeline share one response budget while they are read; a
-        // transaction's come back as one reply (EXEC's), bounded as every reply is.
-        let windowed = !atomic && admitted > 1;
-        if windowed {
-            pipe.cmd("ECHO").arg(window_marker(admitted));
-        }
-        for (args, verdict) in commands.iter().zip(&verdicts) {
-            if verdict.is_ok() {
-                pipe.add_command(command(args));
-            }
-        }
-        let scripts = commands.iter().zip(&verdicts).any(|(args, verdict)| verdict.is_ok() && runs_script(args));
-        let mut ran = if admitted > 0 { self.execute(pipe, lane, access, scripts).await? } else { Vec::new() };
-        if windowed && !ran.is_empty() {
-            // The marker's echo; were it refused, the window would not open and each reply
-            // would still be bounded alone.
-            let _echo = ran.remove(0);
-        }
+        let admitted: Vec<Vec<Vec<u8>>> =
+            commands.into_iter().zip(&verdicts).filter(|(_, verdict)| verdict.is_ok()).map(|(args, _)| args).collect();
+        let scripts = admitted.iter().any(|args| runs_script(args));
+        let ran = if admitted.is_empty() {
+            Vec::new()
+        } else {
+            self.execute(&admitted, atomic, lane, access, scripts).await?
+        };
         if let Some(text) =
             ran.iter().filter_map(|r| r.as_ref().err()).filter_map(server_error_text).find(|t| is_exceeded(t))
         {
@@ -444,16 +493,9 @@ fn refused(refusal: crate::policy::Refusal) -> Failure {
     Failure(StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST), refusal.to_string())
 }
 
-fn command(args: &[Vec<u8>]) -> redis::Cmd {
-    let mut cmd = redis::cmd(&String::from_utf8_lossy(&args[0]));
-    for arg in &args[1..] {
-        cmd.arg(arg.as_slice());
-    }
-    cmd
-}
-
 /// Redis's own error line (`ERR …`, `WRONGTYPE …`), or `None` for I/O and client errors. A
-/// cluster's redirection says what it means: the gateway speaks to one node.
+/// redirection here means a cluster the gateway did not find at start (it follows them on a
+/// cluster it found): it says so rather than pass on a raw MOVED.
 fn server_error_text(error: &RedisError) -> Option<String> {
     let code = error.code()?;
     let line = match error.detail() {
@@ -462,7 +504,7 @@ fn server_error_text(error: &RedisError) -> Option<String> {
     };
     Some(match code {
         "MOVED" | "ASK" => format!(
-            "ERR {line}: --redis-url is a node of a Redis Cluster and this key is served by another; the gateway speaks to one Redis (cluster routing is not supported yet)"
+            "ERR {line}: --redis-url is a node of a Redis Cluster the gateway did not find when it started (Redis did not answer then); restart the gateway so it routes by slot"
         ),
         _ => line,
     })
@@ -683,6 +725,10 @@ async fn stats(State(gw): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> 
             "unkillable": counts.unkillable,
         },
         "subscribers": gw.subscriptions.open(),
+        "cluster": gw.cluster.as_ref().map(|cluster| {
+            let counts = cluster.counts();
+            json!({ "masters": counts.masters, "moved": counts.moved, "ask": counts.asked })
+        }),
     }))
     .into_response())
 }

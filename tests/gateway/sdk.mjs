@@ -3,7 +3,9 @@
 // prints what the SDK returned, as JSON, for tests/tests/gateway.rs to check (and to check
 // against redis-server directly). Scenarios: `everyday` (what edgesync and a typical user
 // run), `read-only` (a read-only token's reads and refused writes), `subscribe` (the SDK's
-// Subscriber on a channel and a pattern, fed by PUBLISH through the gateway).
+// Subscriber on a channel and a pattern, fed by PUBLISH through the gateway), `cluster`
+// (`everyday` as a Redis Cluster user writes it: keys spread over the masters, multi-key
+// commands and transactions on one hash tag; and a transaction across slots, refused).
 import { Redis } from "@upstash/redis";
 
 const [url, token, scenario] = process.argv.slice(2);
@@ -17,7 +19,8 @@ const attempt = async (name, run) => {
   }
 };
 
-if (scenario === "everyday") {
+// What every user runs: strings, JSON, non-ASCII, TTLs, hashes, sorted sets, sets, counters.
+const basics = async () => {
   await attempt("set", () => redis.set("sdk:str", "hello"));
   await attempt("str", () => redis.get("sdk:str"));
   await attempt("json", async () => { await redis.set("sdk:json", { price: "0.0150", n: 3 }); return redis.get("sdk:json"); });
@@ -30,10 +33,29 @@ if (scenario === "everyday") {
   });
   await attempt("set_members", async () => { await redis.sadd("sdk:s", "x", "y"); return (await redis.smembers("sdk:s")).sort(); });
   await attempt("incr", () => redis.incr("sdk:n"));
+};
+
+if (scenario === "everyday") {
+  await basics();
   await attempt("pipeline", () => { const p = redis.pipeline(); p.set("sdk:p", "1"); p.incr("sdk:p"); p.get("sdk:p"); return p.exec(); });
   await attempt("multi", () => { const m = redis.multi(); m.set("sdk:m", "a"); m.append("sdk:m", "b"); m.get("sdk:m"); return m.exec(); });
   await attempt("del", () => redis.del("sdk:str", "sdk:missing"));
   await attempt("gone", () => redis.get("sdk:str"));
+  await attempt("flushall", () => redis.flushall());
+} else if (scenario === "cluster") {
+  await basics();
+  await attempt("pipeline", () => {
+    const p = redis.pipeline();
+    p.set("sdk:p", "1"); p.incr("sdk:p"); p.set("sdk:q", "q"); p.get("sdk:p"); p.get("sdk:q"); p.get("sdk:str");
+    return p.exec();
+  });
+  await attempt("multi", () => { const m = redis.multi(); m.set("{sdk}:m", "a"); m.append("{sdk}:m", "b"); m.set("{sdk}:m2", "c"); m.get("{sdk}:m"); return m.exec(); });
+  await attempt("cross_slot_multi", () => { const m = redis.multi(); m.set("sdk:a", "1"); m.set("sdk:b", "2"); return m.exec(); });
+  await attempt("mget", () => redis.mget("{sdk}:m", "{sdk}:m2", "{sdk}:none"));
+  await attempt("cross_slot_mget", () => redis.mget("sdk:str", "sdk:json"));
+  await attempt("del", () => redis.del("sdk:str"));
+  await attempt("gone", () => redis.get("sdk:str"));
+  await attempt("dbsize", () => redis.dbsize());
   await attempt("flushall", () => redis.flushall());
 } else if (scenario === "read-only") {
   await attempt("get", () => redis.get("sdk:json"));

@@ -1,11 +1,13 @@
 //! The HTTP API end to end, through workerd: every route with its documented shape, auth
 //! (bearer and signed single-use admin calls), input validation, read-through caching with
 //! the exchange call counted at the stand-in, the OHLCV TTL rule, namespace-confined
-//! invalidation, and reads during a Redis outage.
+//! invalidation, and reads during a Redis outage. Also run by `api_cluster.rs`: `api` on one
+//! redis-server, `api_cluster` — the same assertions — on a Redis Cluster behind the gateway
+//! (an outage there stops every node).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use edgesync_e2e::harness::{HttpAnswer, Stack, StackOptions};
+use edgesync_e2e::harness::{Backing, HttpAnswer, Stack, StackOptions};
 use edgesync_e2e::suite::run_suite;
 use edgesync_e2e::{admin, binaries};
 use redis::Commands;
@@ -15,7 +17,7 @@ const READ_TOKEN: &str = "e2e-read-token";
 const ADMIN_SECRET: &str = "e2e-admin-secret";
 const ALL: &str = "*/3 * * * *";
 
-fn main() {
+pub fn main() {
     let vars = [
         ("REDIS_NAMESPACE", "api"),
         ("SYMBOLS", "QRLUSDT,BTCUSDT"),
@@ -26,32 +28,35 @@ fn main() {
         // ETHUSDT is not synced, only served read-through.
         ("READ_THROUGH_SYMBOLS", "ETHUSDT"),
     ];
+    let backing = Backing::of_suite(env!("CARGO_CRATE_NAME"));
+    let tests: &[edgesync_e2e::suite::Test<Stack>] = &[
+        ("health_and_openapi", health_and_openapi),
+        ("price_and_history", price_and_history),
+        ("ticker_is_read_through_once", ticker_is_read_through_once),
+        ("ohlcv_ttl_ends_at_the_open_candle_close", ohlcv_ttl_ends_at_the_open_candle_close),
+        ("deals_and_orderbook", deals_and_orderbook),
+        ("private_routes_need_the_token", private_routes_need_the_token),
+        ("private_routes_answer_their_shapes", private_routes_answer_their_shapes),
+        ("admin_signatures_are_checked_and_single_use", admin_signatures_are_checked_and_single_use),
+        ("admin_sync_and_warm", admin_sync_and_warm),
+        ("invalidation_stays_inside_the_namespace", invalidation_stays_inside_the_namespace),
+        ("bad_input_is_a_400_naming_the_parameter", bad_input_is_a_400_naming_the_parameter),
+        ("unknown_routes_and_methods", unknown_routes_and_methods),
+        ("concurrent_reads_share_one_redis_request", concurrent_reads_share_one_redis_request),
+        ("redis_outage_serves_stale_or_503", redis_outage_serves_stale_or_503),
+    ];
     run_suite(
         || {
-            let stack = Stack::start(StackOptions {
+            let options = StackOptions {
                 binaries: binaries!(),
                 vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            })?;
+            };
+            let stack = Stack::start_on(options, backing)?;
             stack.exchange.set_response("/api/v3/myTrades", None, &json!([]));
             stack.fire_cron(ALL);
             Ok(stack)
         },
-        &[
-            ("health_and_openapi", health_and_openapi),
-            ("price_and_history", price_and_history),
-            ("ticker_is_read_through_once", ticker_is_read_through_once),
-            ("ohlcv_ttl_ends_at_the_open_candle_close", ohlcv_ttl_ends_at_the_open_candle_close),
-            ("deals_and_orderbook", deals_and_orderbook),
-            ("private_routes_need_the_token", private_routes_need_the_token),
-            ("private_routes_answer_their_shapes", private_routes_answer_their_shapes),
-            ("admin_signatures_are_checked_and_single_use", admin_signatures_are_checked_and_single_use),
-            ("admin_sync_and_warm", admin_sync_and_warm),
-            ("invalidation_stays_inside_the_namespace", invalidation_stays_inside_the_namespace),
-            ("bad_input_is_a_400_naming_the_parameter", bad_input_is_a_400_naming_the_parameter),
-            ("unknown_routes_and_methods", unknown_routes_and_methods),
-            ("concurrent_reads_share_one_redis_request", concurrent_reads_share_one_redis_request),
-            ("redis_outage_serves_stale_or_503", redis_outage_serves_stale_or_503),
-        ],
+        tests,
     )
 }
 
@@ -312,10 +317,8 @@ fn invalidation_stays_inside_the_namespace(stack: &Stack) {
         let value: Option<String> = redis.get(key).unwrap();
         assert_eq!(value.as_deref(), Some("keep"), "{key} was deleted");
     }
-    let scan = |redis: &mut redis::Connection| -> Vec<String> {
-        redis.scan_match::<_, String>("api:v1:*").unwrap().collect::<Result<_, _>>().unwrap()
-    };
-    let left = scan(&mut redis);
+    let scan = || stack.backend.keys_matching("api:v1:*");
+    let left = scan();
     let cache = ["api:v1:ticker:", "api:v1:ohlcv:", "api:v1:deals:", "api:v1:orderbook:"];
     assert!(
         left.iter().all(|k| !cache.iter().any(|c| k.starts_with(c)) && !k.ends_with(":cached")),
@@ -324,7 +327,7 @@ fn invalidation_stays_inside_the_namespace(stack: &Stack) {
     assert!(left.contains(&"api:v1:account:mexc:main".to_owned()), "permanent data stays: {left:?}");
     let everything = admin(stack, "/v1/admin/invalidate", &json!({"all": true, "include_permanent": true}));
     assert_eq!(everything.json()["deleted"].as_u64(), Some(left.len() as u64), "{}", everything.body);
-    assert_eq!(scan(&mut redis), Vec::<String>::new());
+    assert_eq!(scan(), Vec::<String>::new());
     assert_error(&admin(stack, "/v1/admin/invalidate", &json!({"symbol": "QRLUSDT", "all": true})), 400, "bad_request");
     assert_error(&admin(stack, "/v1/admin/invalidate", &json!({"pattern": "a b"})), 400, "bad_request");
     stack.fire_cron(ALL); // put the data back for the tests after this one

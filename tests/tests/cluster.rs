@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use edgesync_core::store::StoreExt;
 use edgesync_e2e::binaries;
-use edgesync_e2e::cluster::RedisCluster;
+use edgesync_e2e::cluster::{node, RedisCluster, SlotMove};
 use edgesync_e2e::harness::{migrator_binary, require_tool, RedisBackend, REDIS_TOKEN};
 use edgesync_e2e::process::{free_port, wait_until, Service};
 use edgesync_e2e::suite::run_suite;
@@ -543,10 +543,6 @@ fn onto_another_redis_a_cluster_or_upstash_rest(fixture: &Fixture) {
     }
 }
 
-fn node(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
-}
-
 /// A scan that a resharding overtakes: every key sits in one slot of one master, the other
 /// masters (empty) finish their scans at once, then the slot moves to one of them — its keys
 /// now live where the scan has already been. They must still be seen.
@@ -559,15 +555,6 @@ fn a_key_resharded_during_a_scan_is_still_seen(fixture: &Fixture) {
         let _: () = client.set(key, "[]").unwrap();
     }
     let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&keys[0]).query(&mut node(masters[0])).unwrap();
-    let holds = |port: u16| -> bool {
-        let count: u64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query(&mut node(port)).unwrap();
-        count > 0
-    };
-    let from = *masters.iter().find(|port| holds(**port)).expect("a master holds the slot");
-    let to = *masters.iter().find(|port| **port != from).unwrap();
-    let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut node(port)).unwrap() };
-    let (from_id, to_id) = (id(from), id(to));
-
     let store = open(&fixture.cluster_url(), None).unwrap();
     let first = block_on(store.scan(0, "okx:positions:*", 10)).unwrap();
     assert_ne!(first.cursor, 0, "the scan is under way");
@@ -575,41 +562,7 @@ fn a_key_resharded_during_a_scan_is_still_seen(fixture: &Fixture) {
 
     // Move the slot as `redis-cli --cluster reshard` does: importing, migrating, MIGRATE the
     // keys, then every master learns the new owner.
-    let _: () =
-        redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("IMPORTING").arg(&from_id).query(&mut node(to)).unwrap();
-    let _: () =
-        redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("MIGRATING").arg(&to_id).query(&mut node(from)).unwrap();
-    loop {
-        let batch: Vec<String> =
-            redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(100).query(&mut node(from)).unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        let mut migrate = redis::cmd("MIGRATE");
-        migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000).arg("KEYS").arg(&batch);
-        let _: () = migrate.query(&mut node(from)).unwrap();
-    }
-    for port in &masters {
-        let _: () =
-            redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&to_id).query(&mut node(*port)).unwrap();
-    }
-    wait_until("every master to agree on the slot's owner", Duration::from_secs(20), || {
-        masters
-            .iter()
-            .all(|port| {
-                let ranges: Vec<Vec<redis::Value>> =
-                    redis::cmd("CLUSTER").arg("SLOTS").query(&mut node(*port)).unwrap_or_default();
-                ranges.iter().any(|range| match range.as_slice() {
-                    [redis::Value::Int(start), redis::Value::Int(end), redis::Value::Array(master), ..] => {
-                        (*start..=*end).contains(&i64::from(slot))
-                            && matches!(master.get(1), Some(redis::Value::Int(p)) if *p == i64::from(to))
-                    }
-                    _ => false,
-                })
-            })
-            .then_some(())
-    })
-    .unwrap();
+    SlotMove::begin(&fixture.cluster, slot).finish();
 
     let mut seen: std::collections::BTreeSet<String> = first.keys.into_iter().collect();
     let mut cursor = first.cursor;

@@ -1,11 +1,12 @@
 //! The durable tier end to end: the worker in workerd with its SQLite Durable Object, real
 //! redis-server behind the gateway, the MEXC stand-in. Redis is stopped and started empty
 //! (it has no persistence) as an outage would leave it; `wrangler dev` is restarted for a
-//! fresh isolate with the Durable Object's data kept.
+//! fresh isolate with the Durable Object's data kept. Also run by `durable_cluster.rs`, the
+//! same assertions on a Redis Cluster behind the gateway (an outage stops every node).
 
 use std::sync::Mutex;
 
-use edgesync_e2e::harness::{HttpAnswer, Stack, StackOptions};
+use edgesync_e2e::harness::{Backing, HttpAnswer, Stack, StackOptions};
 use edgesync_e2e::suite::run_suite;
 use edgesync_e2e::{admin, binaries};
 use redis::Commands;
@@ -18,10 +19,10 @@ const NAMESPACE: &str = "durable";
 const LATEST: &str = "durable:v1:price:mexc:QRLUSDT:latest";
 const HISTORY: &str = "durable:v1:price:mexc:QRLUSDT:history";
 
-fn main() {
+pub fn main() {
     run_suite(
         || {
-            let stack = Stack::start(StackOptions {
+            let options = StackOptions {
                 binaries: binaries!(),
                 vars: [
                     ("REDIS_NAMESPACE", NAMESPACE),
@@ -32,7 +33,8 @@ fn main() {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            })?;
+            };
+            let stack = Stack::start_on(options, Backing::of_suite(env!("CARGO_CRATE_NAME")))?;
             stack.exchange.set_response("/api/v3/myTrades", None, &json!([]));
             Ok(Mutex::new(stack))
         },
@@ -335,6 +337,6 @@ fn without_redis_the_copy_is_the_store(fixture: &Mutex<Stack>) {
         "the permanent latest price stays: {}",
         price.body
     );
-    let redis_keys: Vec<String> = stack.backend.redis().keys("embedded:*").unwrap();
+    let redis_keys: Vec<String> = stack.backend.keys_matching("embedded:*");
     assert!(redis_keys.is_empty(), "nothing went to Redis: {redis_keys:?}");
 }

@@ -41,41 +41,30 @@ fn main() {
             ("limits_answer_upstash_shaped_errors", limits_answer_upstash_shaped_errors),
             ("scripts_with_upstash_shebang_flags_run", scripts_with_upstash_shebang_flags_run),
             ("the_sdk_subscribes_over_server_sent_events", the_sdk_subscribes_over_server_sent_events),
-            ("a_cluster_node_is_refused_at_start", a_cluster_node_is_refused_at_start),
+            ("rediss_with_a_private_ca", rediss_with_a_private_ca),
         ],
     )
 }
 
 const AUTH: (&str, &str) = ("authorization", "Bearer e2e-redis-token");
 
-/// Pointed at a node of a Redis Cluster, the gateway would answer MOVED for two thirds of the
-/// keys: it says so and exits 2 before it listens.
-fn a_cluster_node_is_refused_at_start(_: &RedisBackend) {
-    let cluster = edgesync_e2e::cluster::RedisCluster::start(3, 0).expect("a 3-master cluster");
-    let port = edgesync_e2e::process::free_port();
-    let mut gateway = std::process::Command::new(edgesync_e2e::harness::gateway_binary())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--redis-url", &cluster.urls()[0], "--acl-users", "off"])
-        .env("GATEWAY_TOKEN", "cluster-token")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the gateway starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = gateway.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = gateway.kill();
-            panic!("the gateway kept running against a cluster node");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let output = gateway.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("node of a Redis Cluster") && stderr.contains("standalone Redis"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"), "it never listened");
+/// Redis over TLS (`rediss://`) with a certificate from a private CA: trusted through
+/// `--redis-tls-ca`, commands run; without it the gateway does not start (its ACL users cannot
+/// be checked over a connection it does not trust).
+fn rediss_with_a_private_ca(backend: &RedisBackend) {
+    let ca = backend.tls_ca().to_str().unwrap();
+    let (_gateway, url) = backend
+        .start_gateway(
+            &["--redis-url", &backend.redis_tls_url, "--redis-tls-ca", ca],
+            &[("GATEWAY_TOKEN", REDIS_TOKEN)],
+        )
+        .expect("a gateway in front of Redis over TLS");
+    let (status, body) = post_as(&url, REDIS_TOKEN, "/", br#"["SET","tls:key","over tls"]"#);
+    assert_eq!((status, body.as_str()), (200, r#"{"result":"OK"}"#));
+    assert_eq!(redis_get(backend, "tls:key").as_deref(), Some("over tls"));
+    let untrusted =
+        backend.start_gateway(&["--redis-url", &backend.redis_tls_url], &[("GATEWAY_TOKEN", REDIS_TOKEN)]).err();
+    assert!(untrusted.is_some_and(|log| log.contains("certificate") || log.contains("UnknownIssuer")), "refused");
 }
 
 /// `@upstash/redis`'s Subscriber through the gateway: a channel and a pattern, each message

@@ -199,7 +199,7 @@ fn looping_scripts_are_ended_for_every_token(fixture: &Fixture) {
 }
 
 /// `TYPE` and `DUMP` of every key, sorted: what "every key intact" compares.
-fn snapshot(redis: &mut redis::Connection) -> Vec<(String, Option<Vec<u8>>)> {
+fn snapshot(redis: &mut impl redis::ConnectionLike) -> Vec<(String, Option<Vec<u8>>)> {
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(redis).unwrap();
     keys.sort();
     keys.into_iter()

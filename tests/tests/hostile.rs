@@ -68,7 +68,7 @@ struct KeyDump {
     pttl: i64,
 }
 
-fn key_dump(redis: &mut redis::Connection, key: &str) -> KeyDump {
+fn key_dump(redis: &mut impl redis::ConnectionLike, key: &str) -> KeyDump {
     KeyDump {
         kind: redis::cmd("TYPE").arg(key).query(redis).unwrap(),
         dump: redis::cmd("DUMP").arg(key).query(redis).unwrap(),
@@ -76,7 +76,7 @@ fn key_dump(redis: &mut redis::Connection, key: &str) -> KeyDump {
     }
 }
 
-fn scan(redis: &mut redis::Connection, pattern: &str) -> Vec<String> {
+fn scan(redis: &mut impl redis::ConnectionLike, pattern: &str) -> Vec<String> {
     let mut keys: Vec<String> = redis.scan_match::<_, String>(pattern).unwrap().collect::<Result<_, _>>().unwrap();
     keys.sort();
     keys

@@ -162,7 +162,7 @@ fn invalidation_leaves_foreign_keys_intact(fixture: &Fixture) {
     ];
     let ours = ["inv:v1:ticker:mexc:QRLUSDT", "inv:v1:ticker:mexc:BTCUSDT", "inv:v1:price:mexc:QRLUSDT:cached"];
     let mut redis = fixture.backend.redis();
-    let plant = |redis: &mut redis::Connection| {
+    let plant = |redis: &mut edgesync_e2e::harness::DirectRedis| {
         for key in foreign.iter().chain(&ours) {
             let _: () = redis::cmd("SET").arg(*key).arg("1").query(redis).unwrap();
         }
@@ -210,7 +210,7 @@ fn stats_flag_evictable_permanent_data(fixture: &Fixture) {
     let store = client(&fixture.backend);
     let keys = KeySpace::new("statsns").unwrap();
     let mut redis = fixture.backend.redis();
-    let set_policy = |redis: &mut redis::Connection, policy: &str| {
+    let set_policy = |redis: &mut edgesync_e2e::harness::DirectRedis, policy: &str| {
         let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg(policy).query(redis).unwrap();
     };
     let _: () = redis::cmd("SET").arg("statsns:v1:account:mexc:main").arg("{}").query(&mut redis).unwrap();

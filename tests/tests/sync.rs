@@ -1,13 +1,15 @@
 //! The cron sync, end to end: the worker in workerd calls the MEXC stand-in (signed calls
 //! checked exactly as MEXC does) and writes through the Upstash-REST gateway into
-//! redis-server. Everything is read back from redis-server directly.
+//! redis-server. Everything is read back from redis-server directly. Also run by
+//! `sync_cluster.rs`: `sync` on one redis-server, `sync_cluster` — the same assertions — on a
+//! Redis Cluster behind the gateway.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edgesync_e2e::binaries;
-use edgesync_e2e::harness::{Stack, StackOptions};
+use edgesync_e2e::harness::{Backing, Stack, StackOptions};
 use edgesync_e2e::suite::run_suite;
 use redis::Commands;
 use rust_decimal::Decimal;
@@ -18,7 +20,7 @@ const BALANCE: &str = "1 * * * *";
 const PRICE: &str = "2 * * * *";
 const COST: &str = "3 * * * *";
 
-fn main() {
+pub fn main() {
     let vars = [
         ("REDIS_NAMESPACE", "sync"),
         ("SYMBOLS", "QRLUSDT,BTCUSDT"),
@@ -31,10 +33,11 @@ fn main() {
     ];
     run_suite(
         || {
-            Stack::start(StackOptions {
+            let options = StackOptions {
                 binaries: binaries!(),
                 vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            })
+            };
+            Stack::start_on(options, Backing::of_suite(env!("CARGO_CRATE_NAME")))
         },
         &[
             ("one_cron_stores_the_complete_account_and_prices", one_cron_stores_the_complete_account_and_prices),

@@ -7,8 +7,9 @@
 
 pub mod moves;
 pub mod placement;
-pub mod slot;
 pub mod store;
-pub mod topology;
+
+// Key → slot and slot → master are core's (the gateway routes by them too).
+pub use edgesync_core::cluster::{slot, topology};
 
 pub use store::ClusterStore;

@@ -6,8 +6,9 @@
 //! A missing tool is an error that says what to install, never a silent skip.
 //!
 //! Its parts, one file each, re-exported here (one spelling): `redis_backend.rs`
-//! ([`RedisBackend`]: `redis-server` and the gateway), `standin.rs` ([`ExchangeStandin`]:
-//! the MEXC stand-in), `wrangler.rs` (the worker under `wrangler dev`, extra workers).
+//! ([`RedisBackend`]: `redis-server` or a Redis Cluster, and the gateway), `direct_redis.rs`
+//! ([`DirectRedis`]: tests' own client of either), `standin.rs` ([`ExchangeStandin`]: the
+//! MEXC stand-in), `wrangler.rs` (the worker under `wrangler dev`, extra workers).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,12 +18,14 @@ use serde_json::Value;
 
 use crate::process::{free_port, wait_until, Service};
 
+mod direct_redis;
 mod redis_backend;
 mod standin;
 mod workerd;
 mod wrangler;
 
-pub use redis_backend::RedisBackend;
+pub use direct_redis::DirectRedis;
+pub use redis_backend::{Backing, RedisBackend};
 pub use standin::ExchangeStandin;
 pub use workerd::{spawn_workerd, spawn_workerd_build, WorkerRunner};
 pub use wrangler::{
@@ -141,7 +144,12 @@ fn agent() -> ureq::Agent {
 impl Stack {
     /// Starts the whole deployment: [`RedisBackend`], the stand-in and the worker.
     pub fn start(options: StackOptions) -> Result<Stack, String> {
-        let backend = RedisBackend::start(&options.binaries)?;
+        Self::start_on(options, Backing::Server)
+    }
+
+    /// The whole deployment on `backing`: one redis-server or a Redis Cluster.
+    pub fn start_on(options: StackOptions, backing: Backing) -> Result<Stack, String> {
+        let backend = RedisBackend::start_on(&options.binaries, backing)?;
         let log = |name: &str| backend.log(name);
         let http = agent();
         let gateway_url = backend.gateway_url.clone();

@@ -1,5 +1,6 @@
 //! [`RedisBackend`]: `redis-server` (no persistence; a TLS listener with a CA made for the
-//! run) and the Upstash-REST gateway in front of it, with the calls tests make on them.
+//! run) — or a Redis Cluster of them ([`Backing::Cluster`]: 3 masters, a replica each) — and
+//! the Upstash-REST gateway in front of it, with the calls tests make on them.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,19 +9,52 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::direct_redis::DirectRedis;
 use super::{agent, answer, call, gateway_binary, require_tool, wait_ready, Binaries, HttpAnswer, REDIS_TOKEN};
+use crate::cluster::RedisCluster;
 use crate::process::{free_port, wait_until, Service};
 
-/// redis-server and the Upstash-REST gateway in front of it. Fields drop in order.
+/// Which Redis a backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// One `redis-server`.
+    Server,
+    /// A Redis Cluster (3 masters, a replica each); the gateway is given its first node.
+    Cluster,
+}
+
+impl Backing {
+    /// `Cluster` for a suite compiled as `<name>_cluster` (pass `env!("CARGO_CRATE_NAME")`):
+    /// `tests/tests/sync_cluster.rs` and `api_cluster.rs` are `sync.rs` and `api.rs` again, so
+    /// the same assertions run on both.
+    pub fn of_suite(crate_name: &str) -> Self {
+        if crate_name.ends_with("_cluster") {
+            Backing::Cluster
+        } else {
+            Backing::Server
+        }
+    }
+}
+
+/// The Redis behind the gateway.
+enum Servers {
+    /// In a `Mutex` so a test can stop and restart Redis behind a shared backend.
+    One(Mutex<Service>),
+    Cluster(RedisCluster),
+}
+
+/// redis-server (or a cluster) and the Upstash-REST gateway in front of it. Fields drop in
+/// order.
 pub struct RedisBackend {
     gateway: Service,
-    /// In a `Mutex` so a test can stop and restart Redis behind a shared backend.
-    redis: Mutex<Service>,
+    redis: Servers,
     redis_port: u16,
     tls: RedisTls,
     pub gateway_url: String,
+    /// The server's URL, or the first node's of a cluster.
     pub redis_url: String,
-    /// The same Redis over TLS (`rediss://`), its certificate signed by [`RedisBackend::tls_ca`].
+    /// The same Redis over TLS (`rediss://`), its certificate signed by [`RedisBackend::tls_ca`]
+    /// (one server only: a cluster's nodes speak plain text).
     pub redis_tls_url: String,
     http: ureq::Agent,
     pub(super) dir: tempfile::TempDir,
@@ -91,15 +125,30 @@ fn redis_pings(url: &str) -> bool {
 impl RedisBackend {
     /// Starts redis-server (no persistence) and the gateway in front of it.
     pub fn start(binaries: &Binaries) -> Result<RedisBackend, String> {
+        Self::start_on(binaries, Backing::Server)
+    }
+
+    /// Starts `backing` and the gateway in front of it (given a cluster's first node).
+    pub fn start_on(binaries: &Binaries, backing: Backing) -> Result<RedisBackend, String> {
         require_tool("redis-server", "install it with `apt-get install redis-server` (`make test` does this)")?;
         let dir = tempfile::Builder::new().prefix("edgesync-e2e-").tempdir().map_err(|e| e.to_string())?;
         let log = |name: &str| dir.path().join(format!("{name}.log"));
 
-        let redis_port = free_port();
         let tls = RedisTls::generate(dir.path())?;
-        let redis = start_redis(redis_port, &tls, dir.path())?;
-        let redis_url = format!("redis://127.0.0.1:{redis_port}");
         let redis_tls_url = format!("rediss://127.0.0.1:{}", tls.port);
+        let (redis, redis_port, redis_url) = match backing {
+            Backing::Server => {
+                let port = free_port();
+                let redis = start_redis(port, &tls, dir.path())?;
+                (Servers::One(Mutex::new(redis)), port, format!("redis://127.0.0.1:{port}"))
+            }
+            Backing::Cluster => {
+                let cluster = RedisCluster::start(3, 1)?;
+                let url = cluster.urls()[0].clone();
+                let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_default();
+                (Servers::Cluster(cluster), port, url)
+            }
+        };
 
         let http = agent();
         let gateway_port = free_port();
@@ -112,30 +161,36 @@ impl RedisBackend {
         let mut gateway = Service::spawn("edgesync-gateway", command, &log("gateway"))?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
         wait_ready(&http, &mut gateway, &format!("{gateway_url}/?_token={REDIS_TOKEN}"), Duration::from_secs(20))?;
-        Ok(RedisBackend {
-            gateway,
-            redis: Mutex::new(redis),
-            redis_port,
-            tls,
-            gateway_url,
-            redis_url,
-            redis_tls_url,
-            http,
-            dir,
-        })
+        Ok(RedisBackend { gateway, redis, redis_port, tls, gateway_url, redis_url, redis_tls_url, http, dir })
     }
 
-    /// Stops redis-server (the gateway stays up and answers 503s), as an outage would.
+    /// The cluster, when the backend is one.
+    pub fn cluster(&self) -> Option<&RedisCluster> {
+        match &self.redis {
+            Servers::One(_) => None,
+            Servers::Cluster(cluster) => Some(cluster),
+        }
+    }
+
+    /// Stops redis-server — or every node of the cluster — (the gateway stays up and answers
+    /// 503s), as an outage would.
     pub fn stop_redis(&self) {
-        self.redis.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        match &self.redis {
+            Servers::One(redis) => redis.lock().unwrap_or_else(|p| p.into_inner()).stop(),
+            Servers::Cluster(cluster) => cluster.stop(),
+        }
     }
 
-    /// Starts redis-server again on the same port, empty (it has no persistence).
+    /// Starts redis-server (or every node) again on the same port, empty (no persistence).
     pub fn restart_redis(&self) -> Result<(), String> {
-        let mut redis = self.redis.lock().unwrap_or_else(|p| p.into_inner());
-        redis.stop();
-        *redis = start_redis(self.redis_port, &self.tls, self.dir.path())?;
-        drop(redis);
+        match &self.redis {
+            Servers::One(redis) => {
+                let mut redis = redis.lock().unwrap_or_else(|p| p.into_inner());
+                redis.stop();
+                *redis = start_redis(self.redis_port, &self.tls, self.dir.path())?;
+            }
+            Servers::Cluster(cluster) => cluster.restart()?,
+        }
         // The gateway's connection to the old process is broken; it reconnects on a failed
         // request. Ready is when a command goes through it again.
         wait_until("the gateway to reach the restarted Redis", Duration::from_secs(20), || {
@@ -154,11 +209,37 @@ impl RedisBackend {
         self.dir.path().join(format!("{name}.log"))
     }
 
-    /// A direct connection to redis-server, bypassing every edgesync component.
-    pub fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis_url.as_str())
-            .and_then(|c| c.get_connection())
-            .expect("redis-server accepts connections")
+    /// A direct client of the backend's Redis, bypassing every edgesync component: a
+    /// connection to redis-server, or a cluster client routing by slot.
+    pub fn redis(&self) -> DirectRedis {
+        match &self.redis {
+            Servers::One(_) => DirectRedis::Server(
+                redis::Client::open(self.redis_url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .expect("redis-server accepts connections"),
+            ),
+            Servers::Cluster(cluster) => DirectRedis::Cluster(Box::new(cluster.client())),
+        }
+    }
+
+    /// Every key matching `pattern`, read from Redis directly: `SCAN` on one server, each
+    /// master's `KEYS` on a cluster (a cluster client's `SCAN` asks one node).
+    pub fn keys_matching(&self, pattern: &str) -> Vec<String> {
+        match &self.redis {
+            Servers::One(_) => {
+                let mut redis = self.redis();
+                let keys = redis::Commands::scan_match::<_, String>(&mut redis, pattern).unwrap();
+                keys.collect::<Result<_, _>>().unwrap()
+            }
+            Servers::Cluster(cluster) => cluster
+                .ports_with_role("master")
+                .into_iter()
+                .flat_map(|port| {
+                    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+                    redis::cmd("KEYS").arg(pattern).query::<Vec<String>>(&mut client.get_connection().unwrap()).unwrap()
+                })
+                .collect(),
+        }
     }
 
     /// `{"requests", "commands"}` the gateway has served since the last reset.
@@ -172,14 +253,18 @@ impl RedisBackend {
         assert_eq!(answer.status, 200, "resetting the gateway's counters: {}", answer.body);
     }
 
-    /// Another `edgesync-gateway` in front of this Redis, with `args` (tokens, policy, TLS;
-    /// `--acl-users provision` unless `args` say otherwise) and `env`; returns it and its base
-    /// URL (`https://` when `--tls-cert` is given), once it says it listens. Its full token
-    /// must be [`REDIS_TOKEN`]: the ACL user of a token is shared by the gateways of a Redis.
+    /// Another `edgesync-gateway` in front of this Redis (or the `--redis-url` in `args`),
+    /// with `args` (tokens, policy, TLS; `--acl-users provision` unless `args` say otherwise)
+    /// and `env`; returns it and its base URL (`https://` when `--tls-cert` is given), once it
+    /// says it listens. Its full token must be [`REDIS_TOKEN`]: the ACL user of a token is
+    /// shared by the gateways of a Redis.
     pub fn start_gateway(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(Service, String), String> {
         let port = free_port();
         let mut command = Command::new(gateway_binary());
-        command.args(["--listen", &format!("127.0.0.1:{port}"), "--redis-url", &self.redis_url]);
+        command.args(["--listen", &format!("127.0.0.1:{port}")]);
+        if !args.contains(&"--redis-url") {
+            command.args(["--redis-url", &self.redis_url]);
+        }
         if !args.contains(&"--acl-users") {
             command.args(["--acl-users", "provision"]);
         }

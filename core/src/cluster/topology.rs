@@ -1,9 +1,10 @@
 //! A Redis Cluster's shape as one node describes it: which master serves each hash slot, and
 //! the masters in a stable order (by the first slot each serves) so a scan can walk them one
 //! after the other. Read from `CLUSTER SLOTS`, which every Redis Cluster version answers;
-//! replicas are listed there but never used: the migrator reads and writes masters only.
+//! replicas are listed there but never used: the migrator and the gateway read and write masters
+//! only (the gateway lists every node, replicas too, to give each the same ACL users).
 
-use edgesync_core::store::Reply;
+use crate::store::Reply;
 
 use super::slot::SLOTS;
 
@@ -13,6 +14,8 @@ pub struct Master {
     /// `host:port`, as the cluster announces it.
     pub address: String,
     pub ranges: Vec<(u16, u16)>,
+    /// Its replicas' `host:port`, as `CLUSTER SLOTS` lists them.
+    pub replicas: Vec<String>,
 }
 
 impl Master {
@@ -59,15 +62,32 @@ impl Topology {
                 return Err(unexpected("a master lacks its host or port"));
             };
             let host = host.into_string().map_err(|e| unexpected(&e))?;
+            let replicas: Vec<String> = parts
+                .filter_map(|replica| match replica {
+                    Reply::Array(node) => match (node.first(), node.get(1)) {
+                        (Some(Reply::Bulk(host)), Some(Reply::Int(port))) => {
+                            Some(address_of(&String::from_utf8_lossy(host), *port))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
             let slots = |n: i64| u16::try_from(n).ok().filter(|slot| *slot < SLOTS);
             let (Some(from), Some(to)) = (slots(from), slots(to)) else {
                 return Err(unexpected("a slot outside 0-16383"));
             };
-            // An IPv6 address is bracketed, so `host:port` splits at the last colon.
-            let address = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            let address = address_of(&host, port);
             match masters.iter_mut().find(|m| m.address == address) {
-                Some(master) => master.ranges.push((from, to)),
-                None => masters.push(Master { address, ranges: vec![(from, to)] }),
+                Some(master) => {
+                    master.ranges.push((from, to));
+                    for replica in replicas {
+                        if !master.replicas.contains(&replica) {
+                            master.replicas.push(replica);
+                        }
+                    }
+                }
+                None => masters.push(Master { address, ranges: vec![(from, to)], replicas }),
             }
         }
         masters.sort_by_key(Master::first_slot);
@@ -90,6 +110,24 @@ impl Topology {
         &self.masters[usize::from(self.owner[usize::from(slot)])].address
     }
 
+    /// Every node `CLUSTER SLOTS` named, once each, masters first, then replicas.
+    pub fn nodes(&self) -> Vec<&str> {
+        let masters = self.masters.iter().map(|m| m.address.as_str());
+        let replicas = self.masters.iter().flat_map(|m| m.replicas.iter().map(String::as_str));
+        let mut nodes: Vec<&str> = Vec::new();
+        for node in masters.chain(replicas) {
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        nodes
+    }
+
+    /// The place of the master at `address` in [`Topology::masters`].
+    pub fn master_index(&self, address: &str) -> Option<usize> {
+        self.masters.iter().position(|m| m.address == address)
+    }
+
     /// The slot ranges the master at `address` serves, in order.
     pub fn slots_of(&self, address: &str) -> Vec<(u16, u16)> {
         let mut ranges: Vec<(u16, u16)> =
@@ -103,11 +141,20 @@ impl Topology {
         let index = match self.masters.iter().position(|m| m.address == address) {
             Some(index) => index,
             None => {
-                self.masters.push(Master { address: address.to_owned(), ranges: Vec::new() });
+                self.masters.push(Master { address: address.to_owned(), ranges: Vec::new(), replicas: Vec::new() });
                 self.masters.len() - 1
             }
         };
         self.owner[usize::from(slot)] = index as u16;
+    }
+}
+
+/// `host:port`; an IPv6 address is bracketed, so `host:port` splits at the last colon.
+fn address_of(host: &str, port: i64) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -136,6 +183,8 @@ mod tests {
         assert_eq!(topology.master_of(0), "127.0.0.1:7001");
         assert_eq!(topology.master_of(5461), "127.0.0.1:7002");
         assert_eq!(topology.master_of(16383), "127.0.0.1:7003");
+        assert_eq!(topology.masters[0].replicas, ["127.0.0.1:7999"]);
+        assert_eq!(topology.nodes(), ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7999"]);
     }
 
     #[test]
