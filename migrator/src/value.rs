@@ -119,8 +119,8 @@ fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn unexpected(detail: String) -> StoreError {
-    StoreError::UnexpectedReply { command: "read".into(), detail }
+fn unexpected(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::UnexpectedReply { command: "read".into(), detail: detail.to_string() }
 }
 
 /// Reads `keys` with their expiry; `None` for keys that do not exist or have a type the

@@ -58,7 +58,7 @@ impl Topology {
             let (Some(host), Some(Reply::Int(port))) = (node.next(), node.next()) else {
                 return Err(unexpected("a master lacks its host or port"));
             };
-            let host = host.into_string().map_err(|e| unexpected(&e))?;
+            let host = host.into_string().map_err(|e| unexpected(&e.to_string()))?;
             let slots = |n: i64| u16::try_from(n).ok().filter(|slot| *slot < SLOTS);
             let (Some(from), Some(to)) = (slots(from), slots(to)) else {
                 return Err(unexpected("a slot outside 0-16383"));

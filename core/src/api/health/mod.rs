@@ -53,9 +53,9 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     for (task, reply) in Task::ALL.iter().zip(replies) {
         // A status hash that cannot be read (another type, fields that are not numbers)
         // counts as absent: the task's next run rewrites it.
-        let fields: BTreeMap<String, String> = match reply.map_err(|e| e.0).and_then(Reply::into_pairs) {
-            Ok(pairs) => pairs.into_iter().collect(),
-            Err(_) => BTreeMap::new(),
+        let fields: BTreeMap<String, String> = match reply.ok().map(Reply::into_pairs) {
+            Some(Ok(pairs)) => pairs.into_iter().collect(),
+            _ => BTreeMap::new(),
         };
         let status = TaskStatus::from_fields(&fields).unwrap_or_default();
         let interval = intervals.get(task.name()).copied();
