@@ -76,3 +76,19 @@ impl Reply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_of_another_shape_says_what_was_expected_and_what_came() {
+        assert_eq!(Reply::Int(1).into_string().unwrap_err().to_string(), "expected a string, got Int(1)");
+        assert_eq!(Reply::Nil.into_int().unwrap_err().to_string(), "expected an integer, got Nil");
+        let odd = Reply::Array(vec![Reply::bulk("field")]).into_pairs().unwrap_err();
+        assert_eq!(odd, ReplyShapeError::OddPairs(1));
+        let not_utf8 = Reply::Bulk(vec![0xff]).into_string().unwrap_err();
+        assert!(matches!(&not_utf8, ReplyShapeError::NotUtf8(_)), "{not_utf8:?}");
+        assert!(not_utf8.to_string().starts_with("reply is not UTF-8: "), "{not_utf8}");
+    }
+}
