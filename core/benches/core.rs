@@ -94,7 +94,7 @@ fn handler(c: &mut Criterion) {
     use edgesync_core::clock::{FixedClock, ThreadSleep};
     use edgesync_core::config::Config;
     use edgesync_core::store::memory::MemoryStore;
-    use edgesync_core::store::tiered::{IsolateCache, Tiered};
+    use edgesync_core::store::tiered::{Backing, IsolateCache, Tiered};
     use edgesync_core::store::Store;
     use edgesync_core::App;
 
@@ -105,7 +105,7 @@ fn handler(c: &mut Criterion) {
     let key = config.keys.price_latest(Exchange::Mexc, &Segment::new("s", "QRLUSDT").unwrap());
     futures_executor::block_on(store.set(&key, &serde_json::to_vec(&record).unwrap(), None)).unwrap();
     let memory = IsolateCache::new(config.tiers);
-    let tiers = Tiered::memory_only(&memory, &store, &*clock);
+    let tiers = Tiered::new(&memory, Backing::Memory(&store), &*clock);
     let flights = Flights::default();
     let app = App {
         config: &config,
@@ -117,6 +117,7 @@ fn handler(c: &mut Criterion) {
         mexc_clock: &Default::default(),
         waiter: &edgesync_core::single_flight::Unbounded,
         page: &edgesync_core::api::page::PageAssets::NONE,
+        health_report: &Default::default(),
     };
     let request = ApiRequest::get("/v1/price/QRLUSDT");
     let mut group = c.benchmark_group("handler");
@@ -219,7 +220,7 @@ fn cron(c: &mut Criterion) {
     use edgesync_core::api::flight::Flights;
     use edgesync_core::clock::{FixedClock, ThreadSleep};
     use edgesync_core::config::Config;
-    use edgesync_core::store::tiered::{IsolateCache, Tiered};
+    use edgesync_core::store::tiered::{Backing, IsolateCache, Tiered};
     use edgesync_core::store::upstash::UpstashClient;
     use edgesync_core::App;
 
@@ -250,7 +251,7 @@ fn cron(c: &mut Criterion) {
         let clock = FixedClock::at(now);
         let redis = UpstashClient::new(&peers, config.redis.clone().unwrap());
         let memory = IsolateCache::new(config.tiers);
-        let tiers = Tiered::new(&memory, &redis, &clock);
+        let tiers = Tiered::new(&memory, Backing::redis(&redis), &clock);
         let flights = Flights::default();
         let app = App {
             config: &config,
@@ -262,6 +263,7 @@ fn cron(c: &mut Criterion) {
             mexc_clock: &Default::default(),
             waiter: &edgesync_core::single_flight::Unbounded,
             page: &edgesync_core::api::page::PageAssets::NONE,
+            health_report: &Default::default(),
         };
         group.bench_function(format!("invocation_{symbols}_symbols"), |b| {
             b.iter(|| {

@@ -71,4 +71,6 @@ pub struct App<'a> {
     pub waiter: &'a dyn single_flight::Waiter,
     /// The built page `/` serves (the edge's build output).
     pub page: &'a api::page::PageAssets,
+    /// The health report as last built (isolate-lifetime; a cron run forgets it).
+    pub health_report: &'a api::health::kept::KeptReport,
 }

@@ -9,7 +9,7 @@ use crate::clock::{FixedClock, ThreadSleep};
 use crate::config::Config;
 use crate::http::HttpClient;
 use crate::store::memory::MemoryStore;
-use crate::store::tiered::{IsolateCache, Tiered};
+use crate::store::tiered::{Backing, IsolateCache, Tiered};
 use crate::App;
 
 /// The fixed time of every test app, ms since the epoch.
@@ -35,7 +35,7 @@ pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnO
     let clock = Arc::new(FixedClock::at(NOW_MS));
     let store = MemoryStore::new(clock.clone(), 10_000);
     let memory = IsolateCache::new(config.tiers);
-    let tiers = Tiered::memory_only(&memory, &store, &*clock);
+    let tiers = Tiered::new(&memory, Backing::Memory(&store), &*clock);
     let flights = Flights::default();
     let app = App {
         config: &config,
@@ -47,6 +47,7 @@ pub fn with_app<R>(vars: &[(&str, &str)], http: &dyn HttpClient, check: impl FnO
         mexc_clock: &Default::default(),
         waiter: &crate::single_flight::Unbounded,
         page: &crate::api::page::PageAssets::NONE,
+        health_report: &Default::default(),
     };
     check(&app)
 }

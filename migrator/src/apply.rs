@@ -32,7 +32,7 @@ use crate::pipeline::{execute, InFlight, Mover, ReadPlan, Reader, MOVES_IN_FLIGH
 use crate::plan_error::PlanError;
 use crate::rules::{Rule, RuleOptions, RuleSet, OWN_KEYS_PREFIX};
 use crate::scan::{classify, Candidate, Class, Classified, Scanner};
-use crate::script::{move_many_command, move_outcomes, reloading_if_lost, MoveOutcome, Scripts};
+use crate::script::{move_many_command, move_outcomes, reloading_if_lost, MoveOutcome, ScriptAnswerError, Scripts};
 use crate::sides::Sides;
 use crate::spill::KeyedSpill;
 
@@ -120,6 +120,8 @@ pub enum ApplyError {
     Locked(String),
     #[error("the move script answered unexpectedly: {0}")]
     Script(String),
+    #[error("the move script answered unexpectedly: {0}")]
+    Answer(#[from] ScriptAnswerError),
     #[error("scratch files in the journal directory: {0}")]
     Scratch(#[from] std::io::Error),
     #[error(transparent)]
@@ -307,7 +309,7 @@ impl<'a> Run<'a> {
         let reply =
             reloading_if_lost(self.store, reply, &mut self.scripts, |scripts| move_many_command(&entries, scripts))
                 .await;
-        let outcomes = move_outcomes(reply?, &entries).map_err(ApplyError::Script)?;
+        let outcomes = move_outcomes(reply?, &entries)?;
         self.note(entries, outcomes)
     }
 

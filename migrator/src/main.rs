@@ -155,7 +155,7 @@ fn rules_step(action: &RulesAction) -> Result<ExitCode, StepError> {
     match action {
         RulesAction::List => {
             for name in builtin::names() {
-                let set = builtin::load(name).map_err(StepError::Failed)?;
+                let set = builtin::load(name).map_err(|e| StepError::Failed(e.to_string()))?;
                 println!("{name:14} {}", set.description);
             }
             Ok(ExitCode::from(exit::OK))

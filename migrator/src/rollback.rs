@@ -13,7 +13,9 @@ use crate::connect::Connector;
 use crate::entry::{Entry, EntryState};
 use crate::journal::{entries, Journal, JournalError};
 use crate::pipeline::{execute, InFlight, Mover, MOVES_IN_FLIGHT};
-use crate::script::{reloading_if_lost, restore_many_command, restore_outcomes, RestoreOutcome, Scripts};
+use crate::script::{
+    reloading_if_lost, restore_many_command, restore_outcomes, RestoreOutcome, ScriptAnswerError, Scripts,
+};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RollbackReport {
@@ -31,6 +33,8 @@ pub enum RollbackError {
     Journal(#[from] JournalError),
     #[error("the restore script answered unexpectedly: {0}")]
     Script(String),
+    #[error("the restore script answered unexpectedly: {0}")]
+    Answer(#[from] ScriptAnswerError),
     #[error(transparent)]
     Cluster(#[from] ClusterMoveError),
 }
@@ -76,7 +80,7 @@ async fn finish(
     let reply = sent.answer().and_then(|reply| reply);
     let reply =
         reloading_if_lost(store, reply, scripts, |scripts| restore_many_command(&entries, force, scripts)).await;
-    let outcomes = restore_outcomes(reply?, &entries).map_err(RollbackError::Script)?;
+    let outcomes = restore_outcomes(reply?, &entries)?;
     note(journal, entries, outcomes, report)
 }
 

@@ -52,7 +52,7 @@
 
 use std::borrow::Borrow;
 
-use edgesync_core::store::{Command, Reply, Store, StoreError};
+use edgesync_core::store::{Command, Reply, ReplyShapeError, Store, StoreError};
 
 use crate::entry::{Entry, EntryState};
 use crate::value::{Stored, TypedValue};
@@ -118,9 +118,10 @@ async fn load_scripts<const N: usize>(
         .await?
         .into_iter()
         .map(|reply| match reply {
-            Ok(reply) => reply
-                .into_string()
-                .map_err(|detail| StoreError::UnexpectedReply { command: "SCRIPT LOAD".into(), detail }),
+            Ok(reply) => reply.into_string().map_err(|error| StoreError::UnexpectedReply {
+                command: "SCRIPT LOAD".into(),
+                detail: error.to_string(),
+            }),
             Err(error) => Err(StoreError::Command { command: "SCRIPT LOAD".into(), error }),
         })
         .collect::<Result<Vec<String>, StoreError>>()?;
@@ -514,20 +515,41 @@ pub fn cross_node_command(steps: &[Step<'_>], scripts: &NodeScripts) -> Command 
     args.node_command(&scripts.cross_sha)
 }
 
+/// An answer of a script that this migrator cannot read: the script and the code that called
+/// it disagree (nothing a retry mends). The step stops; what the journal holds is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptAnswerError {
+    /// Not one answer per key or step, as a list.
+    #[error("script answered {0:?}")]
+    NotAList(Reply),
+    /// A list of another length than the keys or steps the call carried.
+    #[error("{answers} answers for {asked} {what}")]
+    Count { answers: usize, asked: usize, what: &'static str },
+    /// An answer that is not text.
+    #[error(transparent)]
+    NotText(#[from] ReplyShapeError),
+    /// A status word this migrator does not know (`call`: `move` or `restore`).
+    #[error("unknown {call} status {status:?}")]
+    UnknownStatus { call: &'static str, status: String },
+    /// A target place (from 1) the entry does not have.
+    #[error("the script named target {place:?} of {key}")]
+    NoSuchTarget { place: String, key: String },
+}
+
 /// The answers of a [`cross_node_command`] of `steps` steps, one word each.
-pub fn step_answers(reply: Reply, steps: usize) -> Result<Vec<String>, String> {
-    let Reply::Array(items) = reply else { return Err(format!("script answered {reply:?}")) };
+pub fn step_answers(reply: Reply, steps: usize) -> Result<Vec<String>, ScriptAnswerError> {
+    let Reply::Array(items) = reply else { return Err(ScriptAnswerError::NotAList(reply)) };
     if items.len() != steps {
-        return Err(format!("{} answers for {steps} steps", items.len()));
+        return Err(ScriptAnswerError::Count { answers: items.len(), asked: steps, what: "steps" });
     }
-    items.into_iter().map(Reply::into_string).collect()
+    Ok(items.into_iter().map(Reply::into_string).collect::<Result<_, _>>()?)
 }
 
 /// Each entry's answer, split into its word and the rest.
-fn answers<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<(&Entry, String, String)>, String> {
-    let Reply::Array(items) = reply else { return Err(format!("script answered {reply:?}")) };
+fn answers<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<(&Entry, String, String)>, ScriptAnswerError> {
+    let Reply::Array(items) = reply else { return Err(ScriptAnswerError::NotAList(reply)) };
     if items.len() != entries.len() {
-        return Err(format!("{} answers for {} keys", items.len(), entries.len()));
+        return Err(ScriptAnswerError::Count { answers: items.len(), asked: entries.len(), what: "keys" });
     }
     entries
         .iter()
@@ -542,17 +564,17 @@ fn answers<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<(&Entry,
 }
 
 /// The key of the target the script named by its place (from 1) among the entry's.
-fn target_at(entry: &Entry, place: &str) -> Result<String, String> {
+fn target_at(entry: &Entry, place: &str) -> Result<String, ScriptAnswerError> {
     place
         .parse::<usize>()
         .ok()
         .and_then(|place| entry.targets.get(place.checked_sub(1)?))
         .map(|(key, _)| key.clone())
-        .ok_or_else(|| format!("the script named target {place:?} of {}", entry.source))
+        .ok_or_else(|| ScriptAnswerError::NoSuchTarget { place: place.to_owned(), key: entry.source.clone() })
 }
 
 /// The answer of a [`move_many_command`] for `entries`, in entry order.
-pub fn move_outcomes<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<MoveOutcome>, String> {
+pub fn move_outcomes<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<MoveOutcome>, ScriptAnswerError> {
     answers(reply, entries)?
         .into_iter()
         .map(|(entry, word, details)| match word.as_str() {
@@ -562,20 +584,23 @@ pub fn move_outcomes<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Ve
             "missing" => Ok(MoveOutcome::Missing),
             "elsewhere" => Ok(MoveOutcome::Elsewhere),
             "conflict" => Ok(MoveOutcome::Conflict { target: target_at(entry, &details)? }),
-            other => Err(format!("unknown move status {other:?}")),
+            other => Err(ScriptAnswerError::UnknownStatus { call: "move", status: other.to_owned() }),
         })
         .collect()
 }
 
 /// The answer of a [`restore_many_command`] for `entries`, in entry order.
-pub fn restore_outcomes<E: Borrow<Entry>>(reply: Reply, entries: &[E]) -> Result<Vec<RestoreOutcome>, String> {
+pub fn restore_outcomes<E: Borrow<Entry>>(
+    reply: Reply,
+    entries: &[E],
+) -> Result<Vec<RestoreOutcome>, ScriptAnswerError> {
     answers(reply, entries)?
         .into_iter()
         .map(|(entry, word, details)| match word.as_str() {
             "restored" => Ok(RestoreOutcome::Restored),
             "elsewhere" => Ok(RestoreOutcome::Elsewhere),
             "target_changed" => Ok(RestoreOutcome::TargetChanged { target: target_at(entry, &details)? }),
-            other => Err(format!("unknown restore status {other:?}")),
+            other => Err(ScriptAnswerError::UnknownStatus { call: "restore", status: other.to_owned() }),
         })
         .collect()
 }

@@ -114,8 +114,8 @@ fn expires_at(expire_time: i64) -> Option<i64> {
     (expire_time > 0).then_some(expire_time)
 }
 
-fn unexpected(detail: String) -> StoreError {
-    StoreError::UnexpectedReply { command: "read".into(), detail }
+fn unexpected(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::UnexpectedReply { command: "read".into(), detail: detail.to_string() }
 }
 
 /// Reads `keys` with their expiry; `None` for keys that do not exist or have a type the

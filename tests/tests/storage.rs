@@ -15,7 +15,7 @@ use edgesync_core::store::conformance::{self, Subject};
 use edgesync_core::store::invalidate::{clear_all, clear_symbol, delete_pattern, Scope};
 use edgesync_core::store::stats;
 use edgesync_core::store::tiered::TierConfig;
-use edgesync_core::store::tiered::{IsolateCache, ReadError, Tier, Tiered};
+use edgesync_core::store::tiered::{Backing, IsolateCache, ReadError, Tier, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient, UpstashConfig};
 use edgesync_core::store::{Command, Store, StoreError};
 use edgesync_core::ttl::DataClass;
@@ -195,7 +195,7 @@ fn unreadable_values_keep_permanent_data_and_drop_cache(fixture: &Fixture) {
     let _: () = redis::cmd("SET").arg(latest).arg(broken).query(&mut redis).unwrap();
     let _: () = redis::cmd("SET").arg(cached).arg(broken).arg("EX").arg(30).query(&mut redis).unwrap();
     let memory = IsolateCache::new(TierConfig::default());
-    let tiered = Tiered::new(&memory, &store, &SystemClock);
+    let tiered = Tiered::new(&memory, Backing::redis(&store), &SystemClock);
     let error = block_on(tiered.read_json::<PriceRecord>(latest, DataClass::PriceLatest)).unwrap_err();
     assert!(matches!(&error, ReadError::Unreadable(u) if u.key == latest), "{error}");
     assert_eq!(redis_get(fixture, latest).as_deref(), Some(broken), "a permanent value is left as it is");
@@ -233,7 +233,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
     let config = config(fixture, &[("SYMBOLS", "QRLUSDT,BTCUSDT"), ("REDIS_NAMESPACE", "warm")]).unwrap();
     let store = client(&fixture.backend);
     let memory = IsolateCache::new(config.tiers);
-    let tiered = Tiered::new(&memory, &store, &SystemClock);
+    let tiered = Tiered::new(&memory, Backing::redis(&store), &SystemClock);
     let app = App {
         config: &config,
         store: &tiered,
@@ -244,6 +244,7 @@ fn warming_fills_missing_and_skips_cached(fixture: &Fixture) {
         mexc_clock: &Default::default(),
         waiter: &edgesync_core::single_flight::Unbounded,
         page: &edgesync_core::api::page::PageAssets::NONE,
+        health_report: &Default::default(),
     };
     block_on(clear_all(&store, &config.keys, Scope::IncludePermanent)).unwrap();
     let qrl = Segment::new("symbol", "QRLUSDT").unwrap();
@@ -288,7 +289,7 @@ fn tiered_store_rides_out_a_redis_outage(fixture: &Fixture) {
         retries: 1,
         backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(50) },
     });
-    let tiered = Tiered::new(&memory, &store, &*clock);
+    let tiered = Tiered::new(&memory, Backing::redis(&store), &*clock);
     let key = "qrl:v1:price:mexc:OUTAGEUSDT:latest";
     block_on(tiered.set(key, b"before", None)).unwrap();
     clock.advance_ms(3_000);
@@ -325,7 +326,7 @@ fn binary_values_survive_every_tier(fixture: &Fixture) {
     let all: Vec<u8> = (0..=255).collect();
     let store = client(&fixture.backend);
     let memory = IsolateCache::new(TierConfig::default());
-    let tiered = Tiered::new(&memory, &store, &SystemClock);
+    let tiered = Tiered::new(&memory, Backing::redis(&store), &SystemClock);
     block_on(tiered.set("bin:alone", &all, None)).unwrap();
     let commands = [
         Command::set("bin:text", b"plain", None),

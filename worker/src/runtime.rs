@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use edgesync_core::api::flight::Flights;
+use edgesync_core::api::health::kept::KeptReport;
 use edgesync_core::api::{ApiError, ApiResponse};
 use edgesync_core::clock::{Backoff, Clock, Sleep};
 use edgesync_core::config::{Config, ConfigError};
@@ -20,7 +21,7 @@ use edgesync_core::log::EventLog;
 use edgesync_core::store::durable::client::Keeps;
 use edgesync_core::store::durable::DurableStore;
 use edgesync_core::store::memory::MemoryStore;
-use edgesync_core::store::tiered::{IsolateCache, Tiered};
+use edgesync_core::store::tiered::{Backing, IsolateCache, Tiered};
 use edgesync_core::store::upstash::{ReadRetries, UpstashClient};
 use edgesync_core::App;
 use worker::Env;
@@ -68,6 +69,12 @@ fn memory_tier(config: &Config) -> &'static IsolateCache {
 fn flights() -> &'static Flights {
     static FLIGHTS: OnceLock<Flights> = OnceLock::new();
     FLIGHTS.get_or_init(Flights::default)
+}
+
+/// The isolate's health report, kept for the fresh window and forgotten by a cron run.
+fn health_report() -> &'static KeptReport {
+    static REPORT: OnceLock<KeptReport> = OnceLock::new();
+    REPORT.get_or_init(KeptReport::default)
 }
 
 /// The isolate's measurement of MEXC's clock offset.
@@ -136,18 +143,15 @@ impl Runtime {
     /// The tiers for this invocation.
     pub fn tiers(&self) -> Tiered<'_> {
         let memory = memory_tier(&self.config);
-        match (&self.redis, &self.config.redis, &self.durable) {
+        let tiers = match (&self.redis, &self.config.redis, &self.durable) {
             (Some(redis), Some(settings), durable) => {
-                let tiers = Tiered::new(memory, redis, &WorkerClock).with_waiter(&WorkerWaiter, settings.timeout);
-                match durable {
-                    Some(durable) => tiers.with_durable(durable),
-                    None => tiers,
-                }
+                let backing = Backing::Redis { redis, durable: durable.as_ref() };
+                Tiered::new(memory, backing, &WorkerClock).with_waiter(&WorkerWaiter, settings.timeout)
             }
-            (_, _, Some(durable)) => Tiered::embedded(memory, durable, &WorkerClock),
-            _ => Tiered::memory_only(memory, memory_store(&self.config), &WorkerClock),
-        }
-        .with_log(&ConsoleLog)
+            (_, _, Some(durable)) => Tiered::new(memory, Backing::Durable(durable), &WorkerClock),
+            _ => Tiered::new(memory, Backing::Memory(memory_store(&self.config)), &WorkerClock),
+        };
+        tiers.with_log(&ConsoleLog)
     }
 
     pub fn app<'a>(&'a self, tiers: &'a Tiered<'a>) -> App<'a> {
@@ -161,6 +165,7 @@ impl Runtime {
             mexc_clock: mexc_clock(),
             waiter: &WorkerWaiter,
             page: &crate::page::ASSETS,
+            health_report: health_report(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use super::{ApiError, ApiResponse};
 use crate::records::status::TaskStatus;
-use crate::store::{Command, Reply, Store};
+use crate::store::{Command, Store};
 use crate::sync::Task;
 use crate::App;
 
@@ -124,7 +124,7 @@ pub async fn metrics(app: &App<'_>) -> Result<ApiResponse, ApiError> {
         .iter()
         .zip(replies)
         .map(|(task, reply)| {
-            let fields = reply.map_err(|e| e.0).and_then(Reply::into_pairs).unwrap_or_default().into_iter().collect();
+            let fields = reply.ok().and_then(|r| r.into_pairs().ok()).unwrap_or_default().into_iter().collect();
             (task.name(), TaskStatus::from_fields(&fields).unwrap_or_default())
         })
         .collect();

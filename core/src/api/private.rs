@@ -79,7 +79,7 @@ pub async fn positions(app: &App<'_>) -> Result<ApiResponse, ApiError> {
     let replies = store.pipeline(&commands).await?;
     let mut positions = Vec::new();
     for ((symbol, side), reply) in listed.iter().zip(replies) {
-        let pairs = match reply.map_err(|e| e.0).and_then(|r| r.into_pairs()) {
+        let pairs = match reply.map_err(|e| e.0).and_then(|r| r.into_pairs().map_err(|e| e.to_string())) {
             Ok(pairs) => pairs,
             Err(reason) => {
                 app.store.memory_tier().count_unreadable(DataClass::Position, 1);

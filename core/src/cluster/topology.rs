@@ -61,7 +61,7 @@ impl Topology {
             let (Some(host), Some(Reply::Int(port))) = (node.next(), node.next()) else {
                 return Err(unexpected("a master lacks its host or port"));
             };
-            let host = host.into_string().map_err(|e| unexpected(&e))?;
+            let host = host.into_string().map_err(|e| unexpected(&e.to_string()))?;
             let replicas: Vec<String> = parts
                 .filter_map(|replica| match replica {
                     Reply::Array(node) => match (node.first(), node.get(1)) {

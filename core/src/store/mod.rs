@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use command::Command;
-pub use reply::Reply;
+pub use reply::{Reply, ReplyShapeError};
 
 /// A Redis error for one command, e.g. `WRONGTYPE Operation against a key holding the wrong
 /// kind of value`. Other commands of the same pipeline are unaffected.
@@ -87,7 +87,7 @@ pub trait Store {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let command = Command::new("GET").arg(key);
         let reply = self.execute(&command).await?;
-        reply.into_optional_bytes().map_err(|detail| StoreError::UnexpectedReply { command: "GET".into(), detail })
+        reply.into_optional_bytes().map_err(unexpected("GET"))
     }
 
     /// `SET key value [EX ttl]`: without a TTL the key is permanent (and a previous TTL is
@@ -113,8 +113,9 @@ pub struct ScanPage {
     pub keys: Vec<String>,
 }
 
-fn unexpected(command: &str) -> impl FnOnce(String) -> StoreError + '_ {
-    move |detail| StoreError::UnexpectedReply { command: command.to_owned(), detail }
+/// A reply `command` cannot use, as the store error that names the command.
+fn unexpected<D: std::fmt::Display>(command: &str) -> impl FnOnce(D) -> StoreError + '_ {
+    move |detail| StoreError::UnexpectedReply { command: command.to_owned(), detail: detail.to_string() }
 }
 
 /// Typed access to the commands edgesync uses, on any [`Store`]. Each method is one round
@@ -190,7 +191,7 @@ pub trait StoreExt: Store {
         let reply = self.execute(&Command::scan(cursor, pattern, count)).await?;
         let mut parts = reply.into_array().map_err(unexpected("SCAN"))?.into_iter();
         let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(unexpected("SCAN")("expected [cursor, keys]".into()));
+            return Err(unexpected("SCAN")("expected [cursor, keys]"));
         };
         let cursor = cursor.into_string().map_err(unexpected("SCAN"))?;
         let cursor = cursor.parse().map_err(|_| unexpected("SCAN")(format!("cursor {cursor:?}")))?;

@@ -205,7 +205,7 @@ pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
         replay_pending(app, &tasks).await;
     }
     // The statuses just changed: this isolate's kept health report is out of date.
-    app.store.memory_tier().forget_derived();
+    app.health_report.forget();
     reports
 }
 

@@ -118,14 +118,14 @@ mod tests {
 
         use crate::clock::{FixedClock, ThreadSleep};
         use crate::store::memory::MemoryStore;
-        use crate::store::tiered::{IsolateCache, Tiered};
+        use crate::store::tiered::{Backing, IsolateCache, Tiered};
 
         let config = crate::config::Config::from_lookup(|_| None).unwrap();
         let clock = Arc::new(FixedClock::at(crate::test_app::NOW_MS));
         let store = MemoryStore::new(clock.clone(), 1_000);
         let memory = IsolateCache::new(config.tiers);
         let events = Recorded::default();
-        let tiers = Tiered::memory_only(&memory, &store, &*clock).with_log(&events);
+        let tiers = Tiered::new(&memory, Backing::Memory(&store), &*clock).with_log(&events);
         let flights = crate::api::flight::Flights::default();
         let app = App {
             config: &config,
@@ -137,6 +137,7 @@ mod tests {
             mexc_clock: &Default::default(),
             waiter: &crate::single_flight::Unbounded,
             page: &crate::api::page::PageAssets::NONE,
+            health_report: &Default::default(),
         };
         let key = "status-test";
         let hget = |field: &str| block_on(store_get(&app, key, field));

@@ -40,7 +40,7 @@ use crate::entry::{Entry, EntryState};
 use crate::journal::{Journal, JournalError};
 use crate::script::{
     cross_node_command, is_noscript, move_many_on_node, move_outcomes, restore_many_on_node, restore_outcomes,
-    step_answers, MoveOutcome, NodeScripts, RestoreOutcome, Step,
+    step_answers, MoveOutcome, NodeScripts, RestoreOutcome, ScriptAnswerError, Step,
 };
 
 /// How many times entries whose keys moved between nodes are tried again, a growing pause
@@ -89,6 +89,8 @@ pub enum ClusterMoveError {
     Journal(#[from] JournalError),
     #[error("a cluster node's script answered unexpectedly: {0}")]
     Script(String),
+    #[error("a cluster node's script answered unexpectedly: {0}")]
+    Answer(#[from] ScriptAnswerError),
     #[error("{0} keys kept moving between cluster nodes (a failover or resharding that does not settle); run the step again once the cluster is stable")]
     Unsettled(usize),
 }
@@ -178,7 +180,7 @@ impl NodeMoves {
             let reply = self.call(&node, |scripts| cross_node_command(&mine, scripts)).await?;
             let words = match reply {
                 Reply::Nil => vec!["elsewhere".to_owned(); mine.len()],
-                reply => step_answers(reply, mine.len()).map_err(ClusterMoveError::Script)?,
+                reply => step_answers(reply, mine.len())?,
             };
             for (i, word) in indexes.into_iter().zip(words) {
                 answers[i] = word;
@@ -211,7 +213,7 @@ impl NodeMoves {
                 let reply = self.call(&node, |scripts| move_many_on_node(&mine, scripts)).await?;
                 let answered = match reply {
                     Reply::Nil => vec![MoveOutcome::Elsewhere; mine.len()],
-                    reply => move_outcomes(reply, &mine).map_err(ClusterMoveError::Script)?,
+                    reply => move_outcomes(reply, &mine)?,
                 };
                 for (i, outcome) in indexes.into_iter().zip(answered) {
                     outcomes[i] = (outcome != MoveOutcome::Elsewhere).then_some(outcome);
@@ -485,7 +487,7 @@ impl NodeMoves {
                 let reply = self.call(&node, |scripts| restore_many_on_node(&mine, force, scripts)).await?;
                 let answered = match reply {
                     Reply::Nil => vec![RestoreOutcome::Elsewhere; mine.len()],
-                    reply => restore_outcomes(reply, &mine).map_err(ClusterMoveError::Script)?,
+                    reply => restore_outcomes(reply, &mine)?,
                 };
                 for (i, outcome) in indexes.into_iter().zip(answered) {
                     outcomes[i] = (outcome != RestoreOutcome::Elsewhere).then_some(outcome);

@@ -332,9 +332,9 @@ impl ClusterStore {
                 }
                 let found =
                     self.slot_command(&address, Command::new("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(count))?;
-                let found = found.into_texts().map_err(|detail| StoreError::UnexpectedReply {
+                let found = found.into_texts().map_err(|error| StoreError::UnexpectedReply {
                     command: "CLUSTER GETKEYSINSLOT".into(),
-                    detail,
+                    detail: error.to_string(),
                 })?;
                 keys.extend(found.into_iter().filter(|key| pattern.as_ref().is_none_or(|p| p.matches(key.as_bytes()))));
             }
@@ -522,9 +522,9 @@ fn node_page(reply: Reply) -> Result<(u64, Vec<String>), StoreError> {
     let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err(unexpected("expected [cursor, keys]".into()));
     };
-    let cursor = cursor.into_string().map_err(unexpected)?;
+    let cursor = cursor.into_string().map_err(|e| unexpected(e.to_string()))?;
     let cursor = cursor.parse().map_err(|_| unexpected(format!("cursor {cursor:?}")))?;
-    Ok((cursor, keys.into_texts().map_err(unexpected)?))
+    Ok((cursor, keys.into_texts().map_err(|e| unexpected(e.to_string()))?))
 }
 
 /// The topology as the node says it is (`CLUSTER SLOTS`).

@@ -26,10 +26,25 @@ pub fn text(name: &str) -> Option<&'static str> {
     SETS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
 }
 
+/// Why a name or path gives no rule set.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleSetError {
+    /// No built-in set has that name (`known`: the names that do exist).
+    #[error("no built-in rule set `{name}` ({known})")]
+    Unknown { name: String, known: String },
+    /// Neither a built-in set's name nor a file that can be read.
+    #[error("{path}: {source} (not a built-in set either: {known})")]
+    Unreadable { path: String, source: std::io::Error, known: String },
+    /// The TOML does not describe a rule set (`origin`: the built-in set or the file).
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
 /// A built-in set, parsed.
-pub fn load(name: &str) -> Result<RuleSet, String> {
-    let text = text(name).ok_or_else(|| format!("no built-in rule set `{name}` ({})", names().join(", ")))?;
-    file::parse(text, name).map_err(|e| format!("built-in set `{name}`: {e}"))
+pub fn load(name: &str) -> Result<RuleSet, RuleSetError> {
+    let text = text(name).ok_or_else(|| RuleSetError::Unknown { name: name.to_owned(), known: names().join(", ") })?;
+    file::parse(text, name)
+        .map_err(|message| RuleSetError::Invalid { origin: format!("built-in set `{name}`"), message })
 }
 
 pub fn names() -> Vec<&'static str> {
@@ -37,15 +52,18 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// `--rules NAME|FILE`: a built-in set by name, otherwise a TOML file.
-pub fn resolve(name_or_path: &str) -> Result<RuleSet, String> {
+pub fn resolve(name_or_path: &str) -> Result<RuleSet, RuleSetError> {
     if text(name_or_path).is_some() {
         return load(name_or_path);
     }
     let path = Path::new(name_or_path);
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{name_or_path}: {e} (not a built-in set either: {})", names().join(", ")))?;
+    let text = std::fs::read_to_string(path).map_err(|source| RuleSetError::Unreadable {
+        path: name_or_path.to_owned(),
+        source,
+        known: names().join(", "),
+    })?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("rules");
-    file::parse(&text, stem).map_err(|e| format!("{name_or_path}: {e}"))
+    file::parse(&text, stem).map_err(|message| RuleSetError::Invalid { origin: name_or_path.to_owned(), message })
 }
 
 /// The default set's rules (tests and benchmarks).
@@ -104,6 +122,6 @@ mod tests {
         assert!(load("tradingboost").unwrap().excludes("user:7:position:BTC-USDT-SWAP:long:tp_data"));
         assert_eq!(owner("qrl-api", "bot:QRLUSDT:price:history").as_deref(), Some("bot-price-history"));
         assert_eq!(owner("qrl-api", "bot:QRLUSDT:position:layers"), None);
-        assert!(resolve("no-such-set-or-file").unwrap_err().contains("tradingboost"));
+        assert!(resolve("no-such-set-or-file").unwrap_err().to_string().contains("tradingboost"));
     }
 }

@@ -4,7 +4,9 @@
 //! twice its schedule is `degraded`. Without Redis configured the worker keeps data only in
 //! this isolate's memory, and says so. Always 200 while the worker runs; `status` tells.
 //! The report is kept for the isolate cache's fresh window (`MEMORY_TIER_TTL`), so Redis is
-//! read at most once per window per isolate; `?deep=1` reads it now.
+//! read at most once per window per isolate ([`kept`]); `?deep=1` reads it now.
+
+pub mod kept;
 
 use std::collections::BTreeMap;
 
@@ -51,9 +53,9 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     for (task, reply) in Task::ALL.iter().zip(replies) {
         // A status hash that cannot be read (another type, fields that are not numbers)
         // counts as absent: the task's next run rewrites it.
-        let fields: BTreeMap<String, String> = match reply.map_err(|e| e.0).and_then(Reply::into_pairs) {
-            Ok(pairs) => pairs.into_iter().collect(),
-            Err(_) => BTreeMap::new(),
+        let fields: BTreeMap<String, String> = match reply.ok().map(Reply::into_pairs) {
+            Some(Ok(pairs)) => pairs.into_iter().collect(),
+            _ => BTreeMap::new(),
         };
         let status = TaskStatus::from_fields(&fields).unwrap_or_default();
         let interval = intervals.get(task.name()).copied();
@@ -79,19 +81,16 @@ pub async fn task_statuses(app: &App<'_>) -> Result<Value, StoreError> {
     Ok(Value::Object(statuses))
 }
 
-/// The name the health report is kept under in the isolate cache.
-pub const REPORT: &str = "health";
-
 /// `deep`: read the task statuses from Redis now, rather than reuse this isolate's report
 /// from within the fresh window (`MEMORY_TIER_TTL`).
 pub async fn health(app: &App<'_>, deep: bool) -> ApiResponse {
     let now = app.clock.now_ms();
-    let memory = app.store.memory_tier();
-    if let Some(body) = memory.derived(REPORT, now).filter(|_| !deep) {
+    let kept = app.health_report.fresh(now, app.config.tiers.memory_fresh_for);
+    if let Some(body) = kept.filter(|_| !deep) {
         return ApiResponse::json(200, &body).with_header("cache-control", "no-store");
     }
     let body = report(app).await;
-    memory.keep_derived(REPORT, body.clone(), now);
+    app.health_report.keep(body.clone(), now);
     ApiResponse::json(200, &body).with_header("cache-control", "no-store")
 }
 
