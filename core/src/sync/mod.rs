@@ -164,12 +164,25 @@ pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
         let keys_written = data.iter().flat_map(Command::keys).collect::<BTreeSet<&str>>().len();
         let from = commands.len();
         commands.extend(data);
-        commands.extend(match &failure {
-            None => status::success(&status_key, started, finished, keys_written),
-            Some(error) => status::failure(&status_key, started, finished, error),
-        });
+        let data = from..commands.len();
+        match &failure {
+            None => {
+                commands.push(status::before_success(&status_key));
+                commands.extend(status::success(&status_key, started, finished, keys_written));
+            }
+            Some(error) => commands.extend(status::failure(&status_key, started, finished, error)),
+        }
         on_deferral.extend(status::deferred(&status_key, finished));
-        planned.push((task, from..commands.len(), started, finished, keys_written, failure));
+        planned.push(Planned {
+            task,
+            status_key,
+            data,
+            all: from..commands.len(),
+            started,
+            finished,
+            keys_written,
+            failure,
+        });
     }
     let written = app.store.write_noting_deferral(&commands, &on_deferral).await;
     let (deferred, copy_pending) = written.as_ref().map_or((false, 0), |w| (w.deferred, w.copy_pending));
@@ -177,16 +190,29 @@ pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
         Ok(written) => Ok(status::repair_counters(app, &commands, written.replies).await),
         Err(error) => Err(error),
     };
+    let mut corrections = Vec::new();
     let reports = planned
         .into_iter()
-        .map(|(task, range, started, finished, keys_written, failure)| {
+        .map(|Planned { task, status_key, data, all, started, finished, keys_written, failure }| {
             let written = match &replies {
-                Ok(replies) => all_ok(&commands[range.clone()], replies[range].to_vec()).map(drop),
+                Ok(replies) => all_ok(&commands[all.clone()], replies[all.clone()].to_vec()).map(drop),
                 Err(error) => Err(error.clone()),
             };
             let failure = match (failure, written) {
                 (Some(error), _) => Some(error),
-                (None, Err(error)) => Some(SyncError::Store(error)),
+                (None, Err(error)) => {
+                    let error = SyncError::Store(error);
+                    // The data failed where the success was written anyway (another node of a
+                    // cluster): the stored status must say what happened.
+                    if let Ok(replies) = &replies {
+                        let data_failed = replies[data.clone()].iter().any(Result::is_err);
+                        let status_written = replies[data.end..all.end].iter().all(Result::is_ok);
+                        if let (true, true, Ok(before)) = (data_failed, status_written, &replies[data.end]) {
+                            corrections.extend(status::correction(&status_key, started, finished, &error, before));
+                        }
+                    }
+                    Some(error)
+                }
                 (None, Ok(())) => None,
             };
             TaskReport {
@@ -200,6 +226,9 @@ pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
             }
         })
         .collect::<Vec<_>>();
+    if !corrections.is_empty() {
+        let _ = app.store.write(&corrections).await;
+    }
     if !deferred && copy_pending > 0 {
         let tasks: Vec<Task> = reports.iter().map(|report| report.task).collect();
         replay_pending(app, &tasks).await;
@@ -207,6 +236,19 @@ pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
     // The statuses just changed: this isolate's kept health report is out of date.
     app.health_report.forget();
     reports
+}
+
+/// One task's place in the invocation's pipeline: its data commands (`data`), then its status
+/// (to the end of `all`; a success's status starts with [`status::before_success`]).
+struct Planned {
+    task: Task,
+    status_key: String,
+    data: std::ops::Range<usize>,
+    all: std::ops::Range<usize>,
+    started: i64,
+    finished: i64,
+    keys_written: usize,
+    failure: Option<SyncError>,
 }
 
 /// Writes what the durable copy holds pending to Redis — each key's final state, never over a

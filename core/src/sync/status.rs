@@ -28,6 +28,51 @@ pub fn failure(key: &str, started: i64, finished: i64, error: &SyncError) -> Vec
     ]
 }
 
+/// The fields a success overwrites that a failure would have kept, read in the same
+/// pipeline just before the success is written, so [`correction`] can put them back.
+const KEPT_BY_A_FAILURE: [&str; 3] = ["last_ok", "keys_written", "consecutive_failures"];
+
+/// Reads what [`success`] is about to overwrite (one `HMGET`, in the same pipeline, before it).
+pub fn before_success(key: &str) -> Command {
+    let mut read = Command::new("HMGET").arg(key);
+    for field in KEPT_BY_A_FAILURE {
+        read = read.arg(field);
+    }
+    read
+}
+
+/// The writes that turn a success already stored into the failure the run was: on a Redis
+/// Cluster a pipeline is split by node, so a task's data can fail on one master while its
+/// status, on another, was written as a success. `before` is [`before_success`]'s answer;
+/// `runs` was counted by the success already.
+pub fn correction(key: &str, started: i64, finished: i64, error: &SyncError, before: &Reply) -> Vec<Command> {
+    let run = RunFields::Failed { started, finished, error: error.to_string(), code: error.code() };
+    let previous: Vec<Option<String>> = match before {
+        Reply::Array(values) => values.iter().map(|value| value.clone().into_string().ok()).collect(),
+        _ => Vec::new(),
+    };
+    let previous = |at: usize| previous.get(at).cloned().flatten();
+    let consecutive = previous(2).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0) + 1;
+    let mut fields = run.fields();
+    fields.push(("consecutive_failures", consecutive.to_string()));
+    let mut forget = Vec::new();
+    for (at, field) in KEPT_BY_A_FAILURE.iter().enumerate().take(2) {
+        match previous(at) {
+            Some(value) => fields.push((field, value)),
+            None => forget.push(*field),
+        }
+    }
+    let mut commands = vec![Command::hset(key, &fields), Command::new("HINCRBY").arg(key).arg("failures").arg(1)];
+    if !forget.is_empty() {
+        let mut delete = Command::new("HDEL").arg(key);
+        for field in forget {
+            delete = delete.arg(field);
+        }
+        commands.push(delete);
+    }
+    commands
+}
+
 /// After a run whose writes Redis did not acknowledge.
 pub fn deferred(key: &str, at: i64) -> Vec<Command> {
     vec![Command::hset(key, &RunFields::deferred(at))]
@@ -159,6 +204,63 @@ mod tests {
         assert!(replies.iter().all(Result::is_ok));
         assert_eq!(hget("runs"), Some("2".into()));
         assert_eq!(events.0.borrow().len(), 1, "logged once");
+    }
+
+    /// A task whose data fails where its status succeeds — a cluster's other node; here a
+    /// key of the wrong type — ends with the status of a failed run: the fields a failure keeps
+    /// as they were, its counters counted once, the error recorded.
+    #[test]
+    fn a_run_whose_data_failed_where_its_status_was_written_is_stored_as_a_failure() {
+        use std::sync::Arc;
+
+        use crate::clock::{FixedClock, ThreadSleep};
+        use crate::store::memory::MemoryStore;
+        use crate::store::tiered::{Backing, IsolateCache, Tiered};
+        use crate::sync::{write_runs, Task, TaskRun};
+
+        let config = crate::config::Config::from_lookup(|_| None).unwrap();
+        let clock = Arc::new(FixedClock::at(crate::test_app::NOW_MS));
+        let store = MemoryStore::new(clock.clone(), 1_000);
+        let memory = IsolateCache::new(config.tiers);
+        let tiers = Tiered::new(&memory, Backing::Memory(&store), &*clock);
+        let flights = crate::api::flight::Flights::default();
+        let app = App {
+            config: &config,
+            store: &tiers,
+            http: &NoNetwork,
+            clock: &*clock,
+            sleep: &ThreadSleep,
+            flights: &flights,
+            mexc_clock: &Default::default(),
+            waiter: &crate::single_flight::Unbounded,
+            page: &crate::api::page::PageAssets::NONE,
+            health_report: &Default::default(),
+        };
+        let key = config.keys.sync_status("price");
+        let before =
+            [("last_ok", "5"), ("keys_written", "7"), ("consecutive_failures", "2"), ("runs", "3"), ("failures", "1")];
+        block_on(app.store.write(&[Command::hset(&key, &before), Command::set("planted", b"text", None)])).unwrap();
+        let data = vec![Command::set("written", b"v", None), Command::zadd("planted", 1, "member")];
+        let run = TaskRun { task: Task::Price, started: 10, finished: 20, outcome: Ok(data) };
+
+        let reports = block_on(write_runs(&app, vec![run]));
+        assert!(!reports[0].ok, "{reports:?}");
+        let hget = |field: &str| block_on(store_get(&app, &key, field)).unwrap_or_default();
+        let kept: Vec<String> = ["last_ok", "keys_written"].iter().map(|f| hget(f)).collect();
+        assert_eq!(kept, ["5", "7"], "a failure keeps the last success");
+        let counters: Vec<String> = ["runs", "failures", "consecutive_failures"].iter().map(|f| hget(f)).collect();
+        assert_eq!(counters, ["4", "2", "3"], "counted once, as a failure");
+        assert!(hget("last_error").contains("WRONGTYPE"), "{}", hget("last_error"));
+        assert_eq!((hget("last_error_at"), hget("last_started")), ("20".into(), "10".into()));
+
+        // With no success before, the fields a success wrote are removed again.
+        let fresh = config.keys.sync_status("cost");
+        let data = vec![Command::zadd("planted", 1, "member")];
+        let run = TaskRun { task: Task::Cost, started: 30, finished: 40, outcome: Ok(data) };
+        assert!(!block_on(write_runs(&app, vec![run]))[0].ok);
+        let field = |name: &str| block_on(store_get(&app, &fresh, name));
+        assert_eq!((field("last_ok"), field("keys_written")), (None, None));
+        assert_eq!(field("consecutive_failures"), Some("1".into()));
     }
 
     async fn store_get(app: &App<'_>, key: &str, field: &str) -> Option<String> {
