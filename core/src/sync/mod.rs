@@ -151,6 +151,9 @@ pub async fn fetch_task(app: &App<'_>, snapshot: &Snapshot<'_>, task: Task) -> T
 /// it carries (docs/benchmarks.md), and a pipeline is not atomic either way, so a command that
 /// fails fails only its task. With a durable copy the same holds for the copy (one request,
 /// which also says whether keys are pending from an outage: they are replayed right after).
+/// A task whose data failed while its status was written as a success — a Redis Cluster runs
+/// each node's part of the pipeline on its own — gets its status corrected to the failure it
+/// was, from what the pipeline read just before the success ([`status::correction`]).
 pub async fn write_runs(app: &App<'_>, runs: Vec<TaskRun>) -> Vec<TaskReport> {
     let mut commands = Vec::new();
     let mut on_deferral = Vec::new();
