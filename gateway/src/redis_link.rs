@@ -218,6 +218,7 @@ pub struct Link {
 }
 
 /// A connection handed out by a [`Link`], with the generation to report it broken by.
+#[derive(Clone)]
 pub struct Leased {
     pub connection: MultiplexedConnection,
     generation: u64,
@@ -308,6 +309,14 @@ impl Link {
     }
 }
 
+/// `broken pipe`: the multiplexed connection's driver had ended (Redis closed it: a restart)
+/// before the pipeline was written, or the write itself found it closed — nothing reached
+/// Redis, so the pipeline may be sent again on a new connection. The driver keeps the I/O
+/// error's kind to itself, so its text is what says it (pinned by a test).
+pub fn is_broken_pipe(error: &RedisError) -> bool {
+    error.is_io_error() && error.to_string().to_ascii_lowercase().contains("broken pipe")
+}
+
 /// Redis answers `WRONGPASS` for a user it does not know, as for a wrong password.
 fn is_unknown_user(error: &RedisError) -> bool {
     error.code() == Some("WRONGPASS") || error.kind() == redis::ErrorKind::AuthenticationFailed
@@ -316,6 +325,13 @@ fn is_unknown_user(error: &RedisError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_connection_is_told_from_a_reset_one() {
+        let closed = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&closed), "{closed}");
+        assert!(!is_broken_pipe(&RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))));
+    }
 
     #[test]
     fn other_nodes_keep_the_credentials_and_tls() {

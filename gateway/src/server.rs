@@ -36,7 +36,7 @@ use crate::cluster::{Cluster, ClusterError, TokenUser};
 use crate::command::command;
 use crate::encode::{to_json, to_resp2, Encoding};
 use crate::policy::{Lane, Policy};
-use crate::redis_link::{Link, Target, TargetError};
+use crate::redis_link::{is_broken_pipe, Link, Target, TargetError};
 use crate::reply_limit::{is_exceeded, window_marker};
 use crate::script_guard::{runs_script, Overrun, ScriptGuard};
 use crate::shebang::ScriptFlags;
@@ -359,11 +359,21 @@ impl Gateway {
         let (task, leased) = match lane {
             Lane::Shared => {
                 let leased = link.lease().await.map_err(|error| unavailable(&error))?;
-                let mut connection = leased.connection.clone();
-                let task =
-                    tokio::spawn(
-                        async move { pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await },
-                    );
+                let (link, first) = (Arc::clone(link), leased.clone());
+                let task = tokio::spawn(async move {
+                    let mut connection = first.connection.clone();
+                    match pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection).await {
+                        // Redis closed the connection (it restarted) before the pipeline was
+                        // written: nothing reached it, so it goes again on a new connection
+                        // rather than failing the first request after every restart.
+                        Err(error) if is_broken_pipe(&error) => {
+                            link.returned(&first, Some(&error));
+                            let mut fresh = link.lease().await?.connection;
+                            pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut fresh).await
+                        }
+                        outcome => outcome,
+                    }
+                });
                 (task, Some(leased))
             }
             Lane::Dedicated(bound) => {

@@ -14,6 +14,10 @@
 //! twice — and reported at the end, after a last walk over the journal has migrated again the
 //! sources a live writer recreated after their move. A lock key with a TTL keeps two runs from
 //! overlapping.
+//!
+//! One file past ~600 lines on purpose: `Run` is the one state machine of an apply (batch,
+//! journal, move, retry, spill, remigrate), and its steps share that state; the parts that do
+//! not (pipelining, spills, the scripts, node moves) already live in their own modules.
 
 use std::time::Instant;
 

@@ -42,11 +42,28 @@ fn main() {
             ("scripts_with_upstash_shebang_flags_run", scripts_with_upstash_shebang_flags_run),
             ("the_sdk_subscribes_over_server_sent_events", the_sdk_subscribes_over_server_sent_events),
             ("rediss_with_a_private_ca", rediss_with_a_private_ca),
+            // Last: it empties Redis.
+            (
+                "the_first_request_after_a_redis_restart_is_answered",
+                the_first_request_after_a_redis_restart_is_answered,
+            ),
         ],
     )
 }
 
 const AUTH: (&str, &str) = ("authorization", "Bearer e2e-redis-token");
+
+/// A Redis restart closes the gateway's connection under it. The first request afterwards
+/// finds it closed when writing — nothing reached Redis — and goes again on a new connection
+/// (with the token's ACL user made again): answered, not 503.
+fn the_first_request_after_a_redis_restart_is_answered(backend: &RedisBackend) {
+    let (status, _) = post_as(&backend.gateway_url, REDIS_TOKEN, "/", br#"["SET","restart:before","1"]"#);
+    assert_eq!(status, 200, "the connection is in use before the restart");
+    backend.restart_redis_behind_the_gateway().expect("redis restarts");
+    let (status, body) = post_as(&backend.gateway_url, REDIS_TOKEN, "/", br#"["SET","restart:after","written"]"#);
+    assert_eq!((status, body.as_str()), (200, r#"{"result":"OK"}"#), "the first request after the restart");
+    assert_eq!(redis_get(backend, "restart:after").as_deref(), Some("written"));
+}
 
 /// Redis over TLS (`rediss://`) with a certificate from a private CA: trusted through
 /// `--redis-tls-ca`, commands run; without it the gateway does not start (its ACL users cannot

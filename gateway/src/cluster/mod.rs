@@ -50,12 +50,12 @@ use discovery::read_topology;
 use node_links::NodeLinks;
 pub use node_links::TokenUser;
 pub use redirection::server_error;
-use redirection::{is_broken_pipe, is_not_sent, not_sent, redirection, without_redirection};
+use redirection::{is_not_sent, not_sent, redirection, without_redirection};
 
 use crate::command::command;
 use crate::keys::{KeyTable, KeyTableError};
 use crate::policy::Lane;
-use crate::redis_link::{Target, TargetError};
+use crate::redis_link::{is_broken_pipe, Target, TargetError};
 use crate::reply_limit::window_marker;
 use crate::shebang::sha1_hex;
 use crate::tokens::Access;

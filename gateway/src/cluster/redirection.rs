@@ -37,13 +37,6 @@ pub(super) fn not_sent(error: RedisError) -> RedisError {
 
 const NOT_SENT: &str = "no connection to the node";
 
-/// `broken pipe`: the multiplexed connection's driver had ended (the node closed it) before
-/// the pipeline was written, or the write itself found it closed. The driver keeps the I/O
-/// error's kind to itself, so its text is what says it (pinned by a test).
-pub(super) fn is_broken_pipe(error: &RedisError) -> bool {
-    error.is_io_error() && error.to_string().to_ascii_lowercase().contains("broken pipe")
-}
-
 pub(super) fn is_not_sent(error: &RedisError) -> bool {
     error.to_string().contains(NOT_SENT)
 }
@@ -58,9 +51,6 @@ mod tests {
         assert_eq!(redirection(&server_error("MOVED 3999 127.0.0.1:6381")), Some(("127.0.0.1:6381".into(), 3999)));
         assert_eq!(redirection(&server_error("ASK 12 [::1]:7000")), Some(("[::1]:7000".into(), 12)));
         assert_eq!(redirection(&server_error("ERR nope")), None);
-        let closed = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        assert!(is_broken_pipe(&closed), "{closed}");
-        assert!(!is_broken_pipe(&RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))));
         let crossslot = server_error(&PlanError::CrossSlot.to_string());
         assert_eq!(crossslot.code(), Some("CROSSSLOT"), "the driver reads it as Redis's own");
     }

@@ -30,6 +30,10 @@
 //! A step sent to a master that no longer serves its key (a failover or resharding since the
 //! topology was read) answers `elsewhere` without writing; the entry is tried again after the
 //! topology is read again, a few times, before the step fails with a resumable error.
+//!
+//! One file past ~600 lines on purpose: the steps above are one protocol whose order is its
+//! safety argument (each step repeatable, rollback the same steps backwards); read apart, the
+//! argument would be in no one place.
 
 use std::collections::BTreeMap;
 

@@ -183,6 +183,19 @@ impl RedisBackend {
 
     /// Starts redis-server (or every node) again on the same port, empty (no persistence).
     pub fn restart_redis(&self) -> Result<(), String> {
+        self.restart_redis_behind_the_gateway()?;
+        // The gateway's connection to the old process is broken; it reconnects on a failed
+        // request. Ready is when a command goes through it again.
+        wait_until("the gateway to reach the restarted Redis", Duration::from_secs(20), || {
+            let auth = format!("Bearer {REDIS_TOKEN}");
+            let answer = self.gateway_call("POST", "/", &[("authorization", &auth)], Some(br#"["PING"]"#));
+            (answer.status == 200).then_some(())
+        })
+    }
+
+    /// [`RedisBackend::restart_redis`] without sending anything through the gateway: the
+    /// first request after it is the gateway's first use of its broken connection.
+    pub fn restart_redis_behind_the_gateway(&self) -> Result<(), String> {
         match &self.redis {
             Servers::One(redis) => {
                 let mut redis = redis.lock().unwrap_or_else(|p| p.into_inner());
@@ -191,13 +204,7 @@ impl RedisBackend {
             }
             Servers::Cluster(cluster) => cluster.restart()?,
         }
-        // The gateway's connection to the old process is broken; it reconnects on a failed
-        // request. Ready is when a command goes through it again.
-        wait_until("the gateway to reach the restarted Redis", Duration::from_secs(20), || {
-            let auth = format!("Bearer {REDIS_TOKEN}");
-            let answer = self.gateway_call("POST", "/", &[("authorization", &auth)], Some(br#"["PING"]"#));
-            (answer.status == 200).then_some(())
-        })
+        Ok(())
     }
 
     /// The PEM file of the private CA that signed the TLS listener's certificate.
