@@ -115,6 +115,24 @@ fn start_redis(port: u16, tls: &RedisTls, dir: &std::path::Path) -> Result<Servi
     Ok(redis)
 }
 
+/// [`start_redis`] on free ports (its own and the TLS listener's, set in `tls`): a port found
+/// free can be taken — by another process, or as a connection's local port — before
+/// redis-server binds it, so a start that found it taken tries new ports, a few times.
+fn start_redis_on_free_ports(tls: &mut RedisTls, dir: &std::path::Path) -> Result<(Service, u16), String> {
+    let mut attempts = 0;
+    loop {
+        let port = free_port();
+        match start_redis(port, tls, dir) {
+            Ok(redis) => return Ok((redis, port)),
+            Err(error) if error.contains("Address already in use") && attempts < 4 => {
+                attempts += 1;
+                tls.port = free_port();
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 fn redis_pings(url: &str) -> bool {
     redis::Client::open(url)
         .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
@@ -134,12 +152,10 @@ impl RedisBackend {
         let dir = tempfile::Builder::new().prefix("edgesync-e2e-").tempdir().map_err(|e| e.to_string())?;
         let log = |name: &str| dir.path().join(format!("{name}.log"));
 
-        let tls = RedisTls::generate(dir.path())?;
-        let redis_tls_url = format!("rediss://127.0.0.1:{}", tls.port);
+        let mut tls = RedisTls::generate(dir.path())?;
         let (redis, redis_port, redis_url) = match backing {
             Backing::Server => {
-                let port = free_port();
-                let redis = start_redis(port, &tls, dir.path())?;
+                let (redis, port) = start_redis_on_free_ports(&mut tls, dir.path())?;
                 (Servers::One(Mutex::new(redis)), port, format!("redis://127.0.0.1:{port}"))
             }
             Backing::Cluster => {
@@ -150,6 +166,7 @@ impl RedisBackend {
             }
         };
 
+        let redis_tls_url = format!("rediss://127.0.0.1:{}", tls.port);
         let http = agent();
         let gateway_port = free_port();
         let mut command = Command::new(binaries.gateway);
