@@ -211,31 +211,15 @@ mod tests {
     /// as they were, its counters counted once, the error recorded.
     #[test]
     fn a_run_whose_data_failed_where_its_status_was_written_is_stored_as_a_failure() {
-        use std::sync::Arc;
+        crate::test_app::with_app(&[], &NoNetwork, |app| {
+            a_run_whose_data_failed_is_corrected(app);
+        });
+    }
 
-        use crate::clock::{FixedClock, ThreadSleep};
-        use crate::store::memory::MemoryStore;
-        use crate::store::tiered::{Backing, IsolateCache, Tiered};
+    fn a_run_whose_data_failed_is_corrected(app: &App<'_>) {
         use crate::sync::{write_runs, Task, TaskRun};
 
-        let config = crate::config::Config::from_lookup(|_| None).unwrap();
-        let clock = Arc::new(FixedClock::at(crate::test_app::NOW_MS));
-        let store = MemoryStore::new(clock.clone(), 1_000);
-        let memory = IsolateCache::new(config.tiers);
-        let tiers = Tiered::new(&memory, Backing::Memory(&store), &*clock);
-        let flights = crate::api::flight::Flights::default();
-        let app = App {
-            config: &config,
-            store: &tiers,
-            http: &NoNetwork,
-            clock: &*clock,
-            sleep: &ThreadSleep,
-            flights: &flights,
-            mexc_clock: &Default::default(),
-            waiter: &crate::single_flight::Unbounded,
-            page: &crate::api::page::PageAssets::NONE,
-            health_report: &Default::default(),
-        };
+        let config = app.config;
         let key = config.keys.sync_status("price");
         let before =
             [("last_ok", "5"), ("keys_written", "7"), ("consecutive_failures", "2"), ("runs", "3"), ("failures", "1")];
@@ -243,9 +227,9 @@ mod tests {
         let data = vec![Command::set("written", b"v", None), Command::zadd("planted", 1, "member")];
         let run = TaskRun { task: Task::Price, started: 10, finished: 20, outcome: Ok(data) };
 
-        let reports = block_on(write_runs(&app, vec![run]));
+        let reports = block_on(write_runs(app, vec![run]));
         assert!(!reports[0].ok, "{reports:?}");
-        let hget = |field: &str| block_on(store_get(&app, &key, field)).unwrap_or_default();
+        let hget = |field: &str| block_on(store_get(app, &key, field)).unwrap_or_default();
         let kept: Vec<String> = ["last_ok", "keys_written"].iter().map(|f| hget(f)).collect();
         assert_eq!(kept, ["5", "7"], "a failure keeps the last success");
         let counters: Vec<String> = ["runs", "failures", "consecutive_failures"].iter().map(|f| hget(f)).collect();
@@ -257,8 +241,8 @@ mod tests {
         let fresh = config.keys.sync_status("cost");
         let data = vec![Command::zadd("planted", 1, "member")];
         let run = TaskRun { task: Task::Cost, started: 30, finished: 40, outcome: Ok(data) };
-        assert!(!block_on(write_runs(&app, vec![run]))[0].ok);
-        let field = |name: &str| block_on(store_get(&app, &fresh, name));
+        assert!(!block_on(write_runs(app, vec![run]))[0].ok);
+        let field = |name: &str| block_on(store_get(app, &fresh, name));
         assert_eq!((field("last_ok"), field("keys_written")), (None, None));
         assert_eq!(field("consecutive_failures"), Some("1".into()));
     }

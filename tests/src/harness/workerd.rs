@@ -60,12 +60,7 @@ fn spawn_workerd_probing(
     for (name, value) in vars {
         command.arg("--var").arg(format!("{name}:{value}"));
     }
-    command
-        .env("XDG_CONFIG_HOME", root.join(".xdg"))
-        .env("XDG_CACHE_HOME", root.join(".cache"))
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false");
+    super::wrangler::offline_and_quiet(&mut command, &root);
     let mut worker = Service::spawn("workerd", command, log)?;
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&agent(), &mut worker, &format!("{url}{probe}"), Duration::from_secs(240))?;

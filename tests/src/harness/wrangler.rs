@@ -79,6 +79,17 @@ pub fn spawn_wrangler_dev(
     for (name, value) in vars {
         command.arg("--var").arg(format!("{name}:{value}"));
     }
+    offline_and_quiet(&mut command, &root);
+    let mut worker = Service::spawn("wrangler dev", command, log)?;
+    let url = format!("http://127.0.0.1:{port}");
+    let probe = if config.is_some() { format!("{url}/") } else { format!("{url}/health") };
+    wait_ready(&agent(), &mut worker, &probe, Duration::from_secs(240))?;
+    Ok((worker, url, inspector_port))
+}
+
+/// wrangler's (and Miniflare's) settings for a run that never leaves the machine and keeps
+/// its config and cache in the repository, as the Makefile sets them.
+pub(super) fn offline_and_quiet(command: &mut Command, root: &std::path::Path) {
     command
         .env("XDG_CONFIG_HOME", root.join(".xdg"))
         .env("XDG_CACHE_HOME", root.join(".cache"))
@@ -87,11 +98,6 @@ pub fn spawn_wrangler_dev(
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         // The banner is what makes wrangler ask the npm registry for a newer version.
         .env("WRANGLER_HIDE_BANNER", "true");
-    let mut worker = Service::spawn("wrangler dev", command, log)?;
-    let url = format!("http://127.0.0.1:{port}");
-    let probe = if config.is_some() { format!("{url}/") } else { format!("{url}/health") };
-    wait_ready(&agent(), &mut worker, &probe, Duration::from_secs(240))?;
-    Ok((worker, url, inspector_port))
 }
 
 /// Another worker process on the same backend and stand-in (e.g. with different vars).
